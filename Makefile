@@ -1,0 +1,38 @@
+# Transformers, Graded. `make book` builds the HTML book, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+CHAPTERS := $(wildcard chapters/*.ipynb)
+RENDERED := $(patsubst chapters/%,book/chapters/%,$(CHAPTERS))
+# A chapter page is re-executed when its notebook or any course code changes.
+CODE := $(wildcard solutions/*.py autograder/*.py autograder/checks/*.py)
+
+.PHONY: book test student venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+# The book shows each chapter's student view (stubs) with the outputs of the reference run.
+book/chapters/%.ipynb: chapters/%.ipynb $(CODE) | $(STAMP)
+	$(PY) -m autograder render $< $@
+
+book: $(RENDERED) | $(STAMP)
+	$(VENV)/bin/jupyter-book build --quiet .
+	@echo "The book is in _build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+student: $(STAMP)
+	$(PY) -m autograder student student $(CHAPTERS)
+
+clean:
+	rm -rf _build book/chapters student

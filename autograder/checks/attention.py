@@ -1,0 +1,198 @@
+"""Checks for chapter 2: ``softmax``, ``scaled_dot_product_attention``, ``causal_mask``.
+
+Every sub-check compares the learner's answer with ``solutions.attention`` on inputs drawn
+from the seeded generator; where a typical bug gives a recognizable answer, the failure
+message names the bug.
+"""
+import math
+
+import torch
+
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from solutions import attention as ref
+
+softmax = Suite("softmax")
+attention = Suite("scaled_dot_product_attention")
+causal = Suite("causal_mask")
+SUITES = {s.function: s for s in (softmax, attention, causal)}
+
+
+# ---------------------------------------------------------------------------------------
+# softmax
+
+def _exp_normalized(x, dim):
+    return x.exp() / x.exp().sum(dim=dim, keepdim=True)
+
+
+@softmax.check(points=1)
+def matches_reference_on_last_dim(student, gen):
+    x = randn(gen, randint(gen, 2, 4), randint(gen, 3, 9), randint(gen, 5, 11), scale=2.0)
+    expect_close(student(x), ref.softmax(x), "softmax(x)", diagnoses=[
+        (ref.softmax(x, dim=0), "it normalizes over dim 0 instead of the last dimension (dim=-1 is the default)"),
+        (ref.softmax(x, dim=-2), "it normalizes over dim -2 instead of the last dimension"),
+        (x.exp(), "the exponentials are not divided by their sum, so rows do not sum to 1"),
+    ])
+
+
+@softmax.check(points=1)
+def respects_dim_argument(student, gen):
+    x = randn(gen, randint(gen, 2, 5), randint(gen, 3, 7), randint(gen, 2, 6))
+    for dim in (0, 1, -3):
+        expect_close(student(x, dim=dim), ref.softmax(x, dim=dim), f"softmax(x, dim={dim})", diagnoses=[
+            (ref.softmax(x, dim=-1), "the dim argument is ignored (it always normalizes over the last dimension)"),
+        ])
+
+
+@softmax.check(points=1)
+def stable_for_large_logits(student, gen):
+    x = randn(gen, randint(gen, 3, 6), randint(gen, 4, 9), scale=1e4)
+    x[0, 0] = 1e4
+    x[-1] = -1e4
+    expected = ref.softmax(x)
+    expect_close(student(x), expected, "softmax of logits near 1e4", diagnoses=[
+        (_exp_normalized(x, -1), "exp() overflows for large logits; subtract the maximum of each row first"),
+    ])
+
+
+# ---------------------------------------------------------------------------------------
+# scaled_dot_product_attention
+
+def _qkv(gen, batch=(), n_q=None, n_k=None, d_k=None, d_v=None, scale=1.0):
+    n_q, n_k = n_q or randint(gen, 3, 9), n_k or randint(gen, 4, 11)
+    d_k, d_v = d_k or randint(gen, 5, 12), d_v or randint(gen, 2, 7)
+    return (randn(gen, *batch, n_q, d_k, scale=scale), randn(gen, *batch, n_k, d_k, scale=scale),
+            randn(gen, *batch, n_k, d_v))
+
+
+def _result(student, q, k, v, mask=None):
+    result = student(q, k, v) if mask is None else student(q, k, v, mask=mask)
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise CheckFailed("scaled_dot_product_attention should return a tuple (output, weights), "
+                          f"got {type(result).__name__}")
+    return result
+
+
+def _weight_bugs(q, k, mask=None):
+    """Weights that typical bugs produce, with an explanation of each."""
+    scores = q @ k.transpose(-2, -1)
+    d_k = q.shape[-1]
+
+    def masked(s, m=mask):
+        return s if m is None else s.masked_fill(~m, float("-inf"))
+
+    bugs = [
+        (ref.softmax(masked(scores)), "the scores are not divided by sqrt(d_k): the output differs by the factor sqrt(d_k) inside the softmax"),
+        (ref.softmax(masked(scores / d_k)), "the scores are divided by d_k; divide by sqrt(d_k)"),
+        (ref.softmax(masked(scores / math.sqrt(k.shape[-2]))), "the scores are divided by sqrt(N_k); divide by sqrt(d_k), the key width"),
+        (ref.softmax(masked(scores / math.sqrt(d_k)), dim=-2), "softmax runs over the queries: rows of weights do not sum to 1 (normalize over the keys, dim=-1)"),
+    ]
+    if mask is not None:
+        bugs.append((ref.softmax(masked(scores / math.sqrt(d_k), ~mask)), "the mask is inverted: True means a query MAY attend"))
+        bugs.append((ref.softmax(scores / math.sqrt(d_k)), "the mask is ignored"))
+    return bugs
+
+
+@attention.check(points=1)
+def returns_output_and_weights_shapes(student, gen):
+    q, k, v = _qkv(gen)
+    output, weights = _result(student, q, k, v)
+    expect_shape(weights, (q.shape[-2], k.shape[-2]), "weights (N_q, N_k)")
+    expect_shape(output, (q.shape[-2], v.shape[-1]), "output (N_q, d_v) (note d_v != d_k here)")
+
+
+@attention.check(points=1)
+def weights_rows_sum_to_one(student, gen):
+    q, k, v = _qkv(gen, batch=(2,))
+    _, weights = _result(student, q, k, v)
+    expect_shape(weights, (2, q.shape[-2], k.shape[-2]), "weights")
+    expect_close(weights.sum(-1), torch.ones(2, q.shape[-2]), "the sum of each row of weights", diagnoses=[
+        (ref.scaled_dot_product_attention(q, k, v)[1].sum(-2), "softmax runs over the queries; normalize over the keys (dim=-1)"),
+    ])
+
+
+@attention.check(points=2)
+def matches_reference(student, gen):
+    q, k, v = _qkv(gen)
+    output, weights = _result(student, q, k, v)
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+    expect_close(weights, expected_weights, "weights", diagnoses=_weight_bugs(q, k))
+    expect_close(output, expected_output, "output (weights @ v)")
+
+
+@attention.check(points=1)
+def batch_and_head_dimensions(student, gen):
+    q, k, v = _qkv(gen, batch=(randint(gen, 2, 3), randint(gen, 2, 4)))
+    output, weights = _result(student, q, k, v)
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+    expect_close(weights, expected_weights, "weights with batch and head dims (B, H, N, d)", diagnoses=_weight_bugs(q, k))
+    expect_close(output, expected_output, "output with batch and head dims (B, H, N, d)")
+
+
+def _random_mask(gen, shape):
+    mask = torch.rand(*shape, generator=gen) < 0.6
+    mask[..., 0] = True  # every query may attend to at least one key
+    return mask
+
+
+@attention.check(points=2)
+def mask_blocks_keys(student, gen):
+    q, k, v = _qkv(gen, batch=(2, 3))
+    mask = _random_mask(gen, (q.shape[-2], k.shape[-2]))  # broadcast over batch and heads
+    output, weights = _result(student, q, k, v, mask)
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    expect_close(weights, expected_weights, "weights with a mask", diagnoses=_weight_bugs(q, k, mask))
+    expect_close(output, expected_output, "output with a mask")
+    # A key that no query may attend to must not influence anything, whatever its value.
+    mask[:, -1] = False
+    v_changed = v.clone()
+    v_changed[..., -1, :] += 100.0
+    before, _ = _result(student, q, k, v, mask)
+    after, _ = _result(student, q, k, v_changed, mask)
+    if not is_close(after, before, atol=1e-4):
+        raise CheckFailed("a masked key still changes the output: keys where the mask is False must get weight 0")
+
+
+@attention.check(points=1)
+def padding_and_causal_masks_broadcast(student, gen):
+    batch, n = 3, randint(gen, 4, 9)
+    q, k, v = _qkv(gen, batch=(batch, 2), n_q=n, n_k=n)
+    lengths = torch.randint(1, n + 1, (batch,), generator=gen)
+    padding = (torch.arange(n) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, N_k)
+    causal_and_padding = padding & ref.causal_mask(n)
+    for mask, what in ((padding, "a padding mask of shape (B, 1, 1, N_k)"), (causal_and_padding, "a causal and padding mask")):
+        output, weights = _result(student, q, k, v, mask)
+        expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
+        expect_close(weights, expected_weights, f"weights with {what}", diagnoses=_weight_bugs(q, k, mask))
+        expect_close(output, expected_output, f"output with {what}")
+
+
+@attention.check(points=1)
+def stable_for_large_scores(student, gen):
+    q, k, v = _qkv(gen, scale=30.0)
+    output, weights = _result(student, q, k, v)
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", atol=1e-4)
+    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# causal_mask
+
+@causal.check(points=1)
+def bool_square_shape(student, gen):
+    for n in (1, randint(gen, 2, 6), randint(gen, 7, 19)):
+        mask = expect_shape(student(n), (n, n), f"causal_mask({n})")
+        if mask.dtype != torch.bool:
+            raise CheckFailed(f"causal_mask({n}) should be a bool tensor (True = may attend), got dtype {mask.dtype}")
+
+
+@causal.check(points=1)
+def true_on_and_below_diagonal(student, gen):
+    n = randint(gen, 5, 13)
+    expected = ref.causal_mask(n)
+    expect_close(student(n), expected, f"causal_mask({n})", diagnoses=[
+        (expected.triu(), "True above the diagonal: that lets each position see the future, not the past"),
+        (~expected, "the mask is inverted: True must mark the positions a query MAY attend to"),
+        (expected.tril(-1), "the diagonal is False: a position must be able to attend to itself"),
+        (expected.tril(1), "one position above the diagonal is True: a position must not see the next token"),
+    ])

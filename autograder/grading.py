@@ -1,0 +1,152 @@
+"""Grading a filled-in chapter notebook: read it, run its code in the sandbox, run the
+chapter's check suites against it, and report per function and per sub-check."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import warnings
+from pathlib import Path
+
+import nbformat
+
+from autograder.checks import CHAPTERS, suites
+from autograder.sandbox import Limits, Sandbox
+from autograder.student import KernelBackend, Student, StudentError
+from autograder.suite import Result
+
+DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
+
+
+class GradingError(Exception):
+    """The notebook could not be graded at all (the message says why)."""
+
+
+def quiet():
+    """Silence warnings and stderr: nbgrader scores a grade cell that writes to stderr as 0."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
+
+
+def grade_in_kernel(qualified_name: str, answer) -> float:
+    """Grade one answer object in the current process; print the report, return the score."""
+    topic, name = qualified_name.split(".", 1)
+    suite = suites(topic)[name]
+    with quiet():
+        results = suite.run(Student(KernelBackend({name: answer}), name))
+    print(format_results(results))
+    return round(sum(r.score for r in results), 6)
+
+
+def format_results(results: list[Result]) -> str:
+    lines, function = [], None
+    for r in results:
+        if r.function != function:
+            function = r.function
+            mine = [x for x in results if x.function == function]
+            lines.append(f"{function}: {sum(x.score for x in mine):g} / {sum(x.max_score for x in mine):g} points")
+        mark = "PASS" if r.passed else "FAIL"
+        lines.append(f"  [{mark}] {r.check} ({r.max_score:g} pt)" + ("" if r.passed else f": {r.message}"))
+    return "\n".join(lines)
+
+
+def load_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook, upgrading old formats; raises GradingError with the reason."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GradingError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise GradingError(f"{path}: cannot read it ({error})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise GradingError(f"{path}: not a notebook (invalid JSON: {error})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
+        raise GradingError(f"{path}: not a notebook (no list of cells)")
+    try:
+        notebook = nbformat.reads(text, as_version=4)
+    except Exception as error:
+        raise GradingError(f"{path}: not a valid notebook ({error})") from None
+    return notebook
+
+
+def chapter_of(notebook, path: Path) -> str:
+    """The chapter a notebook belongs to: from its metadata, else from its file name."""
+    meta = notebook.metadata.get("transformers_graded", {})
+    if isinstance(meta, dict) and meta.get("chapter") in CHAPTERS:
+        return meta["chapter"]
+    match = re.match(r"(\d\d)", Path(path).name)
+    for chapter in CHAPTERS:
+        if match and chapter.startswith(match.group(1)):
+            return chapter
+    raise GradingError(f"{path}: cannot tell which chapter this is; pass --chapter (one of {', '.join(CHAPTERS)})")
+
+
+def submission_cells(notebook) -> list[str]:
+    """The code the submission runs before grading: every code cell except demo cells and
+    nbgrader test cells; IPython magics and shell lines are commented out."""
+    cells = []
+    for cell in notebook.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata", {})
+        nbgrader = meta.get("nbgrader", {})
+        if DEMO_TAG in meta.get("tags", []) or (nbgrader.get("grade") and not nbgrader.get("solution")):
+            continue
+        source = cell.get("source", "")
+        cells.append("\n".join("# " + line if line.lstrip().startswith(("%", "!")) else line
+                               for line in source.splitlines()))
+    return cells
+
+
+def grade_notebook(path, chapter: str | None = None, seed: int | None = None, limits: Limits | None = None) -> dict:
+    """Grade one notebook in a sandbox; the report of ``python -m autograder grade --json``."""
+    notebook = load_notebook(path)
+    chapter = chapter or chapter_of(notebook, path)
+    if chapter not in CHAPTERS:
+        raise GradingError(f"unknown chapter {chapter!r}; one of {', '.join(CHAPTERS)}")
+    cells = submission_cells(notebook)
+    results = []
+    sandbox = Sandbox(limits)
+    try:
+        for name, suite in suites(CHAPTERS[chapter]).items():
+            if sandbox.process is None or sandbox.dead:
+                sandbox.close()
+                sandbox.start()
+                cell_errors = _run_cells(sandbox, cells)
+            missing = _missing(sandbox, name, cell_errors)
+            if missing:
+                results += [Result(name, c.name, 0.0, float(c.points), False, missing) for c in suite.checks]
+            else:
+                with quiet():
+                    results += suite.run(Student(sandbox, name), seed)
+    finally:
+        sandbox.close()
+    return {"notebook": str(path), "chapter": chapter,
+            "score": round(sum(r.score for r in results), 6),
+            "max_score": sum(r.max_score for r in results),
+            "tests": [r.__dict__ for r in results]}
+
+
+def _run_cells(sandbox: Sandbox, cells):
+    try:
+        return sandbox.run_cells(cells)
+    except StudentError as error:
+        return [str(error)]
+
+
+def _missing(sandbox: Sandbox, name: str, cell_errors) -> str | None:
+    """Why ``name`` cannot be graded (not defined), or None when it can."""
+    try:
+        if sandbox.request({"op": "has", "name": name, "target": (name, [])}):
+            return None
+        reason = f"{name} is not defined in the notebook (was its cell deleted, or the name changed?)"
+    except StudentError as error:
+        reason = f"{name} could not be graded: {error}"
+    errors = [e for e in cell_errors if e]
+    return reason + (f"; running the notebook gave: {errors[0]}" if errors else "")

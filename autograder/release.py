@@ -1,0 +1,54 @@
+"""From a chapter's nbgrader *source* notebook to what learners see.
+
+- :func:`student_view`: nbgrader's own ClearSolutions / ClearHiddenTests / ClearMarkScheme
+  applied to a notebook: solution regions become ``raise NotImplementedError()`` stubs and
+  written answers become "YOUR ANSWER HERE", exactly as ``nbgrader generate_assignment``
+  releases them.
+- :func:`render_for_book`: execute the source (the reference answers run, so every plot
+  and printed result is real), then take the student view of the executed copy. The book
+  renders that, and its ".ipynb" download therefore holds no solutions.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions
+
+
+def student_view(notebook: nbformat.NotebookNode, keep_outputs: bool = True) -> nbformat.NotebookNode:
+    notebook = copy.deepcopy(notebook)
+    preprocessors = [ClearSolutions(), ClearHiddenTests(), ClearMarkScheme()]
+    if not keep_outputs:
+        preprocessors.append(ClearOutput())
+    resources = {}
+    for preprocessor in preprocessors:
+        notebook, resources = preprocessor.preprocess(notebook, resources)
+    return notebook
+
+
+def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -> nbformat.NotebookNode:
+    """Run every cell in a fresh kernel (working directory ``cwd``); stops at the first error."""
+    notebook = copy.deepcopy(notebook)
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return notebook
+
+
+def render_for_book(source: Path, target: Path) -> None:
+    notebook = nbformat.read(source, as_version=4)
+    executed = execute(notebook, cwd=Path(source).resolve().parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(student_view(executed), target)
+
+
+def write_student_notebooks(sources: list[Path], folder: Path) -> list[Path]:
+    """Clean student notebooks (stubs, no outputs) for learners, one per source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sources:
+        target = folder / Path(source).name
+        nbformat.write(student_view(nbformat.read(source, as_version=4), keep_outputs=False), target)
+        written.append(target)
+    return written

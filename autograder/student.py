@@ -1,0 +1,111 @@
+"""Handles on the learner's code, the only way a check touches it.
+
+A :class:`Student` names an object in the learner's namespace (a function, a class, or a
+module that the learner's class returned) and forwards calls to a *backend*: the learner's
+own kernel (:class:`KernelBackend`, used by the notebook's grade cells) or a sandboxed
+process (:class:`autograder.sandbox.Sandbox`, used by ``python -m autograder``). Either
+way a call returns plain data only: ``torch.Tensor`` copies, numbers, strings, tuples,
+lists, dicts, and further :class:`Student` handles for other objects.
+
+    student = Student(backend, "scaled_dot_product_attention")
+    output, weights = student(q, k, v, mask=mask)
+    mha = Student(backend, "MultiHeadAttention")(16, 4)   # a handle on the new module
+    state = mha.state_dict()                               # dict of plain tensors
+"""
+from __future__ import annotations
+
+import torch
+
+from autograder import worker
+
+
+class StudentError(Exception):
+    """The learner's code failed or is missing; the message is written for the learner."""
+
+
+class Student:
+    def __init__(self, backend, root, path=(), name=None):
+        self._backend, self._root, self._path = backend, root, tuple(path)
+        self._name = name or ".".join([str(root), *path])
+
+    def __getattr__(self, attr) -> "Student":
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return Student(self._backend, self._root, self._path + (attr,), f"{self._name}.{attr}")
+
+    def _request(self, op, **fields):
+        return self._backend.request({"op": op, "name": self._name, "target": (self._root, list(self._path)), **fields})
+
+    def __call__(self, *args, **kwargs):
+        return self._call("plain", args, kwargs)
+
+    def traced(self, *args, **kwargs):
+        """Call and return ``(result, shapes)``: the shape of every tensor any torch op
+        created during the call (to check that no N x N matrix was materialized)."""
+        return self._call("trace", args, kwargs)
+
+    def with_grad(self, args, grad_output, grad_inputs, **kwargs):
+        """Call with the positional args at ``grad_inputs`` requiring grad, back-propagate
+        ``grad_output`` from the (first) output; returns ``(result, grads)``."""
+        return self._call("grad", args, kwargs, grad_output=pack(grad_output), grad_inputs=list(grad_inputs))
+
+    def _call(self, mode, args, kwargs, **fields):
+        value = self._request("call", args=pack(args), kwargs=pack(kwargs), mode=mode, **fields)
+        return self._unpack(value)
+
+    def has(self, attr: str) -> bool:
+        """Whether the object has the attribute ``attr`` (``hasattr`` across the backend)."""
+        return self._backend.request({"op": "has", "name": self._name, "target": (self._root, [*self._path, attr])})
+
+    def value(self):
+        """The object itself as plain data (e.g. a tensor attribute)."""
+        return self._unpack(self._request("value"))
+
+    def _unpack(self, value):
+        if isinstance(value, dict):
+            if "__handle__" in value:
+                return Student(self._backend, value["__handle__"], (), f"{self._name}(...)")
+            if "__dtype__" in value:
+                return getattr(torch, value["__dtype__"])
+            return {k: self._unpack(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._unpack(v) for v in value)
+        return value
+
+    def __repr__(self):
+        return f"<learner's {self._name}>"
+
+
+def pack(value):
+    """Arguments for the learner's code as plain data (handles, dtypes and generators marked)."""
+    if isinstance(value, Student):
+        if value._path:
+            raise TypeError("only handles returned by the learner's code can be passed back")
+        return {"__handle__": value._root}
+    if isinstance(value, torch.Generator):
+        return {"__generator__": value.get_state()}
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).removeprefix("torch.")}
+    if isinstance(value, (list, tuple)):
+        return type(value)(pack(v) for v in value)
+    if isinstance(value, dict):
+        return {k: pack(v) for k, v in value.items()}
+    return value
+
+
+class KernelBackend:
+    """Runs requests in this process, on objects of the learner's namespace.
+
+    Used by grade cells: quick feedback, but not tamper-proof (the learner's earlier cells
+    ran in this same process); the sandbox is what instructors' grades rely on.
+    """
+
+    def __init__(self, namespace: dict):
+        self.session = worker.Session()
+        self.session.namespace = namespace
+
+    def request(self, message):
+        try:
+            return self.session.handle(message)
+        except worker.CallFailed as error:
+            raise StudentError(str(error)) from None

@@ -1,0 +1,167 @@
+"""Suites of named, weighted sub-checks, and the comparisons they are written with.
+
+A chapter's check module (``autograder/checks/<topic>.py``) builds one :class:`Suite` per
+graded function or class. Each sub-check is a plain function ``check(student, gen)`` that
+draws its inputs from the seeded ``torch.Generator`` it is given, calls the learner's code
+through ``student`` (a :class:`autograder.student.Student` handle, so the same check runs
+in the learner's kernel or against a sandboxed process) and raises :class:`CheckFailed`
+with a message in the learner's terms when the answer is wrong.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import zlib
+from typing import Callable
+
+import torch
+
+from autograder.student import StudentError
+
+
+class CheckFailed(AssertionError):
+    """The learner's answer is wrong; the message says how, in the learner's terms."""
+
+
+@dataclasses.dataclass
+class Result:
+    """The outcome of one sub-check (the fields of the ``--json`` report)."""
+
+    function: str
+    check: str
+    score: float
+    max_score: float
+    passed: bool
+    message: str
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    points: float
+    run: Callable
+
+
+def default_seed() -> int:
+    """The grading seed: ``AUTOGRADER_SEED`` from the environment, else 0 (reproducible)."""
+    return int(os.environ.get("AUTOGRADER_SEED", "0"))
+
+
+class Suite:
+    """The sub-checks of one graded function or class, in the order they run."""
+
+    def __init__(self, function: str):
+        self.function = function
+        self.checks: list[Check] = []
+
+    def check(self, points: float):
+        """Decorator: register ``fn(student, gen)`` as a sub-check worth ``points``."""
+        def register(fn):
+            self.checks.append(Check(fn.__name__, points, fn))
+            return fn
+        return register
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(c.points for c in self.checks))
+
+    def run(self, student, seed: int | None = None) -> list[Result]:
+        """Run every sub-check against ``student``; never raises for a wrong or broken answer."""
+        seed = default_seed() if seed is None else seed
+        results = []
+        for check in self.checks:
+            gen = torch.Generator().manual_seed(seed + zlib.crc32(f"{self.function}/{check.name}".encode()))
+            try:
+                check.run(student, gen)
+            except CheckFailed as failure:
+                results.append(self._failed(check, str(failure)))
+            except StudentError as error:
+                results.append(self._failed(check, str(error)))
+            except Exception as error:  # a check that breaks on odd output must not stop grading
+                results.append(self._failed(check, f"could not check your answer ({type(error).__name__}: {error})"))
+            else:
+                results.append(Result(self.function, check.name, float(check.points), float(check.points), True, "passed"))
+        return results
+
+    def _failed(self, check: Check, message: str) -> Result:
+        return Result(self.function, check.name, 0.0, float(check.points), False, message)
+
+
+# ---------------------------------------------------------------------------------------
+# Comparisons. They accept float64 answers and any correct order of operations, and
+# explain a mismatch by shape, by NaN/inf, or by the size of the error.
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def as_tensor(value, what: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def expect_shape(value, shape, what: str) -> torch.Tensor:
+    value = as_tensor(value, what)
+    if tuple(value.shape) != tuple(shape):
+        raise CheckFailed(f"{what} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    return value
+
+
+def is_close(actual: torch.Tensor, expected: torch.Tensor, rtol=RTOL, atol=ATOL) -> bool:
+    """True when the shapes agree and the values agree to tolerance (compared in float64)."""
+    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+        return False
+    if actual.is_complex() or expected.is_complex():
+        return False
+    return torch.allclose(actual.detach().double(), expected.detach().double(), rtol=rtol, atol=atol, equal_nan=False)
+
+
+def expect_close(actual, expected: torch.Tensor, what: str, rtol=RTOL, atol=ATOL, diagnoses=()):
+    """Fail unless ``actual`` matches ``expected``.
+
+    ``diagnoses`` is a sequence of ``(wrong_value, explanation)``: when the answer matches a
+    known wrong value (the result of a typical bug, computed on the same inputs), the
+    failure message names the bug instead of only quoting the error.
+    """
+    actual = expect_shape(actual, expected.shape, what)
+    if actual.dtype == torch.bool or expected.dtype == torch.bool:
+        if actual.dtype != expected.dtype:
+            raise CheckFailed(f"{what} should have dtype {expected.dtype}, got {actual.dtype}")
+        if torch.equal(actual, expected):
+            return
+        raise CheckFailed(_explain(actual, expected, what, diagnoses, rtol, atol)
+                          or f"{what} differs from the expected value at {int((actual != expected).sum())} entries")
+    if is_close(actual, expected, rtol, atol):
+        return
+    raise CheckFailed(_explain(actual, expected, what, diagnoses, rtol, atol) or _describe_error(actual, expected, what))
+
+
+def _explain(actual, expected, what, diagnoses, rtol, atol):
+    for wrong, explanation in diagnoses:
+        if isinstance(wrong, torch.Tensor) and wrong.shape == actual.shape:
+            same = torch.equal(actual, wrong) if wrong.dtype == torch.bool else is_close(actual, wrong, rtol, atol)
+            if same:
+                return f"{what} is wrong: {explanation}"
+    return None
+
+
+def _describe_error(actual: torch.Tensor, expected: torch.Tensor, what: str) -> str:
+    a, e = actual.detach().double(), expected.detach().double()
+    if not torch.isfinite(a).all() and torch.isfinite(e).all():
+        bad = int((~torch.isfinite(a)).sum())
+        return f"{what} contains {bad} NaN or infinite values where the expected values are finite"
+    error = (a - e).abs()
+    worst = int(error.argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), a.shape)) if a.dim() else ()
+    return (f"{what} differs from the expected value: largest difference {error.max().item():.3g} "
+            f"at index {index} (got {a.flatten()[worst].item():.6g}, expected {e.flatten()[worst].item():.6g})")
+
+
+def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal values drawn from ``gen`` (so a failing input can be reproduced)."""
+    return torch.randn(*shape, generator=gen, dtype=dtype) * scale
+
+
+def randint(gen: torch.Generator, low: int, high: int) -> int:
+    """One integer in [low, high] drawn from ``gen``: odd sizes that change with the seed."""
+    return int(torch.randint(low, high + 1, (1,), generator=gen))
