@@ -3,6 +3,7 @@
     python -m autograder grade NOTEBOOK [--json]     grade one filled-in chapter notebook
     python -m autograder render SOURCE TARGET        execute a chapter, write its student view (the book's page)
     python -m autograder student FOLDER SOURCE...    write clean student notebooks (stubs, no outputs)
+    python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
 
 ``grade`` exits with status 0 when grading ran (whatever the score), 2 when it could not (the reason goes
 to stderr): a missing file, something that is not a notebook, an unknown chapter.
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from autograder.checks import CHAPTERS
 from autograder.grading import GradingError, format_results, grade_notebook
-from autograder.release import render_for_book, write_student_notebooks
 from autograder.suite import Result
 
 
@@ -32,8 +32,19 @@ def main(argv=None) -> int:
     student = commands.add_parser("student", help="write clean student notebooks into FOLDER")
     student.add_argument("folder")
     student.add_argument("sources", nargs="+")
+    course = commands.add_parser("course", help="create an nbgrader course directory from the chapters")
+    course.add_argument("folder")
+    course.add_argument("chapters", nargs="*", help="chapter names (default: all)")
     args = parser.parse_args(argv)
 
+    if args.command == "course":
+        from autograder.course import create_course
+        for name in create_course(Path(args.folder), chapters=args.chapters):
+            print(f"assignment {name}: {args.folder}/source/{name}/{name}.ipynb")
+        return 0
+
+    if args.command in ("render", "student"):
+        from autograder.release import render_for_book, write_student_notebooks  # slow imports (nbgrader)
     if args.command == "render":
         render_for_book(Path(args.source), Path(args.target))
         return 0

@@ -5,6 +5,7 @@ current directory, and without ``site`` no ``.pth`` file runs, so the editable i
 this course (``autograder``, ``solutions``) is not on its path; only the interpreter's
 site-packages directories are added back. It starts in an empty scratch directory, with
 limits on CPU time, memory, file size and open files, with stdout and stderr discarded.
+Reference modules of earlier chapters can be given to it (copied into its scratch folder).
 The trusted parent (this module) sends requests and reads replies with
 ``torch.load(weights_only=True)``, so the child can only ever return plain data.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import resource
 import select
 import signal
@@ -30,6 +32,7 @@ from autograder import worker
 from autograder.student import StudentError
 
 WORKER = Path(worker.__file__).resolve()
+SOLUTIONS = WORKER.parent.parent / "solutions"
 
 
 @dataclass
@@ -65,8 +68,9 @@ exec(compile(open({worker!r}).read(), {worker!r}, "exec"), {{"__name__": "__main
 class Sandbox:
     """One child process serving one submission. Use as a context manager."""
 
-    def __init__(self, limits: Limits | None = None):
+    def __init__(self, limits: Limits | None = None, given_topics: list[str] = ()):
         self.limits = limits or Limits()
+        self.given_topics = list(given_topics)
         self.process = None
         self.dead = None  # why the child is gone, once it is
 
@@ -82,6 +86,8 @@ class Sandbox:
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
         paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+        if self.given_topics:
+            paths.insert(0, self._copy_given_solutions())
         env = {"PATH": "/usr/bin:/bin", "HOME": self.scratch.name, "TMPDIR": self.scratch.name,
                "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
         self.process = subprocess.Popen(
@@ -92,6 +98,16 @@ class Sandbox:
         os.close(to_child_r)
         os.close(from_child_w)
         self.dead = None
+
+    def _copy_given_solutions(self) -> str:
+        """Copy the given (earlier chapters') reference modules into the scratch folder."""
+        folder = Path(self.scratch.name) / "given"
+        package = folder / "solutions"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text('"""Reference code of earlier chapters, given to this one."""\n')
+        for topic in self.given_topics:
+            shutil.copy(SOLUTIONS / f"{topic}.py", package / f"{topic}.py")
+        return str(folder)
 
     def close(self):
         if self.process is not None:

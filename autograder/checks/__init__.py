@@ -16,6 +16,14 @@ CHAPTERS = {
 }
 
 
+def earlier_topics(chapter: str) -> list[str]:
+    """Topics of the chapters before ``chapter``: their reference code is *given* to a later
+    chapter (chapter 5 builds on chapter 3's ``MultiHeadAttention``), so the grading sandbox
+    lets a submission import them; the graded chapter's own reference stays out of reach."""
+    names = list(CHAPTERS)
+    return [CHAPTERS[c] for c in names[: names.index(chapter)]]
+
+
 def suites(topic: str) -> dict:
     """The suites of one check module, e.g. ``suites("attention")["softmax"]``."""
     return importlib.import_module(f"autograder.checks.{topic}").SUITES
