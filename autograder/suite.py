@@ -107,13 +107,13 @@ def expect_shape(value, shape, what: str) -> torch.Tensor:
     return value
 
 
-def is_close(actual: torch.Tensor, expected: torch.Tensor, rtol=RTOL, atol=ATOL) -> bool:
+def is_close(actual: torch.Tensor, expected: torch.Tensor, rtol=RTOL, atol=ATOL, equal_nan=False) -> bool:
     """True when the shapes agree and the values agree to tolerance (compared in float64)."""
     if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
         return False
     if actual.is_complex() or expected.is_complex():
         return False
-    return torch.allclose(actual.detach().double(), expected.detach().double(), rtol=rtol, atol=atol, equal_nan=False)
+    return torch.allclose(actual.detach().double(), expected.detach().double(), rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 
 def expect_close(actual, expected: torch.Tensor, what: str, rtol=RTOL, atol=ATOL, diagnoses=()):
@@ -139,7 +139,7 @@ def expect_close(actual, expected: torch.Tensor, what: str, rtol=RTOL, atol=ATOL
 def _explain(actual, expected, what, diagnoses, rtol, atol):
     for wrong, explanation in diagnoses:
         if isinstance(wrong, torch.Tensor) and wrong.shape == actual.shape:
-            same = torch.equal(actual, wrong) if wrong.dtype == torch.bool else is_close(actual, wrong, rtol, atol)
+            same = torch.equal(actual, wrong) if wrong.dtype == torch.bool else is_close(actual, wrong, rtol, atol, equal_nan=True)
             if same:
                 return f"{what} is wrong: {explanation}"
     return None

@@ -1,0 +1,46 @@
+"""Helpers for tests that build submissions from the chapters' notebooks."""
+import json
+import re
+from pathlib import Path
+
+import nbformat
+
+from autograder.release import student_view
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+GRADE_CALL = re.compile(r'grade\("(\w+)\.(\w+)", (\w+)\)')
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def is_answer(cell) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and meta.get("solution", False) and not meta.get("grade", False)
+
+
+def student_notebook(chapter: Path) -> nbformat.NotebookNode:
+    """The release a learner gets: stubs, no outputs."""
+    return student_view(nbformat.read(chapter, as_version=4), keep_outputs=False)
+
+
+def filled_notebook(chapter: Path, answers: dict) -> nbformat.NotebookNode:
+    """The student release with answer cells replaced: ``answers`` maps an answer cell's
+    grade_id to its new source; the special key ``"*"`` replaces the first answer cell
+    (e.g. with a whole module of alternative answers) and empties the other ones."""
+    notebook = student_notebook(chapter)
+    answer_cells = [c for c in notebook.cells if is_answer(c)]
+    for index, cell in enumerate(answer_cells):
+        grade_id = nbgrader_meta(cell)["grade_id"]
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+        elif "*" in answers:
+            cell.source = answers["*"] if index == 0 else "# defined above"
+    return notebook
+
+
+def write(notebook, path: Path) -> Path:
+    path.write_text(json.dumps(notebook, indent=1))
+    return path

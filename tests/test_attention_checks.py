@@ -1,0 +1,176 @@
+"""Chapter 2: the reference agrees with PyTorch; the checks accept correct alternatives and
+reject the stub and plausible bugs with messages that name the bug."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alternatives import attention as alternative
+from conftest import messages, not_implemented, run_suite, score
+from solutions import attention as ref
+
+
+# --- the reference against PyTorch ---------------------------------------------------------
+
+def test_softmax_matches_torch():
+    x = torch.randn(3, 5, 7) * 5
+    for dim in (0, 1, -1):
+        torch.testing.assert_close(ref.softmax(x, dim), torch.softmax(x, dim))
+    big = torch.tensor([[1e4, 0.0, -1e4]])
+    torch.testing.assert_close(ref.softmax(big), torch.softmax(big, -1))
+
+
+@pytest.mark.parametrize("mask_kind", [None, "random", "causal"])
+def test_attention_matches_torch_sdpa(mask_kind):
+    q, k, v = torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 5)
+    mask = {None: None, "random": torch.rand(6, 6) > 0.4, "causal": ref.causal_mask(6)}[mask_kind]
+    if mask is not None:
+        mask[:, 0] = True
+    output, weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 6))
+
+
+def test_causal_mask_matches_torch_is_causal():
+    q = k = v = torch.randn(1, 7, 4)
+    output, _ = ref.scaled_dot_product_attention(q, k, v, ref.causal_mask(7))
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+# --- reference, stub and alternative ----------------------------------------------------
+
+NAMES = ["softmax", "scaled_dot_product_attention", "causal_mask"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_and_alternative_get_full_marks(name, seed):
+    for answer in (getattr(ref, name), getattr(alternative, name)):
+        results = run_suite("attention", name, answer, seed)
+        assert all(r.passed for r in results), messages(results)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stub_fails_every_check(name, seed):
+    results = run_suite("attention", name, not_implemented, seed)
+    assert score(results) == 0
+    assert all("not implemented yet" in r.message for r in results)
+
+
+# --- plausible bugs -------------------------------------------------------------------------
+
+def softmax_naive(x, dim=-1):
+    return x.exp() / x.exp().sum(dim=dim, keepdim=True)
+
+
+def softmax_ignores_dim(x, dim=-1):
+    return ref.softmax(x, -1)
+
+
+def softmax_wrong_axis(x, dim=-1):
+    return ref.softmax(x, 0)
+
+
+@pytest.mark.parametrize("bug, fragment", [
+    (softmax_naive, "exp() overflows"),
+    (softmax_ignores_dim, "dim argument is ignored"),
+    (softmax_wrong_axis, "normalizes over dim 0"),
+])
+def test_softmax_bugs_lose_points(bug, fragment, seed):
+    results = run_suite("attention", "softmax", bug, seed)
+    assert score(results) < 3
+    assert fragment in messages(results)
+
+
+def _attention(q, k, v, mask, scale, dim=-1, invert=False, fill=-math.inf):
+    scores = q @ k.transpose(-2, -1) * scale
+    if mask is not None:
+        scores = scores.masked_fill(mask if invert else ~mask, fill)
+    weights = torch.softmax(scores, dim)
+    return weights @ v, weights
+
+
+def no_scaling(q, k, v, mask=None):
+    return _attention(q, k, v, mask, 1.0)
+
+
+def scaled_by_d_k(q, k, v, mask=None):
+    return _attention(q, k, v, mask, 1 / q.shape[-1])
+
+
+def softmax_over_queries(q, k, v, mask=None):
+    return _attention(q, k, v, mask, 1 / math.sqrt(q.shape[-1]), dim=-2)
+
+
+def inverted_mask(q, k, v, mask=None):
+    return _attention(q, k, v, mask, 1 / math.sqrt(q.shape[-1]), invert=True)
+
+
+def mask_ignored(q, k, v, mask=None):
+    return _attention(q, k, v, None, 1 / math.sqrt(q.shape[-1]))
+
+
+def mask_applied_after_softmax(q, k, v, mask=None):
+    output, weights = _attention(q, k, v, None, 1 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        weights = weights * mask
+    return weights @ v, weights
+
+
+def masked_to_zero_not_minus_inf(q, k, v, mask=None):
+    return _attention(q, k, v, mask, 1 / math.sqrt(q.shape[-1]), fill=0.0)
+
+
+def returns_only_output(q, k, v, mask=None):
+    return ref.scaled_dot_product_attention(q, k, v, mask)[0]
+
+
+def weights_and_output_swapped(q, k, v, mask=None):
+    output, weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    return weights, output
+
+
+def only_2d(q, k, v, mask=None):
+    if q.dim() != 2:
+        raise ValueError("expected 2-D inputs")
+    return ref.scaled_dot_product_attention(q, k, v, mask)
+
+
+@pytest.mark.parametrize("bug, fragment", [
+    (no_scaling, "not divided by sqrt(d_k)"),
+    (scaled_by_d_k, "divided by d_k"),
+    (softmax_over_queries, "softmax runs over the queries"),
+    (inverted_mask, "mask is inverted"),
+    (mask_ignored, "mask is ignored"),
+    (mask_applied_after_softmax, "with a mask"),
+    (masked_to_zero_not_minus_inf, "with a mask"),
+    (returns_only_output, "should return a tuple (output, weights)"),
+    (weights_and_output_swapped, "has shape"),
+    (only_2d, "raised ValueError: expected 2-D inputs"),
+])
+def test_attention_bugs_lose_points(bug, fragment, seed):
+    results = run_suite("attention", "scaled_dot_product_attention", bug, seed)
+    assert score(results) < 9
+    assert fragment in messages(results)
+
+
+def test_masked_key_leak_is_named():
+    """Weights masked correctly, but the output computed from the unmasked weights."""
+    def output_before_masking(q, k, v, mask=None):
+        output, _ = ref.scaled_dot_product_attention(q, k, v)
+        return output, ref.scaled_dot_product_attention(q, k, v, mask)[1]
+    results = run_suite("attention", "scaled_dot_product_attention", output_before_masking)
+    assert "masked key still changes the output" in messages(results)
+
+
+@pytest.mark.parametrize("bug, fragment", [
+    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "diagonal is False"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).triu(), "see the future"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).triu(1), "mask is inverted"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(1), "must not see the next token"),
+    (lambda n: torch.ones(n, n).tril(), "should be a bool tensor"),
+])
+def test_causal_mask_bugs_lose_points(bug, fragment, seed):
+    results = run_suite("attention", "causal_mask", bug, seed)
+    assert score(results) < 2
+    assert fragment in messages(results)

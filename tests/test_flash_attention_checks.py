@@ -1,0 +1,355 @@
+"""The chapter 7 checks: the reference and an independent answer get full marks, the stub gets
+nothing, and typical bugs lose points with a message that names them."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograder.checks import suites
+from conftest import messages, not_implemented, run_suite, score
+from solutions import flash_attention as ref  # sets TRITON_INTERPRET=1 when no CUDA GPU is present
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPIC = "flash_attention"
+NAMES = list(suites(TOPIC))
+
+
+def _load_alternative():
+    spec = importlib.util.spec_from_file_location("alternative_flash_attention", ROOT / "tests/alternatives/flash_attention.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+alternative = _load_alternative()
+
+
+def full_marks(name):
+    return suites(TOPIC)[name].max_score
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_gets_full_marks(name, seed):
+    results = run_suite(TOPIC, name, getattr(ref, name), seed)
+    assert score(results) == full_marks(name), messages(results)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_alternative_gets_full_marks(name, seed):
+    results = run_suite(TOPIC, name, getattr(alternative, name), seed)
+    assert score(results) == full_marks(name), messages(results)
+
+
+class StubFunction(torch.autograd.Function):
+    """What the notebook's stub class does."""
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stub_fails_every_check(name, seed):
+    stub = StubFunction if name == "FlashAttentionFunction" else not_implemented
+    results = run_suite(TOPIC, name, stub, seed)
+    assert score(results) == 0 and all("not implemented yet" in r.message for r in results), messages(results)
+
+
+def lost_points(name, answer, seed):
+    results = run_suite(TOPIC, name, answer, seed)
+    return full_marks(name) - score(results), messages(results)
+
+
+# ---------------------------------------------------------------------------------------
+# online_softmax_update: typical bugs
+
+def update_without_rescale(acc, row_max, row_sum, scores, v_block):
+    new_max = torch.maximum(row_max, scores.amax(-1))
+    p = torch.exp(scores - new_max[..., None])
+    return acc + p @ v_block, new_max, row_sum + p.sum(-1)
+
+
+def update_rescaling_only_the_sum(acc, row_max, row_sum, scores, v_block):
+    new_max = torch.maximum(row_max, scores.amax(-1))
+    p = torch.exp(scores - new_max[..., None])
+    return acc + p @ v_block, new_max, row_sum * torch.exp(row_max - new_max) + p.sum(-1)
+
+
+def update_with_block_max(acc, row_max, row_sum, scores, v_block):
+    block_max = scores.amax(-1)
+    rescale = torch.exp(row_max - block_max)
+    p = torch.exp(scores - block_max[..., None])
+    return acc * rescale[..., None] + p @ v_block, block_max, row_sum * rescale + p.sum(-1)
+
+
+@pytest.mark.parametrize("bug, points, fragment", [
+    (update_without_rescale, 2, "are not rescaled when the maximum grows"),
+    (update_rescaling_only_the_sum, 2, "the accumulator acc is not"),
+    (update_with_block_max, 1, "maximum over ALL keys"),
+])
+def test_online_softmax_bugs(bug, points, fragment, seed):
+    lost, text = lost_points("online_softmax_update", bug, seed)
+    assert lost >= points and fragment in text, text
+
+
+def test_online_softmax_folds_to_torch_softmax():
+    scores, v = torch.randn(3, 5, 17, dtype=torch.float64), torch.randn(3, 17, 4, dtype=torch.float64)
+    state = (torch.zeros(3, 5, 4, dtype=torch.float64), torch.full((3, 5), -math.inf, dtype=torch.float64),
+             torch.zeros(3, 5, dtype=torch.float64))
+    for start in range(0, 17, 6):
+        state = ref.online_softmax_update(*state, scores[..., start:start + 6], v[..., start:start + 6, :])
+    acc, row_max, row_sum = state
+    torch.testing.assert_close(acc / row_sum[..., None], torch.softmax(scores, -1) @ v)
+    torch.testing.assert_close(row_max + row_sum.log(), torch.logsumexp(scores, -1))
+
+
+# ---------------------------------------------------------------------------------------
+# flash_attention_forward: typical bugs
+
+def forward_materializing_scores(q, k, v, causal=False, block_q=64, block_k=64):
+    """Correct values, but the whole N_q x N_k matrix at once."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        scores = scores.masked_fill(torch.ones(scores.shape[-2:], dtype=torch.bool).triu(1), -math.inf)
+    return torch.softmax(scores, -1) @ v, torch.logsumexp(scores, -1)
+
+
+def tiled_forward(q, k, v, causal, block_q, block_k, update=ref.online_softmax_update, future=1, scale=None,
+                  full_blocks_only=False, unscaled_max=False):
+    """A tiled forward whose parts can be broken one at a time (keyword arguments)."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    key_end = n_k // block_k * block_k if full_blocks_only else n_k
+    output, lse = q.new_empty(*q.shape[:-1], v.shape[-1]), q.new_empty(q.shape[:-1])
+    for q0 in range(0, n_q, block_q):
+        q1 = min(q0 + block_q, n_q)
+        state = (q.new_zeros(*q.shape[:-2], q1 - q0, v.shape[-1]), q.new_full((*q.shape[:-2], q1 - q0), -math.inf),
+                 q.new_zeros(*q.shape[:-2], q1 - q0))
+        for k0 in range(0, key_end, block_k):
+            k1 = min(k0 + block_k, key_end)
+            scores = q[..., q0:q1, :] @ k[..., k0:k1, :].transpose(-2, -1) * scale
+            if causal:
+                ahead = torch.arange(k0, k1)[None, :] - torch.arange(q0, q1)[:, None]
+                scores = scores.masked_fill(ahead >= future, -math.inf)
+            state = update(*state, scores, v[..., k0:k1, :])
+        acc, row_max, row_sum = state
+        output[..., q0:q1, :] = acc / row_sum[..., None]
+        lse[..., q0:q1] = (row_max * math.sqrt(q.shape[-1]) if unscaled_max else row_max) + row_sum.log()
+    return output, lse
+
+
+def forward_bug(**broken):
+    def answer(q, k, v, causal=False, block_q=64, block_k=64):
+        return tiled_forward(q, k, v, causal, block_q, block_k, **broken)
+    return answer
+
+
+def forward_unscaled_max(q, k, v, causal=False, block_q=64, block_k=64):
+    """Correct output; the max for lse is taken over q k^T instead of q k^T / sqrt(d)."""
+    return tiled_forward(q, k, v, causal, block_q, block_k, unscaled_max=True)
+
+
+@pytest.mark.parametrize("bug, points, fragment", [
+    (forward_bug(update=update_without_rescale), 4, "are not rescaled by exp(old max - new max)"),
+    (forward_bug(scale=1.0), 4, "not divided by sqrt(d)"),
+    (forward_bug(future=0), 2, "NaN for query 0"),
+    (forward_bug(future=2), 2, "off by one"),
+    (forward_bug(full_blocks_only=True), 1, "after the last full block"),
+    (forward_unscaled_max, 4, "units of the unscaled scores"),
+])
+def test_forward_bugs(bug, points, fragment, seed):
+    lost, text = lost_points("flash_attention_forward", bug, seed)
+    assert lost >= points and fragment in text, text
+
+
+def test_forward_that_materializes_scores_loses_only_the_tiling_points(seed):
+    results = run_suite(TOPIC, "flash_attention_forward", forward_materializing_scores, seed)
+    failed = [r for r in results if not r.passed]
+    assert [r.check for r in failed] == ["never_materializes_scores"], messages(results)
+    assert "full matrix of scores" in failed[0].message
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_forward_agrees_with_torch_sdpa(causal):
+    q, k, v = torch.randn(2, 3, 150, 32), torch.randn(2, 3, 150, 32), torch.randn(2, 3, 150, 20)
+    output, lse = ref.flash_attention_forward(q, k, v, causal=causal, block_q=32, block_k=48)
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=1e-5, rtol=1e-4)
+    mask = torch.ones(150, 150, dtype=torch.bool).tril() if causal else None
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(32)).masked_fill(~mask if causal else False, -math.inf)
+    torch.testing.assert_close(lse, torch.logsumexp(scores, -1), atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# flash_attention_backward: typical bugs
+
+def tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, chain_scale=True, delta="output",
+                   mask=True):
+    """A tiled backward whose parts can be broken one at a time (keyword arguments)."""
+    scale = 1 / math.sqrt(q.shape[-1])
+    d_out = (grad_output * output).sum(-1)
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for q0 in range(0, q.shape[-2], block_q):
+        q1 = min(q0 + block_q, q.shape[-2])
+        for k0 in range(0, k.shape[-2], block_k):
+            k1 = min(k0 + block_k, k.shape[-2])
+            scores = q[..., q0:q1, :] @ k[..., k0:k1, :].transpose(-2, -1) * scale
+            if causal and mask:
+                scores = scores.masked_fill(torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None], -math.inf)
+            p = torch.exp(scores - lse[..., q0:q1, None])
+            dp = grad_output[..., q0:q1, :] @ v[..., k0:k1, :].transpose(-2, -1)
+            ds = p * (dp - d_out[..., q0:q1, None]) if delta == "output" else p * dp
+            factor = scale if chain_scale else 1.0
+            dv[..., k0:k1, :] += p.transpose(-2, -1) @ grad_output[..., q0:q1, :]
+            dq[..., q0:q1, :] += ds @ k[..., k0:k1, :] * factor
+            dk[..., k0:k1, :] += ds.transpose(-2, -1) @ q[..., q0:q1, :] * factor
+    return dq, dk, dv
+
+
+def backward_bug(**broken):
+    def answer(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+        return tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, **broken)
+    return answer
+
+
+def backward_by_autograd(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+    """Correct gradients from a fresh full softmax: ignores lse and builds the N x N matrix."""
+    q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return torch.autograd.grad(out, (q, k, v), grad_output)
+
+
+@pytest.mark.parametrize("bug, points, fragment", [
+    (backward_bug(chain_scale=False), 4, "sqrt(d) times too large"),
+    (backward_bug(delta=None), 4, "D = rowsum(grad_output * output)"),
+    (backward_bug(mask=False), 2, "causal mask is not applied"),
+    (backward_by_autograd, 3, "not recomputed from the lse argument"),
+    (backward_by_autograd, 3, "full matrix of scores"),
+])
+def test_backward_bugs(bug, points, fragment, seed):
+    lost, text = lost_points("flash_attention_backward", bug, seed)
+    assert lost >= points and fragment in text, text
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_backward_agrees_with_autograd_through_torch_sdpa(causal):
+    q, k, v = (torch.randn(2, 100, 24, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grad_output = torch.randn(2, 100, 24, dtype=torch.float64)
+    F.scaled_dot_product_attention(q, k, v, is_causal=causal).backward(grad_output)
+    output, lse = ref.flash_attention_forward(q.detach(), k.detach(), v.detach(), causal, 16, 40)
+    grads = ref.flash_attention_backward(q.detach(), k.detach(), v.detach(), output, lse, grad_output, causal, 16, 40)
+    for grad, tensor in zip(grads, (q, k, v)):
+        torch.testing.assert_close(grad, tensor.grad)
+
+
+# ---------------------------------------------------------------------------------------
+# FlashAttentionFunction: typical bugs
+
+class FunctionWithoutNoneGrads(ref.FlashAttentionFunction):
+    @staticmethod
+    def backward(ctx, grad_output):
+        return ref.FlashAttentionFunction.backward(ctx, grad_output)[:3]
+
+
+class FunctionForgettingCausalInBackward(ref.FlashAttentionFunction):
+    @staticmethod
+    def backward(ctx, grad_output):
+        q, k, v, output, lse = ctx.saved_tensors
+        return (*ref.flash_attention_backward(q, k, v, output, lse, grad_output), None, None, None)
+
+
+class FunctionReturningLse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal=False, block_q=64, block_k=64):
+        return ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_lse):
+        raise RuntimeError("not reached in a correct test")
+
+
+@pytest.mark.parametrize("bug, points, fragment", [
+    (FunctionWithoutNoneGrads, 4, "incorrect number of gradients"),
+    (FunctionForgettingCausalInBackward, 1, "(causal)"),
+    (FunctionReturningLse, 5, "output tensor only"),
+])
+def test_function_bugs(bug, points, fragment, seed):
+    lost, text = lost_points("FlashAttentionFunction", bug, seed)
+    assert lost >= points and fragment in text, text
+
+
+def test_function_passes_gradcheck():
+    q, k, v = (torch.randn(1, 19, 6, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda q, k, v: ref.FlashAttentionFunction.apply(q, k, v, True, 8, 5), (q, k, v))
+
+
+# ---------------------------------------------------------------------------------------
+# flash_attention_triton (interpreter): typical bugs, emulated at the level of the output
+
+def triton_without_scale(q, k, v, causal=False):
+    return ref.flash_attention_triton(q * math.sqrt(q.shape[-1]), k, v, causal)
+
+
+def triton_ignoring_causal(q, k, v, causal=False):
+    return ref.flash_attention_triton(q, k, v)
+
+
+def triton_without_rescale(q, k, v, causal=False):
+    """The output of a kernel with 64 x 64 tiles that forgets to rescale."""
+    return tiled_forward(q, k, v, causal, 64, 64, update=update_without_rescale)[0]
+
+
+def triton_excluding_the_diagonal(q, k, v, causal=False):
+    return tiled_forward(q, k, v, causal, 64, 64, future=0)[0]
+
+
+@pytest.mark.parametrize("bug, points, fragment", [
+    (triton_without_scale, 6, "not divided by sqrt(d)"),
+    (triton_ignoring_causal, 2, "causal mask is ignored"),
+    (triton_without_rescale, 3, "are not rescaled by exp(old max - new max)"),
+    (triton_excluding_the_diagonal, 2, "NaN for query 0"),
+])
+def test_triton_bugs(bug, points, fragment):
+    lost, text = lost_points("flash_attention_triton", bug, 0)
+    assert lost >= points and fragment in text, text
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_triton_kernel_agrees_with_torch_sdpa(causal):
+    q, k, v = torch.randn(2, 2, 97, 40), torch.randn(2, 2, 97, 40), torch.randn(2, 2, 97, 24)
+    torch.testing.assert_close(ref.flash_attention_triton(q, k, v, causal),
+                               F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# The notebook
+
+NOTEBOOK = ROOT / "chapters/07_flash_attention.ipynb"
+
+
+def test_notebook_kernel_is_the_reference_kernel():
+    """The answer cell holds the kernel itself (a stub needs its signature), so it must not
+    drift from solutions/flash_attention.py."""
+    import inspect
+    cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    cell = next(c for c in cells if "def flash_attention_kernel(" in c)
+    for fn in (ref.flash_attention_kernel.fn, ref.flash_attention_triton):
+        assert inspect.getsource(fn).strip() in cell, f"{fn.__name__} differs between the notebook and the reference"
+
+
+def test_grade_cells_award_each_suites_points():
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    points = {}
+    for cell in cells:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            name = "".join(cell["source"]).split(f'grade("{TOPIC}.')[1].split('"')[0]
+            points[name] = meta["points"]
+    assert points == {name: suite.max_score for name, suite in suites(TOPIC).items()}
