@@ -24,7 +24,13 @@ $(STAMP): requirements.txt pyproject.toml
 book/chapters/%.ipynb: chapters/%.ipynb $(CODE) | $(STAMP)
 	$(PY) -m autograder render $< $@
 
-book: $(RENDERED) | $(STAMP)
+# Figures that chapters show from files (e.g. a benchmark's plot) travel with the rendered pages.
+FIGURES := $(patsubst chapters/%,book/chapters/%,$(wildcard chapters/figures/*))
+book/chapters/figures/%: chapters/figures/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+book: $(RENDERED) $(FIGURES) | $(STAMP)
 	$(VENV)/bin/jupyter-book build --quiet .
 	@echo "The book is in _build/html/index.html"
 
