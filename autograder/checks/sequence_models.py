@@ -1,0 +1,241 @@
+"""Checks for chapter 1: ``rnn_forward`` and ``hidden_state_jacobian_norms``.
+
+The learner's answers are compared, in this trusted process, with ``solutions.sequence_models``,
+with ``torch.nn.RNN`` and with Jacobians that ``torch.autograd`` computes on a float64 forward
+pass written here (never through the learner's code). Typical bugs are recomputed on the same
+inputs so that a matching answer gets a message naming the bug.
+"""
+import math
+
+import torch
+
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn
+from solutions import sequence_models as ref
+
+forward = Suite("rnn_forward")
+jacobian = Suite("hidden_state_jacobian_norms")
+SUITES = {s.function: s for s in (forward, jacobian)}
+
+
+def _rnn_inputs(gen, B, T, recurrent_scale=1.0, input_scale=1.0):
+    """x (B, T, D_in), h0 (B, H), W_xh, W_hh, b with D_in != H (so a swapped weight fails loudly)."""
+    D_in = randint(gen, 2, 5)
+    H = randint(gen, D_in + 1, D_in + 4)
+    return (randn(gen, B, T, D_in), randn(gen, B, H, scale=0.5),
+            randn(gen, D_in, H, scale=input_scale / math.sqrt(D_in)),
+            randn(gen, H, H, scale=recurrent_scale / math.sqrt(H)), randn(gen, H, scale=0.5))
+
+
+# ---------------------------------------------------------------------------------------
+# rnn_forward
+
+def _buggy_states(x, h0, W_xh, W_hh, b, activation=torch.tanh, transpose_hh=False, bias_times=1, zero_h0=False):
+    """h_1..h_T (B, T, H) of an RNN written with one of the typical bugs."""
+    W = W_hh.T if transpose_hh else W_hh
+    h = torch.zeros_like(h0) if zero_h0 else h0
+    states = []
+    for t in range(x.shape[1]):
+        h = activation(x[:, t] @ W_xh + h @ W + bias_times * b)
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def _output_bugs(x, h0, W_xh, W_hh, b):
+    states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
+    return [
+        (torch.cat([h0[:, None], states[:, :-1]], dim=1),
+         "it holds h_0..h_{T-1}; outputs[:, t-1] must be h_t, the state AFTER reading x_t (h_1..h_T, not h_0)"),
+        (_buggy_states(x, h0, W_xh, W_hh, b, activation=lambda a: a), "tanh is missing: each new state is tanh(pre-activation)"),
+        (_buggy_states(x, h0, W_xh, W_hh, b, transpose_hh=True),
+         "it uses W_hh transposed: the recurrent term is h_{t-1} @ W_hh (W_hh is (H, H), rows indexed by h_{t-1})"),
+        (_buggy_states(x, h0, W_xh, W_hh, b, bias_times=2),
+         "the bias b is added twice (torch.nn.RNN has two biases, b_ih and b_hh; this function has one)"),
+        (_buggy_states(x, h0, W_xh, W_hh, b, bias_times=0), "the bias b is not added"),
+        (_buggy_states(x, h0, W_xh, W_hh, b, zero_h0=True), "h0 is ignored: the recurrence must start from the given h0, not from zeros"),
+    ]
+
+
+def _forward(student, x, h0, W_xh, W_hh, b):
+    result = student(x, h0, W_xh, W_hh, b)
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise CheckFailed(f"rnn_forward should return a tuple (outputs, h_T), got {type(result).__name__}")
+    return result
+
+
+@forward.check(points=1)
+def returns_outputs_and_last_state(student, gen):
+    B, T = randint(gen, 2, 4), randint(gen, 5, 9)
+    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, B, T)
+    outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
+    H = h0.shape[1]
+    expect_shape(outputs, (B, T, H), f"outputs for x of shape (B, T, D_in) = {tuple(x.shape)} (batch first, one state per step)")
+    expect_shape(h_T, (B, H), "h_T (B, H)")
+
+
+@forward.check(points=2)
+def one_step_matches_formula(student, gen):
+    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), 1)
+    outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
+    expected = torch.tanh(x[:, 0] @ W_xh + h0 @ W_hh + b)[:, None]
+    expect_close(outputs, expected, "outputs for a one-step sequence (expected [h_1], h_1 = tanh(x_1 @ W_xh + h_0 @ W_hh + b))",
+                 diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
+    expect_close(h_T, expected[:, 0], "h_T for T = 1 (it should be h_1)", diagnoses=[(h0, "h_T is h_0, the initial state")])
+
+
+@forward.check(points=2)
+def matches_reference_over_time(student, gen):
+    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 6, 12))
+    outputs, _ = _forward(student, x, h0, W_xh, W_hh, b)
+    expect_close(outputs, ref.rnn_forward(x, h0, W_xh, W_hh, b)[0], "outputs (h_1..h_T)",
+                 diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
+
+
+@forward.check(points=1)
+def last_state_is_h_T(student, gen):
+    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 4, 9))
+    _, h_T = _forward(student, x, h0, W_xh, W_hh, b)
+    states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
+    expect_close(h_T, states[:, -1], "h_T", diagnoses=[
+        (h0, "h_T is h_0, the initial state; return the state after the last step"),
+        (states[:, -2], "h_T is h_{T-1}: the last input x_T was not read"),
+        (states[:, 0], "h_T is h_1, the first state; return the last one"),
+    ])
+
+
+@forward.check(points=1)
+def long_saturated_sequence_matches_torch_rnn(student, gen):
+    B, T = randint(gen, 2, 3), randint(gen, 30, 50)
+    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, B, T, recurrent_scale=3.0, input_scale=40.0)  # |pre-activation| up to ~100
+    rnn = torch.nn.RNN(W_xh.shape[0], W_xh.shape[1], nonlinearity="tanh", batch_first=True)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(W_xh.T)
+        rnn.weight_hh_l0.copy_(W_hh.T)
+        rnn.bias_ih_l0.copy_(b)
+        rnn.bias_hh_l0.zero_()
+        expected_outputs, expected_h_T = rnn(x, h0[None])
+    outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
+    outputs = expect_shape(outputs, expected_outputs.shape, "outputs")
+    if not torch.isfinite(outputs).all():
+        raise CheckFailed("outputs contain NaN or inf for large pre-activations (|a| ~ 100), where torch.nn.RNN gives "
+                          "values in [-1, 1]; a tanh written with exp() overflows there: use torch.tanh")
+    expect_close(outputs, expected_outputs, "outputs of a long sequence with saturating tanh, compared with "
+                 "torch.nn.RNN (weight_ih_l0 = W_xh.T, weight_hh_l0 = W_hh.T, bias_ih_l0 = b, bias_hh_l0 = 0)")
+    expect_close(h_T, expected_h_T[0], "h_T of a long sequence, compared with torch.nn.RNN's final hidden state")
+
+
+# ---------------------------------------------------------------------------------------
+# hidden_state_jacobian_norms
+
+def autograd_jacobian_norms(x, h0, W_xh, W_hh, b) -> torch.Tensor:
+    """The truth: ||d h_T / d h_t||_F for t = 1..T from torch.autograd, on a float64 forward
+    pass written here (batch size 1). Row i of every d h_T / d h_t is the gradient of h_T[i]."""
+    x, h0, W_xh, W_hh, b = (a.detach().double() for a in (x, h0, W_xh, W_hh, b))
+    h = h0.requires_grad_(True)
+    states = []
+    for t in range(x.shape[1]):
+        h = torch.tanh(x[:, t] @ W_xh + h @ W_hh + b)
+        states.append(h)
+    rows = [torch.autograd.grad(h[0, i], states, retain_graph=True) for i in range(h.shape[1])]
+    jacobians = torch.stack([torch.cat([row[t] for row in rows]) for t in range(len(states))])  # (T, H, H)
+    return torch.linalg.matrix_norm(jacobians)
+
+
+def _buggy_norms(states, W_hh, derivative="state", order="right", transpose_hh=False, earliest=1):
+    """||d h_T / d h_t||_F for t = earliest..T by the chain rule, possibly with a typical bug.
+
+    ``states`` (T + 1, H) holds h_0..h_T. ``derivative`` is the diagonal factor of the step
+    J_s = d h_s / d h_{s-1}: "state" (1 - h_s^2, right), "none" (tanh' forgotten) or
+    "previous" (1 - h_{s-1}^2); ``order="left"`` multiplies each step further back on the wrong side.
+    """
+    T, H = states.shape[0] - 1, states.shape[1]
+    W = W_hh if transpose_hh else W_hh.T
+    product = torch.eye(H, dtype=states.dtype)
+    norms = [torch.linalg.matrix_norm(product)]
+    for s in range(T, earliest, -1):
+        factor = {"state": 1 - states[s] ** 2, "none": torch.ones(H, dtype=states.dtype),
+                  "previous": 1 - states[s - 1] ** 2}[derivative]
+        step = factor[:, None] * W
+        product = product @ step if order == "right" else step @ product
+        norms.append(torch.linalg.matrix_norm(product))
+    return torch.stack(norms[::-1])
+
+
+def _jacobian_bugs(x, h0, W_xh, W_hh, b):
+    states = torch.cat([h0, ref.rnn_forward(x, h0, W_xh, W_hh, b)[0][0]])  # (T + 1, H): h_0..h_T
+    return [
+        (_buggy_norms(states, W_hh, derivative="none"),
+         "the tanh derivative is missing: d h_s / d h_{s-1} = diag(1 - h_s^2) @ W_hh^T, not W_hh^T alone"),
+        (_buggy_norms(states, W_hh, derivative="previous"),
+         "the tanh derivative uses h_{s-1}; the step that produces h_s = tanh(a_s) has derivative 1 - h_s^2"),
+        (_buggy_norms(states, W_hh, order="left"),
+         "the Jacobians are multiplied in the wrong order: d h_T / d h_t = J_T @ ... @ J_{t+1}, so each step "
+         "further back multiplies on the RIGHT (J_s = d h_s / d h_{s-1})"),
+        (_buggy_norms(states, W_hh, transpose_hh=True),
+         "it uses W_hh where W_hh^T belongs: d h_s[i] / d h_{s-1}[j] = (1 - h_s[i]^2) W_hh[j, i]"),
+        (_buggy_norms(states, W_hh, earliest=0)[:-1],
+         "the entries are off by one: entry t-1 must be d h_T / d h_t for t = 1..T (from d h_T / d h_1 "
+         "to d h_T / d h_T = I), not d h_T / d h_0 .. d h_T / d h_{T-1}"),
+        (_buggy_norms(states, W_hh).flip(0), "the entries are in reverse order: entry 0 is d h_T / d h_1 (the farthest "
+                                             "state), the last entry is d h_T / d h_T = I"),
+    ]
+
+
+def _norms(student, gen, T, recurrent_scale=1.0):
+    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, 1, T, recurrent_scale=recurrent_scale)
+    return (x, h0, W_xh, W_hh, b), student(x, h0, W_xh, W_hh, b)
+
+
+@jacobian.check(points=1)
+def shape_and_last_entry_is_identity(student, gen):
+    T = randint(gen, 4, 9)
+    args, norms = _norms(student, gen, T)
+    H = args[1].shape[1]
+    expect_shape(norms, (T,), f"the result for a sequence of T = {T} steps (one norm per t = 1..T)")
+    expect_close(norms[-1:], torch.tensor([math.sqrt(H)]),
+                 f"the last entry, ||d h_T / d h_T||_F = ||I||_F = sqrt(H) = sqrt({H}),",
+                 diagnoses=[(wrong[-1:], explanation) for wrong, explanation in _jacobian_bugs(*args)[-2:]] + [
+                     (torch.ones(1), "it is 1, the spectral norm (largest singular value) of I; return Frobenius norms, "
+                                     "the square root of the sum of squared entries, so ||I||_F = sqrt(H)")])
+
+
+@jacobian.check(points=1)
+def one_step_back_by_hand(student, gen):
+    args, norms = _norms(student, gen, 2)
+    x, h0, W_xh, W_hh, b = args
+    h_2 = ref.rnn_forward(x, h0, W_xh, W_hh, b)[1][0]
+    one_step = torch.linalg.matrix_norm((1 - h_2 ** 2)[:, None] * W_hh.T)
+    expect_close(norms, torch.stack([one_step, torch.tensor(math.sqrt(W_hh.shape[0]))]),
+                 "the result for T = 2, [||diag(1 - h_2^2) @ W_hh^T||_F, sqrt(H)],", diagnoses=_jacobian_bugs(*args))
+
+
+@jacobian.check(points=3)
+def matches_autograd(student, gen):
+    args, norms = _norms(student, gen, randint(gen, 6, 12), recurrent_scale=1.5)
+    expect_close(norms, autograd_jacobian_norms(*args), "||d h_T / d h_t||_F (compared with torch.autograd)",
+                 diagnoses=_jacobian_bugs(*args))
+
+
+@jacobian.check(points=1)
+def long_sequence_matches_reference(student, gen):
+    args, norms = _norms(student, gen, randint(gen, 20, 30), recurrent_scale=1.2)
+    # The norms span several orders of magnitude: compare each entry relative to its own size.
+    expect_close(norms, ref.hidden_state_jacobian_norms(*args), "||d h_T / d h_t||_F over a long sequence",
+                 rtol=1e-3, atol=1e-9, diagnoses=_jacobian_bugs(*args))
+
+
+@jacobian.check(points=1)
+def zero_input_gives_powers_of_W_hh(student, gen):
+    T, H = randint(gen, 15, 25), randint(gen, 3, 6)
+    orthogonal = torch.linalg.qr(randn(gen, H, H, dtype=torch.float64))[0]
+    x, h0, W_xh, b = torch.zeros(1, T, 2), torch.zeros(1, H), torch.zeros(2, H), torch.zeros(H)
+    for gain, trend in ((0.7, "vanish"), (1.3, "explode")):
+        norms = student(x, h0, W_xh, (gain * orthogonal).float(), b)
+        distance = torch.arange(T - 1, -1, -1, dtype=torch.float64)
+        expect_close(norms, gain ** distance * math.sqrt(H),
+                     f"||d h_T / d h_t||_F for zero inputs and W_hh = {gain} x an orthogonal matrix (all states are 0, "
+                     f"so tanh' = 1 and d h_T / d h_t = (W_hh^T)^(T-t), of norm {gain}^(T-t) sqrt(H): they should {trend})",
+                     rtol=1e-3, atol=0, diagnoses=[
+                         (gain ** (distance + 1) * math.sqrt(H), "the entries are off by one: entry t-1 is for h_t, "
+                                                                 "and the last one, d h_T / d h_T = I, has norm sqrt(H)"),
+                         (gain ** distance.flip(0) * math.sqrt(H), "the entries are in reverse order: entry 0 is d h_T / d h_1"),
+                     ])
