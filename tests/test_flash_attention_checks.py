@@ -1,6 +1,6 @@
 """The chapter 7 checks: the reference and an independent answer get full marks, the stub gets
 nothing, and typical bugs lose points with a message that names them."""
-import importlib.util
+import inspect
 import json
 import math
 from pathlib import Path
@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from alternatives import flash_attention as alternative
 from autograder.checks import suites
 from conftest import messages, not_implemented, run_suite, score
 from solutions import flash_attention as ref  # sets TRITON_INTERPRET=1 when no CUDA GPU is present
@@ -18,14 +19,14 @@ TOPIC = "flash_attention"
 NAMES = list(suites(TOPIC))
 
 
-def _load_alternative():
-    spec = importlib.util.spec_from_file_location("alternative_flash_attention", ROOT / "tests/alternatives/flash_attention.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-alternative = _load_alternative()
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiles are small: with one thread they run about 10x faster on a busy 2-core machine
+    (the grading sandbox also runs with OMP_NUM_THREADS=1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def full_marks(name):
@@ -90,8 +91,14 @@ def update_with_block_max(acc, row_max, row_sum, scores, v_block):
     return acc * rescale[..., None] + p @ v_block, block_max, row_sum * rescale + p.sum(-1)
 
 
+def update_normalizing_acc(acc, row_max, row_sum, scores, v_block):
+    acc, row_max, row_sum = ref.online_softmax_update(acc * row_sum[..., None], row_max, row_sum, scores, v_block)
+    return acc / row_sum[..., None], row_max, row_sum
+
+
 @pytest.mark.parametrize("bug, points, fragment", [
     (update_without_rescale, 2, "are not rescaled when the maximum grows"),
+    (update_normalizing_acc, 1, "acc is normalized"),
     (update_rescaling_only_the_sum, 2, "the accumulator acc is not"),
     (update_with_block_max, 1, "maximum over ALL keys"),
 ])
@@ -146,6 +153,17 @@ def tiled_forward(q, k, v, causal, block_q, block_k, update=ref.online_softmax_u
     return output, lse
 
 
+def update_without_max(acc, row_max, row_sum, scores, v_block):
+    """Sums exp(s) directly: right for small scores, inf for large ones."""
+    p = torch.exp(scores)
+    return acc + p @ v_block, torch.zeros_like(row_max), row_sum + p.sum(-1)
+
+
+def forward_with_lse_keepdim(q, k, v, causal=False, block_q=64, block_k=64):
+    output, lse = ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
+    return output, lse[..., None]
+
+
 def forward_bug(**broken):
     def answer(q, k, v, causal=False, block_q=64, block_k=64):
         return tiled_forward(q, k, v, causal, block_q, block_k, **broken)
@@ -164,6 +182,8 @@ def forward_unscaled_max(q, k, v, causal=False, block_q=64, block_k=64):
     (forward_bug(future=2), 2, "off by one"),
     (forward_bug(full_blocks_only=True), 1, "after the last full block"),
     (forward_unscaled_max, 4, "units of the unscaled scores"),
+    (forward_bug(update=update_without_max), 1, "NaN or infinite values"),
+    (forward_with_lse_keepdim, 7, "one log-sum-exp per query"),
 ])
 def test_forward_bugs(bug, points, fragment, seed):
     lost, text = lost_points("flash_attention_forward", bug, seed)
@@ -182,8 +202,9 @@ def test_reference_forward_agrees_with_torch_sdpa(causal):
     q, k, v = torch.randn(2, 3, 150, 32), torch.randn(2, 3, 150, 32), torch.randn(2, 3, 150, 20)
     output, lse = ref.flash_attention_forward(q, k, v, causal=causal, block_q=32, block_k=48)
     torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=1e-5, rtol=1e-4)
-    mask = torch.ones(150, 150, dtype=torch.bool).tril() if causal else None
-    scores = (q @ k.transpose(-2, -1) / math.sqrt(32)).masked_fill(~mask if causal else False, -math.inf)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(32)
+    if causal:
+        scores = scores.masked_fill(torch.ones(150, 150, dtype=torch.bool).triu(1), -math.inf)
     torch.testing.assert_close(lse, torch.logsumexp(scores, -1), atol=1e-5, rtol=1e-4)
 
 
@@ -226,7 +247,12 @@ def backward_by_autograd(q, k, v, output, lse, grad_output, causal=False, block_
     return torch.autograd.grad(out, (q, k, v), grad_output)
 
 
+def backward_without_dv(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+    return ref.flash_attention_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k)[:2]
+
+
 @pytest.mark.parametrize("bug, points, fragment", [
+    (backward_without_dv, 9, "should return a tuple of 3 tensors"),
     (backward_bug(chain_scale=False), 4, "sqrt(d) times too large"),
     (backward_bug(delta=None), 4, "D = rowsum(grad_output * output)"),
     (backward_bug(mask=False), 2, "causal mask is not applied"),
@@ -276,7 +302,7 @@ class FunctionReturningLse(torch.autograd.Function):
 
 
 @pytest.mark.parametrize("bug, points, fragment", [
-    (FunctionWithoutNoneGrads, 4, "incorrect number of gradients"),
+    (FunctionWithoutNoneGrads, 2, "incorrect number of gradients"),  # fine with 3 args, not with 4 or 6
     (FunctionForgettingCausalInBackward, 1, "(causal)"),
     (FunctionReturningLse, 5, "output tensor only"),
 ])
@@ -286,8 +312,8 @@ def test_function_bugs(bug, points, fragment, seed):
 
 
 def test_function_passes_gradcheck():
-    q, k, v = (torch.randn(1, 19, 6, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    assert torch.autograd.gradcheck(lambda q, k, v: ref.FlashAttentionFunction.apply(q, k, v, True, 8, 5), (q, k, v))
+    q, k, v = (torch.randn(9, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda q, k, v: ref.FlashAttentionFunction.apply(q, k, v, True, 4, 3), (q, k, v))
 
 
 # ---------------------------------------------------------------------------------------
@@ -337,19 +363,8 @@ NOTEBOOK = ROOT / "chapters/07_flash_attention.ipynb"
 def test_notebook_kernel_is_the_reference_kernel():
     """The answer cell holds the kernel itself (a stub needs its signature), so it must not
     drift from solutions/flash_attention.py."""
-    import inspect
     cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     cell = next(c for c in cells if "def flash_attention_kernel(" in c)
+    cell = "\n".join(line for line in cell.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
     for fn in (ref.flash_attention_kernel.fn, ref.flash_attention_triton):
         assert inspect.getsource(fn).strip() in cell, f"{fn.__name__} differs between the notebook and the reference"
-
-
-def test_grade_cells_award_each_suites_points():
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    points = {}
-    for cell in cells:
-        meta = cell["metadata"].get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution"):
-            name = "".join(cell["source"]).split(f'grade("{TOPIC}.')[1].split('"')[0]
-            points[name] = meta["points"]
-    assert points == {name: suite.max_score for name, suite in suites(TOPIC).items()}

@@ -1,0 +1,533 @@
+"""Checks for chapter 7: ``online_softmax_update``, ``flash_attention_forward``,
+``flash_attention_backward``, ``FlashAttentionFunction`` and ``flash_attention_triton``.
+
+Answers are compared in float64 with plain attention (chapter 2's reference, autograd for
+gradients) and with ``torch.nn.functional.scaled_dot_product_attention``. Typical bugs (no
+rescaling when the running max grows, a missing 1/sqrt(d), a causal mask off by one, a
+backward without D = rowsum(dO * O)) are recomputed here on the same inputs so that the
+message can name them. The tiling checks trace every tensor the learner's call creates and
+fail on any with N_q * N_k elements or more: the inputs are drawn so that q, k, v, the output
+and any (block_q, block_k) tile stay far below that size.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from solutions import attention as ch2
+from solutions import flash_attention as ref
+
+online = Suite("online_softmax_update")
+forward = Suite("flash_attention_forward")
+backward = Suite("flash_attention_backward")
+function = Suite("FlashAttentionFunction")
+triton_kernel = Suite("flash_attention_triton")
+SUITES = {s.function: s for s in (online, forward, backward, function, triton_kernel)}
+
+NEG_INF = float("-inf")
+
+
+def _expect(actual, expected, what, bugs=lambda: ()):
+    """``expect_close``, computing the typical wrong answers ``bugs()`` only when it fails."""
+    if not is_close(actual, expected):
+        expect_close(actual, expected, what, diagnoses=bugs())
+
+
+def _tuple(result, n, what):
+    if not isinstance(result, (tuple, list)) or len(result) != n:
+        raise CheckFailed(f"{what} should return a tuple of {n} tensors, got {type(result).__name__}"
+                          + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# online_softmax_update
+
+def _update_bugs(acc, row_max, row_sum, scores, v_block):
+    """(explanation, (acc, row_max, row_sum)) of typical wrong updates, computed in float64."""
+    acc, row_max, row_sum, scores, v_block = (t.double() for t in (acc, row_max, row_sum, scores, v_block))
+    new_max = torch.maximum(row_max, scores.amax(-1))
+    rescale = torch.exp(row_max - new_max)
+    p = torch.exp(scores - new_max[..., None])
+    block_max = scores.amax(-1)
+    p_block = torch.exp(scores - block_max[..., None])
+    return [
+        ("the old acc and row_sum are not rescaled when the maximum grows: both hold terms exp(s - old max) "
+         "and must be multiplied by exp(old max - new max)", (acc + p @ v_block, new_max, row_sum + p.sum(-1))),
+        ("row_sum is rescaled but the accumulator acc is not: multiply acc by exp(old max - new max) too",
+         (acc + p @ v_block, new_max, row_sum * rescale + p.sum(-1))),
+        ("acc is rescaled but row_sum is not: multiply row_sum by exp(old max - new max) too",
+         (acc * rescale[..., None] + p @ v_block, new_max, row_sum + p.sum(-1))),
+        ("the rescaling factor is inverted: old terms shrink by exp(old max - new max) (<= 1), not exp(new max - old max)",
+         (acc / rescale[..., None] + p @ v_block, new_max, row_sum / rescale + p.sum(-1))),
+        ("row_max is replaced by the new block's maximum; it must be the maximum over ALL keys so far, "
+         "max(row_max, max of the block)", (acc * torch.exp(row_max - block_max)[..., None] + p_block @ v_block,
+                                            block_max, row_sum * torch.exp(row_max - block_max) + p_block.sum(-1))),
+        ("acc is normalized (divided by row_sum) at every step; keep it unnormalized, sum of exp(s - row_max) v, "
+         "and divide once at the end", ((acc * rescale[..., None] + p @ v_block) / (row_sum * rescale + p.sum(-1))[..., None],
+                                        new_max, row_sum * rescale + p.sum(-1))),
+    ]
+
+
+def _reference_update(inputs):
+    return ref.online_softmax_update(*(t.double() for t in inputs))
+
+
+def _expect_state(result, expected, inputs, what):
+    got = _tuple(result, 3, "online_softmax_update")
+    names = ("acc", "row_max", "row_sum")
+    for value, want, name in zip(got, expected, names):
+        expect_shape(value, want.shape, f"{name} {what}")
+    if all(is_close(g, e) for g, e in zip(got, expected)):
+        return
+    for explanation, wrong in _update_bugs(*inputs):
+        if all(is_close(g, w) for g, w in zip(got, wrong)):
+            raise CheckFailed(f"the new state {what} is wrong: {explanation}")
+    for value, want, name in zip(got, expected, names):
+        expect_close(value, want, f"{name} {what}")
+
+
+def _state(gen, batch, b_q, d_v, scores_seen):
+    """A consistent state after having seen ``scores_seen`` (..., b_q, n) with random values."""
+    v_seen = randn(gen, *batch, scores_seen.shape[-1], d_v)
+    row_max = scores_seen.amax(-1)
+    weights = torch.exp(scores_seen - row_max[..., None])
+    return weights @ v_seen, row_max, weights.sum(-1)
+
+
+@online.check(points=1)
+def first_block_from_empty_state(student, gen):
+    b_q, b_k, d_v = randint(gen, 3, 9), randint(gen, 4, 11), randint(gen, 2, 7)
+    acc, row_max, row_sum = torch.zeros(b_q, d_v), torch.full((b_q,), NEG_INF), torch.zeros(b_q)
+    scores, v_block = randn(gen, b_q, b_k, scale=2.0), randn(gen, b_k, d_v)
+    inputs = (acc, row_max, row_sum, scores, v_block)
+    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+                  "after one block, from acc = 0, row_max = -inf, row_sum = 0")
+
+
+@online.check(points=2)
+def rescales_when_max_grows(student, gen):
+    batch, b_q, b_k, d_v = (2,), randint(gen, 4, 9), randint(gen, 5, 12), randint(gen, 3, 7)
+    acc, row_max, row_sum = _state(gen, batch, b_q, d_v, randn(gen, *batch, b_q, randint(gen, 3, 8)))
+    scores = randn(gen, *batch, b_q, b_k) + 3.0  # most rows see a larger maximum in this block
+    inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v))
+    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+                  "after a block whose scores exceed the running maximum")
+
+
+@online.check(points=1)
+def keeps_max_when_block_is_smaller(student, gen):
+    b_q, b_k, d_v = randint(gen, 3, 8), randint(gen, 4, 9), randint(gen, 2, 6)
+    acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, randint(gen, 3, 8)) + 4.0)
+    scores = randn(gen, b_q, b_k) - 2.0
+    inputs = (acc, row_max, row_sum, scores, randn(gen, b_k, d_v))
+    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+                  "after a block whose scores are all below the running maximum")
+
+
+@online.check(points=1)
+def folding_masked_blocks_gives_attention(student, gen):
+    batch, b_q, d_v = (2, 3), randint(gen, 3, 7), randint(gen, 2, 5)
+    sizes = [randint(gen, 2, 7) for _ in range(randint(gen, 3, 5))]
+    scores = randn(gen, *batch, b_q, sum(sizes), scale=2.0)
+    scores[..., 1:] = scores[..., 1:].masked_fill(torch.rand(scores[..., 1:].shape, generator=gen) < 0.3, NEG_INF)
+    v = randn(gen, *batch, sum(sizes), d_v)
+    state = (torch.zeros(*batch, b_q, d_v), torch.full((*batch, b_q), NEG_INF), torch.zeros(*batch, b_q))
+    start = 0
+    for size in sizes:
+        state = _tuple(student(*state, scores[..., start:start + size], v[..., start:start + size, :]), 3,
+                       "online_softmax_update")
+        start += size
+    acc, row_max, row_sum = state
+    expect_shape(row_sum, (*batch, b_q), "row_sum")
+    expect_close(acc / row_sum[..., None], ch2.softmax(scores.double()) @ v.double(),
+                 f"acc / row_sum after folding {len(sizes)} blocks (with -inf = masked scores) one after another")
+    expect_close(row_max + row_sum.log(), scores.double().logsumexp(-1),
+                 "row_max + log(row_sum) (the log-sum-exp) after folding all blocks")
+
+
+@online.check(points=1)
+def large_scores_stay_finite(student, gen):
+    b_q, b_k, d_v = randint(gen, 3, 7), randint(gen, 4, 9), randint(gen, 2, 5)
+    acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, 5, scale=1e3))
+    inputs = (acc, row_max, row_sum, randn(gen, b_q, b_k, scale=1e4), randn(gen, b_k, d_v))
+    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+                  "for scores near +-1e4 (exp() must only see scores minus the maximum)")
+
+
+# ---------------------------------------------------------------------------------------
+# Attention in float64, and the typical wrong variants of it
+
+def _qkv(gen, batch=(), n_q=None, n_k=None, d=None, d_v=None, scale=1.0):
+    n_q, n_k = n_q or randint(gen, 20, 60), n_k or randint(gen, 20, 60)
+    d, d_v = d or randint(gen, 5, 20), d_v or randint(gen, 3, 12)
+    return (randn(gen, *batch, n_q, d, scale=scale), randn(gen, *batch, n_k, d, scale=scale),
+            randn(gen, *batch, n_k, d_v))
+
+
+def _scores(q, k, causal, scaled=True):
+    s = q.double() @ k.double().transpose(-2, -1)
+    if scaled:
+        s = s / math.sqrt(q.shape[-1])
+    if causal is True:
+        causal = 0
+    if causal is not False:  # an int: query i sees keys j <= i + causal
+        s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(causal), NEG_INF)
+    return s
+
+
+def _attention(q, k, v, causal=False, scaled=True):
+    """(output, lse) in float64; ``causal`` False, True, or the diagonal offset of a wrong mask."""
+    s = _scores(q, k, causal, scaled)
+    return ch2.softmax(s) @ v.double(), s.logsumexp(-1)
+
+
+def _tiled_without_rescale(q, k, v, causal, block_q, block_k):
+    """The output of a tiled forward that never rescales acc and row_sum."""
+    s, v = _scores(q, k, causal), v.double()
+    n_q, n_k = s.shape[-2:]
+    out = torch.empty(*s.shape[:-1], v.shape[-1], dtype=torch.float64)
+    for q0 in range(0, n_q, block_q):
+        acc = torch.zeros(*s.shape[:-2], min(block_q, n_q - q0), v.shape[-1], dtype=torch.float64)
+        row_max = torch.full(acc.shape[:-1], NEG_INF, dtype=torch.float64)
+        row_sum = torch.zeros(acc.shape[:-1], dtype=torch.float64)
+        for k0 in range(0, n_k, block_k):
+            tile = s[..., q0:q0 + block_q, k0:k0 + block_k]
+            row_max = torch.maximum(row_max, tile.amax(-1))
+            p = torch.exp(tile - torch.where(row_max == NEG_INF, 0.0, row_max)[..., None])
+            acc, row_sum = acc + p @ v[..., k0:k0 + block_k, :], row_sum + p.sum(-1)
+        out[..., q0:q0 + block_q, :] = acc / row_sum[..., None]
+    return out
+
+
+def _output_bugs(q, k, v, causal, blocks):
+    bugs = [(_attention(q, k, v, causal, scaled=False)[0], "the scores are not divided by sqrt(d)")]
+    bugs += [(_tiled_without_rescale(q, k, v, causal, *b),
+              "acc and row_sum are not rescaled by exp(old max - new max) when a later key block raises the "
+              "running maximum") for b in blocks]
+    if causal:
+        bugs += [(_attention(q, k, v)[0], "the causal mask is ignored: query i must not see keys after i"),
+                 (_attention(q, k, v, causal=1)[0], "the causal mask is off by one: query i sees key i + 1; it must see keys 0..i")]
+    return bugs
+
+
+def _lse_bugs(q, k, causal):
+    s = _scores(q, k, causal)
+    lse = s.logsumexp(-1)
+    return [(_scores(q, k, causal, scaled=False).logsumexp(-1),
+             "it is the log-sum-exp of the unscaled scores q k^T; use the scaled scores q k^T / sqrt(d)"),
+            (lse * math.sqrt(q.shape[-1]), "it is sqrt(d) times too large; lse is in units of the scaled scores q k^T / sqrt(d)"),
+            (lse + (math.sqrt(q.shape[-1]) - 1) * s.amax(-1),
+             "row_max is kept in units of the unscaled scores q k^T; lse = row_max + log(row_sum) needs the maximum "
+             "of the scaled scores q k^T / sqrt(d)"),
+            (lse - s.amax(-1), "the running maximum is missing: lse = row_max + log(row_sum)"),
+            (s.amax(-1), "log(row_sum) is missing: lse = row_max + log(row_sum)")]
+
+
+def _expect_output(output, q, k, v, causal, blocks, what):
+    """The attention output, or a message naming the bug (``blocks``: the (block_q, block_k)
+    the answer may have used, to recognize a tiled loop that forgets to rescale)."""
+    expected = _attention(q, k, v, causal)[0]
+    expect_shape(output, expected.shape, what)
+    if causal and torch.isnan(output[..., 0, :]).any():
+        raise CheckFailed(f"{what} is NaN for query 0, which then sees no key: query i must see keys 0..i, itself included")
+    _expect(output, expected, what, lambda: _output_bugs(q, k, v, causal, blocks))
+
+
+def _expect_attention(result, q, k, v, causal, blocks, what):
+    output, lse = _tuple(result, 2, "flash_attention_forward")
+    expected_lse = _attention(q, k, v, causal)[1]
+    expect_shape(lse, expected_lse.shape, f"lse {what}")
+    _expect_output(output, q, k, v, causal, blocks, f"output {what}")
+    _expect(lse, expected_lse, f"lse {what}", lambda: _lse_bugs(q, k, causal))
+
+
+# ---------------------------------------------------------------------------------------
+# flash_attention_forward
+
+@forward.check(points=1)
+def returns_output_and_lse(student, gen):
+    q, k, v = _qkv(gen, d=randint(gen, 8, 12), d_v=randint(gen, 3, 6))
+    output, lse = _tuple(student(q, k, v, block_q=16, block_k=16), 2, "flash_attention_forward")
+    expect_shape(output, (q.shape[-2], v.shape[-1]), "output (N_q, d_v) (note d_v != d here)")
+    expect_shape(lse, (q.shape[-2],), "lse (N_q,): one log-sum-exp per query")
+
+
+@forward.check(points=2)
+def matches_attention(student, gen):
+    q, k, v = _qkv(gen, batch=(2, 3))
+    blocks = (16, randint(gen, 8, 12))
+    _expect_attention(student(q, k, v, block_q=blocks[0], block_k=blocks[1]), q, k, v, False, [blocks],
+                      f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}")
+
+
+@forward.check(points=1)
+def agrees_with_torch_sdpa(student, gen):
+    for causal in (False, True):
+        n = randint(gen, 100, 150)
+        q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n, d=16, d_v=16)
+        output, _ = _tuple(student(q, k, v, causal=causal), 2, "flash_attention_forward")
+        what = f"output with the default blocks (64), N={n}, causal={causal}"
+        _expect_output(output, q, k, v, causal, [(64, 64)], what)
+        expect_close(output, F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal),
+                     f"{what}, compared with torch.nn.functional.scaled_dot_product_attention")
+
+
+@forward.check(points=1)
+def blocks_that_do_not_divide_n(student, gen):
+    block_q, block_k = randint(gen, 5, 9), randint(gen, 10, 14)
+    for n_q, n_k in ((3 * block_q + 1, 2 * block_k + randint(gen, 1, block_k - 1)), (randint(gen, 2, 4), randint(gen, 2, 4))):
+        q, k, v = _qkv(gen, n_q=n_q, n_k=n_k)
+        output, lse = _tuple(student(q, k, v, block_q=block_q, block_k=block_k), 2, "flash_attention_forward")
+        what = f"for N_q={n_q}, N_k={n_k}, block_q={block_q}, block_k={block_k} (the last blocks are shorter)"
+        full_k = n_k // block_k * block_k
+        if full_k and is_close(output, _attention(q, k[..., :full_k, :], v[..., :full_k, :])[0]):
+            raise CheckFailed(f"output {what} is wrong: the keys after the last full block of block_k keys are "
+                              "ignored; the last block may be shorter")
+        _expect_attention((output, lse), q, k, v, False, [(block_q, block_k)], what)
+
+
+@forward.check(points=2)
+def causal_attention(student, gen):
+    n = randint(gen, 40, 70)
+    q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n)
+    blocks = (randint(gen, 8, 12), randint(gen, 13, 17))
+    _expect_attention(student(q, k, v, causal=True, block_q=blocks[0], block_k=blocks[1]), q, k, v, True, [blocks],
+                      f"with causal=True, N={n}, block_q={blocks[0]}, block_k={blocks[1]}")
+
+
+@forward.check(points=1)
+def large_scores_stay_finite(student, gen):
+    q, k, v = _qkv(gen, d=16, scale=12.0)  # |scores| of several hundred: exp() overflows without the max
+    _expect_attention(student(q, k, v, block_q=8, block_k=8), q, k, v, False, [(8, 8)],
+                      "for very large scores (|q.k|/sqrt(d) in the hundreds)")
+
+
+def _tiling_inputs(gen):
+    n_q, n_k = randint(gen, 200, 256), randint(gen, 200, 256)
+    return _qkv(gen, batch=(2, 2), n_q=n_q, n_k=n_k, d=16, d_v=8)
+
+
+def _expect_no_score_matrix(shapes, n_q, n_k, what):
+    largest = max(shapes, key=math.prod, default=())
+    if math.prod(largest) >= n_q * n_k:
+        raise CheckFailed(f"{what} created a tensor of shape {largest} ({math.prod(largest)} elements, at least "
+                          f"N_q * N_k = {n_q} * {n_k}): that is a full matrix of scores or weights. Compute them one "
+                          f"(block_q, block_k) tile at a time, so the largest is (..., block_q, block_k)")
+
+
+@forward.check(points=2)
+def never_materializes_scores(student, gen):
+    q, k, v = _tiling_inputs(gen)
+    result, shapes = student.traced(q, k, v, block_q=32, block_k=32)
+    output, _ = _tuple(result, 2, "flash_attention_forward")
+    _expect_output(output, q, k, v, False, [(32, 32)], f"output for N_q={q.shape[-2]}, N_k={k.shape[-2]}, blocks of 32")
+    _expect_no_score_matrix(shapes, q.shape[-2], k.shape[-2], "flash_attention_forward")
+
+
+# ---------------------------------------------------------------------------------------
+# flash_attention_backward
+
+def _grads(q, k, v, output, lse, grad_output, causal, scale_chain=True, delta="output", mask=True):
+    """(dq, dk, dv) by the backward formulas in float64, from the given output and lse.
+    ``delta`` is how D is formed: "output" (rowsum(dO * O), right), "weights" (rowsum(p * dp),
+    equal only when lse and output agree) or None (forgotten); the other keywords switch off
+    one ingredient each (typical bugs)."""
+    q, k, v, output, lse, grad_output = (t.double() for t in (q, k, v, output, lse, grad_output))
+    p = torch.exp(_scores(q, k, causal and mask) - lse[..., None])
+    dp = grad_output @ v.transpose(-2, -1)
+    if delta == "output":
+        dp = dp - (grad_output * output).sum(-1, keepdim=True)
+    elif delta == "weights":
+        dp = dp - (p * dp).sum(-1, keepdim=True)
+    ds = p * dp
+    scale = 1 / math.sqrt(q.shape[-1]) if scale_chain else 1.0
+    return ds @ k * scale, ds.transpose(-2, -1) @ q * scale, p.transpose(-2, -1) @ grad_output
+
+
+def _autograd(q, k, v, grad_output, causal):
+    """(dq, dk, dv) by autograd through plain attention, in float64."""
+    q, k, v = (t.double().requires_grad_(True) for t in (q, k, v))
+    mask = ch2.causal_mask(q.shape[-2]) if causal else None
+    output, _ = ch2.scaled_dot_product_attention(q, k, v, mask)
+    return torch.autograd.grad(output, (q, k, v), grad_output.double())
+
+
+def _backward_case(gen, causal=False, **sizes):
+    """Inputs of a backward call: q, k, v, output, lse from the forward, grad_output."""
+    q, k, v = _qkv(gen, **sizes)
+    output, lse = (t.float() for t in _attention(q, k, v, causal))
+    return q, k, v, output, lse, randn(gen, *output.shape)
+
+
+def _grad_bugs(case, causal, index):
+    what = [
+        ({"scale_chain": False}, "it is sqrt(d) times too large: the scores are q k^T / sqrt(d), so the chain rule "
+                                 "multiplies ds by 1/sqrt(d) for dq and dk"),
+        ({"delta": None}, "ds must be p * (dp - D) with D = rowsum(grad_output * output); without D the "
+                          "gradient through the softmax's normalization is missing"),
+    ]
+    if causal:
+        what.append(({"mask": False}, "the causal mask is not applied when p is recomputed: future keys get weight "
+                                      "exp(s - lse) > 0 in the backward pass"))
+    return [(_grads(*case, causal, **kw)[index], text) for kw, text in what]
+
+
+def _expect_grads(result, case, causal, expected, what):
+    q, k, v = case[:3]
+    grads = _tuple(result, 3, "flash_attention_backward")
+    for index, (grad, want, name, like) in enumerate(zip(grads, expected, ("dq", "dk", "dv"), (q, k, v))):
+        expect_shape(grad, like.shape, f"{name} (same shape as {name[1]}) {what}")
+        _expect(grad, want, f"{name} {what}", lambda: _grad_bugs(case, causal, index))
+
+
+@backward.check(points=1)
+def returns_three_gradients(student, gen):
+    case = _backward_case(gen, d=randint(gen, 8, 12), d_v=randint(gen, 3, 6))
+    dq, dk, dv = _tuple(student(*case, block_q=16, block_k=16), 3, "flash_attention_backward")
+    for grad, name, like in zip((dq, dk, dv), ("dq", "dk", "dv"), case[:3]):
+        expect_shape(grad, like.shape, f"{name} (same shape as {name[1]}; note N_q != N_k and d_v != d here)")
+
+
+@backward.check(points=2)
+def matches_autograd(student, gen):
+    case = _backward_case(gen, batch=(2, 3))
+    blocks = (16, randint(gen, 8, 12))
+    _expect_grads(student(*case, block_q=blocks[0], block_k=blocks[1]), case, False, _autograd(*case[:3], case[5], False),
+                  f"with batch and head dims, block_q={blocks[0]}, block_k={blocks[1]} (compared with autograd)")
+
+
+@backward.check(points=2)
+def causal_gradients(student, gen):
+    n = randint(gen, 40, 70)
+    case = _backward_case(gen, causal=True, batch=(2,), n_q=n, n_k=n)
+    blocks = (randint(gen, 8, 12), randint(gen, 13, 17))
+    _expect_grads(student(*case, causal=True, block_q=blocks[0], block_k=blocks[1]), case, True,
+                  _autograd(*case[:3], case[5], True), f"with causal=True, N={n}, block_q={blocks[0]}, block_k={blocks[1]}")
+
+
+@backward.check(points=1)
+def recomputes_from_saved_lse(student, gen):
+    q, k, v, output, lse, grad_output = _backward_case(gen)
+    case = (q, k, v, output, lse + math.log(2.0), grad_output)  # every recomputed weight halves: the answer must follow
+    result = _tuple(student(*case, block_q=16, block_k=16), 3, "flash_attention_backward")
+    fresh_softmax = _autograd(q, k, v, grad_output, False)
+    delta_from_weights = _grads(*case, False, delta="weights")
+    for index, (grad, want, name) in enumerate(zip(result, _grads(*case, False), ("dq", "dk", "dv"))):
+        _expect(grad, want, f"{name} when lse is given as lse + log 2 (the weights exp(s - lse) halve)", lambda: [
+            (fresh_softmax[index], "the weights are not recomputed from the lse argument: use p = exp(s - lse) with "
+                                   "the lse the forward pass saved, not a fresh softmax"),
+            (delta_from_weights[index], "D must be rowsum(grad_output * output), computed from the saved output"),
+            *_grad_bugs(case, False, index)])
+
+
+@backward.check(points=1)
+def blocks_that_do_not_divide_n(student, gen):
+    block_q, block_k = randint(gen, 5, 9), randint(gen, 10, 14)
+    for n_q, n_k in ((3 * block_q + 1, 2 * block_k + randint(gen, 1, block_k - 1)), (randint(gen, 2, 4), randint(gen, 2, 4))):
+        case = _backward_case(gen, n_q=n_q, n_k=n_k)
+        _expect_grads(student(*case, block_q=block_q, block_k=block_k), case, False, _autograd(*case[:3], case[5], False),
+                      f"for N_q={n_q}, N_k={n_k}, block_q={block_q}, block_k={block_k} (the last blocks are shorter)")
+
+
+@backward.check(points=2)
+def never_materializes_scores(student, gen):
+    q, k, v = _tiling_inputs(gen)
+    output, lse = (t.float() for t in _attention(q, k, v))
+    grad_output = randn(gen, *output.shape)
+    result, shapes = student.traced(q, k, v, output, lse, grad_output, block_q=32, block_k=32)
+    case = (q, k, v, output, lse, grad_output)
+    _expect_grads(result, case, False, _autograd(q, k, v, grad_output, False),
+                  f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, blocks of 32")
+    _expect_no_score_matrix(shapes, q.shape[-2], k.shape[-2], "flash_attention_backward")
+
+
+# ---------------------------------------------------------------------------------------
+# FlashAttentionFunction (called as FlashAttentionFunction.apply(q, k, v, causal, block_q, block_k))
+
+def _apply_with_grad(student, args, grad_output):
+    output, grads = student.apply.with_grad(args, grad_output, grad_inputs=(0, 1, 2))
+    if not isinstance(output, torch.Tensor):
+        raise CheckFailed(f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}")
+    return output, grads
+
+
+def _expect_function_grads(grads, q, k, v, grad_output, causal, what):
+    for grad, want, name in zip(grads, _autograd(q, k, v, grad_output, causal), ("q", "k", "v")):
+        if grad is None:
+            raise CheckFailed(f"{name}.grad is None {what}: backward must return a gradient for q, k and v "
+                              "(and None for causal, block_q, block_k)")
+        expect_close(grad, want, f"{name}.grad {what} (compared with autograd through plain attention)")
+
+
+@function.check(points=1)
+def forward_returns_attention(student, gen):
+    q, k, v = _qkv(gen)
+    output = student.apply(q, k, v)
+    if not isinstance(output, torch.Tensor):
+        raise CheckFailed(f"FlashAttentionFunction.apply(q, k, v) should return the output tensor only, got {type(output).__name__}")
+    _expect_output(output, q, k, v, False, [(64, 64)], "FlashAttentionFunction.apply(q, k, v)")
+
+
+@function.check(points=2)
+def gradients_match_autograd(student, gen):
+    q, k, v = _qkv(gen, batch=(2,))
+    grad_output = randn(gen, *q.shape[:-1], v.shape[-1])
+    output, grads = _apply_with_grad(student, (q, k, v), grad_output)
+    _expect_output(output, q, k, v, False, [(64, 64)], "the output of apply(q, k, v)")
+    _expect_function_grads(grads, q, k, v, grad_output, False, "after backward of apply(q, k, v)")
+
+
+@function.check(points=1)
+def causal_gradients(student, gen):
+    n = randint(gen, 70, 100)
+    q, k, v = _qkv(gen, n_q=n, n_k=n)
+    grad_output = randn(gen, n, v.shape[-1])
+    output, grads = _apply_with_grad(student, (q, k, v, True), grad_output)
+    _expect_output(output, q, k, v, True, [(64, 64)], "the output of apply(q, k, v, True) (causal)")
+    _expect_function_grads(grads, q, k, v, grad_output, True, "after backward of apply(q, k, v, True) (causal)")
+
+
+@function.check(points=1)
+def batch_dims_and_block_sizes(student, gen):
+    q, k, v = _qkv(gen, batch=(2, 2))
+    grad_output = randn(gen, *q.shape[:-1], v.shape[-1])
+    block_k = randint(gen, 5, 9)
+    output, grads = _apply_with_grad(student, (q, k, v, False, 16, block_k), grad_output)
+    what = f"apply(q, k, v, False, 16, {block_k}) with batch and head dims"
+    _expect_output(output, q, k, v, False, [(16, block_k)], f"the output of {what}")
+    _expect_function_grads(grads, q, k, v, grad_output, False, f"after backward of {what}")
+
+
+# ---------------------------------------------------------------------------------------
+# flash_attention_triton (graded through Triton's interpreter: small sizes)
+
+def _expect_kernel_output(output, q, k, v, causal, what):
+    _expect_output(output, q, k, v, causal, [(b, b) for b in (16, 32, 64, 128)], f"output {what}")
+
+
+@triton_kernel.check(points=2)
+def matches_attention(student, gen):
+    q, k, v = _qkv(gen, n_q=randint(gen, 90, 128), n_k=randint(gen, 90, 128), d=32, d_v=16)
+    _expect_kernel_output(student(q, k, v), q, k, v, False, f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=32")
+
+
+@triton_kernel.check(points=1)
+def sizes_not_powers_of_two(student, gen):
+    q, k, v = _qkv(gen, n_q=randint(gen, 65, 99), n_k=randint(gen, 33, 63), d=24, d_v=randint(gen, 5, 11))
+    _expect_kernel_output(student(q, k, v), q, k, v, False,
+                          f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=24, d_v={v.shape[-1]} (loads and stores need masks)")
+
+
+@triton_kernel.check(points=2)
+def causal_attention(student, gen):
+    n = randint(gen, 100, 150)
+    q, k, v = _qkv(gen, n_q=n, n_k=n, d=16, d_v=16)
+    _expect_kernel_output(student(q, k, v, causal=True), q, k, v, True, f"with causal=True, N={n}")
+
+
+@triton_kernel.check(points=1)
+def batch_and_head_dims(student, gen):
+    q, k, v = _qkv(gen, batch=(2, 3), n_q=randint(gen, 20, 40), n_k=randint(gen, 20, 40), d=16, d_v=8)
+    _expect_kernel_output(student(q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")
