@@ -1,0 +1,491 @@
+"""Checks for chapter 5: ``layer_norm``, ``FeedForward``, ``TransformerBlock``, ``count_parameters``.
+
+``layer_norm`` is compared with ``torch.nn.functional.layer_norm``, including rows of nearly
+equal values where the place of eps matters. ``FeedForward`` and ``TransformerBlock`` are
+constructed through the handle, loaded with known weights through their own
+``load_state_dict``, and compared with the same network built from PyTorch modules: for the
+block, ``torch.nn.TransformerEncoderLayer`` (float64, dropout 0) holding the same weights.
+``count_parameters`` is compared with ``solutions.transformer_block``, whose formula the
+tests verify against real module stacks. Typical bugs are recomputed on the same inputs.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autograder.student import Student
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from solutions import transformer_block as ref
+
+norm = Suite("layer_norm")
+ffn = Suite("FeedForward")
+block = Suite("TransformerBlock")
+counting = Suite("count_parameters")
+SUITES = {s.function: s for s in (norm, ffn, block, counting)}
+
+
+# ---------------------------------------------------------------------------------------
+# layer_norm
+
+def _normalized(x, eps, unbiased=False, eps_outside=False, center=True):
+    x = x.double()
+    mean = x.mean(-1, keepdim=True) if center else torch.zeros_like(x[..., :1])
+    var = x.var(-1, keepdim=True, unbiased=unbiased) if center else x.pow(2).mean(-1, keepdim=True)
+    return (x - mean) / (var.sqrt() + eps if eps_outside else (var + eps).sqrt())
+
+
+def _norm_bugs(x, weight, bias, eps):
+    w, b = weight.double(), bias.double()
+    bugs = [
+        (_normalized(x, eps, unbiased=True) * w + b,
+         "the variance is unbiased (divided by D - 1); layer norm uses the biased variance (divide by D: unbiased=False)"),
+        (_normalized(x, eps, eps_outside=True) * w + b,
+         "eps is added to the standard deviation; it belongs inside the square root: sqrt(var + eps)"),
+        (_normalized(x, eps), "weight and bias are not applied: multiply by weight, then add bias"),
+        (_normalized(x, eps) * b + w, "weight and bias are swapped: the result is normalized * weight + bias"),
+        (_normalized(x, eps, center=False) * w + b,
+         "the mean is not subtracted (that is RMSNorm): subtract the mean of each row first"),
+    ]
+    if x.dim() >= 2 and x.shape[-2] > 1:
+        moved = x.double().transpose(-1, -2)
+        bugs.append((_normalized(moved, eps).transpose(-1, -2) * w + b,
+                     "it normalizes over dim -2; layer norm normalizes each row over the last dimension"))
+    if eps != 1e-5:
+        bugs.append((_normalized(x, 1e-5) * w + b, "the eps argument is ignored (1e-5 is used instead)"))
+    return bugs
+
+
+def _norm_params(gen, d):
+    return 1.0 + randn(gen, d, scale=0.5), randn(gen, d, scale=0.5)
+
+
+def _expect_norm(student, x, weight, bias, eps, what, atol):
+    result = student(x, weight, bias) if eps == 1e-5 else student(x, weight, bias, eps=eps)
+    expected = F.layer_norm(x.double(), (x.shape[-1],), weight.double(), bias.double(), eps)
+    constant_row = bool((x.amax(-1) == x.amin(-1)).any())
+    if constant_row and isinstance(result, torch.Tensor) and result.shape == expected.shape \
+            and not torch.isfinite(result).all():
+        raise CheckFailed(f"{what} contains NaN or inf: a row of equal values has variance 0, so dividing by "
+                          "sqrt(var) fails; add eps inside the square root, sqrt(var + eps)")
+    expect_close(result, expected, what, atol=atol, diagnoses=_norm_bugs(x, weight, bias, eps))
+
+
+@norm.check(points=2)
+def matches_f_layer_norm(student, gen):
+    d = randint(gen, 5, 13)
+    weight, bias = _norm_params(gen, d)
+    for shape in ((randint(gen, 2, 3), randint(gen, 3, 7), d), (randint(gen, 3, 6), d)):
+        x = randn(gen, *shape, scale=2.0) + randn(gen, *shape[:-1], 1, scale=3.0)  # each row with its own offset
+        _expect_norm(student, x, weight, bias, 1e-5, f"layer_norm(x of shape {shape}, weight, bias)", atol=1e-5)
+
+
+@norm.check(points=2)
+def rows_of_nearly_equal_values(student, gen):
+    """Where var is near or below eps, the place of eps changes the result a lot."""
+    d, rows = randint(gen, 6, 13), randint(gen, 4, 8)
+    weight, bias = _norm_params(gen, d)
+    offsets = randn(gen, rows, 1)
+    spread = torch.tensor([1e-3, 3e-3, 1e-2, 1.0])[torch.arange(rows) % 4, None]
+    x = offsets + randn(gen, rows, d) * spread
+    x[0] = 2.0  # exactly constant: variance 0
+    _expect_norm(student, x, weight, bias, 1e-5, "layer_norm of rows of nearly equal values (variance 0 to 1e-4, near eps = 1e-5)",
+                 atol=1e-3)
+
+
+@norm.check(points=1)
+def uses_the_eps_argument(student, gen):
+    d = randint(gen, 5, 11)
+    weight, bias = _norm_params(gen, d)
+    x = randn(gen, randint(gen, 3, 6), d, scale=0.1)
+    _expect_norm(student, x, weight, bias, 1e-2, "layer_norm(x, weight, bias, eps=1e-2) for rows of variance ~1e-2",
+                 atol=1e-4)
+
+
+@norm.check(points=1)
+def gradients_match_f_layer_norm(student, gen):
+    d = randint(gen, 5, 11)
+    x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 6), d)
+    weight, bias = _norm_params(gen, d)
+    grad_output = randn(gen, *x.shape)
+    _, grads = student.with_grad((x, weight, bias), grad_output, grad_inputs=(0, 1, 2))
+    inputs = [t.double().requires_grad_() for t in (x, weight, bias)]
+    F.layer_norm(inputs[0], (d,), inputs[1], inputs[2]).backward(grad_output.double())
+    for grad, tensor, name in zip(grads, inputs, ("x", "weight", "bias")):
+        if grad is None:
+            raise CheckFailed(f"no gradient reaches {name}: compute layer_norm with differentiable torch operations")
+        expect_close(grad, tensor.grad, f"the gradient with respect to {name}", atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# FeedForward
+
+def _expect_state(state, shapes, what, hint):
+    """Fail unless ``state`` (a state_dict) has every key of ``shapes`` with that shape."""
+    if not isinstance(state, dict):
+        raise CheckFailed(f"{what}.state_dict() should return a dict, got {type(state).__name__}")
+    missing = [key for key in shapes if key not in state]
+    if missing:
+        found = ", ".join(sorted(state)[:16]) or "none"
+        raise CheckFailed(f"{what} has no parameter {missing[0]}: {hint} (its parameters are: {found})")
+    for key, shape in shapes.items():
+        expect_shape(state[key], shape, f"{what}'s {key}")
+
+
+def _random_weights(gen, shapes):
+    """Weights scaled like nn.Linear's initialization, LayerNorm gains near 1, small biases."""
+    weights = {}
+    for key, shape in shapes.items():
+        if key.endswith("weight") and len(shape) == 2:
+            weights[key] = randn(gen, *shape, scale=1 / math.sqrt(shape[1]))
+        elif key.startswith("norm") and key.endswith("weight"):
+            weights[key] = 1.0 + randn(gen, *shape, scale=0.3)
+        else:
+            weights[key] = randn(gen, *shape, scale=0.3)
+    return weights
+
+
+def _loaded(model, gen, shapes, what, hint):
+    """Load known weights into the learner's module through its own load_state_dict."""
+    state = model.state_dict()
+    _expect_state(state, shapes, what, hint)
+    weights = _random_weights(gen, shapes)
+    model.load_state_dict({**state, **weights})
+    return {key: value.double() for key, value in weights.items()}
+
+
+def _ffn_shapes(d_model, d_ff, prefix=""):
+    return {f"{prefix}linear1.weight": (d_ff, d_model), f"{prefix}linear1.bias": (d_ff,),
+            f"{prefix}linear2.weight": (d_model, d_ff), f"{prefix}linear2.bias": (d_model,)}
+
+
+FFN_HINT = "FeedForward needs nn.Linear submodules linear1 (d_model -> d_ff) and linear2 (d_ff -> d_model)"
+
+
+def _ffn_model(student, gen, activation=None, dropout=None):
+    d_model, d_ff = randint(gen, 5, 11), randint(gen, 13, 29)
+    kwargs = {k: v for k, v in (("activation", activation), ("dropout", dropout)) if v is not None}
+    model = student(d_model, d_ff, **kwargs)
+    weights = _loaded(model, gen, _ffn_shapes(d_model, d_ff), "FeedForward", FFN_HINT)
+    return model, weights, d_model
+
+
+def _ffn(weights, x, activation, after=lambda h: h):
+    hidden = activation(F.linear(x.double(), weights["linear1.weight"], weights["linear1.bias"]))
+    return after(F.linear(hidden, weights["linear2.weight"], weights["linear2.bias"]))
+
+
+def _ffn_bugs(weights, x, activation):
+    x64 = x.double()
+    bugs = [
+        (_ffn(weights, x, lambda h: h), "there is no activation between linear1 and linear2"),
+        (_ffn(weights, x, activation, after=activation), "the activation is also applied after linear2; "
+                                                         "the output of linear2 is the result"),
+        (x64 + _ffn(weights, x, activation), "the input is added to the output: the residual connection belongs "
+                                             "to TransformerBlock, not to FeedForward"),
+    ]
+    if activation is F.relu:
+        bugs.append((_ffn(weights, x, F.gelu), "GELU is used although activation='relu' (the default)"))
+    else:
+        tanh_gelu = _ffn(weights, x, lambda h: F.gelu(h, approximate="tanh"))
+        bugs.append((tanh_gelu, "this is the tanh approximation of GELU; use the exact one, F.gelu(h) or nn.GELU()"))
+        bugs.append((_ffn(weights, x, F.relu), "ReLU is used although activation='gelu' was asked for"))
+    return bugs
+
+
+@ffn.check(points=1)
+def has_linear1_and_linear2(student, gen):
+    model, _, d_model = _ffn_model(student, gen)
+    shape = (randint(gen, 2, 3), randint(gen, 3, 7), d_model)
+    expect_shape(model(randn(gen, *shape)), shape, "FeedForward's output (B, N, d_model)")
+
+
+@ffn.check(points=2)
+def relu_network_matches(student, gen):
+    model, weights, d_model = _ffn_model(student, gen)
+    for shape in ((randint(gen, 2, 3), randint(gen, 3, 7), d_model), (randint(gen, 3, 7), d_model)):
+        x = randn(gen, *shape)
+        expect_close(model(x), _ffn(weights, x, F.relu), f"FeedForward(x of shape {shape})",
+                     diagnoses=_ffn_bugs(weights, x, F.relu))
+
+
+@ffn.check(points=1)
+def gelu_network_matches(student, gen):
+    model, weights, d_model = _ffn_model(student, gen, activation="gelu")
+    x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 7), d_model, scale=2.0)
+    expect_close(model(x), _ffn(weights, x, F.gelu), "FeedForward(..., activation='gelu')(x)",
+                 diagnoses=_ffn_bugs(weights, x, F.gelu))
+
+
+def _expect_dropout_only_in_training(model, x, expected, what):
+    """Dropout must be off in eval() mode (the network's plain output) and on in train() mode."""
+    model.eval()
+    first = model(x)
+    if isinstance(first, torch.Tensor) and not is_close(model(x), first):
+        raise CheckFailed(f"{what} in eval() mode gives a different output at every call: dropout must be off after "
+                          "model.eval() (use nn.Dropout, or F.dropout(..., training=self.training))")
+    expect_close(first, expected, f"{what} in eval() mode")
+    model.train()
+    first, second = model(x), model(x)
+    if is_close(first, expected) and is_close(second, expected):
+        raise CheckFailed(f"{what} in train() mode gives the same output as in eval() mode: dropout is not applied "
+                          "(use nn.Dropout(dropout) and call it in forward)")
+
+
+@ffn.check(points=1)
+def dropout_only_in_training(student, gen):
+    model, weights, d_model = _ffn_model(student, gen, dropout=0.5)
+    x = randn(gen, randint(gen, 2, 3), randint(gen, 4, 7), d_model)
+    _expect_dropout_only_in_training(model, x, _ffn(weights, x, F.relu), "FeedForward(..., dropout=0.5)")
+
+
+# ---------------------------------------------------------------------------------------
+# TransformerBlock
+
+BLOCK_HINT = ("TransformerBlock needs submodules attn (chapter 3's MultiHeadAttention, with w_q, w_k, w_v, w_o), "
+              "ffn (FeedForward, with linear1 and linear2), norm1 and norm2 (nn.LayerNorm(d_model))")
+
+
+def _block_shapes(d_model, d_ff):
+    shapes = {f"attn.{w}.{p}": (d_model, d_model) if p == "weight" else (d_model,)
+              for w in ("w_q", "w_k", "w_v", "w_o") for p in ("weight", "bias")}
+    shapes.update(_ffn_shapes(d_model, d_ff, prefix="ffn."))
+    shapes.update({f"{n}.{p}": (d_model,) for n in ("norm1", "norm2") for p in ("weight", "bias")})
+    return shapes
+
+
+def _block_model(student, gen, norm_first, activation=None, dropout=None):
+    """(model, weights, sizes, x): the learner's block with known weights, sizes (B, N, D, H, d_ff)
+    and an input x (B, N, D)."""
+    heads, d_head = randint(gen, 2, 4), randint(gen, 2, 5)
+    d_model, d_ff = heads * d_head, randint(gen, 13, 29)
+    kwargs = {k: v for k, v in (("activation", activation), ("dropout", dropout)) if v is not None}
+    model = student(d_model, heads, d_ff, norm_first=norm_first, **kwargs)
+    weights = _loaded(model, gen, _block_shapes(d_model, d_ff), "TransformerBlock", BLOCK_HINT)
+    batch, n = randint(gen, 2, 3), randint(gen, 4, 8)
+    return model, weights, (batch, n, d_model, heads, d_ff), randn(gen, batch, n, d_model)
+
+
+def _pytorch_layer(weights, sizes, norm_first, activation="relu"):
+    """torch.nn.TransformerEncoderLayer (float64, dropout 0, eval) holding ``weights``."""
+    _, _, d_model, heads, d_ff = sizes
+    layer = nn.TransformerEncoderLayer(d_model, heads, d_ff, dropout=0.0, activation=activation,
+                                       norm_first=norm_first, batch_first=True, dtype=torch.float64)
+    attn = {"self_attn.in_proj_weight": torch.cat([weights[f"attn.w_{p}.weight"] for p in "qkv"]),
+            "self_attn.in_proj_bias": torch.cat([weights[f"attn.w_{p}.bias"] for p in "qkv"]),
+            "self_attn.out_proj.weight": weights["attn.w_o.weight"],
+            "self_attn.out_proj.bias": weights["attn.w_o.bias"]}
+    rest = {key.removeprefix("ffn."): value for key, value in weights.items() if not key.startswith("attn.")}
+    layer.load_state_dict({**attn, **rest})
+    return layer.eval()
+
+
+def _run_layer(layer, x, mask):
+    """The layer's output; PyTorch's bool src_mask is True where attending is NOT allowed."""
+    with torch.no_grad():
+        return layer(x.double(), src_mask=None if mask is None else ~mask)
+
+
+def _variant(layer, x, mask, order, attn_residual=True, ffn_residual=True, swap_norms=False):
+    """The block with one typical bug, built from the layer's own submodules (float64)."""
+    attn_mask = None if mask is None else ~mask
+    norm1, norm2 = (layer.norm2, layer.norm1) if swap_norms else (layer.norm1, layer.norm2)
+
+    def attend(h):
+        return layer.self_attn(h, h, h, attn_mask=attn_mask, need_weights=False)[0]
+
+    def feed_forward(h):
+        return layer.linear2(layer.activation(layer.linear1(h)))
+
+    def residual(keep, h, out):
+        return h + out if keep else out
+
+    x = x.double()
+    with torch.no_grad():
+        if order == "post":
+            h = norm1(residual(attn_residual, x, attend(x)))
+            return norm2(residual(ffn_residual, h, feed_forward(h)))
+        if order == "pre":
+            h = residual(attn_residual, x, attend(norm1(x)))
+            return residual(ffn_residual, h, feed_forward(norm2(h)))
+        if order == "pre_residual_of_normalized":
+            h = norm1(x)
+            h = h + attend(h)
+            h = norm2(h)
+            return h + feed_forward(h)
+        if order == "parallel":
+            return x + attend(norm1(x)) + feed_forward(norm2(x))
+    raise ValueError(order)
+
+
+def _block_bugs(layer, x, mask, norm_first):
+    """Yields (output, explanation) of typical bugs, computed one at a time: the diagnosis
+    stops at the first one that matches."""
+    order = "pre" if norm_first else "post"
+    asked = "Pre-LN (norm_first=True)" if norm_first else "Post-LN (norm_first=False)"
+    yield (_variant(layer, x, mask, "post" if norm_first else "pre"),
+           "this is Post-LN, x = norm(x + sublayer(x)), but norm_first=True asks for Pre-LN, x = x + sublayer(norm(x))"
+           if norm_first else
+           "this is Pre-LN, x = x + sublayer(norm(x)), but norm_first=False asks for Post-LN, x = norm(x + sublayer(x))")
+    yield (_variant(layer, x, mask, order, attn_residual=False, ffn_residual=False),
+           f"there is no residual connection ({asked}): add each sublayer's input to its output")
+    yield (_variant(layer, x, mask, order, attn_residual=False),
+           "the residual connection around attention is missing: add the attention sublayer's input to its output")
+    yield (_variant(layer, x, mask, order, ffn_residual=False),
+           "the residual connection around the feed-forward network is missing")
+    yield (_variant(layer, x, mask, order, swap_norms=True),
+           "norm1 and norm2 are swapped: norm1 belongs to the attention sublayer, norm2 to the feed-forward one")
+    if norm_first:
+        yield (_variant(layer, x, mask, "pre_residual_of_normalized"),
+               "the residual path carries the normalized x; in Pre-LN only the sublayer's input is normalized: "
+               "x = x + attn(norm1(x))")
+        yield (_variant(layer, x, mask, "parallel"),
+               "the feed-forward network reads the block's input; it must read the output of the attention "
+               "sublayer: x = x + attn(norm1(x)), then x = x + ffn(norm2(x))")
+    if mask is not None:
+        yield _variant(layer, x, None, order), "the mask is ignored: pass it to self.attn(..., mask=mask)"
+
+
+def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="relu", what=None):
+    output = model(x) if mask is None else model(x, mask=mask)
+    layer = _pytorch_layer(weights, sizes, norm_first, activation)
+    what = what or f"TransformerBlock(norm_first={norm_first})(x{'' if mask is None else ', mask'})"
+    if mask is not None and isinstance(output, torch.Tensor) and output.shape == x.shape \
+            and not torch.isfinite(output).all():
+        raise CheckFailed(f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
+                          "Here True means MAY attend (PyTorch's src_mask uses the opposite convention)")
+    expected = _run_layer(layer, x, mask)
+    expect_close(output, expected, what, diagnoses=_block_bugs(layer, x, mask, norm_first))
+
+
+@block.check(points=1)
+def has_attn_ffn_norm1_norm2(student, gen):
+    model, _, _, x = _block_model(student, gen, norm_first=bool(randint(gen, 0, 1)))
+    expect_shape(model(x), x.shape, "TransformerBlock's output (B, N, d_model)")
+
+
+@block.check(points=2)
+def post_ln_matches_pytorch(student, gen):
+    model, weights, sizes, x = _block_model(student, gen, norm_first=False)
+    _expect_block(model, weights, sizes, False, x)
+
+
+@block.check(points=2)
+def pre_ln_matches_pytorch(student, gen):
+    model, weights, sizes, x = _block_model(student, gen, norm_first=True)
+    _expect_block(model, weights, sizes, True, x)
+
+
+@block.check(points=2)
+def causal_mask_in_both_orders(student, gen):
+    for norm_first in (False, True):
+        model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first)
+        n = sizes[1]
+        _expect_block(model, weights, sizes, norm_first, x, mask=torch.ones(n, n, dtype=torch.bool).tril())
+
+
+@block.check(points=1)
+def gelu_activation(student, gen):
+    norm_first = bool(randint(gen, 0, 1))
+    model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, activation="gelu")
+    _expect_block(model, weights, sizes, norm_first, x, activation="gelu",
+                  what=f"TransformerBlock(norm_first={norm_first}, activation='gelu')(x)")
+
+
+@block.check(points=1)
+def dropout_only_in_training(student, gen):
+    norm_first = bool(randint(gen, 0, 1))
+    model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=0.3)
+    expected = _run_layer(_pytorch_layer(weights, sizes, norm_first), x, None)
+    _expect_dropout_only_in_training(model, x, expected, f"TransformerBlock(norm_first={norm_first}, dropout=0.3)")
+
+
+# ---------------------------------------------------------------------------------------
+# count_parameters
+
+def _call_text(args, kwargs):
+    return "count_parameters(" + ", ".join([*map(str, args), *(f"{k}={v}" for k, v in kwargs.items())]) + ")"
+
+
+def _count_bugs(args, kwargs):
+    """[(wrong count, explanation)] of typical mistakes for this configuration."""
+    n_layers, d_model, vocab_size, n_ctx = args
+    d_ff = kwargs.get("d_ff") or 4 * d_model
+    biases, tied = kwargs.get("biases", True), kwargs.get("tied_embeddings", True)
+    expected = ref.count_parameters(*args, **kwargs)
+    norm = d_model * (1 + int(biases))
+    bugs = []  # the mistakes specific to this configuration first: they are the likelier explanation
+    if tied:
+        bugs.append((expected + vocab_size * d_model, "the output projection is counted although it is tied to the "
+                                                      "token embedding (tied_embeddings=True): it is the same matrix"))
+    else:
+        bugs.append((expected - vocab_size * d_model, "with tied_embeddings=False the output projection "
+                                                      "(d_model x vocab_size) is a separate matrix and must be counted"))
+        bugs.append((expected + vocab_size, "the output projection has no bias"))
+    if biases:
+        bugs.append((ref.count_parameters(*args, **{**kwargs, "biases": False}),
+                     "biases are not counted (every Linear and LayerNorm has one when biases=True)"))
+    else:
+        bugs.append((ref.count_parameters(*args, **{**kwargs, "biases": True}), "biases=False is ignored"))
+        bugs.append((expected + (2 * n_layers + 1) * d_model, "biases=False must drop the LayerNorm biases too "
+                                                                "(only the LayerNorm gains stay)"))
+        bugs.append((expected - (2 * n_layers + 1) * d_model, "biases=False drops the LayerNorm biases, "
+                                                                "but the LayerNorm gains (weights) stay"))
+    if d_ff != 4 * d_model:
+        bugs.append((ref.count_parameters(*args, **{**kwargs, "d_ff": None}), "the d_ff argument is ignored"))
+    bugs += [
+        (expected - n_ctx * d_model, "the learned position embedding (n_ctx x d_model) is not counted"),
+        (expected - (2 * n_layers + 1) * norm, "the LayerNorms (norm1 and norm2 in every block, and the final one) "
+                                               "are not counted"),
+        (expected - norm, "the final LayerNorm (after the last block) is not counted"),
+        (expected - 2 * n_layers * norm, "the two LayerNorms inside each block are not counted"),
+        (expected - n_layers * (d_model**2 + d_model * int(biases)), "the attention's output projection w_o is not counted"),
+        (n_layers * 12 * d_model**2, "only the 12 d_model^2 weights per block are counted: add the embeddings, "
+                                     "biases and LayerNorms"),
+    ]
+    return bugs
+
+
+def _expect_count(student, args, kwargs, note=""):
+    expected = ref.count_parameters(*args, **kwargs)
+    call = _call_text(args, kwargs)
+    result = student(*args, **kwargs)
+    if isinstance(result, Student) and result.has("item"):  # a NumPy integer comes back as a handle
+        result = result.item()
+    if isinstance(result, torch.Tensor) and result.numel() == 1:
+        result = result.item()
+    if isinstance(result, bool) or not isinstance(result, (int, float)):
+        raise CheckFailed(f"{call} should return a number (an int), got {type(result).__name__}")
+    if abs(result - expected) < 0.5:
+        return
+    matches = [why for wrong, why in _count_bugs(args, kwargs) if abs(result - wrong) < 0.5]  # sizes can collide
+    explanation = "; or ".join(matches) or "count each part of the model described above the exercise"
+    raise CheckFailed(f"{call} is {result:,.0f}, expected {expected:,}{note}: {explanation}")
+
+
+def _small_config(gen):
+    return randint(gen, 1, 4), 2 * randint(gen, 4, 20), randint(gen, 50, 120), randint(gen, 7, 40)
+
+
+@counting.check(points=2)
+def default_gpt_configurations(student, gen):
+    _expect_count(student, _small_config(gen), {})
+    _expect_count(student, (12, 768, 50257, 1024), {}, note=" (GPT-2 small has 124,439,808 parameters)")
+    _expect_count(student, (96, 12288, 50257, 2048), {}, note=" (GPT-3 175B)")
+
+
+@counting.check(points=1)
+def explicit_d_ff(student, gen):
+    args = _small_config(gen)
+    _expect_count(student, args, {"d_ff": 3 * args[1] + randint(gen, 1, 9)})
+
+
+@counting.check(points=1)
+def without_biases(student, gen):
+    _expect_count(student, _small_config(gen), {"biases": False})
+
+
+@counting.check(points=1)
+def untied_embeddings(student, gen):
+    _expect_count(student, _small_config(gen), {"tied_embeddings": False})
+    _expect_count(student, _small_config(gen), {"tied_embeddings": False, "biases": False})
