@@ -4,9 +4,12 @@
     python -m autograder render SOURCE TARGET        execute a chapter, write its student view (the book's page)
     python -m autograder student FOLDER SOURCE...    write clean student notebooks (stubs, no outputs)
     python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
+    python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
 
 ``grade`` exits with status 0 when grading ran (whatever the score), 2 when it could not (the reason goes
-to stderr): a missing file, something that is not a notebook, an unknown chapter.
+to stderr): a missing file, something that is not a notebook, an unknown chapter, no sandbox. ``autograde`` (run in the
+course directory, or pass --course) exits with 0 when every submission is graded, 1 when some could not be
+(each is listed), 2 when it could not run (no gradebook, no such assignment).
 """
 import argparse
 import json
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from autograder.checks import CHAPTERS
 from autograder.grading import GradingError, format_results, grade_notebook
+from autograder.sandbox import SandboxError
 from autograder.suite import Result
 
 
@@ -35,7 +39,23 @@ def main(argv=None) -> int:
     course = commands.add_parser("course", help="create an nbgrader course directory from the chapters")
     course.add_argument("folder")
     course.add_argument("chapters", nargs="*", help="chapter names (default: all)")
+    batch = commands.add_parser("autograde", help="grade every submission of an assignment of an nbgrader course "
+                                "into its gradebook, in parallel sandboxes (instead of `nbgrader autograde`)")
+    batch.add_argument("assignment")
+    batch.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
+    batch.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    batch.add_argument("--workers", type=int, help="parallel grading processes (default: one per CPU core)")
+    batch.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
+    batch.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
+    batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
+    batch.add_argument("--cell-seconds", type=float, default=120.0,
+                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped)")
+    batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
+    batch.add_argument("--memory-mb", type=int, default=6144, help="address-space limit of a sandbox")
     args = parser.parse_args(argv)
+
+    if args.command == "autograde":
+        return autograde_command(args)
 
     if args.command == "course":
         from autograder.course import create_course
@@ -54,7 +74,7 @@ def main(argv=None) -> int:
         return 0
     try:
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
-    except GradingError as error:
+    except (GradingError, SandboxError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
@@ -64,6 +84,27 @@ def main(argv=None) -> int:
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
         print("Written answers are graded by your instructor.")
     return 0
+
+
+def autograde_command(args) -> int:
+    from autograder.sandbox import ForkServer, Limits
+    server = ForkServer()  # it imports torch while this process imports nbgrader
+    from autograder.batch import BatchError, autograde
+    limits = Limits(call_seconds=args.call_seconds, setup_seconds=args.cell_seconds,
+                    notebook_seconds=args.notebook_seconds, memory_bytes=args.memory_mb << 20)
+    try:
+        summary = autograde(Path(args.course), args.assignment, students=args.student, workers=args.workers,
+                            force=args.force, seed=args.seed, limits=limits, server=server)
+    except BatchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        server.close()
+    print(f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
+          f"not graded {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+    for student, reason in summary["failed"].items():
+        print(f"not graded: {student}: {reason}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 if __name__ == "__main__":

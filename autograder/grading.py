@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
 
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
+MAX_NOTEBOOK_BYTES = 100 << 20
 
 
 class GradingError(Exception):
@@ -22,12 +25,27 @@ class GradingError(Exception):
 
 
 def quiet():
-    """Silence warnings and stderr: nbgrader scores a grade cell that writes to stderr as 0."""
+    """Silence warnings and stderr, Python's and the process's file descriptor 2 (where
+    torch's C++ warnings go): nbgrader scores a grade cell that writes to stderr as 0."""
     stack = contextlib.ExitStack()
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
     stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    stack.enter_context(_fd_to_devnull(2))
     return stack
+
+
+@contextlib.contextmanager
+def _fd_to_devnull(fd: int):
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def grade_in_kernel(qualified_name: str, answer) -> float:
@@ -56,6 +74,8 @@ def load_notebook(path: Path) -> dict:
     """Read a notebook as a dict in format 4 (older formats are upgraded); raises
     GradingError with the reason. Plain JSON here: importing nbformat costs seconds."""
     try:
+        if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise GradingError(f"{path}: too large to grade (over {MAX_NOTEBOOK_BYTES >> 20} MiB; clear its outputs)")
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise GradingError(f"{path}: no such file") from None
@@ -91,9 +111,10 @@ def chapter_of(notebook, path: Path) -> str:
     raise GradingError(f"{path}: cannot tell which chapter this is; pass --chapter (one of {', '.join(CHAPTERS)})")
 
 
-def submission_cells(notebook) -> list[str]:
-    """The code the submission runs before grading: every code cell except demo cells and
-    nbgrader test cells; IPython magics and shell lines are commented out."""
+def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
+    """The code the submission runs before grading: every code cell except cells tagged with
+    one of ``skip_tags`` (demo cells) and nbgrader test cells; IPython magics and shell lines
+    are commented out."""
     cells = []
     for cell in notebook["cells"]:
         if cell.get("cell_type") != "code":
@@ -101,7 +122,8 @@ def submission_cells(notebook) -> list[str]:
         meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
         nbgrader = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
         tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
-        if DEMO_TAG in tags or (nbgrader.get("grade") and not nbgrader.get("solution")):
+        skipped = any(isinstance(tag, str) and tag in skip_tags for tag in tags)
+        if skipped or (nbgrader.get("grade") and not nbgrader.get("solution")):
             continue
         source = cell.get("source", "")
         source = "".join(map(str, source)) if isinstance(source, list) else str(source)
@@ -116,16 +138,37 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
     chapter = chapter or chapter_of(notebook, path)
     if chapter not in CHAPTERS:
         raise GradingError(f"unknown chapter {chapter!r}; one of {', '.join(CHAPTERS)}")
-    cells = submission_cells(notebook)
-    results = []
-    sandbox = Sandbox(limits, given_topics=[t for t in earlier_topics(chapter) if (SOLUTIONS / f"{t}.py").exists()])
+    results = grade_cells(submission_cells(notebook), chapter, seed=seed, limits=limits)
+    return {"notebook": str(path), "chapter": chapter,
+            "score": round(sum(r.score for r in results), 6),
+            "max_score": sum(r.max_score for r in results),
+            "tests": [r.__dict__ for r in results]}
+
+
+def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = None, limits: Limits | None = None,
+                hidden=()) -> list[Result]:
+    """Run ``cells`` in a sandbox, then the suites of ``names`` (default: every graded name of
+    the chapter) against it. A sandbox that dies while a function is checked (exit, crash,
+    time limit) is restarted with the cells run again, so one broken function costs only its
+    own points; when running the cells is what ends it, every function fails with the reason.
+    ``hidden``: more folders the sandbox must not see (the course directory).
+    Raises SandboxError when no sandbox can be started (a problem of the machine)."""
+    limits = limits or Limits()
+    topic = CHAPTERS[chapter]
+    chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
+    deadline = time.monotonic() + limits.notebook_seconds
+    sandbox = Sandbox(limits, given_topics=[t for t in earlier_topics(chapter) if (SOLUTIONS / f"{t}.py").exists()],
+                      hidden=hidden, deadline=deadline)
+    results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
     try:
-        for name, suite in suites(CHAPTERS[chapter]).items():
-            if sandbox.process is None or sandbox.dead:
+        for name, suite in chosen.items():
+            if not sandbox.running and not stopped and time.monotonic() < deadline:
                 sandbox.close()
                 sandbox.start()
                 cell_errors = _run_cells(sandbox, cells)
-            missing = _missing(sandbox, name, cell_errors)
+                if not sandbox.running:
+                    stopped = f"running the notebook stopped: {cell_errors[0]}"
+            missing = f"{name} could not be graded: {stopped}" if stopped else _missing(sandbox, name, cell_errors)
             if missing:
                 results += [Result(name, c.name, 0.0, float(c.points), False, missing) for c in suite.checks]
             else:
@@ -133,10 +176,7 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
                     results += suite.run(Student(sandbox, name), seed)
     finally:
         sandbox.close()
-    return {"notebook": str(path), "chapter": chapter,
-            "score": round(sum(r.score for r in results), 6),
-            "max_score": sum(r.max_score for r in results),
-            "tests": [r.__dict__ for r in results]}
+    return results
 
 
 def _run_cells(sandbox: Sandbox, cells):

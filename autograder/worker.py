@@ -1,18 +1,29 @@
 """How the learner's code is called, in the learner's kernel or in a sandboxed process.
 
 This file imports only the standard library and torch, because it also runs *as a script*
-in the grading sandbox (``python -I -S worker.py READ_FD WRITE_FD``), where neither
-``autograder`` nor ``solutions`` can be imported. There it executes a submission's code
-cells, then answers requests from the trusted grader over a pipe: call a function or a
-method, read an attribute, with values sent as plain tensors and numbers only.
+in the grading sandbox (``python -I -S worker.py CONTROL_FD``), where neither
+``autograder`` nor ``solutions`` can be imported. There it is a *fork server*: it imports
+torch (and the libraries chapters use) once, then forks one confined child per sandbox.
+The child executes a submission's code cells, then answers requests from the trusted
+grader over a socket: call a function or a method, read an attribute, with values sent as
+plain tensors and numbers only.
 
 Messages are ``torch.save`` payloads behind an 8-byte length; the grader reads them with
 ``torch.load(weights_only=True)``, which refuses any object that is not plain data.
 """
 import io
+import linecache
+import json
 import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import stat
 import struct
 import sys
+import tempfile
 import traceback
 
 import torch
@@ -38,7 +49,8 @@ def plain(value, wrap):
     containers are rebuilt, numbers stay numbers, and any other object (a module) is
     handed to ``wrap``, which returns a handle for it."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().clone()
+        with torch._C.DisableTorchFunctionSubclass():  # a subclass's own methods are not trusted
+            value = value.detach().clone()
         return value if type(value) is torch.Tensor else value.as_subclass(torch.Tensor)
     if type(value) in PLAIN:
         return value
@@ -162,8 +174,11 @@ class Session:
     def run_cells(self, cells):
         errors = []
         for index, source in enumerate(cells):
+            filename = f"<cell {index}>"
+            # Registered so tracebacks quote the failing line and Triton's interpreter can read the source.
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             try:
-                exec(compile(source, f"<cell {index}>", "exec"), self.namespace)
+                exec(compile(source, filename, "exec"), self.namespace)
                 errors.append(None)
             except BaseException as error:  # SystemExit too: one bad cell does not end grading
                 errors.append(f"{type(error).__name__}: {error}")
@@ -207,5 +222,248 @@ def serve(read_fd, write_fd):
         write_message(write_fd, message)
 
 
+
+# ---------------------------------------------------------------------------------------
+# The fork server and the confined child (Linux). The server imports the libraries once;
+# per sandbox it forks a *watcher* that enters new namespaces (when the system allows) and
+# forks the *child* that runs the learner's code. The watcher never runs learner code: it
+# kills the child when the grader asks or goes away, and reports how the child ended.
+
+PRELOAD = ("numpy", "matplotlib.pyplot")  # imported once by the server, not per submission
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 8, 32, 1 << 12, 1 << 13, 1 << 14, 1 << 18)
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+
+
+class _Libc:
+    """The few Linux calls Python 3.11 lacks (unshare, mount, prctl), raising OSError."""
+
+    def __init__(self):
+        import ctypes
+        self.ctypes, self.lib = ctypes, ctypes.CDLL(None, use_errno=True)
+
+    def call(self, name, *args):
+        if getattr(self.lib, name)(*args) != 0:
+            errno = self.ctypes.get_errno()
+            raise OSError(errno, f"{name}{args[:2]}: {os.strerror(errno)}")
+
+    def mount(self, source, target, fstype, flags, data=None):
+        self.call("mount", source.encode(), target.encode(), fstype and fstype.encode(), flags,
+                  data and data.encode())
+
+
+def fork_server(control_fd):
+    """Serve spawn requests on SOCK_SEQPACKET sockets until all of them close: first
+    ``control_fd``, then any socket attached with ``{"attach": true}`` and its descriptor
+    (one per grading process). A request is a JSON spec with two descriptors (the child's
+    end of its request channel, the watcher's end of its control channel); each request
+    is answered b"ok" or with what went wrong."""
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # a library that is missing or broken is imported (and fails) per submission
+            pass
+    channels = [socket.socket(fileno=control_fd)]
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished watchers
+    while channels:
+        for channel in select.select(channels, [], [])[0]:
+            try:
+                data, fds, _, _ = socket.recv_fds(channel, 1 << 16, 2)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                channels.remove(channel)
+                channel.close()
+                continue
+            spec = json.loads(data)
+            if spec.get("attach"):
+                channels.append(socket.socket(fileno=fds[0]))
+                channel.send(b"ok")
+                continue
+            try:
+                pid = os.fork()
+            except OSError as error:
+                pid = None
+                channel.send(f"cannot fork: {error}".encode())
+            if pid == 0:
+                try:
+                    for other in channels:
+                        other.close()
+                    watch(spec, *fds)
+                finally:
+                    os._exit(70)
+            for fd in fds:
+                os.close(fd)
+            if pid:
+                channel.send(b"ok")
+
+
+def watch(spec, comm_fd, control_fd):
+    """The watcher: unshare namespaces, fork the child; kill it on any byte or end of file
+    on ``control_fd``; finally write ``{"status": wait status}`` there."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    isolated = False
+    if spec["namespaces"]:
+        try:
+            _Libc().call("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC)
+            isolated = True
+        except OSError:
+            pass
+    scratch = "/tmp" if isolated else tempfile.mkdtemp(prefix="autograder-")
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(control_fd)
+            try:
+                in_force = confine(spec, scratch, isolated, comm_fd)
+            except Exception as error:
+                write_message(comm_fd, encode({"ok": False, "error": f"the sandbox could not be set up: {error}"}))
+                raise
+            write_message(comm_fd, encode({"ok": True, "value": in_force}))
+            serve(comm_fd, comm_fd)
+        finally:
+            os._exit(0)
+    os.close(comm_fd)
+    pidfd = os.pidfd_open(child)
+    ready = []
+    while pidfd not in ready:
+        ready, _, _ = select.select([control_fd, pidfd], [], [])
+        if control_fd in ready:
+            for target in (-child, child):  # its process group, then itself (init of its pid namespace)
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
+            break
+    _, status = os.waitpid(child, 0)
+    if not isolated:
+        if spec["uid"] is not None:
+            _kill_every_process_of(spec["uid"])
+        shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        os.write(control_fd, json.dumps({"status": status}).encode())
+    except OSError:
+        pass
+
+
+def _kill_every_process_of(uid):
+    """Without a pid namespace, what the child forked may have left its process group."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)  # every process of this uid but the caller
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def confine(spec, scratch, isolated, comm_fd) -> dict:
+    """Runs in the child before any learner code; returns which isolation is in force."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # learner output goes nowhere (not to the server's log)
+        os.dup2(devnull, fd)
+    os.closerange(3, comm_fd)  # nothing of the server's stays open but the request channel
+    os.closerange(comm_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    libc = _Libc()
+    libc.call("prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    with open("/proc/self/oom_score_adj", "w") as file:  # out of memory, the kernel kills learner code first
+        file.write("1000")
+    in_force = {"network": isolated, "pid_namespace": isolated, "hidden_paths": [], "private_tmp": False,
+                "uid": spec["uid"]}
+    sources = {}
+    for name, path in spec["given"].items():  # read before their folder is hidden
+        with open(path, "rb") as file:
+            sources[name] = file.read()
+    blocked = _unreachable(sys.path + [sys.prefix, sys.base_prefix]) if spec["uid"] is not None else {}
+    if isolated:
+        _private_views(libc, spec, in_force, blocked)
+    elif blocked:
+        raise OSError(f"the Python installation is not readable by other users ({', '.join(blocked.values())} "
+                      "has no o+x), so learner code cannot run as an unprivileged user here")
+    home, given = os.path.join(scratch, "home"), os.path.join(scratch, "given")
+    os.makedirs(os.path.join(given, "solutions"))
+    for name, source in sources.items():
+        with open(os.path.join(given, "solutions", name), "wb") as file:
+            file.write(source)
+    os.makedirs(home)
+    os.chmod(scratch, 0o1777 if isolated else 0o755)
+    limits, uid = spec["limits"], spec["uid"]
+    if uid is not None:
+        os.chown(home, uid, uid)
+    os.chdir(home)
+    os.environ.update(HOME=home, TMPDIR=home, MPLCONFIGDIR=home)
+    tempfile.tempdir = None
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    if uid is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"],) * 2)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    libc.call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    sys.path.insert(0, given)
+    return in_force
+
+
+def _unreachable(paths) -> dict:
+    """{subtree: its ancestor that other users cannot enter} for the folders in ``paths``
+    (e.g. {"/root/.pyenv": "/root"} when Python is installed in root's home)."""
+    found = {}
+    for path in paths:
+        parts = os.path.realpath(path).split(os.sep)
+        for depth in range(2, len(parts)):
+            ancestor = os.sep.join(parts[:depth]) or os.sep
+            try:
+                if not os.stat(ancestor).st_mode & stat.S_IXOTH:
+                    found[os.sep.join(parts[:depth + 1])] = ancestor
+                    break
+            except OSError:
+                break
+    return found
+
+
+def _private_views(libc, spec, in_force, blocked):
+    """In the child's own mount namespace: an empty size-limited /tmp and /dev/shm; the
+    ``blocked`` subtrees (the Python installation) made reachable for the unprivileged
+    user by covering their closed ancestor with an empty read-only file system and moving
+    them back in; the course and reference folders hidden under empty read-only file
+    systems; a /proc that shows only its own processes."""
+    libc.mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the host
+    size = spec["limits"]["scratch_bytes"]
+    libc.mount("scratch", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    staged = []
+    for index, subtree in enumerate(blocked):
+        stage = f"/tmp/.stage{index}"
+        os.mkdir(stage)
+        libc.mount(subtree, stage, None, MS_BIND | MS_REC)
+        staged.append((stage, subtree))
+    for ancestor in set(blocked.values()):
+        libc.mount("cover", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    for stage, subtree in staged:
+        os.makedirs(subtree, exist_ok=True)
+        libc.mount(stage, subtree, None, MS_MOVE)
+        os.rmdir(stage)
+    for ancestor in set(blocked.values()):
+        libc.mount("cover", ancestor, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for path in spec["hidden"]:
+        if os.path.isdir(path):
+            libc.mount("hidden", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+            in_force["hidden_paths"].append(path)
+    if os.path.isdir("/dev/shm"):
+        libc.mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    in_force["private_tmp"] = True
+    try:
+        libc.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:  # some containers refuse a new /proc; the pid namespace still hides signals
+        pass
+
+
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]))
+    fork_server(int(sys.argv[1]))
