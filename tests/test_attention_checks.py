@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alternatives import attention as alternative
 from conftest import messages, not_implemented, run_suite, score
 from solutions import attention as ref
 
@@ -41,13 +40,6 @@ def test_causal_mask_matches_torch_is_causal():
 # --- reference, stub and alternative ----------------------------------------------------
 
 NAMES = ["softmax", "scaled_dot_product_attention", "causal_mask"]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_reference_and_alternative_get_full_marks(name, seed):
-    for answer in (getattr(ref, name), getattr(alternative, name)):
-        results = run_suite("attention", name, answer, seed)
-        assert all(r.passed for r in results), messages(results)
 
 
 @pytest.mark.parametrize("name", NAMES)

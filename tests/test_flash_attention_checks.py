@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alternatives import flash_attention as alternative
 from autograder.checks import suites
 from conftest import messages, not_implemented, run_suite, score
 from solutions import flash_attention as ref  # sets TRITON_INTERPRET=1 when no CUDA GPU is present
@@ -31,18 +30,6 @@ def one_thread():
 
 def full_marks(name):
     return suites(TOPIC)[name].max_score
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_reference_gets_full_marks(name, seed):
-    results = run_suite(TOPIC, name, getattr(ref, name), seed)
-    assert score(results) == full_marks(name), messages(results)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_alternative_gets_full_marks(name, seed):
-    results = run_suite(TOPIC, name, getattr(alternative, name), seed)
-    assert score(results) == full_marks(name), messages(results)
 
 
 class StubFunction(torch.autograd.Function):
