@@ -1,0 +1,117 @@
+"""Chapter 6: pretraining objectives, next-token prediction and masked language modelling.
+
+Shapes: ``B`` batch, ``T`` tokens per sequence, ``V`` vocabulary size, ``D = d_model``.
+Tokens are int64 ids in ``[0, V)``. Labels use ``-100`` ("ignore this position") wherever
+there is nothing to predict, the convention of ``torch.nn.functional.cross_entropy``.
+"""
+import torch
+from torch import nn
+
+from solutions.attention import causal_mask
+from solutions.positional_encoding import sinusoidal_positional_encoding
+from solutions.transformer_block import TransformerBlock
+
+IGNORE_INDEX = -100
+
+
+def shift_for_next_token(tokens: torch.Tensor):
+    """Inputs and targets of next-token prediction: tokens (..., T) -> ``(inputs, targets)``,
+    inputs ``tokens[..., :-1]`` and targets ``tokens[..., 1:]``, both (..., T-1), so that
+    ``targets[..., t]`` is the token that follows ``inputs[..., :t+1]``."""
+    return tokens[..., :-1], tokens[..., 1:]
+
+
+def mask_tokens(tokens: torch.Tensor, mask_token_id: int, vocab_size: int, mask_prob: float = 0.15,
+                generator: torch.Generator | None = None, special_token_ids=()):
+    """BERT's corruption (Devlin et al., 2019): returns ``(inputs, labels)``, both of the
+    shape of ``tokens`` (any shape) and dtype int64.
+
+    Every position whose token is not in ``special_token_ids`` is *selected* independently
+    with probability ``mask_prob``. ``labels`` holds the original token at selected
+    positions and -100 everywhere else. Of the selected positions, 80% become
+    ``mask_token_id`` in ``inputs``, 10% a token drawn uniformly from the non-special ids
+    of ``[0, vocab_size)``, and 10% keep their token; unselected positions are unchanged.
+    All randomness comes from ``generator`` (the global generator when None).
+    """
+    special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+    selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+    labels = torch.where(selected, tokens, IGNORE_INDEX)
+
+    action = torch.rand(tokens.shape, generator=generator)  # one draw decides 80 / 10 / 10
+    to_mask = selected & (action < 0.8)
+    to_random = selected & (action >= 0.8) & (action < 0.9)
+    ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+    random_tokens = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+
+    inputs = torch.where(to_mask, mask_token_id, tokens)
+    inputs = torch.where(to_random, random_tokens, inputs)
+    return inputs, labels
+
+
+def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
+    """Mean cross-entropy (in nats) over the positions whose label is not ``ignore_index``.
+
+    logits (..., V), labels (...) int64; returns a 0-dim tensor, differentiable with
+    respect to ``logits``. Equals ``F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1),
+    ignore_index=ignore_index)``.
+    """
+    logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    keep = labels != ignore_index
+    log_probs = torch.log_softmax(logits[keep], dim=-1)  # log-sum-exp inside: no overflow
+    return -log_probs.gather(-1, labels[keep, None]).mean()
+
+
+# ---------------------------------------------------------------------------------------
+# Models. Both are the same stack (token embeddings plus chapter 4's sinusoidal position
+# encodings, ``num_layers`` Pre-LN blocks of chapter 5, a final LayerNorm and a linear head
+# over the vocabulary); they differ only in the attention mask. Methods use
+# ``nn.Module.__init__`` and the module-level helpers below, so a notebook class can
+# delegate to them.
+
+def _build(model: nn.Module, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout):
+    nn.Module.__init__(model)
+    model.token_embedding = nn.Embedding(vocab_size, d_model)
+    model.register_buffer("positions", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
+    model.blocks = nn.ModuleList(TransformerBlock(d_model, num_heads, d_ff, norm_first=True, dropout=dropout)
+                                 for _ in range(num_layers))
+    model.norm = nn.LayerNorm(d_model)
+    model.head = nn.Linear(d_model, vocab_size)
+
+
+def _logits(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    x = model.token_embedding(tokens) + model.positions[:tokens.shape[-1]]  # (B, T, D)
+    for block in model.blocks:
+        x = block(x, mask)
+    return model.head(model.norm(x))  # (B, T, V)
+
+
+class CausalLM(nn.Module):
+    """A decoder-only (GPT-style) language model: position t reads tokens 0..t only.
+
+    ``CausalLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
+    ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V), where
+    ``logits[:, t]`` scores the token that comes *after* position t.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int,
+                 max_len: int, dropout: float = 0.0):
+        _build(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return _logits(self, tokens, causal_mask(tokens.shape[-1]).to(tokens.device))
+
+
+class MaskedLM(nn.Module):
+    """An encoder-only (BERT-style) masked language model: every position reads the whole
+    sequence, so ``logits[:, t]`` scores the token *at* position t given both sides.
+
+    ``MaskedLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
+    ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V).
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int,
+                 max_len: int, dropout: float = 0.0):
+        _build(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return _logits(self, tokens, None)
