@@ -429,6 +429,13 @@ def _unreachable(paths) -> dict:
     return found
 
 
+def _python_folders_under(roots) -> list:
+    """The outermost of Python's folders (prefixes, path entries) that lie below ``roots``."""
+    folders = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, *sys.path) if os.path.isdir(p)})
+    below = [f for f in folders if any(f.startswith(root + os.sep) for root in roots)]
+    return [f for f in below if not any(f.startswith(other + os.sep) for other in below if other != f)]
+
+
 def _private_views(libc, spec, in_force, blocked):
     """In the child's own mount namespace: an empty size-limited /tmp and /dev/shm; the
     ``blocked`` subtrees (the Python installation) made reachable for the unprivileged
@@ -437,6 +444,9 @@ def _private_views(libc, spec, in_force, blocked):
     systems; a /proc that shows only its own processes."""
     libc.mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the host
     size = spec["limits"]["scratch_bytes"]
+    # Python's own folders that live under /tmp or /dev/shm (a checkout with its .venv in /tmp)
+    # must stay visible under the fresh file systems: hold them open, bind them back after.
+    kept = {path: os.open(path, os.O_PATH) for path in _python_folders_under(("/tmp", "/dev/shm"))}
     libc.mount("scratch", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
     staged = []
     for index, subtree in enumerate(blocked):
@@ -458,6 +468,11 @@ def _private_views(libc, spec, in_force, blocked):
             in_force["hidden_paths"].append(path)
     if os.path.isdir("/dev/shm"):
         libc.mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    for path, fd in kept.items():
+        os.makedirs(path, exist_ok=True)
+        libc.mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        libc.mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     in_force["private_tmp"] = True
     try:
         libc.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
