@@ -462,10 +462,10 @@ def _private_views(libc, spec, in_force, blocked):
         os.rmdir(stage)
     for ancestor in set(blocked.values()):
         libc.mount("cover", ancestor, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for path in spec["hidden"]:
+    for path in spec["hidden"]:  # covered here, or already gone with the host's /tmp
         if os.path.isdir(path):
             libc.mount("hidden", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
-            in_force["hidden_paths"].append(path)
+        in_force["hidden_paths"].append(path)
     if os.path.isdir("/dev/shm"):
         libc.mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
     for path, fd in kept.items():

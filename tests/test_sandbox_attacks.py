@@ -46,8 +46,10 @@ def test_isolation_in_force_when_root(sandbox):
         pytest.skip("the grader does not run as root: no namespaces, no separate uid")
     assert sandbox.isolation["network"] and sandbox.isolation["pid_namespace"] and sandbox.isolation["private_tmp"]
     assert str(REPOSITORY / "solutions") in sandbox.isolation["hidden_paths"]
-    sandbox.run_cells(["import os\nme = os.getuid()"])
+    solutions = str(REPOSITORY / "solutions")
+    sandbox.run_cells([f"import os\nme = os.getuid()\nseen = os.listdir({solutions!r}) if os.path.isdir({solutions!r}) else []"])
     assert value(sandbox, "me") == sandbox.isolation["uid"] != 0
+    assert value(sandbox, "seen") == []
 
 
 def test_no_network_not_even_loopback(sandbox):
