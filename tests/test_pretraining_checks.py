@@ -51,7 +51,8 @@ def test_mask_tokens_has_bert_proportions():
     selected = labels != -100
     assert not selected[:, 0].any() and torch.equal(labels[selected], tokens[selected])
     assert abs(selected[:, 1:].float().mean().item() - 0.15) < 0.003
-    masked, kept = (inputs[selected] == 3).float().mean().item(), (inputs[selected] == tokens[selected]).float().mean().item()
+    masked = (inputs[selected] == 3).float().mean().item()
+    kept = (inputs[selected] == tokens[selected]).float().mean().item()
     assert abs(masked - 0.8) < 0.01 and abs(kept - 0.1) < 0.01
     assert (inputs[selected & (inputs != 3)] >= 4).all()
 
@@ -157,6 +158,31 @@ def test_loss_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "language_model_loss", bug, seed)
     assert score(results) < 7
     assert fragment in messages(results)
+
+
+# --- other correct masking schemes ----------------------------------------------------------
+
+def mask_exact_count_and_fresh_random_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None,
+                                             special_token_ids=()):
+    """Selects exactly round(mask_prob * n) ordinary positions, splits them 80/10/10 exactly, and
+    draws random tokens that always differ from the original: correct too."""
+    flat = tokens.flatten()
+    ordinary = (~torch.isin(flat, torch.tensor(list(special_token_ids), dtype=flat.dtype))).nonzero().flatten()
+    chosen = ordinary[torch.randperm(len(ordinary), generator=generator)[:round(mask_prob * len(ordinary))]]
+    n_mask, n_random = round(0.8 * len(chosen)), round(0.1 * len(chosen))
+    inputs, labels = flat.clone(), torch.full_like(flat, -100)
+    labels[chosen] = flat[chosen]
+    inputs[chosen[:n_mask]] = mask_token_id
+    ids = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
+    for position in chosen[n_mask:n_mask + n_random].tolist():
+        others = ids[ids != flat[position]]
+        inputs[position] = others[torch.randint(len(others), (1,), generator=generator)]
+    return inputs.view(tokens.shape), labels.view(tokens.shape)
+
+
+def test_exact_counts_and_fresh_random_tokens_get_full_marks(seed):
+    results = run_suite("pretraining", "mask_tokens", mask_exact_count_and_fresh_random_tokens, seed)
+    assert all(r.passed for r in results), messages(results)
 
 
 # --- plausible bugs: mask_tokens ----------------------------------------------------------

@@ -96,7 +96,8 @@ def any_leading_dimensions(student, gen):
 def _loss(student, logits, labels, **kwargs):
     value = as_tensor(student(logits, labels, **kwargs), "language_model_loss(logits, labels)")
     if value.numel() != 1:
-        raise CheckFailed(f"language_model_loss should return one number (a 0-dim tensor), got shape {tuple(value.shape)}")
+        raise CheckFailed("language_model_loss should return one number (a 0-dim tensor), "
+                          f"got shape {tuple(value.shape)}")
     return value.reshape(())
 
 
@@ -118,7 +119,8 @@ def _per_position(logits, labels, ignore_index=IGNORE):
 def _loss_bugs(logits, labels, ignore_index=IGNORE):
     losses, kept = _per_position(logits, labels, ignore_index)
     bugs = [(losses.sum(), "it sums the losses; take the mean over the predicted positions"),
-            (losses.sum() / math.log(2) / kept.sum(), "it is in bits (log base 2); use the natural log (nats), as F.cross_entropy")]
+            (losses.sum() / math.log(2) / kept.sum(), "it is in bits (log base 2); use the natural log (nats), "
+                                                      "as F.cross_entropy does")]
     if not kept.all():
         bugs.append((losses.mean(), "ignored positions count as zero loss in the mean: divide by the number of "
                                     "positions whose label is not ignore_index, not by all positions"))
@@ -155,7 +157,8 @@ def respects_the_ignore_index_argument(student, gen):
     everything = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1))
     expect_close(_loss(student, logits, labels, ignore_index=0), expected, "the loss with ignore_index=0",
                  diagnoses=[(everything, "the ignore_index argument is not used (-100 is hard-coded?): "
-                                         "positions labelled ignore_index=0 were counted")] + _loss_bugs(logits, labels, 0))
+                                         "positions labelled ignore_index=0 were counted")]
+                 + _loss_bugs(logits, labels, 0))
 
 
 @loss.check(points=1)
@@ -303,8 +306,10 @@ def selection_rate_follows_mask_prob(student, gen):
                                (0.15, "mask_prob is ignored (it always selects 15%)"),
                                (0.9 * mask_prob, "the 10% of selected positions kept unchanged lost their label; "
                                                  "they must be predicted too")])
-    for mask_prob, expected, what in ((0.0, 0, "no position"), (1.0, int(ordinary.sum()), "every non-special position")):
-        _, labels = _mask(student, tokens, MASK_ID, vocab, mask_prob=mask_prob, generator=gen, special_token_ids=SPECIALS)
+    edges = ((0.0, 0, "no position"), (1.0, int(ordinary.sum()), "every non-special position"))
+    for mask_prob, expected, what in edges:
+        _, labels = _mask(student, tokens, MASK_ID, vocab, mask_prob=mask_prob, generator=gen,
+                          special_token_ids=SPECIALS)
         if int((labels != IGNORE).sum()) != expected:
             raise CheckFailed(f"mask_prob={mask_prob} must select {what}, got {int((labels != IGNORE).sum())} "
                               f"of {int(ordinary.sum())}")
@@ -339,7 +344,7 @@ def replaces_80_10_10(student, gen):
 
 
 @masking.check(points=1)
-def random_tokens_are_ordinary_and_uniform(student, gen):
+def random_tokens_come_from_every_ordinary_id(student, gen):
     vocab, specials, mask_id = 12, (0, 5, 7, 11), 7
     tokens = _corpus(gen, (40, 500), vocab, specials, 0.0)
     inputs, labels = _mask(student, tokens, mask_id, vocab, mask_prob=0.6, generator=gen, special_token_ids=specials)
