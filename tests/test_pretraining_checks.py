@@ -10,6 +10,17 @@ from alternatives import pretraining as alternative
 from conftest import messages, not_implemented, run_suite, score
 from solutions import pretraining as ref
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The checks run tiny models: a second thread only adds synchronization, and on a busy
+    machine its spin-waiting made this file several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 NAMES = ["shift_for_next_token", "language_model_loss", "mask_tokens", "CausalLM", "MaskedLM"]
 POINTS = {"shift_for_next_token": 3, "language_model_loss": 7, "mask_tokens": 10, "CausalLM": 6, "MaskedLM": 5}
 
