@@ -165,3 +165,11 @@ def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32)
 def randint(gen: torch.Generator, low: int, high: int) -> int:
     """One integer in [low, high] drawn from ``gen``: odd sizes that change with the seed."""
     return int(torch.randint(low, high + 1, (1,), generator=gen))
+
+
+def random_mask(gen: torch.Generator, shape) -> torch.Tensor:
+    """A random bool attention mask (True = may attend) in which every query may attend to at
+    least one key (key 0), so no row of weights is undefined."""
+    mask = torch.rand(*shape, generator=gen) < 0.6
+    mask[..., 0] = True
+    return mask

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn, random_mask
 from solutions import attention as ref
 
 softmax = Suite("softmax")
@@ -125,16 +125,10 @@ def batch_and_head_dimensions(student, gen):
     expect_close(output, expected_output, "output with batch and head dims (B, H, N, d)")
 
 
-def _random_mask(gen, shape):
-    mask = torch.rand(*shape, generator=gen) < 0.6
-    mask[..., 0] = True  # every query may attend to at least one key
-    return mask
-
-
 @attention.check(points=2)
 def mask_blocks_keys(student, gen):
     q, k, v = _qkv(gen, batch=(2, 3))
-    mask = _random_mask(gen, (q.shape[-2], k.shape[-2]))  # broadcast over batch and heads
+    mask = random_mask(gen, (q.shape[-2], k.shape[-2]))  # broadcast over batch and heads
     mask[:, -1] = False  # the last key is hidden from every query
     output, weights = _result(student, q, k, v, mask)
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)

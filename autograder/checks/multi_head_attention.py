@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn, random_mask
 from solutions import attention as attention_ref
 from solutions import multi_head_attention as ref
 
@@ -293,12 +293,6 @@ def value_defaults_to_key(student, gen):
                  "cross-attention, value not given")
 
 
-def _random_mask(gen, shape):
-    mask = torch.rand(*shape, generator=gen) < 0.6
-    mask[..., 0] = True  # every query may attend to at least one key
-    return mask
-
-
 @mha.check(points=2)
 def masks_of_each_documented_shape(student, gen):
     batch, n, heads, d_head = _sizes(gen)
@@ -307,7 +301,7 @@ def masks_of_each_documented_shape(student, gen):
     lengths = torch.randint(1, n + 1, (batch,), generator=gen)
     masks = [(attention_ref.causal_mask(n), "a causal mask of shape (N_q, N_k)"),
              ((torch.arange(n) < lengths[:, None])[:, None, None, :], "a padding mask of shape (B, 1, 1, N_k)"),
-             (_random_mask(gen, (batch, 1, n, n)), "a mask of shape (B, 1, N_q, N_k)")]
+             (random_mask(gen, (batch, 1, n, n)), "a mask of shape (B, 1, N_q, N_k)")]
     for mask, what in masks:
         _compare(model, weights, heads, (x, x, x), mask, "model(x, mask=mask)", (x,), f"self-attention with {what}")
 
