@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from autograder.checks import CHAPTERS
+from autograder.chapters import BY_NAME
 from autograder.grading import GradingError, format_results, grade_notebook
 from autograder.sandbox import SandboxError
 from autograder.suite import Result
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     grade = commands.add_parser("grade", help="grade one filled-in chapter notebook")
     grade.add_argument("notebook")
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
-    grade.add_argument("--chapter", choices=sorted(CHAPTERS), help="which chapter (default: from the notebook)")
+    grade.add_argument("--chapter", choices=list(BY_NAME), help="which chapter (default: from the notebook)")
     grade.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
     render = commands.add_parser("render", help="execute a source chapter and write its student view with outputs")
     render.add_argument("source")

@@ -55,7 +55,8 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.checks import CHAPTERS, suites
+from autograder.chapters import BY_NAME, BY_TOPIC
+from autograder.checks import suites
 from autograder.grading import DEMO_TAG, GradingError, format_results, grade_cells, load_notebook, submission_cells
 from autograder.sandbox import ForkServer, Limits, use_fork_server
 from autograder.suite import Result
@@ -123,7 +124,7 @@ def make_plan(coursedir: CourseDirectory, config: Config, assignment: str) -> Pl
                 match = GRADE_CALL.search(text) if cell.cell_type == "code" else None
                 if match:
                     topic, name = match.groups()
-                    if topic not in CHAPTERS.values() or name not in suites(topic):
+                    if topic not in BY_TOPIC or name not in suites(topic):
                         raise BatchError(f"grade cell {cell.name} of {notebook.name} calls grade(\"{topic}.{name}\"), "
                                          "which has no check suite")
                     topics.add(topic)
@@ -132,7 +133,7 @@ def make_plan(coursedir: CourseDirectory, config: Config, assignment: str) -> Pl
     if len(topics) != 1:
         raise BatchError(f"the grade cells of {assignment} must check exactly one chapter "
                          f"(they check {sorted(topics) or 'none'})")
-    chapter = next(c for c, t in CHAPTERS.items() if t in topics)
+    chapter = BY_TOPIC[topics.pop()].name
     return Plan(assignment, chapter, notebooks, coursedir.db_url, coursedir.root, config)
 
 
@@ -216,7 +217,7 @@ def _sanitized(plan, student, name, path):
 
 
 def _all_failed(plan, function, message) -> list[Result]:
-    suite = suites(CHAPTERS[plan.chapter])[function]
+    suite = suites(BY_NAME[plan.chapter].topic)[function]
     return [Result(function, c.name, 0.0, float(c.points), False, message) for c in suite.checks]
 
 

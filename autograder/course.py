@@ -13,6 +13,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from autograder.chapters import CHAPTERS
+
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
 
 CONFIG = '''\
@@ -31,9 +33,7 @@ c.OverwriteCells.add_missing_cells = True
 def create_course(root: Path, course_id: str = "transformers-graded", chapters: list[str] | None = None) -> list[str]:
     """Write the config and one source assignment per chapter; returns the assignment names."""
     root = Path(root).resolve()
-    sources = sorted(CHAPTERS_DIR.glob("*.ipynb"))
-    if chapters:
-        sources = [s for s in sources if s.stem in chapters]
+    sources = [CHAPTERS_DIR / f"{c.name}.ipynb" for c in CHAPTERS if not chapters or c.name in chapters]
     root.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text(CONFIG.format(course_id=course_id, root=str(root)))
     for source in sources:

@@ -11,7 +11,8 @@ import time
 import warnings
 from pathlib import Path
 
-from autograder.checks import CHAPTERS, earlier_topics, suites
+from autograder.chapters import BY_NAME, earlier_topics
+from autograder.checks import suites
 from autograder.sandbox import SOLUTIONS, Limits, Sandbox
 from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
@@ -102,13 +103,13 @@ def load_notebook(path: Path) -> dict:
 def chapter_of(notebook, path: Path) -> str:
     """The chapter a notebook belongs to: from its metadata, else from its file name."""
     meta = notebook.get("metadata", {}).get("transformers_graded", {})
-    if isinstance(meta, dict) and meta.get("chapter") in CHAPTERS:
+    if isinstance(meta, dict) and meta.get("chapter") in BY_NAME:
         return meta["chapter"]
     match = re.match(r"(\d\d)", Path(path).name)
-    for chapter in CHAPTERS:
+    for chapter in BY_NAME:
         if match and chapter.startswith(match.group(1)):
             return chapter
-    raise GradingError(f"{path}: cannot tell which chapter this is; pass --chapter (one of {', '.join(CHAPTERS)})")
+    raise GradingError(f"{path}: cannot tell which chapter this is; pass --chapter (one of {', '.join(BY_NAME)})")
 
 
 def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
@@ -136,8 +137,8 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
     """Grade one notebook in a sandbox; the report of ``python -m autograder grade --json``."""
     notebook = load_notebook(path)
     chapter = chapter or chapter_of(notebook, path)
-    if chapter not in CHAPTERS:
-        raise GradingError(f"unknown chapter {chapter!r}; one of {', '.join(CHAPTERS)}")
+    if chapter not in BY_NAME:
+        raise GradingError(f"unknown chapter {chapter!r}; one of {', '.join(BY_NAME)}")
     results = grade_cells(submission_cells(notebook), chapter, seed=seed, limits=limits)
     return {"notebook": str(path), "chapter": chapter,
             "score": round(sum(r.score for r in results), 6),
@@ -154,10 +155,10 @@ def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = N
     ``hidden``: more folders the sandbox must not see (the course directory).
     Raises SandboxError when no sandbox can be started (a problem of the machine)."""
     limits = limits or Limits()
-    topic = CHAPTERS[chapter]
+    topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
     deadline = time.monotonic() + limits.notebook_seconds
-    sandbox = Sandbox(limits, given_topics=[t for t in earlier_topics(chapter) if (SOLUTIONS / f"{t}.py").exists()],
+    sandbox = Sandbox(limits, given_topics=[t for t in earlier_topics(BY_NAME[chapter]) if (SOLUTIONS / f"{t}.py").exists()],
                       hidden=hidden, deadline=deadline)
     results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
     try:

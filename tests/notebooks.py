@@ -5,10 +5,11 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.chapters import CHAPTERS as REGISTRY
 from autograder.release import student_view
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+CHAPTERS = [ROOT / "chapters" / f"{chapter.name}.ipynb" for chapter in REGISTRY]  # the notebooks, in order
 GRADE_CALL = re.compile(r'grade\("(\w+)\.(\w+)", (\w+)\)')
 
 
