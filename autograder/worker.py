@@ -79,6 +79,36 @@ class NumelRecorder(TorchDispatchMode):
         return out
 
 
+def _tensor_arguments(args, kwargs):
+    """(label, tensor) for every tensor among the arguments, nested in lists, tuples, dicts."""
+    found = []
+
+    def visit(value, label):
+        if isinstance(value, torch.Tensor):
+            found.append((label, value))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{label}[{i}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{label}[{key!r}]")
+
+    for i, arg in enumerate(args):
+        visit(arg, f"argument {i + 1}")
+    for key, arg in kwargs.items():
+        visit(arg, f"argument {key}")
+    return found
+
+
+def _unchanged(before: torch.Tensor, after: torch.Tensor) -> bool:
+    if before.shape != after.shape or before.dtype != after.dtype:
+        return False
+    same = before == after
+    if before.is_floating_point() or before.is_complex():
+        same |= before.isnan() & after.isnan()
+    return bool(same.all())
+
+
 def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=()):
     """Call the learner's ``fn``; returns the raw result, adjusted for ``mode``:
 
@@ -86,7 +116,24 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
     - ``"trace"``: ``(result, shapes)``, the shapes of every tensor created during the call;
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
       (first) output is back-propagated with ``grad_output``, grads are theirs.
+
+    Every graded function's contract leaves its inputs unchanged: a call that modifies a
+    tensor argument in place fails with a message naming the argument (in both backends,
+    which pass the learner private copies of the arguments).
     """
+    with torch._C.DisableTorchFunctionSubclass():
+        inputs = [(label, tensor, tensor.detach().clone()) for label, tensor in _tensor_arguments(args, kwargs)]
+    result = _call(name, fn, args, kwargs, mode, grad_output, grad_inputs)
+    for label, tensor, before in inputs:
+        with torch._C.DisableTorchFunctionSubclass():
+            if not _unchanged(before, tensor.detach()):
+                raise CallFailed(f"{name} changed its {label} in place (shape {tuple(before.shape)}); "
+                                 "its inputs must be left unchanged: look for in-place operations "
+                                 "(add_, masked_fill_, x[...] = ..., +=) on an input or a view of it")
+    return result
+
+
+def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
     try:
         if mode == "trace":
             with NumelRecorder() as recorder:
