@@ -102,6 +102,8 @@ def autograde_command(args) -> int:
         server.close()
     print(f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
           f"not graded {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+    for student, reason in summary["not_graded"].items():
+        print(f"recorded as not graded (0 points): {student}: {reason}")
     for student, reason in summary["failed"].items():
         print(f"not graded: {student}: {reason}", file=sys.stderr)
     return 1 if summary["failed"] else 0
