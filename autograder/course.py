@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nbconvert.preprocessors import Preprocessor
+from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograder.chapters import CHAPTERS
 from autograder.grading import DEMO_TAG
@@ -56,7 +56,7 @@ def create_course(root: Path, course_id: str = "transformers-graded", chapters: 
     return [s.stem for s in sources]
 
 
-class RunGradeCells(Preprocessor):
+class RunGradeCells(NbGraderPreprocessor):
     """Takes the ``demo`` tag off every grade cell before nbgrader's ``Execute`` runs, so that
     ``Execute.skip_cells_with_tag`` skips only illustrations: nbgrader restores a grade cell's
     source from the gradebook but not its tags, and scores a skipped grade cell as passed."""

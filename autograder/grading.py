@@ -155,18 +155,18 @@ def chapter_of(notebook, path) -> str:
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") == "code":
             for topic, _ in GRADE_CALL.findall(str(cell.get("source", ""))):
-                claims.setdefault("its grade cells", set()).add(BY_TOPIC[topic].name if topic in BY_TOPIC else topic)
+                claims.setdefault("its grade cells say", set()).add(BY_TOPIC[topic].name if topic in BY_TOPIC else topic)
     number = re.match(r"(\d\d)_", Path(path).name)
     named = [c.name for c in CHAPTERS if number and c.number == int(number.group(1))]
     if named:
-        claims["its file name"] = set(named)
+        claims["its file name says"] = set(named)
     meta = notebook.get("metadata", {}).get("transformers_graded", {})
     if isinstance(meta, dict) and meta.get("chapter") is not None:
-        claims["its metadata"] = {str(meta["chapter"])}
+        claims["its metadata says"] = {str(meta["chapter"])}
     said = set().union(*claims.values())
     if len(said) == 1 and said <= set(BY_NAME):
         return said.pop()
-    which = "; ".join(f"{k} say{'s' if k != 'its grade cells' else ''} {', '.join(sorted(v))}" for k, v in claims.items())
+    which = "; ".join(f"{claim} {', '.join(sorted(chapters))}" for claim, chapters in claims.items())
     raise GradingError(f"{path}: cannot tell which chapter this is ({which or 'nothing says'}); "
                        f"pass --chapter (one of {', '.join(BY_NAME)})")
 
@@ -220,8 +220,8 @@ def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = N
     topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
     deadline = time.monotonic() + limits.notebook_seconds
-    sandbox = Sandbox(limits, given_topics=[t for t in earlier_topics(BY_NAME[chapter]) if (SOLUTIONS / f"{t}.py").exists()],
-                      hidden=hidden, deadline=deadline)
+    given = [t for t in earlier_topics(BY_NAME[chapter]) if (SOLUTIONS / f"{t}.py").exists()]
+    sandbox = Sandbox(limits, given_topics=given, hidden=hidden, deadline=deadline)
     results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
     try:
         for name, suite in chosen.items():
