@@ -83,10 +83,11 @@ def format_results(results: list[Result]) -> str:
 
 
 def load_notebook(path) -> "nbformat.NotebookNode":
-    """Read the notebook file at ``path`` (a regular file, not followed if it is a symbolic
-    link); see :func:`parse_notebook`. Raises GradingError with the reason."""
+    """Read the learner's own notebook at ``path`` (symbolic links followed: it is theirs;
+    a directory or FIFO is refused, not waited on); see :func:`parse_notebook`. Raises
+    GradingError with the reason."""
     try:
-        data = read_file(path, MAX_NOTEBOOK_BYTES)
+        data = read_file(Path(path).resolve(), MAX_NOTEBOOK_BYTES)
     except FileNotFoundError:
         raise GradingError(f"{path}: no such file") from None
     except (NotAFile, OSError) as error:
