@@ -48,8 +48,9 @@ def main(argv=None) -> int:
     batch.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
     batch.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
     batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
-    batch.add_argument("--cell-seconds", type=float, default=120.0,
-                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped)")
+    batch.add_argument("--cell-seconds", type=float, default=60.0,
+                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped; "
+                       "the chapters' own take about a second)")
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
     batch.add_argument("--memory-mb", type=int, default=6144, help="address-space limit of a sandbox")
     args = parser.parse_args(argv)
