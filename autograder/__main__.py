@@ -7,9 +7,11 @@
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
 
 ``grade`` exits with status 0 when grading ran (whatever the score), 2 when it could not (the reason goes
-to stderr): a missing file, something that is not a notebook, an unknown chapter, no sandbox. ``autograde`` (run in the
-course directory, or pass --course) exits with 0 when every submission is graded, 1 when some could not be
-(each is listed), 2 when it could not run (no gradebook, no such assignment).
+to stderr): a missing file, something that is not a notebook, an unknown chapter (or one the notebook
+contradicts itself about), no sandbox. ``autograde`` (run in the course directory, or pass --course) exits with 0
+when every submission is recorded (one that is not a readable notebook is recorded as not graded, with 0 points
+and the reason; each is listed), 1 when the grader could not grade some (each is listed; the next run retries
+them), 2 when it could not run (no gradebook, no such assignment).
 """
 import argparse
 import json
@@ -102,9 +104,9 @@ def autograde_command(args) -> int:
     finally:
         server.close()
     print(f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
-          f"not graded {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+          f"could not grade {len(summary['failed'])}, in {summary['seconds']:.1f} s")
     for student, reason in summary["not_graded"].items():
-        print(f"recorded as not graded (0 points): {student}: {reason}")
+        print(f"recorded as not graded, with 0 points: {student}: {reason}")
     for student, reason in summary["failed"].items():
         print(f"not graded: {student}: {reason}", file=sys.stderr)
     return 1 if summary["failed"] else 0
