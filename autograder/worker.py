@@ -13,6 +13,7 @@ Messages are ``torch.save`` payloads behind an 8-byte length; the grader reads t
 """
 import io
 import linecache
+import numbers
 import json
 import os
 import resource
@@ -54,6 +55,12 @@ def plain(value, wrap):
         return value if type(value) is torch.Tensor else value.as_subclass(torch.Tensor)
     if type(value) in PLAIN:
         return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy's integers
+        return int(value)
+    if isinstance(value, numbers.Real):  # numpy's floats
+        return float(value)
+    if type(value).__name__ == "ndarray" and getattr(value, "dtype", None) is not None and value.dtype.kind in "biuf":
+        return torch.as_tensor(value).clone()
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value).removeprefix("torch.")}
     if isinstance(value, (tuple, list, torch.Size)):
