@@ -111,25 +111,33 @@ def bwrap_command(grader_lib: str, cache: str) -> tuple[list[str], list[str]]:
     if any(base == p or base.startswith(p + "/") for p in PRIVATE):
         raise OSError(f"Python is installed under {base}, which the sandbox replaces with a private folder; "
                       "install it elsewhere to grade confined")
+    binds = [("--ro-bind-try", folder, folder) for folder in LIBRARIES] + [("--ro-bind", base, base)]
+    paths = [INSIDE_LIB]
+    for index, site in enumerate(site_folders()):
+        inside = f"{INSIDE_SITE}-{index}"
+        hidden = course_entries(site)
+        binds += [("--ro-bind", os.path.join(site, entry), f"{inside}/{entry}")
+                  for entry in sorted(os.listdir(site)) if entry not in hidden]
+        paths.append(inside)
+    binds += [("--ro-bind", grader_lib, INSIDE_LIB), ("--bind", cache, INSIDE_CACHE)]
     command = [bwrap(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     for capability in CAPABILITIES:
         command += ["--cap-add", capability]
     command += ["--proc", "/proc", "--dev", "/dev"]
+    made = {"/", "/dev", "/proc"}
+    for inside in [*PRIVATE, *(bind[2] for bind in binds)]:  # the folders above: searchable (bwrap makes them 0700)
+        parts = inside.split("/")
+        for folder in ("/".join(parts[:depth]) for depth in range(2, len(parts))):
+            if folder not in made:
+                made.add(folder)
+                command += ["--perms", "0755", "--dir", folder]
     for folder in PRIVATE:
         command += ["--tmpfs", folder]
-    for folder in LIBRARIES:
-        command += ["--ro-bind-try", folder, folder]
-    command += ["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--ro-bind", base, base]
-    paths = [INSIDE_LIB]
-    for index, site in enumerate(site_folders()):
-        inside = f"{INSIDE_SITE}-{index}"
-        hidden = course_entries(site)
-        for entry in sorted(os.listdir(site)):
-            if entry not in hidden:
-                command += ["--ro-bind", os.path.join(site, entry), f"{inside}/{entry}"]
-        paths.append(inside)
-    command += ["--ro-bind", grader_lib, INSIDE_LIB, "--bind", cache, INSIDE_CACHE, "--chdir", "/tmp", "--"]
+    command += ["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
+    for bind in binds:
+        command += bind
+    command += ["--chdir", "/tmp", "--"]
     return command, paths
 
 
