@@ -88,13 +88,14 @@ def copy_sources(folder: str) -> str:
 
 def course_entries(site: str) -> set[str]:
     """The entries of ``site`` that belong to this course's distribution (its packages, or the
-    editable install's finder and .pth), which the sandbox must not see."""
+    editable install's finder and .pth), which the sandbox must not see. ``__pycache__`` is
+    shared with other modules and stays (the finder's compiled copy names host folders only)."""
     from importlib import metadata
     entries = set()
     for dist in metadata.distributions(path=[site]):
         files = [str(f) for f in dist.files or ()]
         if any(f.split("/")[0] in ("autograder", "solutions") or "__editable__" in f for f in files):
-            entries |= {f.split("/")[0] for f in files if not f.startswith("..")}
+            entries |= {f.split("/")[0] for f in files if not f.startswith("..")} - {"__pycache__"}
             entries.add(os.path.basename(str(dist._path)))  # its .dist-info folder
     return entries
 
