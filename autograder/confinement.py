@@ -96,7 +96,6 @@ def course_entries(site: str) -> set[str]:
         files = [str(f) for f in dist.files or ()]
         if any(f.split("/")[0] in ("autograder", "solutions") or "__editable__" in f for f in files):
             entries |= {f.split("/")[0] for f in files if not f.startswith("..")} - {"__pycache__"}
-            entries.add(os.path.basename(str(dist._path)))  # its .dist-info folder
     return entries
 
 
