@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
     batch.add_argument("--memory-mb", type=int, default=6144, help="memory limit of a sandbox (all its processes)")
     batch.add_argument("--unconfined-i-trust-every-submission", action="store_true",
-                       help="run submissions without bubblewrap, with the whole machine in their reach (development only)")
+                       help="run submissions without bubblewrap, with this machine in their reach (development only)")
     args = parser.parse_args(argv)
 
     if args.command == "autograde":

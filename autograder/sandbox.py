@@ -81,8 +81,9 @@ def default_confinement() -> str:
 class ForkServer:
     """The trusted process that forks sandbox children (see :mod:`autograder.confinement`).
     ``policy``: "required", "preferred" or "off" (see the module docstring; default
-    "required" unless the opt-out variable is set); :attr:`confinement` is what is in force ("bwrap" or "none"). Other processes get
-    their own channel to the same server with :meth:`attach`."""
+    "required" unless the opt-out variable is set); :attr:`confinement` is what is in
+    force ("bwrap" or "none"). Other processes get their own channel to the same server
+    with :meth:`attach`."""
 
     def __init__(self, policy: str | None = None):
         wanted = policy or default_confinement()

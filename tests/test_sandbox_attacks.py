@@ -49,7 +49,8 @@ def test_isolation_in_force_when_root(sandbox):
     assert sandbox.isolation["confinement"] == "bwrap"
     assert sandbox.isolation["network"] and sandbox.isolation["pid_namespace"] and sandbox.isolation["private_tmp"]
     solutions = str(REPOSITORY / "solutions")
-    sandbox.run_cells([f"import os\nme = os.getuid()\nseen = os.listdir({solutions!r}) if os.path.isdir({solutions!r}) else []"])
+    sandbox.run_cells([f"import os\nme = os.getuid()\n"
+                       f"seen = os.listdir({solutions!r}) if os.path.isdir({solutions!r}) else []"])
     assert value(sandbox, "me") == sandbox.isolation["uid"] != 0
     assert value(sandbox, "seen") == []
 
