@@ -8,7 +8,8 @@ Debian package ``bubblewrap``):
   ``autograder``, ``solutions`` or editable-install finder), ``/usr/lib`` and ``/usr/lib64``
   (the C libraries Python and torch load), this module with :mod:`autograder.protocol`
   and :mod:`autograder.wire` (copied into a private folder), and the earlier chapters'
-  reference modules it is given (as ``solutions.<topic>``);
+  reference modules it is given (as ``solutions.<topic>``), and matplotlib's font list
+  (``/python/cache``, which only the server, before any child, writes);
 - a fresh ``/proc`` of its own pid namespace and a minimal ``/dev``;
 - its own empty, size-limited tmpfs on ``/tmp`` (its working directory), ``/var/tmp``,
   ``/dev/shm`` and ``/run``, made anew for every child: nothing one submission writes is
@@ -16,8 +17,9 @@ Debian package ``bubblewrap``):
 - no network (not even a loopback shared with other sandboxes), its own pid, IPC and UTS
   namespaces, a uid of its own with no capabilities and ``no_new_privs``.
 
-Nothing else of the host exists inside: not ``/work``, ``/root``, ``/home``, ``/etc``,
-``/srv``, the course directory, its gradebook, the checks or any copy of the references.
+Nothing else of the host exists inside: not ``/work``, ``/home``, ``/etc``, ``/srv``, the
+rest of ``/usr`` or of the folders that hold Python (``/root``), the course directory, its
+gradebook, the checks or any copy of the references.
 
 How: the grader starts this file as a *fork server* (``python -I -S`` with the bootstrap of
 :func:`bootstrap`) under ``bwrap`` with the allow-list above (:func:`bwrap_command`),
@@ -31,7 +33,8 @@ child's whole pid namespace when the grader asks or goes away, and reports how i
 
 Without ``bwrap`` (the explicit, unconfined opt-out, or a learner grading their own
 notebook) the same server runs directly on the host: the host's files are visible, and
-only what this process may do (namespaces and a separate uid as root, limits always) holds;
+only the limits, the control groups and (as root) the namespaces hold, and the child keeps
+the grader's uid (another could not read a Python installed under ``/root``);
 :attr:`autograder.sandbox.Sandbox.isolation` says which.
 
 Imports only the standard library, torch and this package's protocol and wire modules.
@@ -50,6 +53,7 @@ import tempfile
 
 from autograder import protocol, wire
 
+DISTRIBUTION = "transformers-graded"  # this course's, as pyproject.toml names it
 PRIVATE = ("/tmp", "/var/tmp", "/dev/shm", "/run")  # a fresh tmpfs for each child
 LIBRARIES = ("/usr/lib", "/usr/lib64")
 INSIDE_SITE = "/python/site-packages"  # where the environment's site-packages appear inside
@@ -92,10 +96,8 @@ def course_entries(site: str) -> set[str]:
     shared with other modules and stays (the finder's compiled copy names host folders only)."""
     from importlib import metadata
     entries = set()
-    for dist in metadata.distributions(path=[site]):
-        files = [str(f) for f in dist.files or ()]
-        if any(f.split("/")[0] in ("autograder", "solutions") or "__editable__" in f for f in files):
-            entries |= {f.split("/")[0] for f in files if not f.startswith("..")} - {"__pycache__"}
+    for dist in metadata.distributions(name=DISTRIBUTION, path=[site]):
+        entries |= {str(f).split("/")[0] for f in dist.files or () if not str(f).startswith("..")} - {"__pycache__"}
     return entries
 
 

@@ -89,25 +89,18 @@ class ForkServer:
         wanted = policy or default_confinement()
         if wanted == "required" and not confinement.bwrap():
             raise SandboxError(NO_BWRAP)
-        self.confinement = "bwrap" if wanted != "off" and confinement.bwrap() else "none"
         self.home = tempfile.TemporaryDirectory(prefix="autograder-server-")
         lib = confinement.copy_sources(os.path.join(self.home.name, "grader-lib"))
-        cache = Path.home() / ".cache" / f"autograder-matplotlib-{self.confinement}"  # its font list, built once
-        cache.mkdir(parents=True, exist_ok=True)
-        env = {"PATH": "/usr/bin:/bin", "HOME": self.home.name, "TMPDIR": self.home.name,
-               "MPLCONFIGDIR": str(cache), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-               "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
         python = os.path.realpath(sys.executable)
-        if self.confinement == "bwrap":
-            try:
-                command, paths = confinement.bwrap_command(lib, str(cache))
-            except OSError as error:
-                raise SandboxError(str(error)) from None
-            if not python.startswith(os.path.realpath(sys.base_prefix) + "/"):
-                command[-1:-1] = ["--ro-bind", python, python]
-            env.update(HOME="/tmp", TMPDIR="/tmp", MPLCONFIGDIR=confinement.INSIDE_CACHE)
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": confinement.INSIDE_CACHE,
+               "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
+        confined = self._confined(lib, python, wanted) if wanted != "off" and confinement.bwrap() else None
+        self.confinement = "bwrap" if confined else "none"
+        if confined:
+            command, paths = confined
         else:
             command, paths = [], [lib, *confinement.site_folders()]
+            env.update(HOME=self.home.name, TMPDIR=self.home.name, MPLCONFIGDIR=str(_matplotlib_cache("none")))
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log = os.path.join(self.home.name, "server.log")
         with open(self.log, "wb") as log:
@@ -119,6 +112,24 @@ class ForkServer:
         self.control.settimeout(600)  # its first answer waits for its imports; it never takes longer
         self.owner = self.user = os.getpid()  # the process that started it, the one that may use this channel
         self.broken = False
+
+    @staticmethod
+    def _confined(lib: str, python: str, wanted: str) -> tuple[list[str], list[str]] | None:
+        """(bwrap command prefix, sys.path inside); where confinement is only preferred, after
+        a trial run, and None where bubblewrap cannot confine here."""
+        try:
+            command, paths = confinement.bwrap_command(lib, str(_matplotlib_cache("bwrap")))
+        except OSError as error:
+            if wanted == "required":
+                raise SandboxError(str(error)) from None
+            return None
+        if not python.startswith(os.path.realpath(sys.base_prefix) + "/"):
+            command[-1:-1] = ["--ro-bind", python, python]
+        if wanted == "required":  # if bwrap fails, the first sandbox says why (its message is in the server's log)
+            return command, paths
+        trial = subprocess.run([*command, python, "-I", "-S", "-c", ""], capture_output=True, text=True, timeout=120,
+                               check=False)
+        return (command, paths) if trial.returncode == 0 else None
 
     def _ask(self, spec: dict, fds: list[int]) -> None:
         try:
@@ -171,6 +182,13 @@ class ForkServer:
 
 
 _server: ForkServer | None = None
+
+
+def _matplotlib_cache(kind: str) -> Path:
+    """Where the fork server keeps matplotlib's font list (built once; paths differ inside bwrap)."""
+    folder = Path.home() / ".cache" / f"autograder-matplotlib-{kind}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def fork_server() -> ForkServer:
@@ -247,6 +265,7 @@ class Sandbox:
             raise
         if self.group:
             self.group.close_procs()
+        self.channel.settimeout(self.limits.setup_seconds)  # a send to a child that stopped reading fails, not hangs
         self.dead, self.exit_status, self._ended = None, None, False
         try:
             hello = self._read_reply("hello", self.limits.setup_seconds)

@@ -136,6 +136,7 @@ def test_memory_is_capped_per_sandbox_not_per_process():
     limits = Limits(call_seconds=60, setup_seconds=60, memory_bytes=3 << 30, processes=16)
     with Sandbox(limits) as hog, Sandbox(LIMITS) as honest:
         assert hog.isolation["cgroup"] in ("v1", "v2")
+        groups = list(hog.group.folders)
         hog.run_cells([ALLOCATE])
         honest.run_cells(["import torch\ndef work(x):\n    return (x @ x.T).sum()"])
         x = torch.randn(64, 64)
@@ -158,6 +159,7 @@ def test_memory_is_capped_per_sandbox_not_per_process():
         assert not hog.running and honest.running
         assert answers and all(answers)
         assert torch.allclose(Student(honest, "work")(x), (x @ x.T).sum())
+    assert groups and not any(folder.exists() for folder in groups)  # removed with the sandbox
     with Sandbox(limits) as fits:  # the same code within the cap: all three get their memory
         fits.run_cells([ALLOCATE])
         assert Student(fits, "hog")(512) == 3
