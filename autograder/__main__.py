@@ -7,9 +7,11 @@
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
 
 ``grade`` exits with status 0 when grading ran (whatever the score), 2 when it could not (the reason goes
-to stderr): a missing file, something that is not a notebook, an unknown chapter, no sandbox. ``autograde`` (run in the
-course directory, or pass --course) exits with 0 when every submission is graded, 1 when some could not be
-(each is listed), 2 when it could not run (no gradebook, no such assignment).
+to stderr): a missing file, something that is not a notebook, an unknown chapter (or one the notebook
+contradicts itself about), no sandbox. ``autograde`` (run in the course directory, or pass --course) exits with 0
+when every submission is recorded (one that is not a readable notebook is recorded as not graded, with 0 points
+and the reason; each is listed), 1 when the grader could not grade some (each is listed; the next run retries
+them), 2 when it could not run (no gradebook, no such assignment).
 """
 import argparse
 import json
@@ -48,8 +50,9 @@ def main(argv=None) -> int:
     batch.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
     batch.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
     batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
-    batch.add_argument("--cell-seconds", type=float, default=120.0,
-                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped)")
+    batch.add_argument("--cell-seconds", type=float, default=60.0,
+                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped; "
+                       "the chapters' own take about a second)")
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
     batch.add_argument("--memory-mb", type=int, default=6144, help="memory limit of a sandbox (all its processes)")
     batch.add_argument("--unconfined-i-trust-every-submission", action="store_true",
@@ -115,7 +118,9 @@ def autograde_command(args) -> int:
     finally:
         server.close()
     print(f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
-          f"not graded {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+          f"could not grade {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+    for student, reason in summary["not_graded"].items():
+        print(f"recorded as not graded, with 0 points: {student}: {reason}")
     for student, reason in summary["failed"].items():
         print(f"not graded: {student}: {reason}", file=sys.stderr)
     return 1 if summary["failed"] else 0
