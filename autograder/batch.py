@@ -308,7 +308,8 @@ def record(gradebook: Gradebook, plan: Plan, outcome: dict, destination: Path, s
         shutil.copy(submitted / "timestamp.txt", destination / "timestamp.txt")
     tests = [t for result in outcome["notebooks"].values() for t in result["tests"]]
     _write_atomically(destination / "results.json", json.dumps({
-        "score": round(sum(t["score"] for t in tests), 6), "execution_time": round(outcome["seconds"], 2), "tests": tests,
+        "score": round(sum(t["score"] for t in tests), 6), "execution_time": round(outcome["seconds"], 2),
+        "tests": tests,
         "extra_data": {"student": student, "assignment": plan.assignment, "fingerprint": outcome["fingerprint"]},
     }, indent=1))
 

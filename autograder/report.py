@@ -97,13 +97,10 @@ def read_report(course: Path, assignment: str) -> ClassReport:
             max_score = gradebook.find_assignment(assignment).max_score
         except MissingEntry:
             raise ReportError(f"the gradebook has no assignment {assignment!r}") from None
-        for student in submitted:
-            try:
-                score = gradebook.find_submission(assignment, student).score
-            except MissingEntry:
-                score = None
-            folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
-            outcomes.append(_outcome(student, score, max_score, folder / "results.json"))
+        scores = {row["student"]: row["score"] for row in gradebook.submission_dicts(assignment)}
+    for student in submitted:
+        folder = Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
+        outcomes.append(_outcome(student, scores.get(student), max_score, folder / "results.json"))
     return ClassReport(assignment, outcomes)
 
 
@@ -142,24 +139,25 @@ def write_report(course: Path, assignment: str) -> Path:
 def render(report: ClassReport) -> str:
     graded = report.graded
     scores = [s.score for s in graded if s.score is not None]
+    max_score = report.submissions[0].max_score if report.submissions else 1.0
     rates = report.failure_rates()
-    parts = [f"<h1>{html.escape(report.assignment)}: the class's results</h1>",
-             f"<p>{len(report.submissions)} submissions, {len(graded)} graded"
-             + (f"; mean score {sum(scores) / len(scores):.2f} of {graded[0].max_score:g}" if scores else "") + ".</p>",
-             "<h2>Score distribution</h2>", _figure(_histogram(scores, graded[0].max_score if graded else 1),
-                                                    "histogram of total scores"),
-             "<h2>Failure rate of every sub-check</h2>", _figure(_failure_chart(rates), "failure rate per sub-check"),
-             _table("failures", ["function", "sub-check", "failed", "of", "failure rate"],
-                    [[f, c, failed, total, f"{failed / total:.0%}"] for f, c, failed, total in rates]),
-             "<h2>Most frequent diagnoses</h2>",
-             _table("diagnoses", ["submissions", "message (numbers masked as #)"],
-                    [[count, message] for message, count in report.diagnoses()]),
-             "<h2>Submissions not graded</h2>",
-             _table("not-graded", ["student", "why"], [[s.student, s.problem] for s in report.submissions if s.problem]),
-             "<h2>Slowest submissions</h2>",
-             _table("slowest", ["student", "seconds", "score"],
-                    [[s.student, f"{s.seconds:.1f}", "" if s.score is None else f"{s.score:g}"]
-                     for s in report.slowest()])]
+    summary = f"{len(report.submissions)} submissions, {len(graded)} graded"
+    if scores:
+        summary += f"; mean score {sum(scores) / len(scores):.2f} of {max_score:g}"
+    not_graded = [[s.student, s.problem] for s in report.submissions if s.problem]
+    slowest = [[s.student, f"{s.seconds:.1f}", "" if s.score is None else f"{s.score:g}"] for s in report.slowest()]
+    parts = [
+        f"<h1>{html.escape(report.assignment)}: the class's results</h1><p>{summary}.</p>",
+        "<h2>Score distribution</h2>", _figure(_histogram(scores, max_score), "histogram of total scores"),
+        "<h2>Failure rate of every sub-check</h2>", _figure(_failure_chart(rates), "failure rate per sub-check"),
+        _table("failures", ["function", "sub-check", "failed", "of", "failure rate"],
+               [[f, c, failed, total, f"{failed / total:.0%}"] for f, c, failed, total in rates]),
+        "<h2>Most frequent diagnoses</h2>",
+        _table("diagnoses", ["submissions", "message (numbers masked as #)"],
+               [[count, message] for message, count in report.diagnoses()]),
+        "<h2>Submissions not graded</h2>", _table("not-graded", ["student", "why"], not_graded),
+        "<h2>Slowest submissions</h2>", _table("slowest", ["student", "seconds", "score"], slowest),
+    ]
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}img{max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.assignment)} report</title>"

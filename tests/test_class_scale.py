@@ -40,7 +40,8 @@ def state(course: Path) -> dict:
         scores = {s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
                   for s in gradebook.find_assignment(ASSIGNMENT).submissions}
     files = sorted(str(p.relative_to(course)) for p in (course / "autograded").rglob("*") if p.is_file())
-    results = {p.parent.parent.name: json.loads(p.read_text()) for p in (course / "autograded").glob("*/*/results.json")}
+    results = {p.parent.parent.name: json.loads(p.read_text())
+               for p in (course / "autograded").glob("*/*/results.json")}
     return {"rows": rows, "scores": scores, "files": files, "results": results}
 
 
