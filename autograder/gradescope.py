@@ -207,19 +207,18 @@ def _all_failed(chapter: Chapter, message: str) -> list[Result]:
 
 
 def _results(chapter, public, secret, board, note, start, notebook=None) -> GradescopeResults:
-    tests = _tests(chapter, public, "public inputs", "visible", 0) + _tests(chapter, secret, "private inputs",
-                                                                           "after_published", 1)
-    score = round(sum(t.score for t in tests), 6)
-    lines = [f"**Chapter {chapter.number}: {chapter.title}**" + (f" (`{notebook}`)" if notebook else ""), "",
-             f"Each check runs twice: on the public inputs your notebook's grade cells use (shown now) and on "
-             f"private inputs (shown when grades are published); each run is worth half of the check's points. "
-             f"Written answers are graded by your instructor, not here."]
+    tests = (_tests(chapter, public, "public inputs", "visible", 0)
+             + _tests(chapter, secret, "private inputs", "after_published", 1))
+    title = f"**Chapter {chapter.number}: {chapter.title}**" + (f" (`{notebook}`)" if notebook else "")
+    lines = [title, "", "Each check runs twice: on the public inputs your notebook's grade cells use (shown now) and "
+             "on private inputs (shown when grades are published); each run is worth half of the check's points. "
+             "Written answers are graded by your instructor, not here."]
     if note:
         lines += ["", note]
     if board:
         lines += ["", "Leaderboard: " + ", ".join(f"{e.name} {e.value:g}" for e in board)]
-    return GradescopeResults(score=score, execution_time=round(time.monotonic() - start), output="\n".join(lines),
-                             tests=tests, leaderboard=board)
+    return GradescopeResults(score=round(sum(t.score for t in tests), 6), output="\n".join(lines), tests=tests,
+                             execution_time=round(time.monotonic() - start), leaderboard=board)
 
 
 def _tests(chapter: Chapter, results: list[Result], inputs: str, visibility: str, half: int) -> list[GradescopeTest]:
