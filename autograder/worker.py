@@ -79,6 +79,18 @@ class NumelRecorder(TorchDispatchMode):
         return out
 
 
+class OperatorRecorder(TorchDispatchMode):
+    """Records the name of every aten operation run (e.g. ``"aten._softmax.default"``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.operators = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operators.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
 def _tensor_arguments(args, kwargs):
     """(label, tensor) for every tensor among the arguments, nested in lists, tuples, dicts."""
     found = []
@@ -114,6 +126,7 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
 
     - ``"plain"``: the result;
     - ``"trace"``: ``(result, shapes)``, the shapes of every tensor created during the call;
+    - ``"operators"``: ``(result, names)``, the sorted names of the aten operations it ran;
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
       (first) output is back-propagated with ``grad_output``, grads are theirs.
 
@@ -139,6 +152,10 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
             with NumelRecorder() as recorder:
                 result = fn(*args, **kwargs)
             return result, recorder.shapes
+        if mode == "operators":
+            with OperatorRecorder() as recorder:
+                result = fn(*args, **kwargs)
+            return result, sorted(recorder.operators)
         if mode == "grad":
             args = list(args)
             for i in grad_inputs:
