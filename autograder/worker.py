@@ -27,6 +27,7 @@ import tempfile
 import traceback
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 PLAIN = (bool, int, float, str, type(None))
@@ -79,15 +80,16 @@ class NumelRecorder(TorchDispatchMode):
         return out
 
 
-class OperatorRecorder(TorchDispatchMode):
-    """Records the name of every aten operation run (e.g. ``"aten._softmax.default"``)."""
+class FunctionRecorder(TorchFunctionMode):
+    """Records the name of every torch function and tensor method called (e.g. ``"softmax"``).
+    A function mode, not a dispatch mode: entering a dispatch mode imports torch._dynamo (seconds)."""
 
     def __init__(self):
         super().__init__()
-        self.operators = set()
+        self.functions = set()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.operators.add(str(func))
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.functions.add(getattr(func, "__name__", str(func)))
         return func(*args, **(kwargs or {}))
 
 
@@ -126,7 +128,7 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
 
     - ``"plain"``: the result;
     - ``"trace"``: ``(result, shapes)``, the shapes of every tensor created during the call;
-    - ``"operators"``: ``(result, names)``, the sorted names of the aten operations it ran;
+    - ``"functions"``: ``(result, names)``, the sorted names of the torch functions it called;
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
       (first) output is back-propagated with ``grad_output``, grads are theirs.
 
@@ -152,10 +154,10 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
             with NumelRecorder() as recorder:
                 result = fn(*args, **kwargs)
             return result, recorder.shapes
-        if mode == "operators":
-            with OperatorRecorder() as recorder:
+        if mode == "functions":
+            with FunctionRecorder() as recorder:
                 result = fn(*args, **kwargs)
-            return result, sorted(recorder.operators)
+            return result, sorted(recorder.functions)
         if mode == "grad":
             args = list(args)
             for i in grad_inputs:

@@ -31,6 +31,8 @@ def matches_reference_on_last_dim(student, gen):
         (ref.softmax(x, dim=0), "it normalizes over dim 0 instead of the last dimension (dim=-1 is the default)"),
         (ref.softmax(x, dim=-2), "it normalizes over dim -2 instead of the last dimension"),
         (x.exp(), "the exponentials are not divided by their sum, so rows do not sum to 1"),
+        ((x - x.amax(dim=-1, keepdim=True)).exp(), "the exponentials are not divided by their sum, so rows do not "
+         "sum to 1"),
     ])
 
 
@@ -52,21 +54,24 @@ def stable_for_large_logits(student, gen):
     expected = ref.softmax(x)
     result = student(x)
     if isinstance(result, torch.Tensor) and not torch.isfinite(result).all():
-        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for large logits; "
-                          "subtract the maximum along dim first")
-    expect_close(result, expected, "softmax of logits near 1e4")
+        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large (or "
+                          "every exponential of a slice underflows to 0, giving 0/0); look at what is subtracted before "
+                          "exp(): the largest exponent of each slice along dim should be exp(0) = 1")
+    # float32 holds logits near 1e4 to about 1e-3, so exact formulas differ by that much (log-sum-exp)
+    expect_close(result, expected, "softmax of logits near 1e4", rtol=5e-3, atol=1e-5)
 
 
-BUILT_IN_SOFTMAX = ("aten._softmax", "aten._log_softmax", "aten._safe_softmax")
+BUILT_IN_SOFTMAX = {"softmax", "log_softmax", "special_softmax", "special_log_softmax", "_softmax", "_log_softmax",
+                    "_safe_softmax"}
 
 
 @softmax.check(points=1)
 def built_from_elementary_operations(student, gen):
     x = randn(gen, *distinct_sizes(gen, (2, 4), (3, 8)))
     expected = ref.softmax(x)
-    result, operators = student.operators(x)
+    result, functions = student.functions(x)
     expect_close(result, expected, "softmax(x)")
-    if any(op.startswith(BUILT_IN_SOFTMAX) for op in operators):
+    if BUILT_IN_SOFTMAX & set(functions):
         raise CheckFailed("softmax calls PyTorch's own softmax (torch.softmax, F.softmax, log_softmax or nn.Softmax); "
                           "the exercise is to build it from elementary operations such as exp, sum and max")
 
@@ -199,8 +204,8 @@ def stable_for_large_scores(student, gen):
     q, k, v = _qkv(gen, scale=30.0)
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
     output, weights = _result(student, q, k, v)
-    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", atol=1e-4)
-    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", atol=1e-4)
+    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
+    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------
