@@ -47,7 +47,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(1, "before_transformers", "sequence_models", "Before transformers: MLPs, CNNs and RNNs on sequences",
             (("rnn_forward", 7), ("hidden_state_jacobian_norms", 7))),
     Chapter(2, "attention", "attention", "Scaled dot-product attention",
-            (("softmax", 4), ("scaled_dot_product_attention", 9), ("causal_mask", 2))),
+            (("softmax", 3), ("scaled_dot_product_attention", 9), ("causal_mask", 2))),
     Chapter(3, "multi_head_attention", "multi_head_attention", "Multi-head attention",
             (("split_heads", 4), ("merge_heads", 4), ("MultiHeadAttention", 12))),
     Chapter(4, "positional_encoding", "positional_encoding", "Positional encoding",

@@ -81,8 +81,12 @@ def main():
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         jobs = [(topic, i, args.seeds, folder) for topic in topics for i in range(len(entries(topic)))]
+        outcomes = []
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-            outcomes = pool.map(sweep, jobs, chunksize=1)
+            for topic, index, found, seconds in pool.imap_unordered(sweep, jobs, chunksize=1):
+                outcomes.append((topic, index, found, seconds))
+                print(f"  [{len(outcomes)}/{len(jobs)}] {topic} / {entries(topic)[index].label}: "
+                      f"{len(found)} seeds with a wrong verdict, {seconds:.0f} s", file=sys.stderr, flush=True)
     escaped = 0
     for topic in topics:
         mine = [o for o in outcomes if o[0] == topic]
