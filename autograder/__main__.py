@@ -5,6 +5,9 @@
     python -m autograder student FOLDER SOURCE...    write clean student notebooks (stubs, no outputs)
     python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
+    python -m autograder gradescope CHAPTER [-o ZIP] write a Gradescope autograder package for a chapter
+    python -m autograder report ASSIGNMENT           write reports/ASSIGNMENT.html, the class's results (in a course)
+    python -m autograder canvas [-o CSV]             write the gradebook as a CSV for Canvas's grade import
 
 ``grade`` exits with status 0 when grading ran (whatever the score), 2 when it could not (the reason goes
 to stderr): a missing file, something that is not a notebook, an unknown chapter (or one the notebook
@@ -54,8 +57,36 @@ def main(argv=None) -> int:
                        help="wall-clock limit of running a notebook's code cells (demo cells are skipped; "
                        "the chapters' own take about a second)")
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
-    batch.add_argument("--memory-mb", type=int, default=6144, help="address-space limit of a sandbox")
+    batch.add_argument("--memory-mb", type=int, default=6144, help="memory limit of a sandbox (all its processes)")
+    batch.add_argument("--unconfined-i-trust-every-submission", action="store_true",
+                       help="run submissions without bubblewrap, with this machine in their reach (development only)")
+    gradescope = commands.add_parser("gradescope", help="write a Gradescope autograder package for a chapter")
+    gradescope.add_argument("chapter", choices=list(BY_NAME))
+    gradescope.add_argument("-o", "--output", help="the zip to write (default: gradescope_CHAPTER.zip)")
+    report = commands.add_parser("report", help="write reports/ASSIGNMENT.html: the class's results for the instructor")
+    report.add_argument("assignment")
+    report.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
+    canvas = commands.add_parser("canvas", help="write the gradebook's grades as a CSV for Canvas's grade import")
+    canvas.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
+    canvas.add_argument("-o", "--output", default="canvas_grades.csv", help="the CSV to write")
     args = parser.parse_args(argv)
+
+    if args.command == "gradescope":
+        from autograder.gradescope import build_package
+        print(build_package(args.chapter, Path(args.output or f"gradescope_{args.chapter}.zip")))
+        return 0
+    if args.command == "report":
+        from autograder.report import ReportError, write_report
+        try:
+            print(write_report(Path(args.course), args.assignment))
+        except ReportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "canvas":
+        from autograder.canvas import export_canvas
+        print(export_canvas(Path(args.course), Path(args.output)))
+        return 0
 
     if args.command == "autograde":
         return autograde_command(args)
@@ -75,7 +106,10 @@ def main(argv=None) -> int:
         for path in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder)):
             print(path)
         return 0
+    from autograder.sandbox import ForkServer, use_fork_server
     try:
+        server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
+        use_fork_server(server)
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
     except (GradingError, SandboxError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -86,12 +120,21 @@ def main(argv=None) -> int:
         print(format_results([Result(**t) for t in report["tests"]]))
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
         print("Written answers are graded by your instructor.")
+        if server.confinement == "none":
+            print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
     return 0
 
 
 def autograde_command(args) -> int:
     from autograder.sandbox import ForkServer, Limits
-    server = ForkServer()  # it imports torch while this process imports nbgrader
+    try:  # it imports torch while this process imports nbgrader
+        server = ForkServer("off" if args.unconfined_i_trust_every_submission else None)
+    except SandboxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if server.confinement == "none":
+        print("WARNING: grading UNCONFINED: every submission can read and change this machine's files, "
+              "including the gradebook and the reference solutions.", file=sys.stderr)
     from autograder.batch import BatchError, autograde
     limits = Limits(call_seconds=args.call_seconds, setup_seconds=args.cell_seconds,
                     notebook_seconds=args.notebook_seconds, memory_bytes=args.memory_mb << 20)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder import worker
+from autograder import protocol
 
 
 class StudentError(Exception):
@@ -43,6 +43,11 @@ class Student:
         """Call and return ``(result, shapes)``: the shape of every tensor any torch op
         created during the call (to check that no N x N matrix was materialized)."""
         return self._call("trace", args, kwargs)
+
+    def functions(self, *args, **kwargs):
+        """Call and return ``(result, names)``: the names of the torch functions and tensor
+        methods the call used (to check a contract rule such as "not torch.softmax")."""
+        return self._call("functions", args, kwargs)
 
     def with_grad(self, args, grad_output, grad_inputs, **kwargs):
         """Call with the positional args at ``grad_inputs`` requiring grad, back-propagate
@@ -101,13 +106,13 @@ class KernelBackend:
     """
 
     def __init__(self, namespace: dict):
-        self.session = worker.Session()
+        self.session = protocol.Session()
         self.session.namespace = namespace
 
     def request(self, message):
         try:
             return self.session.handle(_private_copy(message))
-        except worker.CallFailed as error:
+        except protocol.CallFailed as error:
             raise StudentError(str(error)) from None
 
 

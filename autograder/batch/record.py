@@ -59,7 +59,8 @@ def _write_files(plan: Plan, outcome: Outcome, destination: Path):
             _write_atomically(destination / f"{name}.ipynb", result.notebook)
     if outcome.timestamp is not None:  # the text read from the submission, never a copy of what a path names
         _write_atomically(destination / "timestamp.txt", outcome.timestamp)
-    results = {"score": round(sum(t["score"] for t in outcome.tests), 6), "tests": outcome.tests,
+    results = {"score": round(sum(t["score"] for t in outcome.tests), 6),
+               "execution_time": round(outcome.seconds, 2), "tests": outcome.tests,
                "extra_data": {"student": outcome.student, "assignment": plan.assignment,
                               "fingerprint": outcome.fingerprint}}
     if outcome.problem:
