@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alternatives import pretraining as alternative
+from autograder.chapters import BY_TOPIC
 from conftest import messages, not_implemented, run_suite, score
 from solutions import pretraining as ref
 
@@ -22,7 +23,7 @@ def one_thread():
 
 
 NAMES = ["shift_for_next_token", "language_model_loss", "mask_tokens", "CausalLM", "MaskedLM"]
-POINTS = {"shift_for_next_token": 3, "language_model_loss": 7, "mask_tokens": 10, "CausalLM": 6, "MaskedLM": 5}
+POINTS = dict(BY_TOPIC["pretraining"].graded)
 
 
 # --- the reference against PyTorch and BERT ----------------------------------------------------
@@ -249,7 +250,7 @@ def _masker(choose="80/10/10", random_from="ordinary", skip_specials=True, label
     (_masker(fixed_prob=0.15), "mask_prob is ignored"),
     (_masker(use_generator=False), "generators in the same state gave different results"),
     (_masker(use_generator="fixed"), "different seeds gave the same result"),
-    (_masker(in_place=True), "changed its input tensor in place"),
+    (_masker(in_place=True), "changed its argument 1 in place"),
     (_masker(label_dtype=torch.float32), "should be int64"),
 ])
 def test_mask_tokens_bugs_lose_points(bug, fragment, seed):

@@ -467,4 +467,5 @@ def test_count_parameters_bugs_lose_points(bug, fragment, seed):
 
 
 def test_count_parameters_accepts_numpy_integers(seed):
-    assert score(run_suite(TOPIC, "count_parameters", returns_numpy_integer, seed)) == 5
+    results = run_suite(TOPIC, "count_parameters", returns_numpy_integer, seed)
+    assert all(r.passed for r in results), messages(results)
