@@ -11,7 +11,11 @@ The model classes are constructed through the handle with small sizes,
 ``Model(vocab_size=..., d_model=..., num_heads=..., d_ff=..., num_layers=..., max_len=...)``,
 their parameters are perturbed (so a legitimate zero initialization cannot hide a
 dependence), and they are checked for properties: shapes, causality or bidirectionality,
-use of positions, independence of the rows of a batch.
+use of positions, independence of the rows of a batch. Then the reference's weights are
+loaded into them by the contract's submodule names and the logits compared with the
+reference's (float64): at T = max_len, at T < max_len (the first rows of the position table;
+for the causal model also prefix consistency), and in train() mode with dropout 1.0, where
+every block returns its input, so the logits are head(norm(embeddings)) exactly.
 """
 import math
 

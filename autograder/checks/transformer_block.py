@@ -5,8 +5,14 @@ equal values where the place of eps matters. ``FeedForward`` and ``TransformerBl
 constructed through the handle, loaded with known weights through their own
 ``load_state_dict``, and compared with the same network built from PyTorch modules: for the
 block, ``torch.nn.TransformerEncoderLayer`` (float64, dropout 0) holding the same weights.
+Where dropout acts is part of the contract: with dropout=1.0 in train() mode every dropped
+value is exactly zero, so the FFN must return linear2's bias, a Pre-LN block its input and a
+Post-LN block norm2(norm1(x)); with d_ff < d_model the FFN's hidden vector is recovered from
+its output by least squares, so each hidden unit can be seen dropped or rescaled by 1 / (1 - p).
 ``count_parameters`` is compared with ``solutions.transformer_block``, whose formula the
-tests verify against real module stacks. Typical bugs are recomputed on the same inputs.
+tests verify against real module stacks, and must return an int. Typical bugs are recomputed
+on the same inputs, before the learner's code is called; sizes are drawn so that the
+dimensions a message names are distinct.
 """
 import math
 
