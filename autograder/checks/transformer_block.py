@@ -494,14 +494,18 @@ def _block_at_full_dropout(layer, x, norm_first):
         if norm_first:
             expected, stream = x, torch.zeros_like(x)
             attention_kept, ffn_kept = x + attend(layer.norm1(x)), x + bias
+            both_kept = attention_kept + bias
         else:
             expected, stream = layer.norm2(layer.norm1(x)), layer.norm2.bias.expand_as(x)
             attention_kept, ffn_kept = layer.norm2(layer.norm1(x + attend(x))), layer.norm2(layer.norm1(x) + bias)
+            both_kept = layer.norm2(layer.norm1(x + attend(x)) + bias)
         full = layer(x)
     return expected, [
         (full, "nothing was dropped: the block applies no dropout, or ignores its dropout argument"),
-        (stream, "the residual stream itself is dropped; dropout acts on each sublayer's output before it is "
-                 "added to x, never on x or on the sum"),
+        (both_kept, "neither sublayer's output is dropped (only the FFN's hidden units are): apply dropout to each "
+                    "sublayer's output before adding it to x"),
+        *((dropped, "the residual stream itself is dropped; dropout acts on each sublayer's output before it is "
+                    "added to x, never on x, on the sum or after a LayerNorm") for dropped in (stream, torch.zeros_like(x))),
         (attention_kept, "the attention sublayer's output is not dropped: apply dropout to it before adding it to x"),
         (ffn_kept, "the feed-forward sublayer's output is not dropped: apply dropout to the FFN's output too, before "
                    "adding it to x (FeedForward's own dropout acts on its hidden units only)"),
