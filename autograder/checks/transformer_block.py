@@ -172,7 +172,10 @@ FFN_HINT = "FeedForward needs nn.Linear submodules linear1 (d_model -> d_ff) and
 def _ffn_model(student, gen, activation=None, dropout=None, narrow=False):
     """The learner's FeedForward with known weights; ``narrow``: d_ff < d_model (the hidden vector can then be
     recovered from the output), else d_ff > d_model."""
-    d_model, d_ff = (randint(gen, 13, 17), randint(gen, 4, 6)) if narrow else (randint(gen, 5, 11), randint(gen, 13, 29))
+    if narrow:
+        d_model, d_ff = randint(gen, 13, 17), randint(gen, 4, 6)
+    else:
+        d_model, d_ff = randint(gen, 5, 11), randint(gen, 13, 29)
     kwargs = {k: v for k, v in (("activation", activation), ("dropout", dropout)) if v is not None}
     model = student(d_model, d_ff, **kwargs)
     weights = _loaded(model, gen, _ffn_shapes(d_model, d_ff), "FeedForward", FFN_HINT)
@@ -505,7 +508,8 @@ def _block_at_full_dropout(layer, x, norm_first):
         (both_kept, "neither sublayer's output is dropped (only the FFN's hidden units are): apply dropout to each "
                     "sublayer's output before adding it to x"),
         *((dropped, "the residual stream itself is dropped; dropout acts on each sublayer's output before it is "
-                    "added to x, never on x, on the sum or after a LayerNorm") for dropped in (stream, torch.zeros_like(x))),
+                    "added to x, never on x, on the sum or after a LayerNorm")
+          for dropped in (stream, torch.zeros_like(x))),
         (attention_kept, "the attention sublayer's output is not dropped: apply dropout to it before adding it to x"),
         (ffn_kept, "the feed-forward sublayer's output is not dropped: apply dropout to the FFN's output too, before "
                    "adding it to x (FeedForward's own dropout acts on its hidden units only)"),

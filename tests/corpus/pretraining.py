@@ -42,12 +42,13 @@ POST_LN = ("norm_first=True, dropout=dropout", "norm_first=False, dropout=dropou
 NO_FINAL_NORM = ("return self.head(self.norm(x))", "return self.head(x)")
 LAST_ROWS = ("self.positions[:T]", "self.positions[-T:]")
 NO_DROPOUT_DOWN = ("norm_first=True, dropout=dropout)", "norm_first=True)")
-SCALED = ("self.token_embedding(tokens) + ", "self.token_embedding(tokens) * math.sqrt(self.norm.normalized_shape[0]) + ")
+SCALED = ("self.token_embedding(tokens) + ",
+          "self.token_embedding(tokens) * math.sqrt(self.norm.normalized_shape[0]) + ")
 
 
 def embedding_dropout(name):
-    return model(name, ("        self.head = nn.Linear(d_model, vocab_size)\n",
-                        "        self.head = nn.Linear(d_model, vocab_size)\n        self.drop = nn.Dropout(dropout)\n"),
+    head = "        self.head = nn.Linear(d_model, vocab_size)\n"
+    return model(name, (head, head + "        self.drop = nn.Dropout(dropout)\n"),
                  ("x = self.token_embedding(tokens) + self.positions[:T]",
                   "x = self.drop(self.token_embedding(tokens) + self.positions[:T])"))
 

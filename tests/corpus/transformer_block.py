@@ -386,6 +386,7 @@ class TransformerBlock(nn.Module):
             per_block = 12 * d_model ** 2 + (13 if biases else 2) * d_model + extra_ff
             embeddings = (vocab_size + n_ctx) * d_model
             final_norm = 2 * d_model if biases else d_model
-            return int(embeddings + n_layers * per_block + final_norm + (0 if tied_embeddings else vocab_size * d_model))
+            head = 0 if tied_embeddings else vocab_size * d_model
+            return int(embeddings + n_layers * per_block + final_norm + head)
     """),
 ]
