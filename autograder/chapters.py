@@ -59,7 +59,7 @@ CHAPTERS: tuple[Chapter, ...] = (
              ("MaskedLM", 5))),
     Chapter(7, "flash_attention", "flash_attention", "FlashAttention",
             (("online_softmax_update", 6), ("flash_attention_forward", 10), ("flash_attention_backward", 9),
-             ("FlashAttentionFunction", 5), ("flash_attention_triton", 6))),
+             ("FlashAttentionFunction", 7), ("flash_attention_triton", 6))),
 )
 
 BY_NAME: dict[str, Chapter] = {chapter.name: chapter for chapter in CHAPTERS}
