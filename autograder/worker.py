@@ -69,6 +69,12 @@ class NumelRecorder(TorchDispatchMode):
     names, and whether any of them computed gradients (ran inside autograd's backward pass,
     or is a derivative formula such as ``tanh_backward``, which forward-mode AD also uses)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """False: torch then leaves ``__torch_dispatch__`` unwrapped, and the first traced call
+        does not import torch._dynamo (about 6 s per sandbox on a busy machine)."""
+        return False
+
     def __init__(self):
         super().__init__()
         self.shapes, self.ops = [], set()
