@@ -195,8 +195,8 @@ def _attention(q, k, v, causal=False, scaled=True):
     return ch2.softmax(s) @ v.double(), s.logsumexp(-1)
 
 
-def _tiled_without_rescale(q, k, v, causal, block_q, block_k):
-    """The output of a tiled forward that never rescales acc and row_sum."""
+def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False):
+    """The output of a tiled forward that never rescales acc (nor row_sum, unless ``rescale_sum``)."""
     s, v = _scores(q, k, causal), v.double()
     n_q, n_k = s.shape[-2:]
     out = torch.empty(*s.shape[:-1], v.shape[-1], dtype=torch.float64)
@@ -206,8 +206,11 @@ def _tiled_without_rescale(q, k, v, causal, block_q, block_k):
         row_sum = torch.zeros(acc.shape[:-1], dtype=torch.float64)
         for k0 in range(0, n_k, block_k):
             tile = s[..., q0:q0 + block_q, k0:k0 + block_k]
-            row_max = torch.maximum(row_max, tile.amax(-1))
-            p = torch.exp(tile - torch.where(row_max == NEG_INF, 0.0, row_max)[..., None])
+            old_max, row_max = row_max, torch.maximum(row_max, tile.amax(-1))
+            shift = torch.where(row_max == NEG_INF, 0.0, row_max)
+            p = torch.exp(tile - shift[..., None])
+            if rescale_sum:
+                row_sum = row_sum * torch.exp(old_max - shift)
             acc, row_sum = acc + p @ v[..., k0:k0 + block_k, :], row_sum + p.sum(-1)
         out[..., q0:q0 + block_q, :] = acc / row_sum[..., None]
     return out
@@ -218,6 +221,9 @@ def _output_bugs(q, k, v, causal, blocks):
     bugs += [(_tiled_without_rescale(q, k, v, causal, *b),
               "acc and row_sum are not rescaled by exp(old max - new max) when a later key block raises the "
               "running maximum") for b in blocks]
+    bugs += [(_tiled_without_rescale(q, k, v, causal, *b, rescale_sum=True),
+              "row_sum is rescaled but the accumulator acc is not: when a later key block raises the running "
+              "maximum, acc must be multiplied by exp(old max - new max) too") for b in blocks]
     if causal:
         bugs += [(_attention(q, k, v)[0], "the causal mask is ignored: query i must not see keys after i"),
                  (_attention(q, k, v, causal=1)[0], "the causal mask is off by one: query i sees key i + 1; it must see keys 0..i")]
@@ -248,7 +254,8 @@ def _expect_output(output, q, k, v, causal, blocks, what):
         return
     bugs = _output_bugs(q, k, v, causal, blocks)
     if causal and not any(is_close(output, wrong, equal_nan=True) for wrong, _ in bugs):
-        rows = ((output.detach().double() - expected).abs() > ATOL + RTOL * expected.abs()).flatten(0, -3).any(0).any(-1)
+        rows = ((output.detach().double() - expected).abs() > ATOL + RTOL * expected.abs()).reshape(-1, *expected.shape[-2:])
+        rows = rows.any(0).any(-1)
         wrong = rows.nonzero().flatten().tolist()
         if wrong and torch.isfinite(output).all():
             raise CheckFailed(f"{what} is wrong for {len(wrong)} of {len(rows)} queries (the first is query {wrong[0]}): "
@@ -448,7 +455,15 @@ def _expect_grads(result, case, causal, expected, what):
     grads = _tuple(result, 3, "flash_attention_backward")
     for index, (grad, want, name, like) in enumerate(zip(grads, expected, ("dq", "dk", "dv"), (q, k, v))):
         expect_shape(grad, like.shape, f"{name} (same shape as {name[1]}) {what}")
-        _expect(grad, want, f"{name} {what}", lambda: _grad_bugs(case, causal, index))
+        if is_close(grad, want):
+            continue
+        bugs = _grad_bugs(case, causal, index)
+        if causal and torch.isfinite(grad).all() and not any(is_close(grad, wrong) for wrong, _ in bugs):
+            raise CheckFailed(f"{name} {what} differs from the expected value (largest difference "
+                              f"{(grad.double() - want).abs().max().item():.3g}); with causal=True, look at which tiles "
+                              "the loops visit (a tile may be skipped only when all its keys come after all its "
+                              "queries) and at how p is masked on the tiles that cross the diagonal")
+        expect_close(grad, want, f"{name} {what}", diagnoses=bugs)
 
 
 @backward.check(points=1)
@@ -535,9 +550,15 @@ def _as_gradient(grad, name, what):
     return grad
 
 
-def _expect_function_grads(grads, q, k, v, grad_output, causal, what):
-    for grad, want, name in zip(grads, _autograd(q, k, v, grad_output, causal), ("q", "k", "v")):
-        expect_close(_as_gradient(grad, name, what), want, f"{name}.grad {what} (compared with autograd through plain attention)")
+def _expect_function_grads(grads, q, k, v, grad_output, causal, what, expected=None):
+    expected = _autograd(q, k, v, grad_output, causal) if expected is None else expected
+    if causal:
+        output, lse = _attention(q, k, v, True)
+        unmasked = _grads(q, k, v, output, lse, grad_output, True, mask=False)
+    for index, (grad, want, name) in enumerate(zip(grads, expected, ("q", "k", "v"))):
+        expect_close(_as_gradient(grad, name, what), want, f"{name}.grad {what} (compared with autograd through plain "
+                     "attention)", diagnoses=[(unmasked[index], "backward does not apply the causal mask that forward "
+                                               "applied: keep causal on ctx and pass it to the backward pass")] if causal else ())
 
 
 @function.check(points=1)
@@ -605,8 +626,7 @@ def never_materializes_scores(student, gen):
         what = f"apply(q, k, v, {causal}, {blocks[0]}, {blocks[1]}) with N_q={q.shape[-2]}, N_k={k.shape[-2]}"
         if not isinstance(output, torch.Tensor):
             raise CheckFailed(f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}")
-        for grad, want, name in zip(grads, expected, ("q", "k", "v")):
-            expect_close(_as_gradient(grad, name, what), want, f"{name}.grad after backward of {what}")
+        _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
         _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
         _expect_tiled(trace.created, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, created")
 
