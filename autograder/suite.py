@@ -167,7 +167,8 @@ def expect_bounded(shapes, limit: int, what: str, allowed: str, describe=lambda 
     if shapes and math.prod(largest) > limit:
         kind = describe(tuple(largest))
         raise CheckFailed(f"{what} a tensor of shape {tuple(largest)} ({math.prod(largest)} elements)"
-                          + (f": {kind}" if kind else "") + f". At most {limit} elements per tensor are allowed here: {allowed}")
+                          + (f": {kind}" if kind else "")
+                          + f". At most {limit} elements per tensor are allowed here: {allowed}")
 
 
 def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:

@@ -20,8 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from autograder.suite import (ATOL, RTOL, CheckFailed, Suite, expect_bounded, expect_close, expect_shape, is_close, randint,
-                              randn)
+from autograder.suite import (ATOL, RTOL, CheckFailed, Suite, expect_bounded, expect_close, expect_shape, is_close,
+                              randint, randn)
 from solutions import attention as ch2
 from solutions import flash_attention as ref
 
@@ -254,14 +254,15 @@ def _expect_output(output, q, k, v, causal, blocks, what):
         return
     bugs = _output_bugs(q, k, v, causal, blocks)
     if causal and not any(is_close(output, wrong, equal_nan=True) for wrong, _ in bugs):
-        rows = ((output.detach().double() - expected).abs() > ATOL + RTOL * expected.abs()).reshape(-1, *expected.shape[-2:])
-        rows = rows.any(0).any(-1)
+        wrong_entries = (output.detach().double() - expected).abs() > ATOL + RTOL * expected.abs()
+        rows = wrong_entries.reshape(-1, *expected.shape[-2:]).any(0).any(-1)
         wrong = rows.nonzero().flatten().tolist()
         if wrong and torch.isfinite(output).all():
-            raise CheckFailed(f"{what} is wrong for {len(wrong)} of {len(rows)} queries (the first is query {wrong[0]}): "
-                              "look at which key blocks each query block visits (a block may be skipped only when all "
-                              "its keys come after all the block's queries) and at how the mask cuts the tiles that "
-                              "cross the diagonal")
+            raise CheckFailed(f"{what} is wrong for {len(wrong)} of {len(rows)} queries (the first is query "
+                              f"{wrong[0]}): "
+                              "if your non-causal outputs are right, look at which key blocks each query block visits "
+                              "(a block may be skipped only when all its keys come after all the block's queries) and "
+                              "at how the mask cuts the tiles that cross the diagonal")
     expect_close(output, expected, what, diagnoses=bugs)
 
 
@@ -314,7 +315,8 @@ def _describe_tensor(shape, n_q, n_k):
         return (f"scores of a block of queries against all N_k = {n_k} keys at once: the keys must be tiled too, "
                 "block_k at a time")
     if n_q in (rows, cols):
-        return f"scores of all N_q = {n_q} queries against a block of keys at once: tile the queries too, block_q at a time"
+        return (f"scores of all N_q = {n_q} queries against a block of keys at once: tile the queries too, "
+                "block_q at a time")
     return ""
 
 
@@ -323,9 +325,9 @@ def _expect_tiled(shapes, q, k, v, blocks, what):
     n_q, n_k, d, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
     slices, inputs, tile = math.prod(q.shape[:-2]), max(n_q, n_k) * (d + d_v), blocks[0] * blocks[1]
     expect_bounded(shapes, slices * max(inputs, tile), what,
-                   f"per batch x head slice ({slices} here), the larger of the inputs' max(N_q, N_k) * (d + d_v) = {inputs} "
-                   f"and one block_q x block_k = {blocks[0]} x {blocks[1]} tile. Compute scores and weights one tile "
-                   "at a time",
+                   f"per batch x head slice ({slices} here), the larger of the inputs' max(N_q, N_k) * (d + d_v) = "
+                   f"{inputs} and one block_q x block_k = {blocks[0]} x {blocks[1]} tile. Compute scores and weights "
+                   "one tile at a time",
                    lambda shape: _describe_tensor(shape, n_q, n_k))
 
 
@@ -460,9 +462,10 @@ def _expect_grads(result, case, causal, expected, what):
         bugs = _grad_bugs(case, causal, index)
         if causal and torch.isfinite(grad).all() and not any(is_close(grad, wrong) for wrong, _ in bugs):
             raise CheckFailed(f"{name} {what} differs from the expected value (largest difference "
-                              f"{(grad.double() - want).abs().max().item():.3g}); with causal=True, look at which tiles "
-                              "the loops visit (a tile may be skipped only when all its keys come after all its "
-                              "queries) and at how p is masked on the tiles that cross the diagonal")
+                              f"{(grad.double() - want).abs().max().item():.3g}); if your non-causal gradients are "
+                              "right, look at which tiles the loops visit (a tile may be skipped only when all its "
+                              "keys come after all its queries) and at how p is masked on the tiles that cross the "
+                              "diagonal")
         expect_close(grad, want, f"{name} {what}", diagnoses=bugs)
 
 
@@ -556,9 +559,10 @@ def _expect_function_grads(grads, q, k, v, grad_output, causal, what, expected=N
         output, lse = _attention(q, k, v, True)
         unmasked = _grads(q, k, v, output, lse, grad_output, True, mask=False)
     for index, (grad, want, name) in enumerate(zip(grads, expected, ("q", "k", "v"))):
-        expect_close(_as_gradient(grad, name, what), want, f"{name}.grad {what} (compared with autograd through plain "
-                     "attention)", diagnoses=[(unmasked[index], "backward does not apply the causal mask that forward "
-                                               "applied: keep causal on ctx and pass it to the backward pass")] if causal else ())
+        diagnoses = [(unmasked[index], "backward does not apply the causal mask that forward applied: keep causal "
+                                       "on ctx and pass it to the backward pass")] if causal else ()
+        expect_close(_as_gradient(grad, name, what), want,
+                     f"{name}.grad {what} (compared with autograd through plain attention)", diagnoses=diagnoses)
 
 
 @function.check(points=1)
@@ -610,9 +614,10 @@ def _expect_saved_for_backward(saved, q, k, v, blocks, what):
     needed = math.prod(q.shape[:-2]) * (n_q * d + n_k * (d + d_v) + n_q * (d_v + 1))
     total = sum(math.prod(shape) for shape in saved)
     if total > 2 * needed:
-        raise CheckFailed(f"{what} keeps {len(saved)} tensors for backward ({total} elements in all, as ctx.saved_tensors "
-                          f"or ctx attributes): more than twice q, k, v, the output and lse ({needed}). Keep those and "
-                          "recompute the weights tile by tile in backward from lse, instead of storing them")
+        raise CheckFailed(f"{what} keeps {len(saved)} tensors for backward ({total} elements in all, as "
+                          f"ctx.saved_tensors or ctx attributes): more than twice q, k, v, the output and lse "
+                          f"({needed}). Keep those and recompute the weights tile by tile in backward from lse, "
+                          "instead of storing them")
 
 
 @function.check(points=2)
@@ -625,10 +630,12 @@ def never_materializes_scores(student, gen):
         output, grads, trace = student.apply.traced_with_grad(args, grad_output, grad_inputs=(0, 1, 2))
         what = f"apply(q, k, v, {causal}, {blocks[0]}, {blocks[1]}) with N_q={q.shape[-2]}, N_k={k.shape[-2]}"
         if not isinstance(output, torch.Tensor):
-            raise CheckFailed(f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}")
+            raise CheckFailed("FlashAttentionFunction.apply should return the output tensor only, "
+                              f"got {type(output).__name__}")
         _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
         _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
-        _expect_tiled(trace.created, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, created")
+        _expect_tiled(trace.created, q, k, v, blocks,
+                      f"FlashAttentionFunction (forward and backward), in {what}, created")
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The learner's answers are compared, in this trusted process, with ``solutions.sequence_models``,
 with ``torch.nn.RNN`` and with Jacobians that ``torch.autograd`` computes on a float64 forward
 pass written here (never through the learner's code). Typical bugs are recomputed on the same
-inputs so that a matching answer gets a message naming the bug.
+inputs so that a matching answer gets a message naming the bug. Expected values are computed
+before the learner's code is called. ``hidden_state_jacobian_norms`` is traced: an answer that
+computed gradients with autograd (reverse or forward mode) fails, as the contract rules out.
 """
 import math
 
