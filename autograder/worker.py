@@ -182,7 +182,7 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
         if mode == "trace":
             trace = {}
             with NumelRecorder() as recorder:
-                result = _run(fn, args, kwargs, grad_output, grad_inputs, trace)
+                result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
             trace.update(created=recorder.shapes, ops=sorted(recorder.ops), autograd=recorder.autograd)
             return result, trace
         if mode == "grad":
@@ -194,8 +194,9 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
         raise CallFailed(describe_exception(name, error)) from None
 
 
-def _run(fn, args, kwargs, grad_output, grad_inputs, trace):
-    """Call ``fn``; with ``grad_inputs``, also back-propagate and put ``grads`` and ``saved`` in ``trace``."""
+def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):
+    """Call ``fn``; with ``grad_inputs``, also back-propagate and put ``grads`` (and with
+    ``record_saved``, ``saved``) in ``trace``."""
     if not grad_inputs:
         return fn(*args, **kwargs)
     args = list(args)
@@ -203,7 +204,8 @@ def _run(fn, args, kwargs, grad_output, grad_inputs, trace):
         args[i] = args[i].detach().clone().requires_grad_(True)
     result = fn(*args, **kwargs)
     output = result[0] if isinstance(result, (tuple, list)) else result
-    trace["saved"] = saved_shapes(output)
+    if record_saved:
+        trace["saved"] = saved_shapes(output)
     output.backward(grad_output)
     trace["grads"] = tuple(args[i].grad for i in grad_inputs)
     return result

@@ -243,8 +243,8 @@ def tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, 
             k1 = min(k0 + block_k, k.shape[-2])
             scores = q[..., q0:q1, :] @ k[..., k0:k1, :].transpose(-2, -1) * scale
             if causal and mask:
-                tile = future[q0:q1, k0:k1] if full_mask else torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None]
-                scores = scores.masked_fill(tile, -math.inf)
+                ahead = torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None]
+                scores = scores.masked_fill(future[q0:q1, k0:k1] if full_mask else ahead, -math.inf)
             p = torch.exp(scores - lse[..., q0:q1, None])
             dp = grad_output[..., q0:q1, :] @ v[..., k0:k1, :].transpose(-2, -1)
             ds = p * (dp - d_out[..., q0:q1, None]) if delta == "output" else p * dp
@@ -331,7 +331,8 @@ class FunctionKeepingWeights(ref.FlashAttentionFunction):
     def forward(ctx, q, k, v, causal=False, block_q=64, block_k=64):
         output = ref.FlashAttentionFunction.forward(ctx, q, k, v, causal, block_q, block_k)
         _, lse = ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
-        ctx.weights = [torch.exp(q[..., q0:q0 + block_q, :] @ k.transpose(-2, -1)[..., k0:k0 + block_k] / q.shape[-1] ** 0.5
+        scale = q.shape[-1] ** -0.5
+        ctx.weights = [torch.exp(q[..., q0:q0 + block_q, :] @ k[..., k0:k0 + block_k, :].transpose(-2, -1) * scale
                                  - lse[..., q0:q0 + block_q, None])
                        for q0 in range(0, q.shape[-2], block_q) for k0 in range(0, k.shape[-2], block_k)]
         return output

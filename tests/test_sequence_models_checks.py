@@ -230,7 +230,8 @@ def jacobians_by(jacobian):
     """Correct norms, each d h_T / d h_t computed by ``jacobian(function, point)``."""
     def answer(x, h0, W_xh, W_hh, b):
         states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
-        return torch.stack([jacobian(final_state_from(x, W_xh, W_hh, b, t), states[:, t - 1]).reshape(h0.shape[1], -1).norm()
+        H = h0.shape[1]
+        return torch.stack([jacobian(final_state_from(x, W_xh, W_hh, b, t), states[:, t - 1]).reshape(H, -1).norm()
                             for t in range(1, x.shape[1] + 1)])
     return answer
 
@@ -246,5 +247,6 @@ def test_jacobians_by_autograd_get_nothing(jacobian):
 def test_chain_rule_on_tensors_that_require_grad_is_accepted(seed):
     """requires_grad alone is not autograd: the rule is about computing gradients with it."""
     def answer(x, h0, W_xh, W_hh, b):
-        return ref.hidden_state_jacobian_norms(x, h0.requires_grad_(False), W_xh.clone().requires_grad_(True), W_hh, b).detach()
+        W_xh = W_xh.clone().requires_grad_(True)
+        return ref.hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b).detach()
     full_marks("hidden_state_jacobian_norms", answer, seed)
