@@ -163,6 +163,7 @@ def test_maths_renders_with_no_network(book):
     from browser import Browser, Site
     with Site(book) as site, Browser() as browser:
         browser.open(site.url("book/chapters/02_attention.html"))
+        browser.wait_for("window.MathJax && MathJax.startup && MathJax.startup.promise", seconds=30)
         browser.evaluate("MathJax.startup.promise")
         rendered = browser.evaluate("document.querySelectorAll('mjx-container').length")
         unrendered = browser.evaluate("Array.from(document.querySelectorAll('.math'))"
