@@ -25,6 +25,8 @@ DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading 
 MAX_NOTEBOOK_BYTES = 100 << 20
 MAX_NESTING = 100  # how deeply a notebook's JSON may nest (Jupyter's own stay under 20 levels)
 GRADE_CALL = re.compile(r"""\bgrade\(\s*["'](\w+)\.(\w+)["']\s*,""")  # a grade cell's grade("topic.name", name)
+# Where a grade cell stands, the graded object is kept in ``__graded__`` (read first by the calling protocol).
+CAPTURE = 'if {name!r} in globals(): globals().setdefault("__graded__", {{}})[{name!r}] = {name}'
 # A graded function's time budget for all its checks together, in the sandbox: this many times
 # what the reference takes to pass the same checks in this process, plus a floor (a fresh sandbox
 # imports what the first calls need: Triton, sympy for a first backward).
@@ -175,8 +177,9 @@ def chapter_of(notebook, path) -> str:
 
 def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
     """The code the submission runs before grading: every code cell except cells tagged with
-    one of ``skip_tags`` (demo cells) and nbgrader test cells; IPython magics and shell lines
-    are commented out."""
+    one of ``skip_tags`` (demo cells) and nbgrader test cells, which become a line that keeps
+    the graded object as it is there (see :data:`CAPTURE`); IPython magics and shell lines are
+    commented out."""
     cells = []
     for cell in notebook["cells"]:
         if cell.get("cell_type") != "code":
@@ -185,10 +188,15 @@ def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
         nbgrader = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
         tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
         skipped = any(isinstance(tag, str) and tag in skip_tags for tag in tags)
-        if skipped or (nbgrader.get("grade") and not nbgrader.get("solution")):
-            continue
         source = cell.get("source", "")
         source = "".join(map(str, source)) if isinstance(source, list) else str(source)
+        if nbgrader.get("grade") and not nbgrader.get("solution"):
+            # A grade cell checks the object its name has at that point of the notebook, as nbgrader's
+            # kernel does; a later cell that redefines the name does not change what is graded.
+            cells += [CAPTURE.format(name=name) for _, name in GRADE_CALL.findall(source)]
+            continue
+        if skipped:
+            continue
         cells.append("\n".join("# " + line if line.lstrip().startswith(("%", "!")) else line
                                for line in source.splitlines()))
     return cells

@@ -244,7 +244,11 @@ class Session:
 
     def resolve(self, target):
         root, path = target
-        obj = self.namespace[root] if isinstance(root, str) else self.handles[root]
+        if isinstance(root, str):  # a graded name: as its grade cell saw it, else as the notebook left it
+            graded = self.namespace.get("__graded__")
+            obj = graded[root] if isinstance(graded, dict) and root in graded else self.namespace[root]
+        else:
+            obj = self.handles[root]
         for name in path:
             obj = getattr(obj, name)
         return obj

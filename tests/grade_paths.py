@@ -101,11 +101,12 @@ def grade_cell(topic: str, name: str, namespace: dict) -> tuple[dict, float]:
     """What the grade cell of ``name`` does: ``autograder.grade`` on the namespace's object.
     Returns (verdict, the cell's score); a missing name fails like the cell's NameError."""
     from autograder import grade
-    if name not in namespace:
+    graded = namespace.get("__graded__", {})  # the object where its grade cell stands (grading.CAPTURE)
+    if name not in graded and name not in namespace:
         return {}, 0.0
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        score = grade(f"{topic}.{name}", namespace[name])
+        score = grade(f"{topic}.{name}", graded.get(name, namespace.get(name)))
     return parse_report(out.getvalue()), score
 
 
