@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from autograder import oracle
 from autograder.chapters import BY_NAME
-from autograder.grading import GradingError, format_results, grade_notebook
-from autograder.sandbox import SandboxError
+from autograder.grading import GradingError, ProcessError, format_results, grade_notebook
 from autograder.suite import Result
 
 
@@ -53,6 +53,10 @@ def main(argv=None) -> int:
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
     batch.add_argument("--memory-mb", type=int, default=6144, help="address-space limit of a sandbox")
     args = parser.parse_args(argv)
+    if args.command != "grade" and not oracle.HAS_REFERENCE:
+        print(f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
+              "checkout); the learner's kit has `grade`", file=sys.stderr)
+        return 2
 
     if args.command == "autograde":
         return autograde_command(args)
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
         return 0
     try:
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
-    except (GradingError, SandboxError) as error:
+    except (GradingError, ProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:

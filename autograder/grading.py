@@ -11,11 +11,16 @@ import time
 import warnings
 from pathlib import Path
 
-from autograder.chapters import BY_NAME, earlier_topics
+from autograder import oracle
+from autograder.chapters import BY_NAME
 from autograder.checks import suites
-from autograder.sandbox import SOLUTIONS, Limits, Sandbox
 from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
+
+if oracle.HAS_REFERENCE:  # the course's checkout: submissions run confined (instructors' official grades)
+    from autograder.sandbox import Limits, Sandbox as LearnerProcess, SandboxError as ProcessError
+else:  # the learner's kit: the learner's own code, on their own machine, in a plain child process
+    from autograder.local import Limits, LocalProcess as LearnerProcess, LocalProcessError as ProcessError
 
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
 MAX_NOTEBOOK_BYTES = 100 << 20
@@ -153,13 +158,12 @@ def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = N
     time limit) is restarted with the cells run again, so one broken function costs only its
     own points; when running the cells is what ends it, every function fails with the reason.
     ``hidden``: more folders the sandbox must not see (the course directory).
-    Raises SandboxError when no sandbox can be started (a problem of the machine)."""
+    Raises ProcessError when no sandbox can be started (a problem of the machine)."""
     limits = limits or Limits()
     topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
     deadline = time.monotonic() + limits.notebook_seconds
-    sandbox = Sandbox(limits, given_topics=[t for t in earlier_topics(BY_NAME[chapter]) if (SOLUTIONS / f"{t}.py").exists()],
-                      hidden=hidden, deadline=deadline)
+    sandbox = LearnerProcess(limits, hidden=hidden, deadline=deadline)  # given code comes with the notebook
     results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
     try:
         for name, suite in chosen.items():
@@ -180,14 +184,14 @@ def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = N
     return results
 
 
-def _run_cells(sandbox: Sandbox, cells):
+def _run_cells(sandbox: LearnerProcess, cells):
     try:
         return sandbox.run_cells(cells)
     except StudentError as error:
         return [str(error)]
 
 
-def _missing(sandbox: Sandbox, name: str, cell_errors) -> str | None:
+def _missing(sandbox: LearnerProcess, name: str, cell_errors) -> str | None:
     """Why ``name`` cannot be graded (not defined), or None when it can."""
     try:
         if sandbox.request({"op": "has", "name": name, "target": (name, [])}):

@@ -10,9 +10,10 @@ import math
 import torch
 from torch import nn
 
+from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn, random_mask
-from solutions import attention as attention_ref
-from solutions import multi_head_attention as ref
+attention_ref = reference("attention")
+ref = reference("multi_head_attention")
 
 split = Suite("split_heads")
 merge = Suite("merge_heads")
