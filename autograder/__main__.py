@@ -2,7 +2,8 @@
 
     python -m autograder grade NOTEBOOK [--json]     grade one filled-in chapter notebook
     python -m autograder render SOURCE TARGET        execute a chapter, write its student view (the book's page)
-    python -m autograder student FOLDER SOURCE...    write clean student notebooks (stubs, no outputs)
+    python -m autograder student FOLDER SOURCE...    write clean student notebooks that do not exist yet (--reset:
+                                                     overwrite them)
     python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
 
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     student = commands.add_parser("student", help="write clean student notebooks into FOLDER")
     student.add_argument("folder")
     student.add_argument("sources", nargs="+")
+    student.add_argument("--reset", action="store_true",
+                         help="overwrite notebooks that exist already (the default keeps them: they hold your work)")
     course = commands.add_parser("course", help="create an nbgrader course directory from the chapters")
     course.add_argument("folder")
     course.add_argument("chapters", nargs="*", help="chapter names (default: all)")
@@ -73,8 +76,8 @@ def main(argv=None) -> int:
         render_for_book(Path(args.source), Path(args.target))
         return 0
     if args.command == "student":
-        for path in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder)):
-            print(path)
+        for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
+            print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
         return 0
     try:
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
