@@ -233,3 +233,18 @@ def test_recorded_cases_pass_the_kit_but_not_the_official_grade(kit, tmp_path):
     assert read.stdout.strip() == str(seed), read.stderr
     official = grade_cells(cells, "02_attention", ["softmax"], seed=seed)
     assert not any(r.passed for r in official), [r.message for r in official]
+
+
+def test_without_triton_chapter_7_runs_and_its_triton_part_says_what_it_needs(kit, tmp_path):
+    notebook = json.loads((ROOT / "notebooks" / "07_flash_attention.ipynb").read_text())
+    first = next(c for c in notebook["cells"] if c["cell_type"] == "code" and "setup" not in c["metadata"].get("tags", []))
+    code = ("import sys\nsys.modules['triton'] = None  # as on macOS and Windows\n" + "".join(first["source"]) + "\n"
+            "from autograder.checks import suites\nfrom autograder.student import KernelBackend, Student\n"
+            "suite = suites('flash_attention')['flash_attention_triton']\n"
+            "for r in suite.run(Student(KernelBackend({'flash_attention_triton': print}), 'flash_attention_triton')):\n"
+            "    print(r.passed, r.message)\n")
+    run = in_kit(kit, code, tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "needs Linux with Triton" in run.stdout
+    verdicts = [line for line in run.stdout.splitlines() if line.startswith(("True", "False"))]
+    assert verdicts and all(line.startswith("False needs Triton (Linux)") for line in verdicts)
