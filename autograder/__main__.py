@@ -54,7 +54,9 @@ def main(argv=None) -> int:
     batch.add_argument("--cell-seconds", type=float, default=120.0,
                        help="wall-clock limit of running a notebook's code cells (demo cells are skipped)")
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
-    batch.add_argument("--memory-mb", type=int, default=6144, help="address-space limit of a sandbox")
+    batch.add_argument("--memory-mb", type=int, default=6144, help="memory limit of a sandbox (all its processes)")
+    batch.add_argument("--unconfined-i-trust-every-submission", action="store_true",
+                       help="run submissions without bubblewrap, with this machine in their reach (development only)")
     args = parser.parse_args(argv)
     if args.command != "grade" and not oracle.HAS_REFERENCE:
         print(f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
@@ -79,7 +81,10 @@ def main(argv=None) -> int:
         for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
             print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
         return 0
+    from autograder.sandbox import ForkServer, use_fork_server
     try:
+        server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
+        use_fork_server(server)
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
     except (GradingError, ProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -90,12 +95,21 @@ def main(argv=None) -> int:
         print(format_results([Result(**t) for t in report["tests"]]))
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
         print("Written answers are graded by your instructor.")
+        if server.confinement == "none":
+            print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
     return 0
 
 
 def autograde_command(args) -> int:
     from autograder.sandbox import ForkServer, Limits
-    server = ForkServer()  # it imports torch while this process imports nbgrader
+    try:  # it imports torch while this process imports nbgrader
+        server = ForkServer("off" if args.unconfined_i_trust_every_submission else None)
+    except SandboxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if server.confinement == "none":
+        print("WARNING: grading UNCONFINED: every submission can read and change this machine's files, "
+              "including the gradebook and the reference solutions.", file=sys.stderr)
     from autograder.batch import BatchError, autograde
     limits = Limits(call_seconds=args.call_seconds, setup_seconds=args.cell_seconds,
                     notebook_seconds=args.notebook_seconds, memory_bytes=args.memory_mb << 20)

@@ -60,6 +60,9 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(7, "flash_attention", "flash_attention", "FlashAttention",
             (("online_softmax_update", 6), ("flash_attention_forward", 10), ("flash_attention_backward", 9),
              ("FlashAttentionFunction", 5), ("flash_attention_triton", 6))),
+    Chapter(8, "beyond_quadratic", "beyond_quadratic", "Beyond quadratic attention, and scale",
+            (("sliding_window_mask", 4), ("positive_random_features", 4), ("performer_attention", 6),
+             ("training_flops", 2), ("chinchilla_optimal", 3), ("fit_power_law", 3))),
 )
 
 BY_NAME: dict[str, Chapter] = {chapter.name: chapter for chapter in CHAPTERS}

@@ -3,9 +3,10 @@
 There is nothing to protect there (the code is the learner's, and the kit holds no reference
 solutions), so the child is not confined as the instructors' sandbox (``autograder/sandbox.py``)
 confines it; it only keeps a broken notebook from stopping the grader. It answers the same
-requests as the sandbox (``autograder/worker.py``: run the cells, call a function, read a value)
-over its stdin and a copy of its stdout, on Linux, macOS and Windows alike, and has the same
-interface as :class:`autograder.sandbox.Sandbox`, so :mod:`autograder.grading` uses either.
+requests as the sandbox (:mod:`autograder.protocol`, in :mod:`autograder.wire`'s frames: run the
+cells, call a function, read a value) over its stdin and a copy of its stdout, on Linux, macOS and
+Windows alike, and has the same interface as :class:`autograder.sandbox.Sandbox`, so
+:mod:`autograder.grading` uses either.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from autograder import worker
+from autograder import protocol, wire
 from autograder.student import StudentError
 
 CHILD = "from autograder.local import serve_child; serve_child()"
+MAX_BYTES = 1 << 30  # of one request or reply: the learner's own machine, nothing to defend
 
 
 class LocalProcessError(RuntimeError):
@@ -43,7 +45,22 @@ def serve_child():
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    worker.serve(0, replies)
+    protocol.serve(_Pipes(0, replies), MAX_BYTES)
+
+
+class _Pipes:
+    """Two pipe ends with the two methods of a socket that :func:`autograder.protocol.serve` uses."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.read_fd, self.write_fd = read_fd, write_fd
+
+    def recv(self, n: int) -> bytes:
+        return os.read(self.read_fd, n)
+
+    def sendall(self, data) -> None:
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            view = view[os.write(self.write_fd, view):]
 
 
 class LocalProcess:
@@ -69,9 +86,11 @@ class LocalProcess:
     @staticmethod
     def _read_replies(process, replies):
         fd = process.stdout.fileno()
-        while (payload := worker.read_message(fd)) is not None:
-            replies.put(payload)
-        replies.put(None)
+        try:
+            while True:
+                replies.put(wire.read_frame(lambda n: os.read(fd, n), MAX_BYTES, MAX_BYTES)[1])
+        except (wire.ChannelClosed, wire.WireError, OSError):
+            replies.put(None)
 
     @property
     def running(self) -> bool:
@@ -98,17 +117,16 @@ class LocalProcess:
             late = (f"grading this notebook took longer than {self.limits.notebook_seconds:.0f} s in total "
                     "(time limit), so the remaining checks were stopped")
         try:
-            worker.write_message(self.process.stdin.fileno(), worker.encode(message))
-            payload = self.replies.get(timeout=seconds)
+            _Pipes(-1, self.process.stdin.fileno()).sendall(b"".join(wire.encode(protocol.new_id(), message)))
+            reply = self.replies.get(timeout=seconds)
         except queue.Empty:
             self._end(late)
         except OSError:
-            payload = None
-        if payload is None:
+            reply = None
+        if not isinstance(reply, dict):
             self.process.wait()
             self._end(f"your code ended the grading process (exit code {self.process.returncode}); "
                       "do not call exit() in a notebook")
-        reply = worker.decode(payload)
         if not reply["ok"]:
             raise StudentError(str(reply.get("error")))
         return reply.get("value")

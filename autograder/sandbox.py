@@ -1,62 +1,56 @@
 """A separate, confined, resource-limited process that runs one submission's code.
 
-Children come from a *fork server* (``python -I -S autograder/worker.py``), started once per
-grading process: it imports torch and the libraries chapters use, then forks a fresh child
-per sandbox in milliseconds. Isolated mode ignores PYTHONPATH and the current directory,
-and without ``site`` no ``.pth`` file runs, so the editable install of this course
-(``autograder``, ``solutions``) is not on the child's path; only the interpreter's
-site-packages directories are added back. Each child, before any learner code runs:
+Children come from a *fork server* started once per grading process: it imports torch and
+the libraries chapters use, then forks a fresh child per sandbox in milliseconds. How the
+server and its children are confined, and what they can see, is
+:mod:`autograder.confinement` (bubblewrap with an allow-list of folders, fresh private
+``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run`` per child, no network, own pid namespace,
+an unprivileged uid of its own per live sandbox); the memory and processes of each sandbox
+together are capped by a control group of its own (:mod:`autograder.cgroups`); each
+process also has limits on CPU time, address space, file size, open files and processes.
+Requests have a wall clock each and per notebook, replies a cap on their size.
 
-- gets new network, pid, IPC and mount namespaces when the system allows it (root here):
-  no network at all, it sees and can signal only its own processes (killing the first
-  kills them all), the course directory and the reference and check folders are hidden
-  under empty read-only file systems, and ``/tmp`` and ``/dev/shm`` are fresh, size-limited
-  and private;
-- runs as an unprivileged user of its own (when the grader runs as root; one uid per live
-  sandbox, so sandboxes cannot signal each other), so it can neither write the course
-  directory or gradebook nor signal the grader, with ``no_new_privs`` set;
-- has limits on CPU time, address space, file size, open files and processes (a fork
-  bomb stops at ``Limits.processes``), a wall clock per request and per notebook, and a cap
-  on the size of replies; its stdout and stderr are discarded; when the machine runs out
-  of memory, the kernel kills learner code first (``oom_score_adj``).
+Confinement is ``"required"`` by default (``python -m autograder autograde``): without
+``bwrap`` no sandbox starts, and :class:`SandboxError` names the package to install. A
+learner grading their own notebook (``python -m autograder grade``) uses ``"preferred"``:
+bubblewrap when it is there, the bare process otherwise. ``"off"`` (the opt-out
+``--unconfined-i-trust-every-submission``, or ``AUTOGRADER_UNCONFINED_I_TRUST_EVERY_SUBMISSION=1``)
+runs every submission with the host's files in view, for development only.
+:attr:`Sandbox.isolation` says what is in force.
 
-:attr:`Sandbox.isolation` says which of these are in force. Reference modules of earlier
-chapters can be given to it (copied into its scratch folder). The trusted parent (this
-module) sends requests and reads replies with ``torch.load(weights_only=True)``, so the
-child can only ever return plain data.
+The trusted parent (this module) sends requests and reads replies as
+:mod:`autograder.wire` frames: the child can only ever return plain data, sized within
+``Limits.reply_bytes`` before anything is allocated, and each reply must carry the random
+id of the request it answers.
 """
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 import solutions
-from autograder import worker
+from autograder import cgroups, confinement, protocol, wire
 from autograder.student import StudentError
 
-WORKER = Path(worker.__file__).resolve()
-REPOSITORY = WORKER.parent.parent
 SOLUTIONS = Path(solutions.__file__).resolve().parent
-# Hidden from every child: the references, the checks, and the folders that hold copies of them.
-HIDDEN = [SOLUTIONS, WORKER.parent, *(REPOSITORY / name for name in ("tests", "chapters", "book", ".git"))]
 UID_BASE = int(os.environ.get("AUTOGRADER_UID_BASE", "2100000000"))  # uids no account uses
 UID_COUNT = 4096
+REPLY_HEADER_BYTES = 16 << 20  # the plain-data part of one reply (its tensors are capped by Limits.reply_bytes)
+OPT_OUT = "AUTOGRADER_UNCONFINED_I_TRUST_EVERY_SUBMISSION"
+NO_BWRAP = ("grading other people's notebooks needs bubblewrap (Debian/Ubuntu package `bubblewrap`, command "
+            "`bwrap`), which is not installed: `apt-get install bubblewrap`. To run every submission unconfined, "
+            f"with the whole machine in its reach (development only), pass --unconfined-i-trust-every-submission "
+            f"or set {OPT_OUT}=1")
 
 
 class SandboxError(RuntimeError):
@@ -65,8 +59,9 @@ class SandboxError(RuntimeError):
 
 @dataclass
 class Limits:
-    """Per-submission limits. ``call_seconds`` bounds one request (a wall clock),
-    ``notebook_seconds`` all requests of one notebook together."""
+    """Per-submission limits. ``memory_bytes`` caps the sandbox's processes together (a
+    control group) and each one's address space; ``call_seconds`` bounds one request (a
+    wall clock), ``notebook_seconds`` all requests of one notebook together."""
 
     cpu_seconds: int = 600
     memory_bytes: int = 6 << 30
@@ -79,38 +74,62 @@ class Limits:
     notebook_seconds: float = 900.0
 
 
-BOOTSTRAP = """
-import sys
-sys.path[:0] = {paths!r}
-sys.argv = [{worker!r}, *sys.argv[1:]]
-exec(compile(open({worker!r}).read(), {worker!r}, "exec"), {{"__name__": "__main__"}})
-"""
+def default_confinement() -> str:
+    return "off" if os.environ.get(OPT_OUT) == "1" else "required"
 
 
 class ForkServer:
-    """The trusted process that forks sandbox children (see the module docstring). Other
-    processes get their own channel to the same server with :meth:`attach`."""
+    """The trusted process that forks sandbox children (see :mod:`autograder.confinement`).
+    ``policy``: "required", "preferred" or "off" (see the module docstring; default
+    "required" unless the opt-out variable is set); :attr:`confinement` is what is in
+    force ("bwrap" or "none"). Other processes get their own channel to the same server
+    with :meth:`attach`."""
 
-    def __init__(self):
+    def __init__(self, policy: str | None = None):
+        wanted = policy or default_confinement()
+        if wanted == "required" and not confinement.bwrap():
+            raise SandboxError(NO_BWRAP)
         self.home = tempfile.TemporaryDirectory(prefix="autograder-server-")
+        lib = confinement.copy_sources(os.path.join(self.home.name, "grader-lib"))
+        python = os.path.realpath(sys.executable)
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": confinement.INSIDE_CACHE,
+               "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
+        confined = self._confined(lib, python, wanted) if wanted != "off" and confinement.bwrap() else None
+        self.confinement = "bwrap" if confined else "none"
+        if confined:
+            command, paths = confined
+        else:
+            command, paths = [], [lib, *confinement.site_folders()]
+            env.update(HOME=self.home.name, TMPDIR=self.home.name, MPLCONFIGDIR=str(_matplotlib_cache("none")))
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
-        matplotlib_cache = Path.home() / ".cache" / "autograder-matplotlib"  # its font list, built once
-        matplotlib_cache.mkdir(parents=True, exist_ok=True)
-        env = {"PATH": "/usr/bin:/bin", "HOME": self.home.name, "TMPDIR": self.home.name,
-               "MPLCONFIGDIR": str(matplotlib_cache), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-               "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
         self.log = os.path.join(self.home.name, "server.log")
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", BOOTSTRAP.format(paths=paths, worker=str(WORKER)),
-                 str(theirs.fileno())],
+                [*command, python, "-I", "-S", "-c", confinement.bootstrap(paths), str(theirs.fileno())],
                 cwd=self.home.name, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 pass_fds=(theirs.fileno(),), start_new_session=True)
         theirs.close()
         self.control.settimeout(600)  # its first answer waits for its imports; it never takes longer
         self.owner = self.user = os.getpid()  # the process that started it, the one that may use this channel
         self.broken = False
+
+    @staticmethod
+    def _confined(lib: str, python: str, wanted: str) -> tuple[list[str], list[str]] | None:
+        """(bwrap command prefix, sys.path inside); where confinement is only preferred, after
+        a trial run, and None where bubblewrap cannot confine here."""
+        try:
+            command, paths = confinement.bwrap_command(lib, str(_matplotlib_cache("bwrap")))
+        except OSError as error:
+            if wanted == "required":
+                raise SandboxError(str(error)) from None
+            return None
+        if not python.startswith(os.path.realpath(sys.base_prefix) + "/"):
+            command[-1:-1] = ["--ro-bind", python, python]
+        if wanted == "required":  # if bwrap fails, the first sandbox says why (its message is in the server's log)
+            return command, paths
+        trial = subprocess.run([*command, python, "-I", "-S", "-c", ""], capture_output=True, text=True, timeout=120,
+                               check=False)
+        return (command, paths) if trial.returncode == 0 else None
 
     def _ask(self, spec: dict, fds: list[int]) -> None:
         try:
@@ -124,12 +143,13 @@ class ForkServer:
             reason = reply.decode(errors="replace") or "it stopped"
             raise SandboxError(f"the grading fork server failed ({reason})\n{log}")
 
-    def spawn(self, spec: dict) -> tuple[socket.socket, socket.socket]:
-        """A new child: returns (its request channel, its watcher's control channel)."""
+    def spawn(self, spec: dict, extra_fds=()) -> tuple[socket.socket, socket.socket]:
+        """A new child: returns (its request channel, its watcher's control channel).
+        ``extra_fds`` (the sandbox's cgroup.procs files) go to the child."""
         comm, comm_child = socket.socketpair()
         control, control_child = socket.socketpair()
         try:
-            self._ask(spec, [comm_child.fileno(), control_child.fileno()])
+            self._ask(spec, [comm_child.fileno(), control_child.fileno(), *extra_fds])
         except SandboxError:
             comm.close()
             control.close()
@@ -164,6 +184,13 @@ class ForkServer:
 _server: ForkServer | None = None
 
 
+def _matplotlib_cache(kind: str) -> Path:
+    """Where the fork server keeps matplotlib's font list (built once; paths differ inside bwrap)."""
+    folder = Path.home() / ".cache" / f"autograder-matplotlib-{kind}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def fork_server() -> ForkServer:
     """This process's fork server: started on first use, after it broke, or when the one
     known was inherited from the parent of a fork."""
@@ -173,7 +200,8 @@ def fork_server() -> ForkServer:
 
 
 def use_fork_server(server: ForkServer):
-    """Make ``server`` (e.g. a channel from :meth:`ForkServer.attach`) this process's."""
+    """Make ``server`` (e.g. a channel from :meth:`ForkServer.attach`, or one started with
+    another confinement) this process's."""
     global _server
     server.user = os.getpid()
     _server = server
@@ -199,22 +227,20 @@ def claim_uid():
 class Sandbox:
     """One child process serving one submission. Use as a context manager.
 
-    ``hidden``: more folders the child must not see (the course directory); ``deadline``:
-    a ``time.monotonic()`` after which every request fails (the notebook's time budget);
-    ``namespaces=False`` forgoes them (to test what the separate uid alone protects).
+    ``given_topics``: earlier chapters whose reference modules the child may import (as
+    ``solutions.<topic>``); ``deadline``: a ``time.monotonic()`` after which every request
+    fails (the notebook's time budget). ``hidden`` is accepted for callers of the deny-list
+    era and changes nothing: the allow-list shows no host folder that is not Python's.
     """
 
-    def __init__(self, limits: Limits | None = None, given_topics: list[str] = (), hidden=(), deadline=None,
-                 namespaces=True):
-        self.namespaces = namespaces and os.geteuid() == 0
+    def __init__(self, limits: Limits | None = None, given_topics: list[str] = (), hidden=(), deadline=None):
         self.limits = limits or Limits()
         self.given_topics = list(given_topics)
-        self.hidden = [str(Path(p).resolve()) for p in [*HIDDEN, *hidden]]
         self.deadline = deadline
         self.channel = None  # the socket to the child while it lives
         self.dead = None  # why the child is gone, once it is
-        self.isolation = {}  # what worker.confine reported in force
-        self.uid_lock = None
+        self.isolation = {}  # what the child reported in force
+        self.uid_lock = self.group = None
 
     def __enter__(self):
         self.start()
@@ -224,18 +250,25 @@ class Sandbox:
         self.close()
 
     def start(self):
-        self.uid, self.uid_lock = claim_uid()
-        spec = {"uid": self.uid, "namespaces": self.namespaces, "hidden": self.hidden,
-                "limits": asdict(self.limits),
-                "given": {f"{t}.py": str(SOLUTIONS / f"{t}.py") for t in self.given_topics}}
+        server = fork_server()
+        confined = server.confinement == "bwrap"
+        # Unconfined, Python may live where another uid cannot read it (/root): the child keeps the grader's.
+        self.uid, self.uid_lock = claim_uid() if confined else (None, None)
+        self.group = cgroups.create(self.limits.memory_bytes, self.limits.processes)
+        spec = {"uid": self.uid, "limits": asdict(self.limits), "confinement": server.confinement,
+                "cgroup": self.group and self.group.version,
+                "given": {f"{t}.py": (SOLUTIONS / f"{t}.py").read_text() for t in self.given_topics}}
         try:
-            self.channel, self.control = fork_server().spawn(spec)
+            self.channel, self.control = server.spawn(spec, self.group.procs if self.group else ())
         except BaseException:
-            self._release_uid()
+            self._release()
             raise
+        if self.group:
+            self.group.close_procs()
+        self.channel.settimeout(self.limits.setup_seconds)  # a send to a child that stopped reading fails, not hangs
         self.dead, self.exit_status, self._ended = None, None, False
         try:
-            hello = self._read_reply(self.limits.setup_seconds)
+            hello = self._read_reply("hello", self.limits.setup_seconds)
         except (StudentError, OSError) as error:
             self.close()
             raise SandboxError(f"the sandbox did not start: {error}") from None
@@ -255,9 +288,12 @@ class Sandbox:
             self.channel.close()
             self.control.close()
             self.channel = None
-            self._release_uid()
+        self._release()
 
-    def _release_uid(self):
+    def _release(self):
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
         if self.uid_lock is not None:
             self.uid_lock.close()
             self.uid_lock = None
@@ -280,27 +316,40 @@ class Sandbox:
         return self.request({"op": "run_cells", "cells": cells}, self.limits.setup_seconds)
 
     def request(self, message, seconds: float | None = None):
+        """Send ``message`` (see :mod:`autograder.protocol`); the value of its reply. Raises
+        StudentError with the learner's message when their code failed, or when the child
+        is gone, late, out of memory, or sent anything but the reply to this request."""
         if self.dead:
             raise StudentError(self.dead)
+        message_id = protocol.new_id()
         try:
-            payload = worker.encode(message)
-            self.channel.sendall(struct.pack("<Q", len(payload)) + payload)
-            reply = self._read_reply(seconds or self.limits.call_seconds)
+            wire.send(self.channel, message_id, message)
+            reply = self._read_reply(message_id, seconds or self.limits.call_seconds)
         except StudentError as error:
-            self.dead = str(error)
-            self.close()
-            raise
+            self._end(str(error))
         except OSError:  # the child is gone (broken pipe, connection reset)
-            self.dead = self._death_message()
-            self.close()
-            raise StudentError(self.dead) from None
+            self._end(self._death_message())
+        if self._out_of_memory():  # one of its processes was killed: the rest cannot be trusted to go on
+            self._end(self._memory_message())
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise StudentError("your code sent back something that is not a reply")
         if not reply["ok"]:
             raise StudentError(str(reply.get("error")))
         return reply.get("value")
 
-    def _read_reply(self, seconds):
+    def _end(self, why: str):
+        self.dead = self._memory_message() if self._out_of_memory() else why
+        self.close()
+        raise StudentError(self.dead) from None
+
+    def _out_of_memory(self) -> bool:
+        return self.group is not None and self.group.oom_kills() > 0
+
+    def _memory_message(self) -> str:
+        return (f"your code used more memory than the sandbox allows ({self.limits.memory_bytes >> 20} MiB, "
+                "all its processes together) and was stopped")
+
+    def _read_reply(self, message_id: str, seconds: float):
         deadline = time.monotonic() + seconds
         if self.deadline is not None and self.deadline < deadline:
             deadline = self.deadline
@@ -308,33 +357,28 @@ class Sandbox:
                     "(time limit), so the remaining checks were stopped")
         else:
             late = f"your code took longer than {seconds:.0f} s (time limit) and was stopped; look for an infinite loop"
-        header = self._read(8, deadline, late)
-        size = struct.unpack("<Q", header)[0]
-        if size > self.limits.reply_bytes:
-            raise StudentError(f"your code returned {size / 2**20:.0f} MiB, more than the grader accepts")
-        payload = self._read(size, deadline, late)
-        try:
-            with warnings.catch_warnings():  # torch warns about odd pickle protocols: the child's doing
-                warnings.simplefilter("ignore")
-                return torch.load(io.BytesIO(payload), weights_only=True)
-        except Exception as error:
-            raise StudentError(f"your code sent back data the grader refuses ({type(error).__name__})") from None
 
-    def _read(self, n, deadline, late):
-        chunks = []
-        while n:
+        def read(n):
             ready, _, _ = select.select([self.channel], [], [], max(deadline - time.monotonic(), 0))
             if not ready:
                 raise StudentError(late)
-            chunk = self.channel.recv(min(n, 1 << 20))
-            if not chunk:
-                raise StudentError(self._death_message())
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+            return self.channel.recv(n)
+
+        try:
+            got, value = wire.read_frame(read, REPLY_HEADER_BYTES, self.limits.reply_bytes)
+        except wire.ChannelClosed:
+            raise StudentError(self._death_message()) from None
+        except wire.WireError as error:
+            raise StudentError(f"your code sent back data the grader refuses: {error}") from None
+        if got != message_id:
+            raise StudentError("the grader received a reply to no request it made (your code wrote to the "
+                               "grader's channel), so it stopped your code")
+        return value
 
     def _death_message(self):
         status = self._status()
+        if self._out_of_memory():
+            return self._memory_message()
         if status is None:
             return "the process running your code stopped"
         code = os.waitstatus_to_exitcode(status)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder import worker
+from autograder import protocol
 
 
 class StudentError(Exception):
@@ -101,13 +101,13 @@ class KernelBackend:
     """
 
     def __init__(self, namespace: dict):
-        self.session = worker.Session()
+        self.session = protocol.Session()
         self.session.namespace = namespace
 
     def request(self, message):
         try:
             return self.session.handle(_private_copy(message))
-        except worker.CallFailed as error:
+        except protocol.CallFailed as error:
             raise StudentError(str(error)) from None
 
 

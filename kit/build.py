@@ -30,9 +30,10 @@ from autograder.student import KernelBackend, Student  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / "build" / "kit"
 DIST = ROOT / "dist"
-# Modules of the course's own machinery: the batch autograder, the nbgrader course, the sandbox
-# (which hides the reference), the book's rendering and the given code (both read `solutions/`).
-INSTRUCTOR_ONLY = {"batch.py", "course.py", "sandbox.py", "release.py", "given.py"}
+# Modules of the course's own machinery: the batch autograder, the nbgrader course, the sandbox and
+# its confinement (which hide the reference), the book's rendering and the given code (both read
+# `solutions/`).
+INSTRUCTOR_ONLY = {"batch.py", "course.py", "sandbox.py", "confinement.py", "cgroups.py", "release.py", "given.py"}
 
 
 def record() -> dict:

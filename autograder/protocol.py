@@ -1,0 +1,247 @@
+"""The calling protocol: how the learner's code is called, in the learner's kernel or in a
+sandboxed child, and the requests the grader sends to that child.
+
+A request is a dict with an ``op``: ``run_cells`` (execute the submission's code cells),
+``has`` (does a name or attribute exist), ``value`` (an object as plain data) or ``call``
+(call a function or method, in ``mode`` "plain", "trace" or "grad"). A reply is
+``{"ok": True, "value": ...}`` or ``{"ok": False, "error": message for the learner}``.
+Values are plain data only (:func:`plain`): tensors, numbers, strings, lists, tuples,
+dicts, and handles (``{"__handle__": i}``) on other objects, which stay in the child.
+Between processes, requests and replies travel as :mod:`autograder.wire` frames.
+
+Imports only the standard library, torch and :mod:`autograder.wire`: it also runs inside the
+sandbox (see :mod:`autograder.confinement`).
+"""
+import linecache
+import numbers
+import secrets
+import socket
+import traceback
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from autograder import wire
+
+MAX_ERROR_CHARS = 4000  # a learner's exception message, as much of it as a report shows
+PLAIN = (bool, int, float, str, type(None))
+
+
+class CallFailed(Exception):
+    """The learner's code raised; the message is what the learner should read."""
+
+
+def describe_exception(name: str, error: BaseException) -> str:
+    if isinstance(error, NotImplementedError):
+        return f"{name} is not implemented yet (it raises NotImplementedError)"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = next((f" (line {f.lineno}: {f.line})" for f in reversed(frames) if f.filename.startswith("<cell")), "")
+    return f"{name} raised {type(error).__name__}: {error}{where}"
+
+
+def plain(value, wrap):
+    """``value`` reduced to plain data: tensors become detached ``torch.Tensor`` copies,
+    containers are rebuilt, numbers stay numbers, and any other object (a module) is
+    handed to ``wrap``, which returns a handle for it."""
+    if isinstance(value, torch.Tensor):
+        with torch._C.DisableTorchFunctionSubclass():  # a subclass's own methods are not trusted
+            value = value.detach().clone()
+        return value if type(value) is torch.Tensor else value.as_subclass(torch.Tensor)
+    if type(value) in PLAIN:
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy's integers
+        return int(value)
+    if isinstance(value, numbers.Real):  # numpy's floats
+        return float(value)
+    if type(value).__name__ == "ndarray" and getattr(value, "dtype", None) is not None and value.dtype.kind in "biuf":
+        return torch.as_tensor(value).clone()
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).removeprefix("torch.")}
+    if isinstance(value, (tuple, list, torch.Size)):
+        items = [plain(v, wrap) for v in value]
+        return items if type(value) is list else tuple(items)
+    if isinstance(value, dict):
+        return {str(k): plain(v, wrap) for k, v in value.items()}
+    return wrap(value)
+
+
+class NumelRecorder(TorchDispatchMode):
+    """Records the shape of every tensor that any aten operation produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.shapes.append(tuple(t.shape))
+        return out
+
+
+def _tensor_arguments(args, kwargs):
+    """(label, tensor) for every tensor among the arguments, nested in lists, tuples, dicts."""
+    found = []
+
+    def visit(value, label):
+        if isinstance(value, torch.Tensor):
+            found.append((label, value))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{label}[{i}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{label}[{key!r}]")
+
+    for i, arg in enumerate(args):
+        visit(arg, f"argument {i + 1}")
+    for key, arg in kwargs.items():
+        visit(arg, f"argument {key}")
+    return found
+
+
+def _unchanged(before: torch.Tensor, after: torch.Tensor) -> bool:
+    if before.shape != after.shape or before.dtype != after.dtype:
+        return False
+    same = before == after
+    if before.is_floating_point() or before.is_complex():
+        same |= before.isnan() & after.isnan()
+    return bool(same.all())
+
+
+def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=()):
+    """Call the learner's ``fn``; returns the raw result, adjusted for ``mode``:
+
+    - ``"plain"``: the result;
+    - ``"trace"``: ``(result, shapes)``, the shapes of every tensor created during the call;
+    - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
+      (first) output is back-propagated with ``grad_output``, grads are theirs.
+
+    Every graded function's contract leaves its inputs unchanged: a call that modifies a
+    tensor argument in place fails with a message naming the argument (in both backends,
+    which pass the learner private copies of the arguments).
+    """
+    with torch._C.DisableTorchFunctionSubclass():
+        inputs = [(label, tensor, tensor.detach().clone()) for label, tensor in _tensor_arguments(args, kwargs)]
+    result = _call(name, fn, args, kwargs, mode, grad_output, grad_inputs)
+    for label, tensor, before in inputs:
+        with torch._C.DisableTorchFunctionSubclass():
+            if not _unchanged(before, tensor.detach()):
+                raise CallFailed(f"{name} changed its {label} in place (shape {tuple(before.shape)}); "
+                                 "its inputs must be left unchanged: look for in-place operations "
+                                 "(add_, masked_fill_, x[...] = ..., +=) on an input or a view of it")
+    return result
+
+
+def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
+    try:
+        if mode == "trace":
+            with NumelRecorder() as recorder:
+                result = fn(*args, **kwargs)
+            return result, recorder.shapes
+        if mode == "grad":
+            args = list(args)
+            for i in grad_inputs:
+                args[i] = args[i].detach().clone().requires_grad_(True)
+            result = fn(*args, **kwargs)
+            output = result[0] if isinstance(result, (tuple, list)) else result
+            output.backward(grad_output)
+            return result, tuple(args[i].grad for i in grad_inputs)
+        return fn(*args, **kwargs)
+    except Exception as error:
+        raise CallFailed(describe_exception(name, error)) from None
+
+
+class Session:
+    """The learner's namespace and the objects handed to the grader as handles."""
+
+    def __init__(self):
+        self.namespace = {"__name__": "__main__"}
+        self.handles = []
+
+    def wrap(self, obj):
+        self.handles.append(obj)
+        return {"__handle__": len(self.handles) - 1, "type": type(obj).__name__}
+
+    def resolve(self, target):
+        root, path = target
+        obj = self.namespace[root] if isinstance(root, str) else self.handles[root]
+        for name in path:
+            obj = getattr(obj, name)
+        return obj
+
+    def unpack(self, value):
+        if isinstance(value, dict):
+            if "__handle__" in value:
+                return self.handles[value["__handle__"]]
+            if "__dtype__" in value:
+                return getattr(torch, value["__dtype__"])
+            if "__generator__" in value:
+                return torch.Generator().set_state(value["__generator__"])
+            return {k: self.unpack(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.unpack(v) for v in value)
+        return value
+
+    def run_cells(self, cells):
+        errors = []
+        for index, source in enumerate(cells):
+            filename = f"<cell {index}>"
+            # Registered so tracebacks quote the failing line and Triton's interpreter can read the source.
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            try:
+                exec(compile(source, filename, "exec"), self.namespace)
+                errors.append(None)
+            except BaseException as error:  # SystemExit too: one bad cell does not end grading
+                errors.append(f"{type(error).__name__}: {error}")
+        return errors
+
+    def handle(self, request):
+        op = request["op"]
+        if op == "run_cells":
+            return self.run_cells(request["cells"])
+        name = request["name"]
+        if op == "has":
+            try:
+                self.resolve(request["target"])
+                return True
+            except (KeyError, AttributeError, IndexError):
+                return False
+        try:
+            obj = self.resolve(request["target"])
+        except (KeyError, AttributeError, IndexError) as error:
+            raise CallFailed(f"{name} is not defined ({type(error).__name__}: {error})") from None
+        if op == "value":
+            return plain(obj, self.wrap)
+        result = call(name, obj, self.unpack(request["args"]), self.unpack(request["kwargs"]), request["mode"],
+                      self.unpack(request.get("grad_output")), request.get("grad_inputs", ()))
+        return plain(result, self.wrap)
+
+
+def serve(channel: socket.socket, max_request_bytes: int):
+    """The child's loop: answer each request frame with a reply frame of the same id,
+    until the grader closes the channel."""
+    session = Session()
+    while True:
+        try:
+            message_id, request = wire.read_frame(channel.recv, max_request_bytes, max_request_bytes)
+        except wire.ChannelClosed:
+            return
+        try:
+            reply = {"ok": True, "value": session.handle(request)}
+        except CallFailed as error:
+            reply = {"ok": False, "error": str(error)[:MAX_ERROR_CHARS]}
+        except BaseException as error:
+            reply = {"ok": False, "error": describe_exception("your code", error)[:MAX_ERROR_CHARS]}
+        try:
+            frame = wire.encode(message_id, reply)
+        except Exception as error:
+            frame = wire.encode(message_id, {"ok": False, "error": f"the result could not be sent back ({error})"})
+        for buffer in frame:
+            channel.sendall(buffer)
+
+
+def new_id() -> str:
+    """A request id no code in the child can guess ahead of the request."""
+    return secrets.token_hex(16)
