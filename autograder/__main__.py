@@ -6,11 +6,16 @@
                                                      overwrite them)
     python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
+    python -m autograder gradescope CHAPTER [-o ZIP] write a Gradescope autograder package for a chapter
+    python -m autograder report ASSIGNMENT           write reports/ASSIGNMENT.html, the class's results (in a course)
+    python -m autograder canvas [-o CSV]             write the gradebook as a CSV for Canvas's grade import
 
 ``grade`` exits with status 0 when grading ran (whatever the score), 2 when it could not (the reason goes
-to stderr): a missing file, something that is not a notebook, an unknown chapter, no sandbox. ``autograde`` (run in the
-course directory, or pass --course) exits with 0 when every submission is graded, 1 when some could not be
-(each is listed), 2 when it could not run (no gradebook, no such assignment).
+to stderr): a missing file, something that is not a notebook, an unknown chapter (or one the notebook
+contradicts itself about), no sandbox. ``autograde`` (run in the course directory, or pass --course) exits with 0
+when every submission is recorded (one that is not a readable notebook is recorded as not graded, with 0 points
+and the reason; each is listed), 1 when the grader could not grade some (each is listed; the next run retries
+them), 2 when it could not run (no gradebook, no such assignment).
 """
 import argparse
 import json
@@ -51,17 +56,44 @@ def main(argv=None) -> int:
     batch.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
     batch.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
     batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
-    batch.add_argument("--cell-seconds", type=float, default=120.0,
-                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped)")
+    batch.add_argument("--cell-seconds", type=float, default=60.0,
+                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped; "
+                       "the chapters' own take about a second)")
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
     batch.add_argument("--memory-mb", type=int, default=6144, help="memory limit of a sandbox (all its processes)")
     batch.add_argument("--unconfined-i-trust-every-submission", action="store_true",
                        help="run submissions without bubblewrap, with this machine in their reach (development only)")
+    gradescope = commands.add_parser("gradescope", help="write a Gradescope autograder package for a chapter")
+    gradescope.add_argument("chapter", choices=list(BY_NAME))
+    gradescope.add_argument("-o", "--output", help="the zip to write (default: gradescope_CHAPTER.zip)")
+    report = commands.add_parser("report", help="write reports/ASSIGNMENT.html: the class's results for the instructor")
+    report.add_argument("assignment")
+    report.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
+    canvas = commands.add_parser("canvas", help="write the gradebook's grades as a CSV for Canvas's grade import")
+    canvas.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
+    canvas.add_argument("-o", "--output", default="canvas_grades.csv", help="the CSV to write")
     args = parser.parse_args(argv)
     if args.command != "grade" and not oracle.HAS_REFERENCE:
         print(f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
               "checkout); the learner's kit has `grade`", file=sys.stderr)
         return 2
+
+    if args.command == "gradescope":
+        from autograder.gradescope import build_package
+        print(build_package(args.chapter, Path(args.output or f"gradescope_{args.chapter}.zip")))
+        return 0
+    if args.command == "report":
+        from autograder.report import ReportError, write_report
+        try:
+            print(write_report(Path(args.course), args.assignment))
+        except ReportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "canvas":
+        from autograder.canvas import export_canvas
+        print(export_canvas(Path(args.course), Path(args.output)))
+        return 0
 
     if args.command == "autograde":
         return autograde_command(args)
@@ -81,10 +113,13 @@ def main(argv=None) -> int:
         for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
             print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
         return 0
-    from autograder.sandbox import ForkServer, use_fork_server
+    confinement = "none"  # the learner's kit runs the learner's own code in a plain child process
     try:
-        server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
-        use_fork_server(server)
+        if oracle.HAS_REFERENCE:
+            from autograder.sandbox import ForkServer, use_fork_server
+            server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
+            use_fork_server(server)
+            confinement = server.confinement
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
     except (GradingError, ProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -95,13 +130,13 @@ def main(argv=None) -> int:
         print(format_results([Result(**t) for t in report["tests"]]))
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
         print("Written answers are graded by your instructor.")
-        if server.confinement == "none":
+        if confinement == "none" and oracle.HAS_REFERENCE:
             print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
     return 0
 
 
 def autograde_command(args) -> int:
-    from autograder.sandbox import ForkServer, Limits
+    from autograder.sandbox import ForkServer, Limits, SandboxError
     try:  # it imports torch while this process imports nbgrader
         server = ForkServer("off" if args.unconfined_i_trust_every_submission else None)
     except SandboxError as error:
@@ -122,7 +157,9 @@ def autograde_command(args) -> int:
     finally:
         server.close()
     print(f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
-          f"not graded {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+          f"could not grade {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+    for student, reason in summary["not_graded"].items():
+        print(f"recorded as not graded, with 0 points: {student}: {reason}")
     for student, reason in summary["failed"].items():
         print(f"not graded: {student}: {reason}", file=sys.stderr)
     return 1 if summary["failed"] else 0

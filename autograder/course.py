@@ -8,6 +8,10 @@
 
 after which the standard nbgrader commands run in DIR: ``nbgrader generate_assignment``,
 ``nbgrader autograde``, ``nbgrader generate_feedback``, ``nbgrader export``.
+
+Plain ``nbgrader autograde`` runs a submission's code in the same kernel as the grade cells:
+a submission can patch the checks or import the installed ``solutions`` package there. It
+is for practice runs; ``python -m autograder autograde`` is the path for grades that count.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ import secrets
 from pathlib import Path
 
 import nbformat
+from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograder.chapters import CHAPTERS
 from autograder.given import with_given_code
+from autograder.grading import DEMO_TAG
 from autograder.release import with_setup_cell
 
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
@@ -28,8 +34,14 @@ CONFIG = '''\
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.root = {root!r}
-# Cells tagged "demo" only illustrate (plots, training runs): autograding does not run them.
-c.Execute.skip_cells_with_tag = "demo"
+# Cells tagged "demo" only illustrate (plots, training runs): autograding does not run them,
+# except grade cells, whatever their tags (RunGradeCells takes the tag off them first).
+from nbgrader.converters import Autograde  # noqa: E402
+c.Execute.skip_cells_with_tag = {demo!r}
+c.Autograde.autograde_preprocessors = [
+    "autograder.course.RunGradeCells",
+    *Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default(),
+]
 c.Execute.timeout = 120
 # A submission that deleted a grade cell gets it back (graded, not flagged for manual grading).
 c.OverwriteCells.add_missing_cells = True
@@ -49,9 +61,21 @@ def create_course(root: Path, course_id: str = "transformers-graded", chapters: 
     config = root / "nbgrader_config.py"
     kept = re.search(r'"AUTOGRADER_SEED", "(\d+)"', config.read_text()) if config.exists() else None
     seed = int(kept.group(1)) if kept else secrets.randbelow(2**31 - 1) + 1  # never the public seed 0
-    config.write_text(CONFIG.format(course_id=course_id, root=str(root), seed=seed))
+    config.write_text(CONFIG.format(course_id=course_id, root=str(root), demo=DEMO_TAG, seed=seed))
     for source in sources:
         folder = root / "source" / source.stem
         folder.mkdir(parents=True, exist_ok=True)
         nbformat.write(with_setup_cell(with_given_code(nbformat.read(source, as_version=4))), folder / source.name)
     return [s.stem for s in sources]
+
+
+class RunGradeCells(NbGraderPreprocessor):
+    """Takes the ``demo`` tag off every grade cell before nbgrader's ``Execute`` runs, so that
+    ``Execute.skip_cells_with_tag`` skips only illustrations: nbgrader restores a grade cell's
+    source from the gradebook but not its tags, and scores a skipped grade cell as passed."""
+
+    def preprocess_cell(self, cell, resources, index):
+        tags = cell.metadata.get("tags")
+        if cell.metadata.get("nbgrader", {}).get("grade") and isinstance(tags, list) and DEMO_TAG in tags:
+            cell.metadata["tags"] = [tag for tag in tags if tag != DEMO_TAG]
+        return cell, resources

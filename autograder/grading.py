@@ -3,6 +3,7 @@ chapter's check suites against it, and report per function and per sub-check."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -11,9 +12,12 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 from autograder import oracle
-from autograder.chapters import BY_NAME
+from autograder.chapters import BY_NAME, BY_TOPIC, CHAPTERS
 from autograder.checks import suites
+from autograder.files import NotAFile, read_file
 from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
 
@@ -24,6 +28,13 @@ else:  # the learner's kit: the learner's own code, on their own machine, in a p
 
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
 MAX_NOTEBOOK_BYTES = 100 << 20
+MAX_NESTING = 100  # how deeply a notebook's JSON may nest (Jupyter's own stay under 20 levels)
+GRADE_CALL = re.compile(r"""\bgrade\(\s*["'](\w+)\.(\w+)["']\s*,""")  # a grade cell's grade("topic.name", name)
+# A graded function's time budget for all its checks together, in the sandbox: this many times
+# what the reference takes to pass the same checks in this process, plus a floor (a fresh sandbox
+# imports what the first calls need: Triton, sympy for a first backward).
+BUDGET_FACTOR = 10
+BUDGET_FLOOR = 10.0
 
 
 class GradingError(Exception):
@@ -76,45 +87,94 @@ def format_results(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def load_notebook(path: Path) -> dict:
-    """Read a notebook as a dict in format 4 (older formats are upgraded); raises
-    GradingError with the reason. Plain JSON here: importing nbformat costs seconds."""
+def load_notebook(path) -> "nbformat.NotebookNode":
+    """Read the learner's own notebook at ``path`` (symbolic links followed: it is theirs;
+    a directory or FIFO is refused, not waited on); see :func:`parse_notebook`. Raises
+    GradingError with the reason."""
     try:
-        if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise GradingError(f"{path}: too large to grade (over {MAX_NOTEBOOK_BYTES >> 20} MiB; clear its outputs)")
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_file(Path(path).resolve(), MAX_NOTEBOOK_BYTES)
     except FileNotFoundError:
         raise GradingError(f"{path}: no such file") from None
-    except json.JSONDecodeError as error:
-        raise GradingError(f"{path}: not a notebook (invalid JSON: {error})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise GradingError(f"{path}: cannot read it ({error})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("nbformat"), int):
-        raise GradingError(f"{path}: not a notebook (no nbformat version)")
-    if raw["nbformat"] < 4:
-        import nbformat
-        try:
-            raw = nbformat.convert(nbformat.from_dict(raw), 4)
-        except Exception as error:
-            raise GradingError(f"{path}: not a valid notebook of format {raw['nbformat']} ({error})") from None
-    cells = raw.get("cells")
+    except (NotAFile, OSError) as error:
+        raise GradingError(f"{path}: {error}") from None
+    return parse_notebook(data, str(path))
+
+
+def parse_notebook(data: bytes, name: str) -> "nbformat.NotebookNode":
+    """The notebook in ``data`` as nbformat reads it: format 4 (older formats are upgraded),
+    sources and outputs saved as lists of lines (as Jupyter saves them) joined into strings.
+    Raises GradingError, naming ``name``, for anything that is not a notebook, including
+    JSON nested too deeply for the grader to handle safely."""
+    import nbformat  # seconds to import: only once a notebook is read
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError; so are huge numbers
+        raise GradingError(f"{name}: not a notebook (invalid JSON: {error})") from None
+    except RecursionError:
+        raise GradingError(f"{name}: not a notebook (its JSON is nested too deeply)") from None
+    if _depth(raw) > MAX_NESTING:
+        raise GradingError(f"{name}: not a notebook (its JSON is nested more than {MAX_NESTING} levels deep)")
+    version = raw.get("nbformat") if isinstance(raw, dict) else None
+    if not isinstance(version, int) or version not in nbformat.versions:
+        raise GradingError(f"{name}: not a notebook (no nbformat version this grader reads)")
+    _check_structure(raw, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            notebook = nbformat.versions[version].to_notebook_json(raw, minor=raw.get("nbformat_minor", 0))
+            notebook = nbformat.convert(notebook, 4)
+    except Exception as error:
+        raise GradingError(f"{name}: not a valid notebook of format {version} ({type(error).__name__})") from None
+    _check_structure(notebook, name)
+    return notebook
+
+
+def _depth(value) -> int:
+    """How deeply lists and dicts nest in ``value`` (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)) and depth <= MAX_NESTING:
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+        elif isinstance(value, (dict, list)):
+            return depth
+    return deepest
+
+
+def _check_structure(notebook: dict, name: str):
+    if notebook.get("nbformat", 4) < 4:
+        return  # format 3 keeps its cells in worksheets; checked after the upgrade
+    cells = notebook.get("cells")
     if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
-        raise GradingError(f"{path}: not a notebook (no list of cells)")
-    if not isinstance(raw.get("metadata", {}), dict):
-        raise GradingError(f"{path}: not a notebook (metadata is not a mapping)")
-    return raw
+        raise GradingError(f"{name}: not a notebook (no list of cells)")
+    if not isinstance(notebook.get("metadata", {}), dict):
+        raise GradingError(f"{name}: not a notebook (metadata is not a mapping)")
 
 
-def chapter_of(notebook, path: Path) -> str:
-    """The chapter a notebook belongs to: from its metadata, else from its file name."""
+def chapter_of(notebook, path) -> str:
+    """The chapter a notebook belongs to, from what it says three ways: the chapter its grade
+    cells check (``grade("<topic>.<name>", ...)`` calls), its file name (``NN_...``) and its
+    metadata. They must agree; raises GradingError, asking for ``--chapter``, when they
+    disagree or say nothing."""
+    claims = {}
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") == "code":
+            for topic, _ in GRADE_CALL.findall(str(cell.get("source", ""))):
+                claims.setdefault("its grade cells say", set()).add(BY_TOPIC[topic].name if topic in BY_TOPIC else topic)
+    number = re.match(r"(\d\d)_", Path(path).name)
+    named = [c.name for c in CHAPTERS if number and c.number == int(number.group(1))]
+    if named:
+        claims["its file name says"] = set(named)
     meta = notebook.get("metadata", {}).get("transformers_graded", {})
-    if isinstance(meta, dict) and meta.get("chapter") in BY_NAME:
-        return meta["chapter"]
-    match = re.match(r"(\d\d)", Path(path).name)
-    for chapter in BY_NAME:
-        if match and chapter.startswith(match.group(1)):
-            return chapter
-    raise GradingError(f"{path}: cannot tell which chapter this is; pass --chapter (one of {', '.join(BY_NAME)})")
+    if isinstance(meta, dict) and meta.get("chapter") is not None:
+        claims["its metadata says"] = {str(meta["chapter"])}
+    said = set().union(*claims.values())
+    if len(said) == 1 and said <= set(BY_NAME):
+        return said.pop()
+    which = "; ".join(f"{claim} {', '.join(sorted(chapters))}" for claim, chapters in claims.items())
+    raise GradingError(f"{path}: cannot tell which chapter this is ({which or 'nothing says'}); "
+                       f"pass --chapter (one of {', '.join(BY_NAME)})")
 
 
 def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
@@ -139,7 +199,8 @@ def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
 
 
 def grade_notebook(path, chapter: str | None = None, seed: int | None = None, limits: Limits | None = None) -> dict:
-    """Grade one notebook in a sandbox; the report of ``python -m autograder grade --json``."""
+    """Grade one notebook in a sandbox; the report of ``python -m autograder grade --json``.
+    ``chapter`` (``--chapter``) overrides what the notebook says (see :func:`chapter_of`)."""
     notebook = load_notebook(path)
     chapter = chapter or chapter_of(notebook, path)
     if chapter not in BY_NAME:
@@ -154,11 +215,13 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
 def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = None, limits: Limits | None = None,
                 hidden=()) -> list[Result]:
     """Run ``cells`` in a sandbox, then the suites of ``names`` (default: every graded name of
-    the chapter) against it. A sandbox that dies while a function is checked (exit, crash,
-    time limit) is restarted with the cells run again, so one broken function costs only its
-    own points; when running the cells is what ends it, every function fails with the reason.
-    ``hidden``: more folders the sandbox must not see (the course directory).
-    Raises ProcessError when no sandbox can be started (a problem of the machine)."""
+    the chapter) against it. The checks of one function share its :func:`time_budget`; once it
+    is spent, the function's remaining checks fail as too slow. A sandbox that dies while a
+    function is checked (exit, crash, time limit) is restarted with the cells run again, so one
+    broken function costs only its own points; when running the cells is what ends it, every
+    function fails with the reason. ``hidden``: more folders the sandbox must not see (the
+    course directory). Raises ProcessError when no sandbox can be started (a problem of the
+    machine)."""
     limits = limits or Limits()
     topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
@@ -178,10 +241,66 @@ def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = N
                 results += [Result(name, c.name, 0.0, float(c.points), False, missing) for c in suite.checks]
             else:
                 with quiet():
-                    results += suite.run(Student(sandbox, name), seed)
+                    results += suite.run(Student(Budgeted(sandbox, name, time_budget(topic, name)), name), seed)
     finally:
         sandbox.close()
     return results
+
+
+class Budgeted:
+    """The sandbox as the checks of one graded function see it: each request may take at most
+    what is left of the function's time budget (and at most the per-call limit); once the
+    budget is spent, every further request fails at once with a "too slow" message."""
+
+    def __init__(self, sandbox: LearnerProcess, name: str, seconds: float):
+        self.sandbox, self.end = sandbox, time.monotonic() + seconds
+        self.spent = (f"{name} is too slow: its checks together took longer than its time budget of {seconds:.0f} s "
+                      f"({BUDGET_FACTOR} times what the reference takes, plus {BUDGET_FLOOR:g} s), so the remaining "
+                      f"checks of {name} were stopped; look for loops that repeat work or sleep")
+
+    def request(self, message, seconds: float | None = None):
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise StudentError(self.spent)
+        limit = seconds or self.sandbox.limits.call_seconds
+        try:
+            return self.sandbox.request(message, min(limit, left))
+        except StudentError:
+            if left < limit and time.monotonic() >= self.end:
+                raise StudentError(self.spent) from None
+            raise
+
+
+_reference_seconds: dict[tuple[str, str], float] = {}  # (topic, name) -> seconds, measured once per process
+
+
+def time_budget(topic: str, name: str) -> float:
+    """Seconds that all the checks of ``topic.name`` together may take in the sandbox:
+    ``BUDGET_FACTOR`` times :func:`reference_seconds`, plus ``BUDGET_FLOOR``."""
+    return BUDGET_FACTOR * reference_seconds(topic, name) + BUDGET_FLOOR
+
+
+def reference_seconds(topic: str, name: str) -> float:
+    """What the reference takes to pass the checks of ``topic.name`` in this process, measured
+    on first use (a warm-up run, then a timed one) and kept for the life of the process (the
+    batch measures before it forks its workers, so they inherit it). In the learner's kit, what
+    it took on the machine that built the kit (recorded by ``make kit``)."""
+    if (topic, name) not in _reference_seconds:
+        if not oracle.HAS_REFERENCE:
+            _reference_seconds[topic, name] = oracle.recorded_seconds(f"{topic}.{name}")
+            return _reference_seconds[topic, name]
+        reference = getattr(importlib.import_module(f"solutions.{topic}"), name)
+        suite, threads = suites(topic)[name], torch.get_num_threads()
+        torch.set_num_threads(1)  # as in the sandbox
+        try:
+            with quiet():
+                for _ in range(2):
+                    start = time.monotonic()
+                    suite.run(Student(KernelBackend({name: reference}), name))
+        finally:
+            torch.set_num_threads(threads)
+        _reference_seconds[topic, name] = time.monotonic() - start
+    return _reference_seconds[topic, name]
 
 
 def _run_cells(sandbox: LearnerProcess, cells):

@@ -84,10 +84,17 @@ def recording():
         _recorded = None
 
 
-def save(recorded: dict, path: Path) -> None:
+def save(recorded: dict, seconds: dict[str, float], path: Path) -> None:
+    """Write the recording, with ``seconds``: {"topic.name": what the reference took to pass
+    its checks} (the kit's time budgets, :func:`autograder.grading.time_budget`)."""
     buffer = io.BytesIO()
-    torch.save({"seed": PUBLIC_SEED, "torch": str(torch.__version__), "checks": recorded}, buffer)
+    torch.save({"seed": PUBLIC_SEED, "torch": str(torch.__version__), "checks": recorded, "seconds": seconds}, buffer)
     Path(path).write_bytes(buffer.getvalue())
+
+
+def recorded_seconds(key: str) -> float:
+    """What the reference took for the checks of ``key`` ("topic.name") when the kit was built."""
+    return float(_load_recording()["seconds"].get(key, math.inf))
 
 
 def reference(topic: str) -> "_Proxy":

@@ -19,6 +19,7 @@ import socket
 import traceback
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from autograder import wire
@@ -80,6 +81,19 @@ class NumelRecorder(TorchDispatchMode):
         return out
 
 
+class FunctionRecorder(TorchFunctionMode):
+    """Records the name of every torch function and tensor method called (e.g. ``"softmax"``).
+    A function mode, not a dispatch mode: entering a dispatch mode imports torch._dynamo (seconds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.functions = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.functions.add(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
 def _tensor_arguments(args, kwargs):
     """(label, tensor) for every tensor among the arguments, nested in lists, tuples, dicts."""
     found = []
@@ -115,6 +129,7 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
 
     - ``"plain"``: the result;
     - ``"trace"``: ``(result, shapes)``, the shapes of every tensor created during the call;
+    - ``"functions"``: ``(result, names)``, the sorted names of the torch functions it called;
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
       (first) output is back-propagated with ``grad_output``, grads are theirs.
 
@@ -140,6 +155,10 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
             with NumelRecorder() as recorder:
                 result = fn(*args, **kwargs)
             return result, recorder.shapes
+        if mode == "functions":
+            with FunctionRecorder() as recorder:
+                result = fn(*args, **kwargs)
+            return result, sorted(recorder.functions)
         if mode == "grad":
             args = list(args)
             for i in grad_inputs:

@@ -44,6 +44,11 @@ class Student:
         created during the call (to check that no N x N matrix was materialized)."""
         return self._call("trace", args, kwargs)
 
+    def functions(self, *args, **kwargs):
+        """Call and return ``(result, names)``: the names of the torch functions and tensor
+        methods the call used (to check a contract rule such as "not torch.softmax")."""
+        return self._call("functions", args, kwargs)
+
     def with_grad(self, args, grad_output, grad_inputs, **kwargs):
         """Call with the positional args at ``grad_inputs`` requiring grad, back-propagate
         ``grad_output`` from the (first) output; returns ``(result, grads)``."""

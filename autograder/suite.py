@@ -147,12 +147,19 @@ def expect_close(actual, expected: torch.Tensor, what: str, rtol=RTOL, atol=ATOL
 
 
 def _explain(actual, expected, what, diagnoses, rtol, atol):
+    """The explanation of the typical bug the answer matches; when it matches several (sizes
+    that coincide can make two bugs give one answer), all of them, since naming one would guess."""
+    found = []
     for wrong, explanation in diagnoses:
-        if isinstance(wrong, torch.Tensor) and wrong.shape == actual.shape:
+        if isinstance(wrong, torch.Tensor) and wrong.shape == actual.shape and explanation not in found:
             same = torch.equal(actual, wrong) if wrong.dtype == torch.bool else is_close(actual, wrong, rtol, atol, equal_nan=True)
             if same:
-                return f"{what} is wrong: {explanation}"
-    return None
+                found.append(explanation)
+    if not found:
+        return None
+    if len(found) == 1:
+        return f"{what} is wrong: {found[0]}"
+    return f"{what} is wrong, in a way that fits more than one typical bug on these inputs: " + "; or ".join(found)
 
 
 def _describe_error(actual: torch.Tensor, expected: torch.Tensor, what: str) -> str:
@@ -175,6 +182,18 @@ def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32)
 def randint(gen: torch.Generator, low: int, high: int) -> int:
     """One integer in [low, high] drawn from ``gen``: odd sizes that change with the seed."""
     return int(torch.randint(low, high + 1, (1,), generator=gen))
+
+
+def distinct_sizes(gen: torch.Generator, *ranges, avoid=()) -> list[int]:
+    """One size from each inclusive ``(low, high)`` range, all different from each other and from
+    ``avoid``: when a failure message names a size (N_k, d_k, d_v), no other size can explain it."""
+    sizes: list[int] = []
+    for low, high in ranges:
+        choices = [n for n in range(low, high + 1) if n not in sizes and n not in avoid]
+        if not choices:
+            raise ValueError(f"no size in [{low}, {high}] differs from {sizes + list(avoid)}")
+        sizes.append(choices[int(torch.randint(len(choices), (1,), generator=gen))])
+    return sizes
 
 
 def random_mask(gen: torch.Generator, shape) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Build the learner's kit (``make kit``): exactly one wheel in ``dist/``.
 
 1. Record: run every check suite of every chapter with the reference answers at the public seed,
-   recording what the reference returned to the checks (:mod:`autograder.oracle`).
-2. Stage: copy ``autograder/`` without the instructor-only modules (and so without anything that
-   imports ``solutions``) into ``build/kit/``, with the recording, ``kit/pyproject.toml`` and
+   recording what the reference returned to the checks (:mod:`autograder.oracle`), and how long
+   the reference takes to pass each suite (the kit's time budgets).
+2. Stage: copy the modules of ``autograder/`` that grading needs (none imports ``solutions``) into
+   ``build/kit/``, with the recording, ``kit/pyproject.toml`` and
    ``kit/README.md``.
 3. Build the wheel there with pip, into a clean ``dist/``.
 
@@ -25,15 +26,17 @@ import torch  # noqa: E402
 from autograder import oracle  # noqa: E402
 from autograder.chapters import CHAPTERS  # noqa: E402
 from autograder.checks import suites  # noqa: E402
+from autograder.grading import reference_seconds  # noqa: E402
 from autograder.student import KernelBackend, Student  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / "build" / "kit"
 DIST = ROOT / "dist"
-# Modules of the course's own machinery: the batch autograder, the nbgrader course, the sandbox and
-# its confinement (which hide the reference), the book's rendering and the given code (both read
-# `solutions/`).
-INSTRUCTOR_ONLY = {"batch.py", "course.py", "sandbox.py", "confinement.py", "cgroups.py", "release.py", "given.py"}
+# What grading needs, and no module of the course's own machinery (the sandbox and batch, which
+# hide and call the reference; the book's rendering and the given code, which read `solutions/`;
+# the instructors' exports). tests/test_kit.py grades with the installed kit.
+KIT_MODULES = ["__init__.py", "__main__.py", "chapters.py", "files.py", "grading.py", "local.py", "oracle.py",
+               "protocol.py", "student.py", "suite.py", "wire.py", "checks"]
 
 
 def record() -> dict:
@@ -51,11 +54,21 @@ def record() -> dict:
     return recorded
 
 
-def stage(recorded: dict) -> None:
+def timings() -> dict[str, float]:
+    """What the reference takes to pass each suite here: the kit's time budgets."""
+    return {f"{c.topic}.{name}": reference_seconds(c.topic, name) for c in CHAPTERS for name in c.graded_names}
+
+
+def stage(recorded: dict, seconds: dict[str, float]) -> None:
     shutil.rmtree(STAGE, ignore_errors=True)
-    shutil.copytree(ROOT / "autograder", STAGE / "autograder",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *INSTRUCTOR_ONLY))
-    oracle.save(recorded, STAGE / "autograder" / oracle.RECORDING.name)
+    (STAGE / "autograder").mkdir(parents=True)
+    for name in KIT_MODULES:
+        source, target = ROOT / "autograder" / name, STAGE / "autograder" / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(source, target)
+    oracle.save(recorded, seconds, STAGE / "autograder" / oracle.RECORDING.name)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / "kit" / name, STAGE / name)
 
@@ -71,7 +84,7 @@ def build_wheel() -> Path:
 
 if __name__ == "__main__":
     recorded = record()
-    stage(recorded)
+    stage(recorded, timings())
     wheel = build_wheel()
     calls = sum(len(c) for c in recorded.values())
     print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1024:.0f} KiB, "

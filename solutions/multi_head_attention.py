@@ -13,14 +13,15 @@ from solutions.attention import scaled_dot_product_attention
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, N, D) -> (B, H, N, D/H): head h gets features h*D/H .. (h+1)*D/H of every token."""
+    """(B, N, D) -> (B, H, N, D/H): head h gets features h*D/H .. (h+1)*D/H of every token;
+    ``x`` is left unchanged."""
     batch, n, d_model = x.shape
     return x.reshape(batch, n, num_heads, d_model // num_heads).transpose(1, 2)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, H, N, d_head) -> (B, N, H*d_head): the inverse of :func:`split_heads`, i.e. the
-    heads' outputs concatenated along the features, head 0 first."""
+    heads' outputs concatenated along the features, head 0 first; ``x`` is left unchanged."""
     batch, heads, n, d_head = x.shape
     return x.transpose(1, 2).reshape(batch, n, heads * d_head)
 
@@ -52,7 +53,8 @@ class MultiHeadAttention(nn.Module):
         (B, N_k, D), default ``key``. mask: bool, True where a query may attend, broadcastable
         to (B, H, N_q, N_k): (N_q, N_k) for all examples and heads (a causal mask),
         (B, 1, 1, N_k) for padding, (B, 1, N_q, N_k) per example. Returns ``(output, weights)``:
-        output (B, N_q, D) and the weights of every head, (B, H, N_q, N_k).
+        output (B, N_q, D) and the weights of every head, (B, H, N_q, N_k). The inputs are left
+        unchanged.
         """
         key = query if key is None else key
         value = key if value is None else value

@@ -44,7 +44,8 @@ def apply_rotary_embedding(x: torch.Tensor, positions: torch.Tensor | None = Non
         x'_{2i}   = x_{2i} cos(theta) - x_{2i+1} sin(theta)
         x'_{2i+1} = x_{2i} sin(theta) + x_{2i+1} cos(theta)
 
-    Returns a tensor of x's shape and dtype. Rotations keep norms, and
+    Returns a new tensor of x's shape and dtype (``x`` and ``positions`` are left unchanged).
+    Rotations keep norms, and
     ``<R_m q, R_n k>`` depends on the positions only through ``m - n``.
     """
     if positions is None:

@@ -1,5 +1,4 @@
 """Helpers for tests that build submissions from the chapters' notebooks."""
-import json
 import re
 from pathlib import Path
 
@@ -43,5 +42,6 @@ def filled_notebook(chapter: Path, answers: dict) -> nbformat.NotebookNode:
 
 
 def write(notebook, path: Path) -> Path:
-    path.write_text(json.dumps(notebook, indent=1))
+    """Save ``notebook`` as Jupyter does (sources as lists of lines on disk)."""
+    nbformat.write(notebook, str(path))
     return path

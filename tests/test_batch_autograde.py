@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -107,6 +108,12 @@ for _ in range(100_000):
 """
 
 
+SLOW = {  # correct, but each call sleeps just under the 6 s per-call limit (and calls no slow softmax)
+    name: "import time\n" + source.replace("softmax(scores)", "scores.softmax(-1)").replace(
+        "):\n", "):\n    time.sleep(4)\n", 1) for name, source in CORRECT.items()}
+SECRET = "TOP-SECRET 4f1c: a root-readable file a timestamp.txt link points at"
+
+
 def answers(base, **changes):
     return {**base, **changes}
 
@@ -158,7 +165,34 @@ def submissions(release: Path, course: Path) -> dict:
         "renamed_function": filled_notebook(release, answers(
             CORRECT, causal_mask=CORRECT["causal_mask"].replace("def causal_mask", "def my_mask"))),
         "no_notebook": None,
+        "notebook_is_a_directory": lambda path: (path.mkdir(), (path / "cells.json").write_text("{}")),
+        "notebook_is_a_fifo": os.mkfifo,  # reading it would block the batch forever
+        "notebook_links_to_a_classmate": lambda path: path.symlink_to(
+            course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+        "timestamp_links_elsewhere": _with_linked_timestamp(correct, course.parent / "secret.txt"),
+        "deeply_nested_json": "[" * 100_000 + "]" * 100_000,
+        "demo_tagged_grade_cells": _tagged_demo(filled_notebook(release, {})),
+        "slow_under_the_limit": filled_notebook(release, SLOW),
     }
+
+
+def _with_linked_timestamp(notebook, secret: Path):
+    secret.write_text(SECRET)
+
+    def submit_it(path):
+        write(notebook, path)
+        (path.parent / "timestamp.txt").unlink()
+        (path.parent / "timestamp.txt").symlink_to(secret)
+    return submit_it
+
+
+def _tagged_demo(notebook):
+    """Grade cells tagged as the course config's skipped tag: a skipped grade cell would pass."""
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        if nbgrader_meta(cell).get("grade") and cell.cell_type == "code":
+            cell.metadata["tags"] = ["demo"]
+    return notebook
 
 
 def _without_grade_cells(notebook):
@@ -167,6 +201,13 @@ def _without_grade_cells(notebook):
     return notebook
 
 
+UNREADABLE = {  # student -> why the submission is not graded
+    "notebook_is_a_directory": f"{ASSIGNMENT}.ipynb is a directory, not a file",
+    "notebook_is_a_fifo": f"{ASSIGNMENT}.ipynb is a FIFO (named pipe), not a file",
+    "notebook_links_to_a_classmate": f"{ASSIGNMENT}.ipynb is a symbolic link, not a file",
+    "timestamp_links_elsewhere": "timestamp.txt is a symbolic link, not a file",
+    "deeply_nested_json": "nested too deeply",
+}
 EXPECTED = {  # student -> {function: score}, or a callable of the scores of "wrong"
     "correct": POINTS, "stub": {f: 0 for f in FUNCTIONS}, "returns_liars": {f: 0 for f in FUNCTIONS},
     "imports_the_reference": {f: 0 for f in FUNCTIONS}, "calls_sys_exit": POINTS,
@@ -175,6 +216,8 @@ EXPECTED = {  # student -> {function: score}, or a callable of the scores of "wr
     "loops_at_top": {f: 0 for f in FUNCTIONS}, "hostile": POINTS, "invalid_json": {f: 0 for f in FUNCTIONS},
     "nbformat_3": POINTS, "deleted_grade_cells": POINTS, "renamed_function": {**POINTS, "causal_mask": 0},
     "no_notebook": {f: 0 for f in FUNCTIONS},
+    **{student: {f: 0 for f in FUNCTIONS} for student in UNREADABLE},
+    "demo_tagged_grade_cells": {f: 0 for f in FUNCTIONS},
 }
 
 
@@ -196,6 +239,8 @@ def submit(course: Path, student: str, notebook) -> Path:
     (folder / "timestamp.txt").write_text("2026-01-15 12:00:00.000000 UTC")
     if notebook is None:
         (folder / "my_homework.ipynb").write_text("{}")
+    elif callable(notebook):
+        notebook(folder / f"{ASSIGNMENT}.ipynb")
     elif isinstance(notebook, str):
         (folder / f"{ASSIGNMENT}.ipynb").write_text(notebook)
     else:
@@ -238,7 +283,7 @@ def course(tmp_path_factory):
 
 def test_every_submission_is_graded_once(course):
     scores = auto_scores(course["path"])
-    assert set(scores) == set(EXPECTED) | {"wrong", "tampers_with_checks"}
+    assert set(scores) == set(EXPECTED) | {"wrong", "tampers_with_checks", "slow_under_the_limit"}
     assert f"graded {len(scores)}," in course["output"]
     connection = sqlite3.connect(course["path"] / "gradebook.db")
     assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -267,8 +312,56 @@ def test_written_answers_are_left_for_manual_grading(course):
         assert gradebook.find_comment("written_parallel_and_expensive", ASSIGNMENT, ASSIGNMENT,
                                       "stub").auto_comment == "No response."
         assert gradebook.find_submission(ASSIGNMENT, "correct").max_score == 16
+    # saved as Jupyter saves it (sources as lists of lines), the answer survives nbgrader's sanitizing
+    submitted = json.loads((course["path"] / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    assert all(isinstance(cell["source"], list) for cell in submitted["cells"])
     autograded = course["path"] / "autograded" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert "Scores are independent dot products" in autograded.read_text()
+    feedback = course["path"] / "feedback" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.html"
+    assert "Scores are independent dot products" in feedback.read_text()
+
+
+@pytest.mark.parametrize("student", sorted(UNREADABLE))
+def test_a_submission_that_is_not_a_notebook_file_gets_a_not_graded_row(course, student):
+    """Directories, FIFOs, symbolic links and deeply nested JSON: the student has a row with
+    zero scores and the reason, in the gradebook, results.json, the feedback and the summary;
+    the rest of the class was graded in the same run (test_every_submission_is_graded_once)."""
+    reason = UNREADABLE[student]
+    with Gradebook(f"sqlite:///{course['path'] / 'gradebook.db'}") as gradebook:
+        comment = gradebook.find_comment("written_parallel_and_expensive", ASSIGNMENT, ASSIGNMENT, student)
+        assert comment.auto_comment.startswith("Not graded: ") and reason in comment.auto_comment
+    folder = course["path"] / "autograded" / student / ASSIGNMENT
+    results = json.loads((folder / "results.json").read_text())
+    assert results["score"] == 0 and reason in results["output"]
+    assert all(reason in test["output"] for test in results["tests"])
+    assert reason in (course["path"] / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert re.search(rf"{student}: 0 / 14 \(.* s\) not graded: .*{re.escape(reason)}", course["output"])
+
+
+def test_symbolic_links_are_not_followed(course):
+    """A notebook linked to a classmate's does not get the classmate's score, and a linked
+    timestamp.txt does not copy the file it names into autograded/ or the feedback."""
+    path = course["path"]
+    assert sum(v or 0 for v in auto_scores(path)["notebook_links_to_a_classmate"].values()) == 0
+    assert sum(v or 0 for v in auto_scores(path)["correct"].values()) == 14
+    for top in ("autograded", "feedback"):
+        for file in (path / top / "timestamp_links_elsewhere").rglob("*"):
+            assert not file.is_file() or SECRET not in file.read_text()
+    assert not (path / "autograded" / "timestamp_links_elsewhere" / ASSIGNMENT / "timestamp.txt").exists()
+
+
+def test_slow_code_just_under_the_call_limit_costs_its_time_budget_not_the_notebooks(course):
+    """Each call sleeps 4 s of the 6 s allowed per call: each function stops when its budget
+    (10 x the reference's time + 10 s) is spent, not after the notebook's 120 s."""
+    results = json.loads((course["path"] / "autograded" / "slow_under_the_limit" / ASSIGNMENT /
+                          "results.json").read_text())
+    for function in FUNCTIONS:
+        tests = [t for t in results["tests"] if t["name"].startswith(f"{function}:")]
+        assert any(f"{function} is too slow" in t["output"] for t in tests), tests
+        assert sum(t["score"] for t in tests) < POINTS[function]  # not all checks ran
+    seconds = float(re.search(r"slow_under_the_limit: [\d.]+ / 14 \(([\d.]+) s\)", course["output"]).group(1))
+    assert seconds < 90, seconds  # 3 budgets of about 10 s, restarts; the notebook's limit is 120 s
+    assert "slow_under_the_limit" in course["output"].split("slowest: ")[1].splitlines()[0]
 
 
 def test_messages_say_what_happened(course):
@@ -333,7 +426,7 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(course)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     graded = {line.split("]")[1].split(":")[0].strip() for line in resumed.stdout.splitlines() if "] " in line}
     assert graded == {"zz_2", "zz_3", "stub", "correct"}, resumed.stdout
-    assert f"already graded {len(EXPECTED) + 2 + 1 - 2}" in resumed.stdout  # the class but stub and correct, zz_1
+    assert f"already graded {len(EXPECTED) + 3 + 1 - 2}" in resumed.stdout  # the class but stub and correct, zz_1
     scores = auto_scores(path)
     assert sum(scores["stub"][f"{f}_check"] for f in FUNCTIONS) == 14
     assert {f: scores["zz_2"][f"{f}_check"] for f in FUNCTIONS} == {**POINTS, "causal_mask": 0}

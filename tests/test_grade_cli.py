@@ -1,5 +1,6 @@
 """`python -m autograder grade` end to end: a real subprocess, the sandbox, real notebooks."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,24 +73,55 @@ def test_old_nbformat_is_upgraded_and_graded(tmp_path):
     assert report["score"] == report["max_score"]
 
 
+DEEP_METADATA = '{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {"x": ' + "[" * 500 + "]" * 500 + "}}"
+
+
 @pytest.mark.parametrize("content, reason", [
     (None, "no such file"),
     ("{not json", "invalid JSON"),
     ('{"cells": 3, "nbformat": 4}', "no list of cells"),
     ("[1, 2]", "not a notebook"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (DEEP_METADATA, "nested more than 100 levels deep"),
+    ('{"nbformat": 4, "cells": [], "n": ' + "9" * 10_000 + "}", "invalid JSON"),
+    (b"\xff\xfe", "invalid JSON"),
 ])
 def test_what_cannot_be_graded_exits_2_with_a_message(tmp_path, content, reason):
     path = tmp_path / "02_attention.ipynb"
     if content is not None:
-        path.write_text(content)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
     run = grade(path)
-    assert run.returncode == 2 and reason in run.stderr and not run.stdout
+    assert run.returncode == 2 and reason in run.stderr and "Traceback" not in run.stderr and not run.stdout
+
+
+def test_a_directory_or_fifo_is_refused_without_blocking(tmp_path):
+    (tmp_path / "02_attention.ipynb").mkdir()
+    run = grade(tmp_path / "02_attention.ipynb")
+    assert run.returncode == 2 and "is a directory, not a file" in run.stderr
+    os.mkfifo(tmp_path / "02_pipe.ipynb")
+    run = grade(tmp_path / "02_pipe.ipynb")  # a blocking open would hang until the 300 s timeout
+    assert run.returncode == 2 and "is a FIFO (named pipe), not a file" in run.stderr
 
 
 def test_unknown_chapter_needs_the_chapter_option(tmp_path):
     notebook = student_notebook(ATTENTION)
     notebook.metadata.pop("transformers_graded")
+    notebook.cells = [c for c in notebook.cells if "grade(" not in c.source]  # nothing says which chapter
     path = write(notebook, tmp_path / "my_homework.ipynb")
     run = grade(path)
-    assert run.returncode == 2 and "--chapter" in run.stderr
+    assert run.returncode == 2 and "--chapter" in run.stderr and "nothing says" in run.stderr
     assert grade(path, "--chapter", "02_attention", "--json").returncode == 0
+
+
+def test_a_chapter_in_the_metadata_that_disagrees_is_not_trusted(tmp_path):
+    """Chapter 2's answers claiming to be chapter 1 (whose checks they would fail differently):
+    the grade cells and the file name say chapter 2, so the learner is asked to choose."""
+    notebook = filled_notebook(ATTENTION, {"*": (ALTERNATIVES / "attention.py").read_text()})
+    notebook.metadata["transformers_graded"]["chapter"] = "01_before_transformers"
+    path = write(notebook, tmp_path / "02_attention.ipynb")
+    run = grade(path)
+    assert run.returncode == 2 and not run.stdout
+    assert "its metadata says 01_before_transformers" in run.stderr and "its grade cells say 02_attention" in run.stderr
+    assert "--chapter" in run.stderr
+    report = json.loads(grade(path, "--chapter", "02_attention", "--json").stdout)
+    assert report["chapter"] == "02_attention" and report["score"] == report["max_score"]

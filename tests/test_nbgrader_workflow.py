@@ -28,6 +28,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 
 BIN = Path(sys.executable).parent
+STUDENTS = ("reference", "stub", "buggy", "demo_tagged_grade_cells")
 
 
 def nbgrader(course: Path, *args):
@@ -46,15 +47,21 @@ def course(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "autograder", "course", str(course), ASSIGNMENT], check=True)
     nbgrader(course, "generate_assignment", ASSIGNMENT)
     release = course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    for student in ("reference", "stub", "buggy"):
+    for student in STUDENTS:
         (course / "submitted" / student / ASSIGNMENT).mkdir(parents=True)
-    submitted = {s: course / "submitted" / s / ASSIGNMENT / f"{ASSIGNMENT}.ipynb" for s in ("reference", "stub", "buggy")}
+        (course / "submitted" / student / ASSIGNMENT / "timestamp.txt").write_text("2026-01-15 12:00:00.000000 UTC")
+    submitted = {s: course / "submitted" / s / ASSIGNMENT / f"{ASSIGNMENT}.ipynb" for s in STUDENTS}
     shutil.copy(course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", submitted["reference"])
     shutil.copy(release, submitted["stub"])
     buggy = filled_notebook(release, {"scaled_dot_product_attention": UNSCALED,
                                       "softmax": "from solutions.attention import softmax",
                                       "causal_mask": "from solutions.attention import causal_mask"})
     write(buggy, submitted["buggy"])
+    demo_tagged = filled_notebook(release, {})
+    for cell in demo_tagged.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
+            cell.metadata["tags"] = ["demo"]  # the tag the course config skips
+    write(demo_tagged, submitted["demo_tagged_grade_cells"])
     nbgrader(course, "autograde", ASSIGNMENT, "--create")
     nbgrader(course, "generate_feedback", ASSIGNMENT)
     nbgrader(course, "export")
@@ -75,11 +82,21 @@ def test_gradebook_holds_full_zero_and_partial_scores(course):
         reference, max_score = auto("reference")
         stub, _ = auto("stub")
         buggy, _ = auto("buggy")
+        demo_tagged, _ = auto("demo_tagged_grade_cells")
     assert max_score == 16  # 14 autograded points and the 2-point written answer
     assert reference == {"softmax_check": 3, "scaled_dot_product_attention_check": 9, "causal_mask_check": 2}
     assert sum(stub.values()) == 0
     assert buggy["softmax_check"] == 3 and buggy["causal_mask_check"] == 2
     assert 0 < buggy["scaled_dot_product_attention_check"] < 9
+    # a stub whose grade cells are tagged "demo": the grade cells still run (a skipped one would pass)
+    assert [demo_tagged[f"{f}_check"] for f in ("softmax", "scaled_dot_product_attention", "causal_mask")] == [0, 0, 0]
+
+
+def test_plain_nbgrader_trusts_the_learners_kernel(course):
+    """Why plain `nbgrader autograde` is not for grades that count: "buggy" imported two of its
+    answers from the installed reference, and they scored (see the README)."""
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        assert gradebook.find_grade("softmax_check", ASSIGNMENT, ASSIGNMENT, "buggy").auto_score == 3
 
 
 def test_feedback_shows_the_checks_messages(course):
@@ -90,6 +107,6 @@ def test_feedback_shows_the_checks_messages(course):
 
 def test_export_writes_every_submission(course):
     rows = {r["student_id"]: r for r in csv.DictReader(open(course / "grades.csv"))}
-    assert set(rows) == {"reference", "stub", "buggy"}
+    assert set(rows) == set(STUDENTS)
     assert float(rows["reference"]["raw_score"]) == 14 and float(rows["stub"]["raw_score"]) == 0
     assert 5 < float(rows["buggy"]["raw_score"]) < 14

@@ -2,14 +2,18 @@
 
 Every sub-check compares the learner's answer with ``solutions.attention`` on inputs drawn
 from the seeded generator; where a typical bug gives a recognizable answer, the failure
-message names the bug.
+message names the bug. Expected values are computed before the learner's code runs, and the
+sizes a message may name (N_q, N_k, d_k, d_v) are drawn pairwise distinct, so that a named
+size cannot be another one in disguise.
 """
 import math
 
 import torch
 
 from autograder.oracle import reference
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn, random_mask
+from autograder.suite import (CheckFailed, Suite, distinct_sizes, expect_close, expect_shape, is_close, randint, randn,
+                              random_mask)
+
 ref = reference("attention")
 
 softmax = Suite("softmax")
@@ -21,21 +25,34 @@ SUITES = {s.function: s for s in (softmax, attention, causal)}
 # ---------------------------------------------------------------------------------------
 # softmax
 
+BUILT_IN_SOFTMAX = {"softmax", "log_softmax", "special_softmax", "special_log_softmax", "_softmax", "_log_softmax",
+                    "_safe_softmax"}
+
+
 @softmax.check(points=1)
 def matches_reference_on_last_dim(student, gen):
-    x = randn(gen, randint(gen, 2, 4), randint(gen, 3, 9), randint(gen, 5, 11), scale=2.0)
-    expect_close(student(x), ref.softmax(x), "softmax(x)", diagnoses=[
+    """Also the exercise's rule: built from elementary operations, not PyTorch's softmax."""
+    x = randn(gen, *distinct_sizes(gen, (2, 4), (3, 9), (5, 11)), scale=2.0)
+    expected = ref.softmax(x)
+    result, functions = student.functions(x)
+    if BUILT_IN_SOFTMAX & set(functions):
+        raise CheckFailed("softmax calls PyTorch's own softmax (torch.softmax, F.softmax, log_softmax or nn.Softmax); "
+                          "the exercise is to build it from elementary operations such as exp, sum and max")
+    expect_close(result, expected, "softmax(x)", diagnoses=[
         (ref.softmax(x, dim=0), "it normalizes over dim 0 instead of the last dimension (dim=-1 is the default)"),
         (ref.softmax(x, dim=-2), "it normalizes over dim -2 instead of the last dimension"),
         (x.exp(), "the exponentials are not divided by their sum, so rows do not sum to 1"),
+        ((x - x.amax(dim=-1, keepdim=True)).exp(), "the exponentials are not divided by their sum, so rows do not "
+         "sum to 1"),
     ])
 
 
 @softmax.check(points=1)
 def respects_dim_argument(student, gen):
-    x = randn(gen, randint(gen, 2, 5), randint(gen, 3, 7), randint(gen, 2, 6))
+    x = randn(gen, *distinct_sizes(gen, (2, 5), (3, 7), (2, 6)))
     for dim in (0, 1, -3):
-        expect_close(student(x, dim=dim), ref.softmax(x, dim=dim), f"softmax(x, dim={dim})", diagnoses=[
+        expected = ref.softmax(x, dim=dim)
+        expect_close(student(x, dim=dim), expected, f"softmax(x, dim={dim})", diagnoses=[
             (ref.softmax(x, dim=-1), "the dim argument is ignored (it always normalizes over the last dimension)"),
         ])
 
@@ -45,19 +62,26 @@ def stable_for_large_logits(student, gen):
     x = randn(gen, randint(gen, 3, 6), randint(gen, 4, 9), scale=1e4)
     x[0, 0] = 1e4
     x[-1] = -1e4
+    expected = ref.softmax(x)
     result = student(x)
     if isinstance(result, torch.Tensor) and not torch.isfinite(result).all():
-        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for large logits; "
-                          "subtract the maximum along dim first")
-    expect_close(result, ref.softmax(x), "softmax of logits near 1e4")
+        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large (or "
+                          "every exponential of a slice underflows to 0, giving 0/0); look at what is subtracted before "
+                          "exp(): the largest exponent of each slice along dim should be exp(0) = 1")
+    # float32 holds logits near 1e4 to about 1e-3, so exact formulas differ by that much (log-sum-exp)
+    expect_close(result, expected, "softmax of logits near 1e4", rtol=5e-3, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------
 # scaled_dot_product_attention
 
-def _qkv(gen, batch=(), n_q=None, n_k=None, d_k=None, d_v=None, scale=1.0):
-    n_q, n_k = n_q or randint(gen, 3, 9), n_k or randint(gen, 4, 11)
-    d_k, d_v = d_k or randint(gen, 5, 12), d_v or randint(gen, 2, 7)
+def _qkv(gen, batch=(), n=None, scale=1.0):
+    """q, k, v with N_q, N_k, d_k and d_v pairwise distinct; with ``n``, N_q = N_k = n (a
+    square mask) and the widths differ from n and from each other."""
+    if n is None:
+        n_q, n_k, d_k, d_v = distinct_sizes(gen, (3, 9), (4, 11), (5, 12), (2, 7))
+    else:
+        (n_q, n_k), (d_k, d_v) = (n, n), distinct_sizes(gen, (5, 12), (2, 7), avoid=(n,))
     return (randn(gen, *batch, n_q, d_k, scale=scale), randn(gen, *batch, n_k, d_k, scale=scale),
             randn(gen, *batch, n_k, d_v))
 
@@ -70,23 +94,35 @@ def _result(student, q, k, v, mask=None):
     return result
 
 
-def _weight_bugs(q, k, mask=None):
-    """Weights that typical bugs produce, with an explanation of each."""
+def _weight_bugs(q, k, v, mask=None):
+    """Weights that typical bugs produce, with an explanation of each. Each size named here
+    (d_k, d_v, N_q, N_k) has its own value in the inputs, except N_q = N_k for square masks."""
     scores = q @ k.transpose(-2, -1)
     d_k = q.shape[-1]
 
     def masked(s, m=mask):
         return s if m is None else s.masked_fill(~m, float("-inf"))
 
+    def divided_by(size, name):
+        return (ref.softmax(masked(scores / math.sqrt(size))), f"the scores are divided by sqrt({name}) = sqrt({size}); "
+                f"the scale is sqrt(d_k) = sqrt({d_k}), the width of the queries and keys")
+
     bugs = [
         (ref.softmax(masked(scores)), "the scores are not divided by sqrt(d_k): the output differs by the factor sqrt(d_k) inside the softmax"),
-        (ref.softmax(masked(scores / d_k)), "the scores are divided by d_k; divide by sqrt(d_k)"),
-        (ref.softmax(masked(scores / math.sqrt(k.shape[-2]))), "the scores are divided by sqrt(N_k); divide by sqrt(d_k), the key width"),
+        (ref.softmax(masked(scores / d_k)), "the scores are divided by d_k; the scale is its square root, sqrt(d_k)"),
+        divided_by(k.shape[-2], "N_k"), divided_by(q.shape[-2], "N_q"), divided_by(v.shape[-1], "d_v"),
         (ref.softmax(masked(scores / math.sqrt(d_k)), dim=-2), "softmax runs over the queries: rows of weights do not sum to 1 (normalize over the keys, dim=-1)"),
     ]
     if mask is not None:
-        bugs.append((ref.softmax(masked(scores / math.sqrt(d_k), ~mask)), "the mask is inverted: True means a query MAY attend"))
-        bugs.append((ref.softmax(scores / math.sqrt(d_k)), "the mask is ignored"))
+        scaled = scores / math.sqrt(d_k)
+        bugs += [
+            (ref.softmax(masked(scaled, ~mask)), "the mask is inverted: True means a query MAY attend"),
+            (ref.softmax(scaled), "the mask is ignored"),
+            (ref.softmax(scaled).masked_fill(~mask, 0.0), "the mask is applied after the softmax: the masked weights are "
+             "0, but each row no longer sums to 1; the softmax must already leave the masked keys out"),
+            (ref.softmax(scaled.masked_fill(~mask, 0.0)), "masked keys still get weight: a masked score of 0 gives "
+             "exp(0) = 1 in the softmax, like any other key; look at the value the masked scores get"),
+        ]
     return bugs
 
 
@@ -101,29 +137,33 @@ def returns_output_and_weights_shapes(student, gen):
 @attention.check(points=1)
 def weights_rows_sum_to_one(student, gen):
     q, k, v = _qkv(gen, batch=(2,))
+    over_queries = ref.scaled_dot_product_attention(q, k, v)[1].sum(-2)
     _, weights = _result(student, q, k, v)
     expect_shape(weights, (2, q.shape[-2], k.shape[-2]), "weights")
     expect_close(weights.sum(-1), torch.ones(2, q.shape[-2]), "the sum of each row of weights", diagnoses=[
-        (ref.scaled_dot_product_attention(q, k, v)[1].sum(-2), "softmax runs over the queries; normalize over the keys (dim=-1)"),
+        (over_queries, "softmax runs over the queries; normalize over the keys (dim=-1)"),
     ])
+
+
+def _expect_attention(student, q, k, v, mask, what):
+    """Compare (output, weights) with the reference, computed before the learner's call."""
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    bugs = _weight_bugs(q, k, v, mask)
+    output, weights = _result(student, q, k, v, mask)
+    expect_close(weights, expected_weights, f"weights{what}", diagnoses=bugs)
+    expect_close(output, expected_output, f"output{what} (weights @ v)")
+    return output
 
 
 @attention.check(points=2)
 def matches_reference(student, gen):
-    q, k, v = _qkv(gen)
-    output, weights = _result(student, q, k, v)
-    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
-    expect_close(weights, expected_weights, "weights", diagnoses=_weight_bugs(q, k))
-    expect_close(output, expected_output, "output (weights @ v)")
+    _expect_attention(student, *_qkv(gen), None, "")
 
 
 @attention.check(points=1)
 def batch_and_head_dimensions(student, gen):
-    q, k, v = _qkv(gen, batch=(randint(gen, 2, 3), randint(gen, 2, 4)))
-    output, weights = _result(student, q, k, v)
-    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
-    expect_close(weights, expected_weights, "weights with batch and head dims (B, H, N, d)", diagnoses=_weight_bugs(q, k))
-    expect_close(output, expected_output, "output with batch and head dims (B, H, N, d)")
+    _expect_attention(student, *_qkv(gen, batch=(randint(gen, 2, 3), randint(gen, 2, 4))), None,
+                      " with batch and head dims (B, H, N, d)")
 
 
 @attention.check(points=2)
@@ -131,39 +171,37 @@ def mask_blocks_keys(student, gen):
     q, k, v = _qkv(gen, batch=(2, 3))
     mask = random_mask(gen, (q.shape[-2], k.shape[-2]))  # broadcast over batch and heads
     mask[:, -1] = False  # the last key is hidden from every query
-    output, weights = _result(student, q, k, v, mask)
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
-    expect_close(weights, expected_weights, "weights with a mask", diagnoses=_weight_bugs(q, k, mask))
+    bugs = _weight_bugs(q, k, v, mask)
+    output, weights = _result(student, q, k, v, mask)
+    expect_close(weights, expected_weights, "weights with a mask", diagnoses=bugs)
     # A key hidden from every query must not influence anything, whatever its value.
     v_changed = v.clone()
     v_changed[..., -1, :] += 100.0
     changed_output, _ = _result(student, q, k, v_changed, mask)
     if not is_close(changed_output, output, atol=1e-4):
         raise CheckFailed("a masked key still changes the output: keys where the mask is False must get weight 0")
-    expect_close(output, expected_output, "output with a mask")
+    expect_close(output, expected_output, "output with a mask (weights @ v)")
 
 
 @attention.check(points=1)
 def padding_and_causal_masks_broadcast(student, gen):
     batch, n = 3, randint(gen, 4, 9)
-    q, k, v = _qkv(gen, batch=(batch, 2), n_q=n, n_k=n)
+    q, k, v = _qkv(gen, batch=(batch, 2), n=n)
     lengths = torch.randint(1, n + 1, (batch,), generator=gen)
     padding = (torch.arange(n) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, N_k)
     causal_and_padding = padding & ref.causal_mask(n)
     for mask, what in ((padding, "a padding mask of shape (B, 1, 1, N_k)"), (causal_and_padding, "a causal and padding mask")):
-        output, weights = _result(student, q, k, v, mask)
-        expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
-        expect_close(weights, expected_weights, f"weights with {what}", diagnoses=_weight_bugs(q, k, mask))
-        expect_close(output, expected_output, f"output with {what}")
+        _expect_attention(student, q, k, v, mask, f" with {what}")
 
 
 @attention.check(points=1)
 def stable_for_large_scores(student, gen):
     q, k, v = _qkv(gen, scale=30.0)
-    output, weights = _result(student, q, k, v)
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
-    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", atol=1e-4)
-    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", atol=1e-4)
+    output, weights = _result(student, q, k, v)
+    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
+    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,8 +218,8 @@ def bool_square_shape(student, gen):
 @causal.check(points=1)
 def true_on_and_below_diagonal(student, gen):
     n = randint(gen, 5, 13)
-    ones = torch.ones(n, n, dtype=torch.bool)
-    expect_close(student(n), ref.causal_mask(n), f"causal_mask({n})", diagnoses=[
+    ones, expected = torch.ones(n, n, dtype=torch.bool), ref.causal_mask(n)
+    expect_close(student(n), expected, f"causal_mask({n})", diagnoses=[
         (ones.triu(), "True on and above the diagonal: that lets each position see the future, not the past"),
         (ones.triu(1), "the mask is inverted: True must mark the positions a query MAY attend to"),
         (ones.tril(-1), "the diagonal is False: a position must be able to attend to itself"),

@@ -3,15 +3,21 @@
 ``split_heads`` and ``merge_heads`` are compared with ``solutions.multi_head_attention``.
 ``MultiHeadAttention`` is constructed through the handle, loaded with known weights through
 its own ``load_state_dict``, and compared with ``torch.nn.MultiheadAttention`` holding the
-same weights (float64). Typical bugs are recomputed on the same inputs to name them.
+same weights (float64). Typical bugs are recomputed on the same inputs to name them; the
+sizes are drawn distinct (B, N, H, d_head, D), so that a bug cannot hide behind two equal sizes
+(a scale of sqrt(H) when H = d_head) and a named size is the one meant. Expected values are
+computed before the learner's code runs.
 """
 import math
+import re
 
 import torch
 from torch import nn
 
 from autograder.oracle import reference
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn, random_mask
+from autograder.student import StudentError
+from autograder.suite import CheckFailed, Suite, distinct_sizes, expect_close, expect_shape, randint, randn, random_mask
+
 attention_ref = reference("attention")
 ref = reference("multi_head_attention")
 
@@ -24,8 +30,12 @@ INTERLEAVED = "heads are interleaved: head h must hold features h*D/H..(h+1)*D/H
 
 
 def _sizes(gen):
-    """(B, N, H, d_head) with N > H, so that swapped dimensions change the shape."""
-    return randint(gen, 2, 3), randint(gen, 5, 9), randint(gen, 2, 4), randint(gen, 2, 5)
+    """(B, N, H, d_head), pairwise distinct and N != D = H * d_head, with N > H, so that swapped
+    dimensions change the shape and no scale or size can stand in for another."""
+    while True:
+        batch, n, heads, d_head = distinct_sizes(gen, (2, 3), (5, 9), (2, 4), (2, 5))
+        if n != heads * d_head:
+            return batch, n, heads, d_head
 
 
 # ---------------------------------------------------------------------------------------
@@ -64,7 +74,8 @@ def shape_b_h_n_dhead(student, gen):
 def head_h_holds_features_of_block_h(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     x = randn(gen, batch, n, heads * d_head)
-    expect_close(_split(student, x, heads), ref.split_heads(x, heads),
+    expected = ref.split_heads(x, heads)
+    expect_close(_split(student, x, heads), expected,
                  f"split_heads(x of shape {tuple(x.shape)}, {heads})", diagnoses=_split_diagnoses(x, heads))
 
 
@@ -73,7 +84,8 @@ def one_head_and_one_feature_per_head(student, gen):
     batch, n, d_model = randint(gen, 1, 3), randint(gen, 3, 7), randint(gen, 4, 9)
     x = randn(gen, batch, n, d_model)
     for heads, what in ((1, "one head (H = 1)"), (d_model, "one feature per head (H = D)")):
-        expect_close(_split(student, x, heads), ref.split_heads(x, heads),
+        expected = ref.split_heads(x, heads)
+        expect_close(_split(student, x, heads), expected,
                      f"split_heads(x of shape {tuple(x.shape)}, {heads}), {what},",
                      diagnoses=_split_diagnoses(x, heads))
 
@@ -221,8 +233,20 @@ def _bugs(weights, num_heads, query, key, value, mask=None):
     return found
 
 
+WRONG_KIND = re.compile(r"[Bb]ool|dtype|Float|Double")
+
+
 def _forward(model, *args, **kwargs):
-    result = model(*args, **kwargs)
+    try:
+        result = model(*args, **kwargs)
+    except StudentError as error:
+        if not WRONG_KIND.search(str(error)):
+            raise
+        given = ", ".join(["query", "key", "value"][:len(args)] + [f"{key}=..." for key in kwargs])
+        raise CheckFailed(f"{error}. Called as forward({given}): a tensor seems to have reached a parameter meant for "
+                          "another, a bool mask where a float tensor is expected or the reverse. Look at the order of "
+                          "forward's parameters, (query, key=None, value=None, mask=None), and at every call that passes "
+                          "the mask on by position") from None
     if not isinstance(result, tuple) or len(result) != 2:
         raise CheckFailed(f"forward should return a tuple (output, weights), got {type(result).__name__}")
     return result
@@ -239,9 +263,9 @@ def _compare(model, weights, num_heads, inputs, mask, call, args, context):
     """Call the learner's module as ``call`` (its text, e.g. "model(x)") with ``args`` and
     compare (output, weights) with nn.MultiheadAttention on ``inputs`` = (query, key, value)."""
     query, key, _ = inputs
-    output, attention = _forward(model, *args, **({} if mask is None else {"mask": mask}))
     expected_output, expected_attention = _pytorch(weights, num_heads, *inputs, mask)
     bugs = _bugs(weights, num_heads, *inputs, mask)
+    output, attention = _forward(model, *args, **({} if mask is None else {"mask": mask}))
     context = f"{context}; B={query.shape[0]}, N_q={query.shape[1]}, N_k={key.shape[1]}, D={query.shape[2]}, H={num_heads}"
     what = f"{call}[1] (the weights; {context})"
     _expect_weights_shape(attention, query.shape[0], num_heads, query.shape[1], key.shape[1], what)
@@ -278,7 +302,8 @@ def cross_attention_matches_pytorch(student, gen):
     batch, n_q, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads)
     query = randn(gen, batch, n_q, heads * d_head)
-    key, value = randn(gen, 2, batch, n_q + randint(gen, 1, 4), heads * d_head)
+    n_k, = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
+    key, value = randn(gen, 2, batch, n_k, heads * d_head)
     _compare(model, weights, heads, (query, key, value), None, "model(query, key, value)", (query, key, value),
              "cross-attention")
 
@@ -288,7 +313,8 @@ def value_defaults_to_key(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads)
     query = randn(gen, batch, n, heads * d_head)
-    for n_k in (n, n + randint(gen, 1, 4)):  # equal lengths first: there the bug gives an answer, not an error
+    longer, = distinct_sizes(gen, (n + 1, n + 5), avoid=(batch, heads, d_head, heads * d_head))
+    for n_k in (n, longer):  # equal lengths first: there the bug gives an answer, not an error
         key = randn(gen, batch, n_k, heads * d_head)
         _compare(model, weights, heads, (query, key, key), None, "model(query, key)", (query, key),
                  "cross-attention, value not given")
@@ -311,7 +337,8 @@ def masks_of_each_documented_shape(student, gen):
 def without_bias_matches_pytorch(student, gen):
     batch, n_q, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads, bias=False)
-    query, key = randn(gen, batch, n_q, heads * d_head), randn(gen, batch, n_q + 2, heads * d_head)
+    n_k, = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
+    query, key = randn(gen, batch, n_q, heads * d_head), randn(gen, batch, n_k, heads * d_head)
     _compare(model, weights, heads, (query, key, key), None, "model(query, key, key)", (query, key, key),
              "a model built with bias=False")
 

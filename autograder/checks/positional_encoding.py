@@ -9,6 +9,7 @@ argument ignored, a rotation in the wrong direction, a map that is not a rotatio
 
 Float32 answers compute their angles with an error that grows with the position (about 1e-7
 radian per unit of position), so tolerances grow with the largest position in the input.
+Expected values and the wrong values of typical bugs are computed before the learner's code runs.
 """
 import torch
 
@@ -88,7 +89,8 @@ def shape_for_odd_lengths_and_various_widths(student, gen):
 @sinusoidal.check(points=2)
 def matches_reference(student, gen):
     n, d = randint(gen, 20, 40) * 2 + 1, _even_width(gen, 16, 48)
-    expect_close(_encoding(student, n, d), ref.sinusoidal_positional_encoding(n, d), f"sinusoidal_positional_encoding({n}, {d})",
+    expected = ref.sinusoidal_positional_encoding(n, d)
+    expect_close(_encoding(student, n, d), expected, f"sinusoidal_positional_encoding({n}, {d})",
                  atol=_atol(n), diagnoses=_sinusoidal_bugs(n, d, 10000.0))
 
 
@@ -96,7 +98,8 @@ def matches_reference(student, gen):
 def respects_base(student, gen):
     n, d = randint(gen, 8, 20) * 2 + 1, _even_width(gen, 8, 24)
     for base in (100.0, float(randint(gen, 20, 60))):
-        expect_close(_encoding(student, n, d, base), ref.sinusoidal_positional_encoding(n, d, base),
+        expected = ref.sinusoidal_positional_encoding(n, d, base)
+        expect_close(_encoding(student, n, d, base), expected,
                      f"sinusoidal_positional_encoding({n}, {d}, base={base:g})", atol=_atol(n),
                      diagnoses=_sinusoidal_bugs(n, d, base))
 
@@ -169,8 +172,8 @@ def _expect_rotation(student, x, what, positions=None, base=None):
     kwargs = {key: value for key, value in (("positions", positions), ("base", base)) if value is not None}
     base = 10000.0 if base is None else base
     max_position = x.shape[-2] if positions is None else int(positions.max())
-    expect_close(_rotated(student, x, what, **kwargs), ref.apply_rotary_embedding(x, positions, base), what,
-                 atol=_atol(max_position), diagnoses=_rotary_bugs(x, positions, base))
+    expected, bugs = ref.apply_rotary_embedding(x, positions, base), _rotary_bugs(x, positions, base)
+    expect_close(_rotated(student, x, what, **kwargs), expected, what, atol=_atol(max_position), diagnoses=bugs)
 
 
 @rotary.check(points=1)
@@ -186,9 +189,9 @@ def keeps_shape_and_dtype(student, gen):
 @rotary.check(points=1)
 def position_zero_is_not_rotated(student, gen):
     x = randn(gen, randint(gen, 2, 6) * 2 + 1, _even_width(gen, 4, 20))
+    expected, bugs = x[0].clone(), [(wrong[0], explanation) for wrong, explanation in _rotary_bugs(x)]
     first_row = _rotated(student, x, "apply_rotary_embedding(x)")[0]
-    expect_close(first_row, x[0], "the row at position 0 (angle 0, so it must come out unchanged)",
-                 diagnoses=[(wrong[0], explanation) for wrong, explanation in _rotary_bugs(x)])
+    expect_close(first_row, expected, "the row at position 0 (angle 0, so it must come out unchanged)", diagnoses=bugs)
 
 
 @rotary.check(points=2)

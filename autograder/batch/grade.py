@@ -1,0 +1,184 @@
+"""Step 3: grading one submission, in a worker process (no gradebook writes here).
+
+Each notebook is read as Jupyter saves it (:func:`autograder.grading.parse_notebook`),
+sanitized by nbgrader's own preprocessors (locked and grade cells restored from the
+gradebook, deleted grade cells added back when ``OverwriteCells.add_missing_cells`` is set),
+and its code graded in sandboxes (:func:`autograder.grading.grade_cells`). The autograded
+notebook keeps the learner's written answers and has each autograded grade cell's output
+replaced by the checks' report and its score. A notebook that cannot be read scores 0 with
+the reason, and its feedback shows the released notebook with that reason in each grade cell.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader import utils as nbgrader_utils
+from nbgrader.preprocessors import ClearOutput, CheckCellMetadata, DeduplicateIds, OverwriteCells, OverwriteKernelspec
+
+from autograder.batch.plan import GradeCell, Job, Plan
+from autograder.batch.submission import Submission, read_submission
+from autograder.chapters import BY_NAME
+from autograder.checks import suites
+from autograder.grading import DEMO_TAG, GradingError, format_results, grade_cells, parse_notebook, submission_cells
+from autograder.suite import Result
+
+SANITIZERS = (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata)
+
+
+@dataclass
+class NotebookOutcome:
+    grades: dict[str, float | None]  # grade_id -> auto score (None: graded by hand)
+    comments: dict[str, str | None]  # grade_id of an answer cell -> auto comment
+    tests: list[dict]  # Gradescope's test entries
+    notebook: str | None  # the autograded notebook (JSON text); None: nothing to write
+    problem: str | None = None  # why it could not be read (it scores 0)
+
+
+@dataclass
+class Outcome:
+    """One graded submission, sent from a worker to the main process to be recorded."""
+
+    student: str
+    fingerprint: str
+    timestamp: str | None  # the text of timestamp.txt as submitted
+    notebooks: dict[str, NotebookOutcome] = field(default_factory=dict)
+    seconds: float = 0.0
+    problem: str | None = None  # the first reason a notebook could not be graded
+
+    @property
+    def tests(self) -> list[dict]:
+        return [t for notebook in self.notebooks.values() for t in notebook.tests]
+
+
+@dataclass
+class Failure:
+    """A submission the grader could not grade (its own fault or the machine's): no row is
+    written, and the next run tries again."""
+
+    student: str
+    reason: str
+
+
+def grade_submission(job: Job, student: str, folder: Path) -> Outcome:
+    """Every notebook of one submission, graded."""
+    start = time.monotonic()
+    submission = read_submission(student, Path(folder), job.plan.notebooks)
+    outcome = Outcome(student, submission.fingerprint(job), submission.timestamp)
+    for name in job.plan.notebooks:
+        outcome.notebooks[name] = _grade_notebook(job, submission, name)
+    outcome.problem = next((n.problem for n in outcome.notebooks.values() if n.problem), None)
+    outcome.seconds = time.monotonic() - start
+    return outcome
+
+
+def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutcome:
+    plan, cells = job.plan, job.plan.notebooks[name]
+    auto = [c for c in cells if c.function]
+    notebook, unreadable = _read(submission, name)
+    note = None
+    if unreadable:
+        results = {c.function: _all_failed(plan, c.function, f"not graded: {unreadable}") for c in auto}
+    else:
+        skip = {DEMO_TAG, plan.config.get("Execute", {}).get("skip_cells_with_tag", DEMO_TAG)}
+        code = submission_cells(notebook, skip_tags=skip)
+        notebook, note = _sanitized(plan, submission.student, name, notebook)
+        graded = grade_cells(code, plan.chapter, names=[c.function for c in auto], seed=job.seed, limits=job.limits,
+                             hidden=[plan.course])
+        results = {c.function: [r for r in graded if r.function == c.function] for c in auto}
+    if notebook is None:  # feedback then shows the release, with the reason in each grade cell
+        release = job.release / f"{name}.ipynb"
+        notebook = nbformat.read(release, as_version=4) if release.exists() else None
+    grades, comments = _fill_in(notebook, cells, results, unreadable, note)
+    return NotebookOutcome(grades, comments, _tests(auto, results),
+                           nbformat.writes(notebook) if notebook is not None else None, unreadable)
+
+
+def _read(submission: Submission, name: str):
+    """(the parsed notebook, None) or (None, why it cannot be read)."""
+    if submission.problem:
+        return None, submission.problem
+    if submission.notebooks[name] is None:
+        return None, f"{name}.ipynb was not submitted"
+    try:
+        return parse_notebook(submission.notebooks[name], f"{name}.ipynb"), None
+    except GradingError as error:
+        return None, str(error)
+
+
+def _sanitized(plan: Plan, student: str, name: str, notebook):
+    """(the notebook after nbgrader's sanitizing preprocessors, None); when its nbgrader
+    metadata is too broken for them: (None, a note saying the code was graded anyway)."""
+    resources = {"nbgrader": {"notebook": name, "assignment": plan.assignment, "student": student,
+                              "db_url": plan.db_url}}
+    try:
+        notebook = copy.deepcopy(notebook)
+        for preprocessor in SANITIZERS:
+            notebook, resources = preprocessor(config=plan.config).preprocess(notebook, resources)
+        return notebook, None
+    except Exception as error:
+        logging.getLogger("autograder").debug("sanitizing %s of %s failed", name, student, exc_info=True)
+        return None, (f"the nbgrader metadata of {name}.ipynb is broken ({type(error).__name__}), "
+                      "so the feedback shows the released notebook; your code was graded")
+
+
+def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | None, note: str | None):
+    """Write the reports into the notebook's grade cells; returns (grades, comments) by grade_id."""
+    grades, comments = {}, {}
+    for cell in notebook.cells if notebook is not None else []:
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        if nbgrader_utils.is_solution(cell) and not nbgrader_utils.is_task(cell):
+            unanswered = meta.get("checksum") == nbgrader_utils.compute_checksum(cell)
+            comments[grade_id] = (f"Not graded: {unreadable}" if unreadable
+                                  else "No response." if unanswered and not note else None)
+        spec = next((c for c in cells if c.grade_id == grade_id), None)
+        if spec is None or not nbgrader_utils.is_grade(cell):
+            continue
+        if spec.function:
+            grades[grade_id] = _write_report(cell, spec, results[spec.function], note)
+        elif nbgrader_utils.is_solution(cell) and not (unreadable or note):
+            grades[grade_id] = nbgrader_utils.determine_grade(cell)[0]  # 0 when unanswered, else None: by hand
+        else:
+            grades[grade_id] = None  # graded by hand (a test cell this grader does not run, or unread)
+    for spec in cells:
+        grades.setdefault(spec.grade_id, _scaled(spec, results[spec.function]) if spec.function else None)
+    return grades, comments
+
+
+def _all_failed(plan: Plan, function: str, message: str) -> list[Result]:
+    suite = suites(BY_NAME[plan.chapter].topic)[function]
+    return [Result(function, c.name, 0.0, float(c.points), False, message) for c in suite.checks]
+
+
+def _scaled(spec: GradeCell, results: list[Result]) -> float:
+    """The cell's score: the suite's score scaled to the grade cell's points."""
+    total = sum(r.max_score for r in results)
+    return round(spec.points * sum(r.score for r in results) / total, 6) if total else 0.0
+
+
+def _write_report(cell, spec: GradeCell, results: list[Result], note: str | None) -> float:
+    score = _scaled(spec, results)
+    text = format_results(results) + (f"\n({note})" if note else "")
+    if spec.points != sum(r.max_score for r in results):
+        text += f"\nScaled to this cell's {spec.points:g} points: {score:g}"
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n"),
+                    nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)}, execution_count=1)]
+    cell.execution_count = 1
+    return score
+
+
+def _tests(auto: list[GradeCell], results: dict) -> list[dict]:
+    """Gradescope's test entries, one per sub-check, scaled to the grade cells' points."""
+    tests = []
+    for spec in auto:
+        total = sum(r.max_score for r in results[spec.function]) or 1.0
+        for r in results[spec.function]:
+            tests.append({"name": f"{r.function}: {r.check}", "score": round(r.score * spec.points / total, 6),
+                          "max_score": round(r.max_score * spec.points / total, 6),
+                          "output": r.message, "visibility": "visible"})
+    return tests

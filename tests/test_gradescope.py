@@ -1,0 +1,158 @@
+"""`python -m autograder gradescope`: the package for chapter 2, unpacked as Gradescope
+unpacks it (source/, submission/, results/ under a root), run with its own `run_autograder`
+on real submissions, and each results.json checked against Gradescope's specification."""
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from classroom import BUGS, CORRECT
+from notebooks import filled_notebook, write
+
+pytestmark = pytest.mark.xdist_group("gradescope")
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER = "02_attention"
+RELEASE = ROOT / "chapters" / f"{CHAPTER}.ipynb"
+VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
+FORMATS = {"text", "html", "md", "simple_format", "ansi"}
+
+
+def validate(results: dict):
+    """The fields and types of Gradescope's results.json ("Autograder Specifications")."""
+    assert isinstance(results["score"], (int, float)) and results["score"] >= 0
+    assert isinstance(results["execution_time"], (int, float)) and results["execution_time"] >= 0
+    assert isinstance(results["output"], str) and results["output_format"] in FORMATS
+    assert results["stdout_visibility"] in VISIBILITY
+    assert isinstance(results["tests"], list)
+    for test in results["tests"]:
+        assert set(test) == {"name", "number", "score", "max_score", "status", "output", "visibility"}, test
+        assert isinstance(test["name"], str) and isinstance(test["number"], str) and isinstance(test["output"], str)
+        assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
+        assert 0 <= test["score"] <= test["max_score"]
+        assert test["status"] in ("passed", "failed") and test["visibility"] in VISIBILITY
+        assert (test["status"] == "passed") == (test["score"] == test["max_score"])
+    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"]))
+    for entry in results.get("leaderboard", []):
+        assert isinstance(entry["name"], str) and isinstance(entry["value"], (int, float, str))
+        assert entry.get("order", "desc") in ("asc", "desc")
+
+
+def unpack(package: Path, folder: Path):
+    """Extract keeping the files' modes, as Gradescope's unzip does."""
+    with zipfile.ZipFile(package) as archive:
+        for info in archive.infolist():
+            archive.extract(info, folder)
+            os.chmod(folder / info.filename, (info.external_attr >> 16) & 0o777)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    target = tmp_path_factory.mktemp("package") / "attention.zip"
+    run = subprocess.run([sys.executable, "-m", "autograder", "gradescope", CHAPTER, "-o", str(target)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return target
+
+
+def run_autograder(package: Path, root: Path, files: dict) -> dict:
+    """Lay out /autograder as Gradescope does under ``root``, submit ``files`` (name ->
+    notebook, text, or a callable that makes the entry), run run_autograder."""
+    for folder in ("source", "submission", "results"):
+        (root / folder).mkdir(parents=True)
+    unpack(package, root / "source")
+    for name, content in files.items():
+        path = root / "submission" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        elif isinstance(content, str):
+            path.write_text(content)
+        else:
+            write(content, path)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": ".venv/bin/python"}
+    run = subprocess.run([str(root / "source" / "run_autograder")], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"grader {root / 'source' / 'autograder'}" in run.stdout, run.stdout + run.stderr  # the package's copy
+    results = json.loads((root / "results" / "results.json").read_text())
+    validate(results)
+    return results
+
+
+def test_package_holds_the_grader_and_a_private_seed(package, tmp_path):
+    names = zipfile.ZipFile(package).namelist()
+    assert {"setup.sh", "run_autograder", "requirements.txt", "gradescope.json", "private/seed",
+            "autograder/gradescope.py", "autograder/checks/attention.py", "solutions/attention.py"} <= set(names)
+    assert not any("__pycache__" in n or n.startswith(("tests/", "chapters/")) for n in names)
+    seed = zipfile.ZipFile(package).read("private/seed")
+    other = tmp_path / "other.zip"
+    subprocess.run([sys.executable, "-m", "autograder", "gradescope", CHAPTER, "-o", str(other)], cwd=ROOT, check=True)
+    assert zipfile.ZipFile(other).read("private/seed") != seed, "every package draws its own private seed"
+    modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in zipfile.ZipFile(package).infolist()}
+    assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
+    assert modes["private/seed"] == 0o600
+
+
+def test_setup_installs_the_pinned_requirements(package, tmp_path):
+    unpack(package, tmp_path)
+    assert (tmp_path / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
+    setup = (tmp_path / "setup.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(tmp_path / "setup.sh")]).returncode == 0
+    assert re.search(r"apt-get install .*bubblewrap", setup) and "python3.11 -m venv" in setup
+    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    torch_pin = subprocess.run(["grep", "-E", "^torch==", str(tmp_path / "requirements.txt")],
+                               capture_output=True, text=True).stdout.strip()  # what setup.sh's grep selects
+    assert torch_pin == f"torch=={pins['torch']}"
+    assert "download.pytorch.org/whl/cpu" in setup and '-r "$HERE/requirements.txt"' in setup
+
+
+def test_correct_submission_gets_full_marks(package, tmp_path):
+    results = run_autograder(package, tmp_path, {"my work/02_attention.ipynb": filled_notebook(RELEASE, CORRECT)})
+    assert results["score"] == 14 and all(t["status"] == "passed" for t in results["tests"])
+    public = [t for t in results["tests"] if t["visibility"] == "visible"]
+    private = [t for t in results["tests"] if t["visibility"] == "after_published"]
+    assert len(public) == len(private) == 12 and len(results["tests"]) == 24
+    assert sum(t["max_score"] for t in public) == sum(t["max_score"] for t in private) == 7
+    assert len({t["number"] for t in results["tests"]}) == 24
+    assert "leaderboard" not in results  # chapter 2 has none
+
+
+def test_buggy_submission_is_told_what_is_wrong(package, tmp_path):
+    results = run_autograder(package, tmp_path, {"02_attention.ipynb": filled_notebook(
+        RELEASE, {**CORRECT, "scaled_dot_product_attention": BUGS["scaled_dot_product_attention"]})})
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert 0 < results["score"] < 14 and failed
+    assert all(t["name"].startswith("scaled_dot_product_attention") for t in failed)
+    assert any("sqrt" in t["output"] for t in failed), [t["output"] for t in failed]
+    # the private run fails the same checks: its inputs differ, the bug does not
+    assert {t["name"].rsplit(" (", 1)[0] for t in failed if t["visibility"] == "visible"} == \
+        {t["name"].rsplit(" (", 1)[0] for t in failed if t["visibility"] == "after_published"}
+
+
+def test_empty_submission_scores_zero_with_a_message(package, tmp_path):
+    results = run_autograder(package, tmp_path, {})
+    assert results["score"] == 0 and "No notebook" in results["output"]
+    assert results["tests"] and all(t["status"] == "failed" for t in results["tests"])
+
+
+@pytest.mark.parametrize("kind", ["two_notebooks", "symlink", "folder", "fifo", "broken_json"])
+def test_unusable_submissions_score_zero_with_a_message(package, tmp_path, kind):
+    notebook = filled_notebook(RELEASE, CORRECT)
+    files = {
+        "two_notebooks": {"a.ipynb": notebook, "b/c.ipynb": notebook},
+        "symlink": {"02_attention.ipynb": lambda p: p.symlink_to(ROOT / "chapters" / f"{CHAPTER}.ipynb")},
+        "folder": {"02_attention.ipynb": lambda p: p.mkdir()},
+        "fifo": {"02_attention.ipynb": lambda p: os.mkfifo(p)},
+        "broken_json": {"02_attention.ipynb": '{"cells": [ broken'},
+    }[kind]
+    said = {"two_notebooks": "2 notebooks", "symlink": "symbolic link", "folder": "a folder",
+            "fifo": "not a regular file", "broken_json": "invalid JSON"}[kind]
+    results = run_autograder(package, tmp_path, files)
+    assert results["score"] == 0 and said in results["output"], results["output"]
