@@ -142,8 +142,8 @@ def _wrap(value, context):
     """The result with every object that is not plain data replaced by a handle on it."""
     if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str, torch.dtype)):
         return value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_wrap(v, context) for v in value)
+    if isinstance(value, (list, tuple)):  # a named tuple becomes a plain one
+        return (list if isinstance(value, list) else tuple)(_wrap(v, context) for v in value)
     if isinstance(value, dict):
         return {k: _wrap(v, context) for k, v in value.items()}
     objects = context.objects if context is not None else []
@@ -156,7 +156,7 @@ def _real(value):
     if isinstance(value, _Proxy) and value._root[0] == "object" and not value._path:
         return value._root[1]
     if isinstance(value, (list, tuple)):
-        return type(value)(_real(v) for v in value)
+        return (list if isinstance(value, list) else tuple)(_real(v) for v in value)
     if isinstance(value, dict):
         return {k: _real(v) for k, v in value.items()}
     return value
@@ -176,7 +176,7 @@ def _plain(value):
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value)}
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else tuple(map(_plain, value))
+        return (list if isinstance(value, list) else tuple)(_plain(v) for v in value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
