@@ -118,9 +118,9 @@ class KernelBackend:
 
 def _private_copy(value):
     """The message with every tensor cloned: the learner's code gets its own copies of the
-    checks' inputs, as it does in the sandbox (where they cross a process boundary)."""
+    checks' inputs, contiguous, as it does in the sandbox (where they cross a process boundary)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
+        return value.detach().clone(memory_format=torch.contiguous_format)
     if isinstance(value, (list, tuple)):
         return type(value)(_private_copy(v) for v in value)
     if isinstance(value, dict):
