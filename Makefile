@@ -30,7 +30,18 @@ book/chapters/figures/%: chapters/figures/%
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-book: $(RENDERED) $(FIGURES) | $(STAMP)
+# MathJax ships with the book (pages render their maths with no network): the pinned npm package's
+# browser build, checked against its sha256, unpacked where Sphinx's mathjax_path (_config.yml) points.
+MATHJAX := mathjax-3.2.2.tgz
+MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX_DIR := book/_static/mathjax
+$(MATHJAX_DIR)/tex-mml-chtml.js:
+	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)
+	cd $(MATHJAX_DIR) && npm pack --silent mathjax@3.2.2 >/dev/null \
+	  && echo "$(MATHJAX_SHA256)  $(MATHJAX)" | sha256sum --check --quiet \
+	  && tar xzf $(MATHJAX) --strip-components=2 package/es5 && rm $(MATHJAX)
+
+book: $(RENDERED) $(FIGURES) $(MATHJAX_DIR)/tex-mml-chtml.js | $(STAMP)
 	$(VENV)/bin/jupyter-book build --quiet .
 	@echo "The book is in _build/html/index.html"
 
@@ -56,4 +67,4 @@ kit: $(STAMP)
 
 # Never student/: it holds the learner's work.
 clean:
-	rm -rf _build book/chapters build dist
+	rm -rf _build book/chapters book/_static/mathjax build dist

@@ -79,4 +79,5 @@ def _refuse_odd_fd(fd: int, name: str, max_bytes: int):
 
 
 def _too_large(name: str, max_bytes: int) -> str:
-    return f"{name} is too large to grade (over {max_bytes / 2**20:g} MiB; clear its outputs)"
+    limit = f"{max_bytes >> 20} MiB" if max_bytes >= 1 << 20 else f"{max_bytes} bytes"
+    return f"{name} is too large to grade (over {limit}; a notebook's outputs can be cleared)"

@@ -161,7 +161,8 @@ def chapter_of(notebook, path) -> str:
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") == "code":
             for topic, _ in GRADE_CALL.findall(str(cell.get("source", ""))):
-                claims.setdefault("its grade cells say", set()).add(BY_TOPIC[topic].name if topic in BY_TOPIC else topic)
+                chapter = BY_TOPIC[topic].name if topic in BY_TOPIC else topic
+                claims.setdefault("its grade cells say", set()).add(chapter)
     number = re.match(r"(\d\d)_", Path(path).name)
     named = [c.name for c in CHAPTERS if number and c.number == int(number.group(1))]
     if named:

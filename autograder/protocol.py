@@ -67,18 +67,58 @@ def plain(value, wrap):
 
 
 class NumelRecorder(TorchDispatchMode):
-    """Records the shape of every tensor that any aten operation produces."""
+    """Records the shape of every tensor that any aten operation produces, the operations'
+    names, and whether any of them computed gradients (ran inside autograd's backward pass,
+    or is a derivative formula such as ``tanh_backward``, which forward-mode AD also uses)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """False: torch then leaves ``__torch_dispatch__`` unwrapped, and the first traced call
+        does not import torch._dynamo (about 6 s per sandbox on a busy machine)."""
+        return False
 
     def __init__(self):
         super().__init__()
-        self.shapes = []
+        self.shapes, self.ops = [], set()
+        self.autograd = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket.__name__)
+        if torch._C._current_graph_task_id() != -1 or "_backward" in func.__name__:
+            self.autograd = True
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
                 self.shapes.append(tuple(t.shape))
         return out
+
+
+def saved_shapes(output, limit=10000) -> list:
+    """Shapes of the tensors that the custom ``autograd.Function`` nodes of ``output``'s graph
+    keep for backward: ``ctx.saved_tensors`` and tensors stored as ``ctx`` attributes."""
+    shapes, seen = [], set()
+    todo = [output.grad_fn] if isinstance(output, torch.Tensor) and output.grad_fn is not None else []
+
+    def visit(value):
+        if isinstance(value, torch.Tensor):
+            shapes.append(tuple(value.shape))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    while todo and len(seen) < limit:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            visit(list(node.saved_tensors))
+            visit(list(vars(node).values()))
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return shapes
 
 
 class FunctionRecorder(TorchFunctionMode):
@@ -128,10 +168,14 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
     """Call the learner's ``fn``; returns the raw result, adjusted for ``mode``:
 
     - ``"plain"``: the result;
-    - ``"trace"``: ``(result, shapes)``, the shapes of every tensor created during the call;
     - ``"functions"``: ``(result, names)``, the sorted names of the torch functions it called;
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
-      (first) output is back-propagated with ``grad_output``, grads are theirs.
+      (first) output is back-propagated with ``grad_output``, grads are theirs;
+    - ``"trace"``: ``(result, trace)``, with ``trace`` a dict: ``created``, the shapes of every
+      tensor created during the call; ``ops``, the names of the aten operations it ran;
+      ``autograd``, whether any operation computed gradients;
+      and, when ``grad_inputs`` is given, the call runs as in ``"grad"`` (backward traced too)
+      with ``grads`` and ``saved`` (:func:`saved_shapes` of the output, before backward).
 
     Every graded function's contract leaves its inputs unchanged: a call that modifies a
     tensor argument in place fails with a message naming the argument (in both backends,
@@ -152,24 +196,39 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
 def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
     try:
         if mode == "trace":
+            trace = {}
             with NumelRecorder() as recorder:
-                result = fn(*args, **kwargs)
-            return result, recorder.shapes
+                result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
+            trace.update(created=recorder.shapes, ops=sorted(recorder.ops), autograd=recorder.autograd)
+            return result, trace
         if mode == "functions":
             with FunctionRecorder() as recorder:
                 result = fn(*args, **kwargs)
             return result, sorted(recorder.functions)
         if mode == "grad":
-            args = list(args)
-            for i in grad_inputs:
-                args[i] = args[i].detach().clone().requires_grad_(True)
-            result = fn(*args, **kwargs)
-            output = result[0] if isinstance(result, (tuple, list)) else result
-            output.backward(grad_output)
-            return result, tuple(args[i].grad for i in grad_inputs)
+            trace = {}
+            result = _run(fn, args, kwargs, grad_output, grad_inputs, trace)
+            return result, trace["grads"]
         return fn(*args, **kwargs)
     except Exception as error:
         raise CallFailed(describe_exception(name, error)) from None
+
+
+def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):
+    """Call ``fn``; with ``grad_inputs``, also back-propagate and put ``grads`` (and with
+    ``record_saved``, ``saved``) in ``trace``."""
+    if not grad_inputs:
+        return fn(*args, **kwargs)
+    args = list(args)
+    for i in grad_inputs:
+        args[i] = args[i].detach().clone().requires_grad_(True)
+    result = fn(*args, **kwargs)
+    output = result[0] if isinstance(result, (tuple, list)) else result
+    if record_saved:
+        trace["saved"] = saved_shapes(output)
+    output.backward(grad_output)
+    trace["grads"] = tuple(args[i].grad for i in grad_inputs)
+    return result
 
 
 class Session:

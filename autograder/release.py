@@ -10,7 +10,9 @@
   ``_config.yml`` (``repository.url``; ``$TRANSFORMERS_GRADED_KIT`` overrides it).
 - :func:`render_for_book`: execute the source (the reference answers run, so every plot
   and printed result is real), then take the student view of the executed copy. The book
-  renders that, and its ".ipynb" download therefore holds no solutions.
+  renders that, and its ".ipynb" download therefore holds no solutions. The check cells' outputs
+  are dropped (the reference run's full-marks report would read as if the empty stub passed), and
+  a cell of launch links (:mod:`autograder.launch`) follows the chapter's title.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from nbclient import NotebookClient
 from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions
 
 from autograder.given import with_given_code
+from autograder.launch import launch_links
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT_WHEEL = "transformers_graded_kit-0.1.0-py3-none-any.whl"  # what `make kit` builds (kit/pyproject.toml)
@@ -71,11 +74,23 @@ def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -> n
     return notebook
 
 
-def render_for_book(source: Path, target: Path) -> None:
+def is_check_cell(cell: nbformat.NotebookNode) -> bool:
+    """An autograded test cell (the cell under an exercise that calls the checks)."""
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
+
+
+def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml")) -> None:
     notebook = nbformat.read(source, as_version=4)
     executed = execute(notebook, cwd=Path(source).resolve().parent)
+    page = student_view(executed)
+    for cell in page.cells:
+        if is_check_cell(cell):
+            cell.outputs, cell.execution_count = [], None
+    title = next(i for i, cell in enumerate(page.cells) if cell.cell_type == "markdown")
+    page.cells.insert(title + 1, nbformat.v4.new_markdown_cell(launch_links(Path(source).stem, config).markdown()))
     target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(student_view(executed), target)
+    nbformat.write(page, target)
 
 
 def learner_notebook(source: Path) -> nbformat.NotebookNode:

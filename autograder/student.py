@@ -14,9 +14,21 @@ lists, dicts, and further :class:`Student` handles for other objects.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from autograder import protocol
+
+
+@dataclasses.dataclass
+class Trace:
+    """What one traced call computed (see ``protocol.call``, mode ``"trace"``)."""
+
+    created: list  # the shape of every tensor any torch operation created, forward and backward
+    ops: list  # the names of the aten operations that ran (e.g. "mm", "exp")
+    autograd: bool  # whether any operation computed gradients (autograd's backward, forward-mode AD)
+    saved: list = dataclasses.field(default_factory=list)  # shapes kept for backward by autograd.Function nodes
 
 
 class StudentError(Exception):
@@ -39,10 +51,16 @@ class Student:
     def __call__(self, *args, **kwargs):
         return self._call("plain", args, kwargs)
 
-    def traced(self, *args, **kwargs):
-        """Call and return ``(result, shapes)``: the shape of every tensor any torch op
-        created during the call (to check that no N x N matrix was materialized)."""
-        return self._call("trace", args, kwargs)
+    def traced(self, *args, **kwargs) -> tuple:
+        """Call and return ``(result, trace)``, a :class:`Trace` of what the call computed
+        (to check that no N x N matrix was materialized, or that no autograd was used)."""
+        result, trace = self._call("trace", args, kwargs)
+        return result, Trace(**trace)
+
+    def traced_with_grad(self, args, grad_output, grad_inputs, **kwargs) -> tuple:
+        """As :meth:`with_grad`, traced through forward and backward: ``(result, grads, trace)``."""
+        result, trace = self._call("trace", args, kwargs, grad_output=pack(grad_output), grad_inputs=list(grad_inputs))
+        return result, trace.pop("grads"), Trace(**trace)
 
     def functions(self, *args, **kwargs):
         """Call and return ``(result, names)``: the names of the torch functions and tensor

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import zlib
 from typing import Callable
@@ -172,6 +173,19 @@ def _describe_error(actual: torch.Tensor, expected: torch.Tensor, what: str) -> 
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), a.shape)) if a.dim() else ()
     return (f"{what} differs from the expected value: largest difference {error.max().item():.3g} "
             f"at index {index} (got {a.flatten()[worst].item():.6g}, expected {e.flatten()[worst].item():.6g})")
+
+
+def expect_bounded(shapes, limit: int, what: str, allowed: str, describe=lambda shape: ""):
+    """Fail when a tensor among ``shapes`` (from a :class:`autograder.student.Trace`) has more
+    than ``limit`` elements, naming the largest. ``what`` says where the shapes come from
+    ("flash_attention_forward created"), ``allowed`` what the limit is made of, and
+    ``describe(shape)`` what a tensor of that shape is (e.g. "the full matrix of scores")."""
+    largest = max(shapes, key=math.prod, default=())
+    if shapes and math.prod(largest) > limit:
+        kind = describe(tuple(largest))
+        raise CheckFailed(f"{what} a tensor of shape {tuple(largest)} ({math.prod(largest)} elements)"
+                          + (f": {kind}" if kind else "")
+                          + f". At most {limit} elements per tensor are allowed here: {allowed}")
 
 
 def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:

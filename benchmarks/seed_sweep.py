@@ -96,7 +96,8 @@ def main():
         for entry, found in bad:
             kind = "bug" if entry.bug else "alternative"
             seeds = [seed for seed, _ in found]
-            print(f"  {kind} {entry.name} / {entry.label}: at {len(seeds)} seeds {seeds[:20]}; first: {found[0][1][:300]}")
+            print(f"  {kind} {entry.name} / {entry.label}: at {len(seeds)} seeds {seeds[:20]}; "
+                  f"first: {found[0][1][:300]}")
         escaped += len(bad)
     answers = len(outcomes)
     print(f"total: {answers} answers, {answers * args.seeds} gradings, {escaped} answers with a wrong verdict at "

@@ -41,6 +41,7 @@ def online_softmax_update(acc, row_max, row_sum, scores, v_block):
     exp(s_j - m'), so the old acc and row_sum are both multiplied by exp(m - m'). After the
     last block, attention's output is acc / row_sum and lse = row_max + log(row_sum).
     A row that has seen only masked keys keeps acc = 0, row_sum = 0, row_max = -inf.
+    The inputs are left unchanged (the new state is made of new tensors).
     """
     new_max = torch.maximum(row_max, scores.amax(dim=-1))
     shift = torch.where(new_max == NEG_INF, torch.zeros_like(new_max), new_max)  # no (-inf) - (-inf)
@@ -67,7 +68,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     output (..., N_q, d_v) equals softmax(q k^T / sqrt(d)) v, and lse (..., N_q) is the
     log-sum-exp of each query's scaled scores. The outer loop runs over query blocks (the
     FlashAttention-2 split: each block is independent), the inner one over key blocks; with
-    ``causal``, key blocks entirely after a query block are skipped.
+    ``causal``, key blocks entirely after a query block are skipped. The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -100,6 +101,7 @@ def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, bl
       dv += p^T dO,   dp = dO v^T,   ds = p * (dp - D),
       dq += ds k / sqrt(d),   dk += ds^T q / sqrt(d).
     The outer loop runs over key blocks (each owns its dk, dv), the inner over query blocks.
+    The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -131,7 +133,7 @@ class FlashAttentionFunction(torch.autograd.Function):
     ``FlashAttentionFunction.apply(q, k, v, causal=False, block_q=64, block_k=64)`` returns
     the output (..., N_q, d_v) only (arguments are positional, as ``apply`` requires). The
     forward saves q, k, v, the output and lse (O(N) memory beyond the inputs, no weights);
-    the backward recomputes the weights from lse.
+    the backward recomputes the weights from lse. The inputs are left unchanged.
     """
 
     @staticmethod
@@ -204,6 +206,7 @@ def flash_attention_triton(q, k, v, causal=False):
 
     Runs on the tensors' device under the interpreter (TRITON_INTERPRET=1); a compiled
     kernel needs CUDA tensors, so CPU inputs are then moved to the GPU and the output back.
+    The inputs are left unchanged.
     """
     if causal and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs as many queries as keys, got N_q={q.shape[-2]}, N_k={k.shape[-2]}")

@@ -17,7 +17,8 @@ IGNORE_INDEX = -100
 def shift_for_next_token(tokens: torch.Tensor):
     """Inputs and targets of next-token prediction: tokens (..., T) -> ``(inputs, targets)``,
     inputs ``tokens[..., :-1]`` and targets ``tokens[..., 1:]``, both (..., T-1), so that
-    ``targets[..., t]`` is the token that follows ``inputs[..., :t+1]``."""
+    ``targets[..., t]`` is the token that follows ``inputs[..., :t+1]``. tokens is left unchanged
+    (the results may be views of it)."""
     return tokens[..., :-1], tokens[..., 1:]
 
 
@@ -31,7 +32,8 @@ def mask_tokens(tokens: torch.Tensor, mask_token_id: int, vocab_size: int, mask_
     positions and -100 everywhere else. Of the selected positions, 80% become
     ``mask_token_id`` in ``inputs``, 10% a token drawn uniformly from the non-special ids
     of ``[0, vocab_size)``, and 10% keep their token; unselected positions are unchanged.
-    All randomness comes from ``generator`` (the global generator when None).
+    All randomness comes from ``generator`` (the global generator when None). tokens is left
+    unchanged: ``inputs`` is a new tensor.
     """
     special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
     selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
@@ -53,7 +55,7 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 
     logits (..., V), labels (...) int64; returns a 0-dim tensor, differentiable with
     respect to ``logits``. Equals ``F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1),
-    ignore_index=ignore_index)``.
+    ignore_index=ignore_index)``. logits and labels are left unchanged.
     """
     logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
     keep = labels != ignore_index
@@ -62,11 +64,22 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 
 
 # ---------------------------------------------------------------------------------------
-# Models. Both are the same stack (token embeddings plus chapter 4's sinusoidal position
-# encodings, ``num_layers`` Pre-LN blocks of chapter 5, a final LayerNorm and a linear head
-# over the vocabulary); they differ only in the attention mask. Methods use
-# ``nn.Module.__init__`` and the module-level helpers below, so a notebook class can
-# delegate to them.
+# Models. Both are the same stack; they differ only in the attention mask. The submodule
+# names are part of the contract (the grader loads these weights into a learner's model by
+# name and compares the logits):
+#
+#   token_embedding  nn.Embedding(V, D)
+#   positions        buffer (not a parameter): sinusoidal_positional_encoding(max_len, D) of
+#                    chapter 4; a sequence of T tokens gets rows 0..T-1
+#   blocks           nn.ModuleList of num_layers chapter-5 TransformerBlock(D, num_heads, d_ff,
+#                    norm_first=True, dropout=dropout): Pre-LN
+#   norm             nn.LayerNorm(D), the final LayerNorm, applied after the last block
+#   head             nn.Linear(D, V), with a bias, not tied to the embedding
+#
+# logits = head(norm(blocks(token_embedding(tokens) + positions[:T]))). Dropout acts inside
+# the blocks only (each block's sublayer outputs and FFN hidden activation), not on the
+# embeddings or the logits. Methods use ``nn.Module.__init__`` and the module-level helpers
+# below, so a notebook class can delegate to them.
 
 def _build(model: nn.Module, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout):
     nn.Module.__init__(model)
@@ -90,7 +103,8 @@ class CausalLM(nn.Module):
 
     ``CausalLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
     ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V), where
-    ``logits[:, t]`` scores the token that comes *after* position t.
+    ``logits[:, t]`` scores the token that comes *after* position t; tokens is left unchanged.
+    Submodules and dropout as described above the class.
     """
 
     def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int,
@@ -106,7 +120,8 @@ class MaskedLM(nn.Module):
     sequence, so ``logits[:, t]`` scores the token *at* position t given both sides.
 
     ``MaskedLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
-    ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V).
+    ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V); tokens is
+    left unchanged. Submodules and dropout as described above :class:`CausalLM`.
     """
 
     def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int,

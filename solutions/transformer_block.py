@@ -22,7 +22,8 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     ``(x - mean) / sqrt(var + eps) * weight + bias`` with the mean and the *biased* variance
     (divide by D, not D - 1) of that row. ``eps`` sits inside the square root, as in
     ``torch.nn.functional.layer_norm``: it bounds the factor 1 / sqrt(var + eps) by
-    1 / sqrt(eps) for rows of nearly equal values. Returns a tensor of the shape of x.
+    1 / sqrt(eps) for rows of nearly equal values. Returns a tensor of the shape of x;
+    x, weight and bias are left unchanged.
     """
     mean = x.mean(dim=-1, keepdim=True)
     var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
@@ -34,8 +35,9 @@ class FeedForward(nn.Module):
 
     ``linear1``: D -> d_ff, ``linear2``: d_ff -> D, both with biases; ``activation`` is
     "relu" (Vaswani et al., 2017) or "gelu" (the exact GELU, as GPT and BERT use). Dropout
-    acts on the hidden activations, where ``torch.nn.TransformerEncoderLayer`` puts it.
-    forward: x (..., D) -> (..., D); every position is transformed on its own.
+    acts on the hidden activation only (after the activation, before linear2), where
+    ``torch.nn.TransformerEncoderLayer`` puts it: nowhere else. forward: x (..., D) -> (..., D);
+    every position is transformed on its own; x is left unchanged.
     """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0):
@@ -63,11 +65,14 @@ class TransformerBlock(nn.Module):
 
         x = x + dropout(attn(norm1(x)));   x = x + dropout(ffn(norm2(x)))
 
-    Submodules: ``attn`` (chapter 3's ``MultiHeadAttention``), ``ffn`` (``FeedForward``),
-    ``norm1``, ``norm2`` (``nn.LayerNorm``, eps 1e-5). With dropout 0 the output equals that
-    of ``nn.TransformerEncoderLayer(..., norm_first=norm_first, batch_first=True)`` given
-    the same weights. forward: x (B, N, D), mask bool broadcastable to (B, H, N, N), True
-    where a query may attend -> (B, N, D).
+    Dropout acts on each sublayer's output before it is added to the residual stream (the
+    ``dropout(...)`` above), never on the stream itself (x, or the sum), and the block passes
+    its ``dropout`` down to ``ffn``, which applies it to its hidden activation. Submodules:
+    ``attn`` (chapter 3's ``MultiHeadAttention``), ``ffn`` (``FeedForward``), ``norm1``,
+    ``norm2`` (``nn.LayerNorm``, eps 1e-5). With dropout 0 the output equals that of
+    ``nn.TransformerEncoderLayer(..., norm_first=norm_first, batch_first=True)`` given the same
+    weights. forward: x (B, N, D), mask bool broadcastable to (B, H, N, N), True where a query
+    may attend -> (B, N, D); x and mask are left unchanged.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool, dropout: float = 0.0,
@@ -106,7 +111,7 @@ def count_parameters(n_layers: int, d_model: int, vocab_size: int, n_ctx: int, d
 
     ``biases=False`` drops the bias of every Linear and of every LayerNorm (as nanoGPT's
     ``bias=False``); the LayerNorm gains stay. For F = 4 D with biases, a block has
-    12 D^2 + 13 D parameters.
+    12 D^2 + 13 D parameters. Returns an int (a count: not a float, a tensor or a bool).
     """
     d_ff = 4 * d_model if d_ff is None else d_ff
     b = int(biases)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import worker
+from autograder import confinement
 from autograder.chapters import Chapter
 from autograder.grading import grade_cells, load_notebook, submission_cells
 from corpus import Entry
@@ -112,7 +112,7 @@ def grade_cell(topic: str, name: str, namespace: dict) -> tuple[dict, float]:
 def in_child(fn, *args, timeout=600):
     """``fn(*args)`` in a forked child (a fresh process image for the learner's code); returns
     its result, or raises RuntimeError when the child dies without one."""
-    for module in worker.PRELOAD:  # imported once, before forking, as the sandbox's fork server does
+    for module in confinement.PRELOAD:  # imported once, before forking, as the sandbox's fork server does
         importlib.import_module(module)
     read_fd, write_fd = os.pipe()
     pid = os.fork()

@@ -167,3 +167,23 @@ def test_causal_mask_bugs_lose_points(bug, fragment, seed):
     results = run_suite("attention", "causal_mask", bug, seed)
     assert score(results) < 2
     assert fragment in messages(results)
+
+
+@pytest.mark.parametrize("size, name", [(lambda q, k, v: v.shape[-1], "d_v"), (lambda q, k, v: k.shape[-2], "N_k"),
+                                        (lambda q, k, v: q.shape[-2], "N_q")])
+def test_a_wrong_scale_is_named_by_the_size_used_at_every_seed(size, name):
+    """The drawn sizes are distinct, so the diagnosis names the size the bug divides by, never another."""
+    def wrong_scale(q, k, v, mask=None):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(size(q, k, v))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return weights @ v, weights
+    others = {"d_v", "N_k", "N_q"} - {name}
+    for seed in range(20):
+        results = run_suite("attention", "scaled_dot_product_attention", wrong_scale, seed)
+        named = [r.message for r in results if not r.passed and "divided by sqrt(" in r.message]
+        assert named and all(f"divided by sqrt({name})" in message for message in named), (seed, named)
+        # where N_q = N_k (square masks) both are named as possible; elsewhere only the size used
+        alone = [message for message in named if "more than one" not in message]
+        assert alone and not any(f"sqrt({o})" in message for o in others for message in alone), (seed, alone)

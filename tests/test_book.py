@@ -2,6 +2,7 @@
 figures and the student view (no solutions, not even in the notebook download), and a real
 headless Chromium loads a chapter page and fetches its figure."""
 import functools
+import html
 import http.server
 import re
 import shutil
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from autograder.chapters import BY_NAME
 
@@ -77,3 +79,125 @@ def test_chromium_loads_the_attention_page_and_its_figure(book):
     assert images, "the rendered DOM has no figure"
     fetched = [p for p in QuietHandler.requested if p.endswith(".png")]
     assert any(name in p for p in fetched for name in images), "the browser did not fetch the figure"
+
+
+# --- What a reader sees: maths offline, concept figures, check cells, citations, launch links, quizzes ---
+
+def page_html(book, chapter):
+    return (book / "book" / "chapters" / f"{chapter}.html").read_text()
+
+
+def page_text(book, chapter):
+    """The page's text as a reader sees it: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page_html(book, chapter)))
+
+
+@pytest.mark.parametrize("chapter", chapter_pages())
+def test_each_chapter_has_a_concept_figure_with_alt_text(book, chapter):
+    figures = re.findall(r'<figure[^>]*id="(fig-[\w-]+)"[^>]*>(.*?)</figure>', page_html(book, chapter), re.S)
+    assert figures, "no named concept figure on the page"
+    for name, body in figures:
+        alt = re.search(r'<img[^>]+alt="([^"]*)"', body)
+        assert alt and len(alt.group(1)) > 40, f"{name}: the image has no real alt text"
+        assert "<figcaption" in body, f"{name}: no caption"
+
+
+@pytest.mark.parametrize("chapter", chapter_pages())
+def test_check_cells_show_no_reference_report(book, chapter):
+    text = page_text(book, chapter)
+    assert f'grade("{BY_NAME[chapter].topic}.' in text, "the check cells are missing"
+    assert not re.search(r"\d+(\.\d+)? / \d+(\.\d+)? points", text), "a check cell shows the reference's report"
+
+
+@pytest.mark.parametrize("chapter", chapter_pages())
+def test_chapters_cite_papers_listed_on_the_references_page(book, chapter):
+    citations = re.findall(r'href="\.\./references\.html#([\w-]+)"', page_html(book, chapter))
+    assert len(set(citations)) >= 3, "the chapter cites fewer than three papers"
+    references = (book / "book" / "references.html").read_text()
+    for anchor in citations:
+        assert f'id="{anchor}"' in references, f"citation #{anchor} has no entry"
+
+
+def test_references_page_lists_the_papers_the_chapters_rely_on(book):
+    references = (book / "book" / "references.html").read_text()
+    for title in ("Attention Is All You Need", "Neural Machine Translation by Jointly Learning",
+                  "Online Normalizer Calculation for Softmax", "RoFormer", "Layer Normalization"):
+        assert title.lower() in references.lower(), title
+
+
+@pytest.mark.parametrize("chapter", chapter_pages())
+def test_launch_links_point_at_the_committed_student_notebook(book, chapter):
+    from autograder.launch import launch_links
+    page = page_html(book, chapter)
+    links = launch_links(chapter, ROOT / "_config.yml")
+    assert f'href="{links.colab}"' in page and f'href="{links.binder}"' in page
+    if not (ROOT / links.notebook).exists():
+        pytest.skip(f"{links.notebook} is not committed on this branch, so there is nothing to download yet")
+    download = re.search(rf'href="(\.\./\.\./_downloads/\w+/{chapter}\.ipynb)"', page)
+    assert download, "no download link to the student notebook"
+    served = (book / "book" / "chapters" / download.group(1)).resolve()
+    assert served.read_bytes() == (ROOT / links.notebook).read_bytes()
+
+
+def test_worked_example_tables_hold_the_true_numbers(book):
+    page = page_html(book, "02_attention")
+    scores = torch.tensor([[2.0, 0.0, 1.0], [0.0, 2.0, 2.0], [2.0, 1.0, 2.0]])  # Q Kᵀ of the example, by hand
+    weights = torch.softmax(scores / 2 ** 0.5, dim=-1)
+    outputs = weights @ torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    for number in [*weights.flatten().tolist(), *outputs.flatten().tolist()]:
+        assert f"<td><p>{number:.3f}</p></td>" in page, f"{number:.3f} is not in the worked example's tables"
+
+
+def test_pages_load_no_script_from_the_network(book):
+    for page in sorted(book.rglob("*.html")):
+        remote = re.findall(r'<script[^>]+src="(https?:[^"]+)"', page.read_text())
+        assert not remote, f"{page.relative_to(book)} loads {remote}"
+
+
+chromium = pytest.mark.skipif(shutil.which("chromium") is None,
+                              reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@chromium
+def test_maths_renders_with_no_network(book):
+    from browser import Browser, Site
+    with Site(book) as site, Browser() as browser:
+        browser.open(site.url("book/chapters/02_attention.html"))
+        browser.wait_for("window.MathJax && MathJax.startup && MathJax.startup.promise", seconds=30)
+        browser.evaluate("MathJax.startup.promise")
+        rendered = browser.evaluate("document.querySelectorAll('mjx-container').length")
+        unrendered = browser.evaluate("Array.from(document.querySelectorAll('.math'))"
+                                      ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent)")
+        prose = browser.evaluate("""(() => {
+            const main = document.querySelector('main').cloneNode(true);
+            main.querySelectorAll('pre, script, style').forEach(e => e.remove());
+            return main.textContent; })()""")
+    assert rendered >= 30, f"only {rendered} formulas rendered"
+    assert not unrendered, f"formulas left as TeX: {unrendered[:3]}"
+    assert "$" not in prose and not re.search(r"\\[a-zA-Z(\[]", prose), "raw TeX is visible"
+    assert any(path.startswith("/_static/mathjax/") for path in site.requested), "MathJax did not come from the book"
+
+
+@chromium
+def test_quiz_answer_shows_its_explanation(book):
+    from browser import Browser, Site
+    with Site(book) as site, Browser() as browser:
+        browser.open(site.url("book/chapters/02_attention.html"))
+        browser.wait_for("document.querySelector('.MCButton')")
+        assert browser.evaluate("document.querySelector('.Feedback') === null || "
+                                "document.querySelector('.Feedback').innerText === ''")
+        browser.click(".MCButton")
+        browser.wait_for("document.querySelector('.Feedback') && document.querySelector('.Feedback').innerText")
+        chosen = browser.evaluate("document.querySelector('.MCButton').innerText")
+        feedback = browser.evaluate("document.querySelector('.Feedback').innerText")
+    explanations = {a["answer"]: a["feedback"] for q in quiz_questions("02_attention") for a in q["answers"]}
+    assert feedback.startswith(explanations[chosen.strip()][:40]), (chosen, feedback)
+
+
+def quiz_questions(chapter):
+    """The questions of a chapter's self-check, read from its notebook."""
+    import ast
+    import nbformat
+    notebook = nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", as_version=4)
+    source = next(c.source for c in notebook.cells if "display_quiz(" in c.source)
+    return ast.literal_eval(source[source.index("display_quiz(") + len("display_quiz("):source.rindex(")")])

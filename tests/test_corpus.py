@@ -57,7 +57,7 @@ def test_corpus_answer_same_verdict_in_both_paths(chapter, entry, tmp_path):
     kernel, scores = kernel_verdict(cells, chapter, [entry.name])
     same_verdict(sandbox, kernel, scores)
     expect_entry(entry, sandbox, "sandbox")
-    expect_entry(entry, {key: value for key, value in kernel.items()}, "grade cell")
+    expect_entry(entry, kernel, "grade cell")
 
 
 @pytest.mark.parametrize("chapter", [c for c in CHAPTERS if (ALTERNATIVES / f"{c.topic}.py").exists()],

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from autograder.checks import flash_attention as checks
 from autograder.checks import suites
 from conftest import messages, not_implemented, run_suite, score
 from solutions import flash_attention as ref  # sets TRITON_INTERPRET=1 when no CUDA GPU is present
@@ -177,11 +178,40 @@ def test_forward_bugs(bug, points, fragment, seed):
     assert lost >= points and fragment in text, text
 
 
-def test_forward_that_materializes_scores_loses_only_the_tiling_points(seed):
-    results = run_suite(TOPIC, "flash_attention_forward", forward_materializing_scores, seed)
+def forward_materializing_scores_when_causal(q, k, v, causal=False, block_q=64, block_k=64):
+    """Tiled without causal; the causal path builds the whole matrix."""
+    if causal:
+        return forward_materializing_scores(q, k, v, causal)
+    return ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
+
+
+def forward_tiling_queries_only(q, k, v, causal=False, block_q=64, block_k=64):
+    """Correct values from (block_q, N_k) strips of scores."""
+    return tiled_forward(q, k, v, causal, block_q, k.shape[-2])
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (forward_materializing_scores, "the full N_q x N_k"),
+    (forward_materializing_scores_when_causal, "causal=True"),
+    (forward_tiling_queries_only, "the keys must be tiled too"),
+])
+def test_forward_that_materializes_scores_loses_only_the_tiling_points(answer, fragment, seed):
+    results = run_suite(TOPIC, "flash_attention_forward", answer, seed)
     failed = [r for r in results if not r.passed]
     assert [r.check for r in failed] == ["never_materializes_scores"], messages(results)
-    assert "full matrix of scores" in failed[0].message
+    assert fragment in failed[0].message
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_block_sizes_leave_no_alignment_untried(seed):
+    """Coprime, unequal blocks and N > block_q * block_k, a multiple of neither: key blocks
+    start at every offset within a query block and the other way round."""
+    gen = torch.Generator().manual_seed(seed)
+    block_q, block_k = checks._blocks(gen, 5, 11)
+    n = checks._length(gen, (block_q, block_k))
+    assert block_q != block_k and n % block_q and n % block_k
+    assert {k0 % block_q for k0 in range(0, n, block_k)} == set(range(block_q))
+    assert {q0 % block_k for q0 in range(0, n, block_q)} == set(range(block_k))
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -199,18 +229,22 @@ def test_reference_forward_agrees_with_torch_sdpa(causal):
 # flash_attention_backward: typical bugs
 
 def tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, chain_scale=True, delta="output",
-                   mask=True):
+                   mask=True, skip_from_first_row=False, full_mask=False):
     """A tiled backward whose parts can be broken one at a time (keyword arguments)."""
     scale = 1 / math.sqrt(q.shape[-1])
     d_out = (grad_output * output).sum(-1)
+    future = torch.arange(k.shape[-2])[None, :] > torch.arange(q.shape[-2])[:, None] if full_mask else None
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     for q0 in range(0, q.shape[-2], block_q):
         q1 = min(q0 + block_q, q.shape[-2])
         for k0 in range(0, k.shape[-2], block_k):
+            if causal and skip_from_first_row and k0 > q0:  # should be k0 > q1 - 1
+                break
             k1 = min(k0 + block_k, k.shape[-2])
             scores = q[..., q0:q1, :] @ k[..., k0:k1, :].transpose(-2, -1) * scale
             if causal and mask:
-                scores = scores.masked_fill(torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None], -math.inf)
+                ahead = torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None]
+                scores = scores.masked_fill(future[q0:q1, k0:k1] if full_mask else ahead, -math.inf)
             p = torch.exp(scores - lse[..., q0:q1, None])
             dp = grad_output[..., q0:q1, :] @ v[..., k0:k1, :].transpose(-2, -1)
             ds = p * (dp - d_out[..., q0:q1, None]) if delta == "output" else p * dp
@@ -240,11 +274,13 @@ def backward_without_dv(q, k, v, output, lse, grad_output, causal=False, block_q
 
 @pytest.mark.parametrize("bug, points, fragment", [
     (backward_without_dv, 9, "should return a tuple of 3 tensors"),
+    (backward_bug(skip_from_first_row=True), 2, "look at which tiles the loops visit"),
+    (backward_bug(full_mask=True), 2, "the full N_q x N_k"),
     (backward_bug(chain_scale=False), 4, "sqrt(d) times too large"),
     (backward_bug(delta=None), 4, "D = rowsum(grad_output * output)"),
     (backward_bug(mask=False), 2, "causal mask is not applied"),
     (backward_by_autograd, 3, "not recomputed from the lse argument"),
-    (backward_by_autograd, 3, "full matrix of scores"),
+    (backward_by_autograd, 3, "the full N_q x N_k"),
 ])
 def test_backward_bugs(bug, points, fragment, seed):
     lost, text = lost_points("flash_attention_backward", bug, seed)
@@ -288,9 +324,37 @@ class FunctionReturningLse(torch.autograd.Function):
         raise RuntimeError("not reached in a correct test")
 
 
+class FunctionKeepingWeights(ref.FlashAttentionFunction):
+    """Tiled passes, but the forward keeps every tile's weights on ctx (never used)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal=False, block_q=64, block_k=64):
+        output = ref.FlashAttentionFunction.forward(ctx, q, k, v, causal, block_q, block_k)
+        _, lse = ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
+        scale = q.shape[-1] ** -0.5
+        ctx.weights = [torch.exp(q[..., q0:q0 + block_q, :] @ k[..., k0:k0 + block_k, :].transpose(-2, -1) * scale
+                                 - lse[..., q0:q0 + block_q, None])
+                       for q0 in range(0, q.shape[-2], block_q) for k0 in range(0, k.shape[-2], block_k)]
+        return output
+
+
+class FunctionWithAutogradBackward(ref.FlashAttentionFunction):
+    """Tiled forward; the backward differentiates plain attention with autograd."""
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        q, k, v, _, _ = ctx.saved_tensors
+        with torch.enable_grad():
+            q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=ctx.causal)
+            return (*torch.autograd.grad(out, (q, k, v), grad_output), None, None, None)
+
+
 @pytest.mark.parametrize("bug, points, fragment", [
     (FunctionWithoutNoneGrads, 2, "incorrect number of gradients"),  # fine with 3 args, not with 4 or 6
-    (FunctionForgettingCausalInBackward, 1, "(causal)"),
+    (FunctionForgettingCausalInBackward, 1, "backward does not apply the causal mask"),
+    (FunctionKeepingWeights, 2, "keeps"),
+    (FunctionWithAutogradBackward, 2, "the full N_q x N_k"),
     (FunctionReturningLse, 5, "output tensor only"),
 ])
 def test_function_bugs(bug, points, fragment, seed):
@@ -314,24 +378,27 @@ def triton_ignoring_causal(q, k, v, causal=False):
     return ref.flash_attention_triton(q, k, v)
 
 
-def triton_without_rescale(q, k, v, causal=False):
-    """The output of a kernel with 64 x 64 tiles that forgets to rescale."""
-    return tiled_forward(q, k, v, causal, 64, 64, update=update_without_rescale)[0]
-
-
-def triton_excluding_the_diagonal(q, k, v, causal=False):
-    return tiled_forward(q, k, v, causal, 64, 64, future=0)[0]
-
-
 @pytest.mark.parametrize("bug, points, fragment", [
     (triton_without_scale, 6, "not divided by sqrt(d)"),
     (triton_ignoring_causal, 2, "causal mask is ignored"),
-    (triton_without_rescale, 3, "are not rescaled by exp(old max - new max)"),
-    (triton_excluding_the_diagonal, 2, "NaN for query 0"),
 ])
 def test_triton_bugs(bug, points, fragment):
     lost, text = lost_points("flash_attention_triton", bug, 0)
     assert lost >= points and fragment in text, text
+
+
+def triton_by_torch_sdpa(q, k, v, causal=False):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+def triton_by_tiled_torch(q, k, v, causal=False):
+    return ref.flash_attention_forward(q, k, v, causal, 64, 64)[0]
+
+
+@pytest.mark.parametrize("answer", [triton_by_torch_sdpa, triton_by_tiled_torch])
+def test_triton_answers_computed_by_pytorch_get_nothing(answer):
+    lost, text = lost_points("flash_attention_triton", answer, 0)
+    assert lost == full_marks("flash_attention_triton") and "with PyTorch operations" in text, text
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alternatives import pretraining as alternative
+from autograder.chapters import BY_TOPIC
 from conftest import messages, not_implemented, run_suite, score
 from solutions import pretraining as ref
 
@@ -22,7 +23,7 @@ def one_thread():
 
 
 NAMES = ["shift_for_next_token", "language_model_loss", "mask_tokens", "CausalLM", "MaskedLM"]
-POINTS = {"shift_for_next_token": 3, "language_model_loss": 7, "mask_tokens": 10, "CausalLM": 6, "MaskedLM": 5}
+POINTS = dict(BY_TOPIC["pretraining"].graded)
 
 
 # --- the reference against PyTorch and BERT ----------------------------------------------------
@@ -249,7 +250,7 @@ def _masker(choose="80/10/10", random_from="ordinary", skip_specials=True, label
     (_masker(fixed_prob=0.15), "mask_prob is ignored"),
     (_masker(use_generator=False), "generators in the same state gave different results"),
     (_masker(use_generator="fixed"), "different seeds gave the same result"),
-    (_masker(in_place=True), "changed its input tensor in place"),
+    (_masker(in_place=True), "changed its argument 1 in place"),
     (_masker(label_dtype=torch.float32), "should be int64"),
 ])
 def test_mask_tokens_bugs_lose_points(bug, fragment, seed):
@@ -314,3 +315,58 @@ def test_masked_lm_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "MaskedLM", bug, seed)
     assert score(results) < 5
     assert fragment in messages(results)
+
+
+# --- the stack against the reference on the same weights ------------------------------------
+
+def _stack_with(kind, norm_first=True, final_norm=True, rows="first", blocks_get_dropout=True,
+                embedding_dropout=False, name_of_norm="norm"):
+    """The reference model ``kind`` with one thing changed, under the contract's names otherwise."""
+    base = getattr(ref, kind)
+
+    class Model(nn.Module):
+        def __init__(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0):
+            super().__init__()
+            self.token_embedding = nn.Embedding(vocab_size, d_model)
+            self.register_buffer("positions", ref.sinusoidal_positional_encoding(max_len, d_model), persistent=False)
+            self.blocks = nn.ModuleList(
+                ref.TransformerBlock(d_model, num_heads, d_ff, norm_first=norm_first,
+                                     dropout=dropout if blocks_get_dropout else 0.0) for _ in range(num_layers))
+            setattr(self, name_of_norm, nn.LayerNorm(d_model))
+            self.head = nn.Linear(d_model, vocab_size)
+            self.drop = nn.Dropout(dropout if embedding_dropout else 0.0)
+
+        def forward(self, tokens):
+            length = tokens.shape[1]
+            table = self.positions[:length] if rows == "first" else self.positions[-length:]
+            x = self.drop(self.token_embedding(tokens) + table)
+            mask = ref.causal_mask(length) if base is ref.CausalLM else None
+            for block in self.blocks:
+                x = block(x, mask)
+            return self.head(getattr(self, name_of_norm)(x) if final_norm else x)
+    return Model
+
+
+@pytest.mark.parametrize("change, check, fragment", [
+    (dict(), None, None),
+    (dict(norm_first=False), "matches_the_reference_stack", "the blocks are Post-LN"),
+    (dict(final_norm=False), "matches_the_reference_stack", "the final LayerNorm (norm) is not applied"),
+    (dict(name_of_norm="ln_f"), "matches_the_reference_stack", "has no parameter norm.weight"),
+    (dict(rows="last"), "shorter_sequences_use_the_first_position_rows", "rows of the position table"),
+    (dict(blocks_get_dropout=False), "dropout_acts_inside_the_blocks", "pass dropout to every TransformerBlock"),
+    (dict(embedding_dropout=True), "dropout_acts_inside_the_blocks", "the embeddings are dropped"),
+])
+def test_stack_compared_with_the_reference(change, check, fragment, seed):
+    """(The same sub-checks grade MaskedLM; the corpus holds MaskedLM answers with these bugs.)"""
+    results = {r.check: r for r in run_suite("pretraining", "CausalLM", _stack_with("CausalLM", **change), seed)}
+    if check is None:  # the contract written out again: full marks
+        assert all(r.passed for r in results.values()), messages(results.values())
+        return
+    assert not results[check].passed and fragment in results[check].message, results[check].message
+    behaviour = ("logits_shape", "uses_positions", "batch_rows_are_independent")
+    assert all(results[name].passed for name in behaviour), "a stack bug must not cost the behaviour checks"
+
+
+def test_masked_lm_with_last_rows_is_told_which_rows(seed):
+    results = run_suite("pretraining", "MaskedLM", _stack_with("MaskedLM", rows="last"), seed)
+    assert "gets the LAST" in messages(results)

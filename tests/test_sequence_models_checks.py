@@ -212,3 +212,41 @@ def test_jacobian_bug_loses_points(bug, fragment, seed):
     results = run_suite("sequence_models", "hidden_state_jacobian_norms", bug, seed)
     assert score(results) < SUITES["hidden_state_jacobian_norms"].max_score
     assert fragment in messages(results)
+
+
+# ---------------------------------------------------------------------------------------
+# "No autograd": values cannot show it, the trace of the call does
+
+def final_state_from(x, W_xh, W_hh, b, t):
+    """h_t -> h_T: the rest of the recurrence, as a function autograd can differentiate."""
+    def final(h):
+        for s in range(t, x.shape[1]):
+            h = torch.tanh(x[:, s] @ W_xh + h @ W_hh + b)
+        return h
+    return final
+
+
+def jacobians_by(jacobian):
+    """Correct norms, each d h_T / d h_t computed by ``jacobian(function, point)``."""
+    def answer(x, h0, W_xh, W_hh, b):
+        states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
+        H = h0.shape[1]
+        return torch.stack([jacobian(final_state_from(x, W_xh, W_hh, b, t), states[:, t - 1]).reshape(H, -1).norm()
+                            for t in range(1, x.shape[1] + 1)])
+    return answer
+
+
+@pytest.mark.parametrize("jacobian", [torch.autograd.functional.jacobian,
+                                      lambda f, h: torch.func.jacrev(f)(h), lambda f, h: torch.func.jacfwd(f)(h)],
+                         ids=["autograd.functional.jacobian", "func.jacrev", "func.jacfwd"])
+def test_jacobians_by_autograd_get_nothing(jacobian):
+    results = run_suite("sequence_models", "hidden_state_jacobian_norms", jacobians_by(jacobian), 0)
+    assert score(results) == 0 and "computes gradients with autograd" in messages(results), messages(results)
+
+
+def test_chain_rule_on_tensors_that_require_grad_is_accepted(seed):
+    """requires_grad alone is not autograd: the rule is about computing gradients with it."""
+    def answer(x, h0, W_xh, W_hh, b):
+        W_xh = W_xh.clone().requires_grad_(True)
+        return ref.hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b).detach()
+    full_marks("hidden_state_jacobian_norms", answer, seed)

@@ -467,4 +467,117 @@ def test_count_parameters_bugs_lose_points(bug, fragment, seed):
 
 
 def test_count_parameters_accepts_numpy_integers(seed):
-    assert score(run_suite(TOPIC, "count_parameters", returns_numpy_integer, seed)) == 5
+    results = run_suite(TOPIC, "count_parameters", returns_numpy_integer, seed)
+    assert all(r.passed for r in results), messages(results)
+
+
+# --- where dropout acts ---------------------------------------------------------------------
+
+class DropoutOnOutput(_FFN):
+    def hidden(self, h):
+        return F.gelu(h) if self.activation == "gelu" else F.relu(h)
+
+    def output(self, x, y):
+        return self.dropout(y)
+
+
+class DropoutOnInput(_FFN):
+    def forward(self, x):
+        return _FFN.forward(self, self.dropout(x))
+
+    def hidden(self, h):
+        return F.gelu(h) if self.activation == "gelu" else F.relu(h)
+
+
+class DropoutBeforeActivation(_FFN):
+    def hidden(self, h):
+        h = self.dropout(h)
+        return F.gelu(h) if self.activation == "gelu" else F.relu(h)
+
+
+class UnscaledDropout(_FFN):
+    def hidden(self, h):
+        h = F.gelu(h) if self.activation == "gelu" else F.relu(h)
+        return h * (torch.rand_like(h) >= self.dropout.p) if self.training else h
+
+
+@pytest.mark.parametrize("bug, fragment", [
+    (DropoutOnOutput, "the output of linear2 is dropped"),
+    (DropoutOnInput, "the input x is dropped"),
+    (DropoutBeforeActivation, "dropout acts before the activation"),
+    (UnscaledDropout, "not scaled by 1 / (1 - p)"),
+])
+def test_feed_forward_dropout_misplaced_loses_points(bug, fragment, seed):
+    _assert_loses_points("FeedForward", bug, fragment, seed)
+
+
+class DropoutOnResidualStream(_Block):
+    def pre(self, x, mask):
+        x = self.dropout(x + self.attn(self.norm1(x), self.norm1(x), self.norm1(x), mask=mask)[0])
+        return self.dropout(x + self.ffn(self.norm2(x)))
+
+
+class NoSublayerDropout(_Block):
+    def attend(self, h, mask):
+        return self.attn(h, h, h, mask=mask)[0]
+
+    def feed_forward(self, h):
+        return self.ffn(h)
+
+
+class AttentionOutputNotDropped(_Block):
+    def attend(self, h, mask):
+        return self.attn(h, h, h, mask=mask)[0]
+
+
+class FeedForwardOutputNotDropped(_Block):
+    def feed_forward(self, h):
+        return self.ffn(h)
+
+
+class DropoutNotPassedDown(_Block):
+    def __init__(self, d_model, num_heads, d_ff, norm_first, dropout=0.0, activation="relu"):
+        super().__init__(d_model, num_heads, d_ff, norm_first, dropout, activation)
+        self.ffn = ref.FeedForward(d_model, d_ff, activation)
+
+
+@pytest.mark.parametrize("bug, fragment", [
+    (DropoutOnResidualStream, "the residual stream itself is dropped"),
+    (NoSublayerDropout, "neither sublayer's output is dropped"),
+    (AttentionOutputNotDropped, "the attention sublayer's output is not dropped"),
+    (FeedForwardOutputNotDropped, "the feed-forward sublayer's output is not dropped"),
+    (DropoutNotPassedDown, "pass the block's dropout to FeedForward"),
+])
+def test_block_dropout_misplaced_loses_points(bug, fragment, seed):
+    _assert_loses_points("TransformerBlock", bug, fragment, seed)
+
+
+def test_dropout_checks_pass_the_reference_and_fail_no_dropout_at_all(seed):
+    """The new sub-checks are not vacuous: the reference passes them, a block without any dropout fails both."""
+    by_check = {r.check: r for r in run_suite(TOPIC, "TransformerBlock", ref.TransformerBlock, seed)}
+    assert by_check["dropout_on_each_sublayer_output"].passed
+    assert by_check["dropout_reaches_the_feed_forward_network"].passed
+
+    class NoDropout(NoSublayerDropout, DropoutNotPassedDown):
+        pass
+    by_check = {r.check: r for r in run_suite(TOPIC, "TransformerBlock", NoDropout, seed)}
+    assert not by_check["dropout_on_each_sublayer_output"].passed
+    assert not by_check["dropout_reaches_the_feed_forward_network"].passed
+
+
+# --- count_parameters returns an int ----------------------------------------------------------
+
+@pytest.mark.parametrize("bug, fragment", [
+    (lambda *args, **kwargs: float(ref.count_parameters(*args, **kwargs)), "returns a float"),
+    (lambda *args, **kwargs: torch.tensor(ref.count_parameters(*args, **kwargs)), "returns a torch.Tensor"),
+    (lambda *args, **kwargs: np.float64(ref.count_parameters(*args, **kwargs)), "returns a NumPy float"),
+])
+def test_count_parameters_that_is_not_an_int_loses_only_that_sub_check(bug, fragment, seed):
+    results = run_suite(TOPIC, "count_parameters", bug, seed)
+    assert [r.check for r in results if not r.passed] == ["returns_an_int"]
+    assert fragment in messages(results)
+
+
+def test_count_parameters_returning_a_bool_is_not_a_count(seed):
+    results = run_suite(TOPIC, "count_parameters", lambda *args, **kwargs: True, seed)
+    assert score(results) == 0 and "returns a bool" in messages(results)

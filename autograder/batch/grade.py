@@ -85,10 +85,11 @@ def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutc
         results = {c.function: _all_failed(plan, c.function, f"not graded: {unreadable}") for c in auto}
     else:
         skip = {DEMO_TAG, plan.config.get("Execute", {}).get("skip_cells_with_tag", DEMO_TAG)}
-        code = submission_cells(notebook, skip_tags=skip)
-        notebook, note = _sanitized(plan, submission.student, name, notebook)
+        sanitized, note = _sanitized(plan, submission.student, name, notebook)
+        code = submission_cells(notebook if sanitized is None else sanitized, skip_tags=skip)  # what nbgrader runs
         graded = grade_cells(code, plan.chapter, names=[c.function for c in auto], seed=job.seed, limits=job.limits,
                              hidden=[plan.course])
+        notebook = sanitized
         results = {c.function: [r for r in graded if r.function == c.function] for c in auto}
     if notebook is None:  # feedback then shows the release, with the reason in each grade cell
         release = job.release / f"{name}.ipynb"

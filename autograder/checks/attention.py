@@ -65,9 +65,9 @@ def stable_for_large_logits(student, gen):
     expected = ref.softmax(x)
     result = student(x)
     if isinstance(result, torch.Tensor) and not torch.isfinite(result).all():
-        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large (or "
-                          "every exponential of a slice underflows to 0, giving 0/0); look at what is subtracted before "
-                          "exp(): the largest exponent of each slice along dim should be exp(0) = 1")
+        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large "
+                          "(or every exponential of a slice underflows to 0, giving 0/0); look at what is subtracted "
+                          "before exp(): the largest exponent of each slice along dim should be exp(0) = 1")
     # float32 holds logits near 1e4 to about 1e-3, so exact formulas differ by that much (log-sum-exp)
     expect_close(result, expected, "softmax of logits near 1e4", rtol=5e-3, atol=1e-5)
 
@@ -104,7 +104,8 @@ def _weight_bugs(q, k, v, mask=None):
         return s if m is None else s.masked_fill(~m, float("-inf"))
 
     def divided_by(size, name):
-        return (ref.softmax(masked(scores / math.sqrt(size))), f"the scores are divided by sqrt({name}) = sqrt({size}); "
+        return (ref.softmax(masked(scores / math.sqrt(size))),
+                f"the scores are divided by sqrt({name}) = sqrt({size}); "
                 f"the scale is sqrt(d_k) = sqrt({d_k}), the width of the queries and keys")
 
     bugs = [
@@ -118,8 +119,8 @@ def _weight_bugs(q, k, v, mask=None):
         bugs += [
             (ref.softmax(masked(scaled, ~mask)), "the mask is inverted: True means a query MAY attend"),
             (ref.softmax(scaled), "the mask is ignored"),
-            (ref.softmax(scaled).masked_fill(~mask, 0.0), "the mask is applied after the softmax: the masked weights are "
-             "0, but each row no longer sums to 1; the softmax must already leave the masked keys out"),
+            (ref.softmax(scaled).masked_fill(~mask, 0.0), "the mask is applied after the softmax: the masked weights "
+             "are 0, but each row no longer sums to 1; the softmax must already leave the masked keys out"),
             (ref.softmax(scaled.masked_fill(~mask, 0.0)), "masked keys still get weight: a masked score of 0 gives "
              "exp(0) = 1 in the softmax, like any other key; look at the value the masked scores get"),
         ]

@@ -5,9 +5,15 @@ Answers are compared in float64 with plain attention (chapter 2's reference, aut
 gradients) and with ``torch.nn.functional.scaled_dot_product_attention``. Typical bugs (no
 rescaling when the running max grows, a missing 1/sqrt(d), a causal mask off by one, a
 backward without D = rowsum(dO * O)) are recomputed here on the same inputs so that the
-message can name them. The tiling checks trace every tensor the learner's call creates and
-fail on any with N_q * N_k elements or more: the inputs are drawn so that q, k, v, the output
-and any (block_q, block_k) tile stay far below that size.
+message can name them. Expected values are computed before the learner's code is called.
+
+Block sizes are drawn coprime and unequal, with N longer than block_q * block_k and a
+multiple of neither: every offset between a key block's start and a query block occurs, so a
+tile-skipping rule that is wrong for some alignment cannot hide behind lucky sizes.
+
+The tiling checks trace every tensor the learner's call creates (forward and backward, causal
+or not) and every tensor an ``autograd.Function`` keeps for backward, and bound the largest by
+the inputs' size or one (block_q, block_k) tile per batch x head (:func:`_expect_tiled`).
 """
 import math
 
@@ -15,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.oracle import reference
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from autograder.suite import (ATOL, RTOL, CheckFailed, Suite, expect_bounded, expect_close, expect_shape, is_close,
+                              randint, randn)
+
 ch2 = reference("attention")
 ref = reference("flash_attention")
 
@@ -104,7 +112,8 @@ def first_block_from_empty_state(student, gen):
     acc, row_max, row_sum = torch.zeros(b_q, d_v), torch.full((b_q,), NEG_INF), torch.zeros(b_q)
     scores, v_block = randn(gen, b_q, b_k, scale=2.0), randn(gen, b_k, d_v)
     inputs = (acc, row_max, row_sum, scores, v_block)
-    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+    expected = _reference_update(inputs)
+    _expect_state(student(*inputs), expected, inputs,
                   "after one block, from acc = 0, row_max = -inf, row_sum = 0")
 
 
@@ -114,7 +123,8 @@ def rescales_when_max_grows(student, gen):
     acc, row_max, row_sum = _state(gen, batch, b_q, d_v, randn(gen, *batch, b_q, randint(gen, 3, 8)))
     scores = randn(gen, *batch, b_q, b_k) + 3.0  # most rows see a larger maximum in this block
     inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v))
-    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+    expected = _reference_update(inputs)
+    _expect_state(student(*inputs), expected, inputs,
                   "after a block whose scores exceed the running maximum")
 
 
@@ -124,7 +134,8 @@ def keeps_max_when_block_is_smaller(student, gen):
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, randint(gen, 3, 8)) + 4.0)
     scores = randn(gen, b_q, b_k) - 2.0
     inputs = (acc, row_max, row_sum, scores, randn(gen, b_k, d_v))
-    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+    expected = _reference_update(inputs)
+    _expect_state(student(*inputs), expected, inputs,
                   "after a block whose scores are all below the running maximum")
 
 
@@ -135,6 +146,7 @@ def folding_masked_blocks_gives_attention(student, gen):
     scores = randn(gen, *batch, b_q, sum(sizes), scale=2.0)
     scores[..., 1:] = scores[..., 1:].masked_fill(torch.rand(scores[..., 1:].shape, generator=gen) < 0.3, NEG_INF)
     v = randn(gen, *batch, sum(sizes), d_v)
+    expected_output, expected_lse = ch2.softmax(scores.double()) @ v.double(), scores.double().logsumexp(-1)
     state = (torch.zeros(*batch, b_q, d_v), torch.full((*batch, b_q), NEG_INF), torch.zeros(*batch, b_q))
     start = 0
     for size in sizes:
@@ -143,9 +155,9 @@ def folding_masked_blocks_gives_attention(student, gen):
         start += size
     acc, row_max, row_sum = state
     expect_shape(row_sum, (*batch, b_q), "row_sum")
-    expect_close(acc / row_sum[..., None], ch2.softmax(scores.double()) @ v.double(),
+    expect_close(acc / row_sum[..., None], expected_output,
                  f"acc / row_sum after folding {len(sizes)} blocks (with -inf = masked scores) one after another")
-    expect_close(row_max + row_sum.log(), scores.double().logsumexp(-1),
+    expect_close(row_max + row_sum.log(), expected_lse,
                  "row_max + log(row_sum) (the log-sum-exp) after folding all blocks")
 
 
@@ -154,7 +166,8 @@ def large_scores_stay_finite(student, gen):
     b_q, b_k, d_v = randint(gen, 3, 7), randint(gen, 4, 9), randint(gen, 2, 5)
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, 5, scale=1e3))
     inputs = (acc, row_max, row_sum, randn(gen, b_q, b_k, scale=1e4), randn(gen, b_k, d_v))
-    _expect_state(student(*inputs), _reference_update(inputs), inputs,
+    expected = _reference_update(inputs)
+    _expect_state(student(*inputs), expected, inputs,
                   "for scores near +-1e4 (exp() must only see scores minus the maximum)")
 
 
@@ -185,8 +198,8 @@ def _attention(q, k, v, causal=False, scaled=True):
     return ch2.softmax(s) @ v.double(), s.logsumexp(-1)
 
 
-def _tiled_without_rescale(q, k, v, causal, block_q, block_k):
-    """The output of a tiled forward that never rescales acc and row_sum."""
+def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False):
+    """The output of a tiled forward that never rescales acc (nor row_sum, unless ``rescale_sum``)."""
     s, v = _scores(q, k, causal), v.double()
     n_q, n_k = s.shape[-2:]
     out = torch.empty(*s.shape[:-1], v.shape[-1], dtype=torch.float64)
@@ -196,8 +209,11 @@ def _tiled_without_rescale(q, k, v, causal, block_q, block_k):
         row_sum = torch.zeros(acc.shape[:-1], dtype=torch.float64)
         for k0 in range(0, n_k, block_k):
             tile = s[..., q0:q0 + block_q, k0:k0 + block_k]
-            row_max = torch.maximum(row_max, tile.amax(-1))
-            p = torch.exp(tile - torch.where(row_max == NEG_INF, 0.0, row_max)[..., None])
+            old_max, row_max = row_max, torch.maximum(row_max, tile.amax(-1))
+            shift = torch.where(row_max == NEG_INF, 0.0, row_max)
+            p = torch.exp(tile - shift[..., None])
+            if rescale_sum:
+                row_sum = row_sum * torch.exp(old_max - shift)
             acc, row_sum = acc + p @ v[..., k0:k0 + block_k, :], row_sum + p.sum(-1)
         out[..., q0:q0 + block_q, :] = acc / row_sum[..., None]
     return out
@@ -208,6 +224,9 @@ def _output_bugs(q, k, v, causal, blocks):
     bugs += [(_tiled_without_rescale(q, k, v, causal, *b),
               "acc and row_sum are not rescaled by exp(old max - new max) when a later key block raises the "
               "running maximum") for b in blocks]
+    bugs += [(_tiled_without_rescale(q, k, v, causal, *b, rescale_sum=True),
+              "row_sum is rescaled but the accumulator acc is not: when a later key block raises the running "
+              "maximum, acc must be multiplied by exp(old max - new max) too") for b in blocks]
     if causal:
         bugs += [(_attention(q, k, v)[0], "the causal mask is ignored: query i must not see keys after i"),
                  (_attention(q, k, v, causal=1)[0], "the causal mask is off by one: query i sees key i + 1; it must see keys 0..i")]
@@ -234,7 +253,20 @@ def _expect_output(output, q, k, v, causal, blocks, what):
     expect_shape(output, expected.shape, what)
     if causal and torch.isnan(output[..., 0, :]).any():
         raise CheckFailed(f"{what} is NaN for query 0, which then sees no key: query i must see keys 0..i, itself included")
-    _expect(output, expected, what, lambda: _output_bugs(q, k, v, causal, blocks))
+    if is_close(output, expected):
+        return
+    bugs = _output_bugs(q, k, v, causal, blocks)
+    if causal and not any(is_close(output, wrong, equal_nan=True) for wrong, _ in bugs):
+        wrong_entries = (output.detach().double() - expected).abs() > ATOL + RTOL * expected.abs()
+        rows = wrong_entries.reshape(-1, *expected.shape[-2:]).any(0).any(-1)
+        wrong = rows.nonzero().flatten().tolist()
+        if wrong and torch.isfinite(output).all():
+            raise CheckFailed(f"{what} is wrong for {len(wrong)} of {len(rows)} queries (the first is query "
+                              f"{wrong[0]}): "
+                              "if your non-causal outputs are right, look at which key blocks each query block visits "
+                              "(a block may be skipped only when all its keys come after all the block's queries) and "
+                              "at how the mask cuts the tiles that cross the diagonal")
+    expect_close(output, expected, what, diagnoses=bugs)
 
 
 def _expect_attention(result, q, k, v, causal, blocks, what):
@@ -243,6 +275,63 @@ def _expect_attention(result, q, k, v, causal, blocks, what):
     expect_shape(lse, expected_lse.shape, f"lse {what}")
     _expect_output(output, q, k, v, causal, blocks, f"output {what}")
     _expect(lse, expected_lse, f"lse {what}", lambda: _lse_bugs(q, k, causal))
+
+
+# ---------------------------------------------------------------------------------------
+# Sizes that leave tile-skipping bugs nowhere to hide, and the bound on what a tiled call creates
+
+def _blocks(gen, low, high):
+    """(block_q, block_k) in [low, high] (low >= 2), coprime and so unequal, either one the larger."""
+    while True:
+        blocks = randint(gen, low, high), randint(gen, low, high)
+        if math.gcd(*blocks) == 1:
+            return blocks
+
+
+def _length(gen, blocks):
+    """N > block_q * block_k that neither block divides. With coprime blocks, the first block_q
+    key blocks start at every offset 0..block_q - 1 within a query block (and vice versa), so
+    every diagonal tile is masked partially, in every way, and the last tiles are shorter."""
+    block_q, block_k = blocks
+    while True:
+        n = randint(gen, block_q * block_k + 1, block_q * block_k + block_q + block_k)
+        if n % block_q and n % block_k:
+            return n
+
+
+def _tiling_case(gen, causal, batch=(2, 2)):
+    """q, k, v and blocks for the tiling checks: N of 200..240, d = 8, d_v = 4, blocks of 24..40.
+    Per batch x head slice, the inputs (N x 12 <= 2880 elements) and one tile (<= 1560) stay
+    well below a strip of scores (block x N >= 4800) or the full matrix (N^2 >= 40000)."""
+    blocks = _blocks(gen, 24, 40)
+    n_q = randint(gen, 200, 240)
+    n_k = n_q if causal else randint(gen, 200, 240)
+    return (*_qkv(gen, batch=batch, n_q=n_q, n_k=n_k, d=8, d_v=4), blocks)
+
+
+def _describe_tensor(shape, n_q, n_k):
+    """What a too-large tensor of ``shape`` probably is, or "" when its shape does not say."""
+    rows, cols = shape[-2:] if len(shape) >= 2 else (None, None)
+    if (rows, cols) in ((n_q, n_k), (n_k, n_q)):
+        return f"the full N_q x N_k = {n_q} x {n_k} matrix of scores, weights or mask"
+    if n_k in (rows, cols):
+        return (f"scores of a block of queries against all N_k = {n_k} keys at once: the keys must be tiled too, "
+                "block_k at a time")
+    if n_q in (rows, cols):
+        return (f"scores of all N_q = {n_q} queries against a block of keys at once: tile the queries too, "
+                "block_q at a time")
+    return ""
+
+
+def _expect_tiled(shapes, q, k, v, blocks, what):
+    """No tensor among ``shapes`` larger than the inputs or one (block_q, block_k) tile, per batch x head."""
+    n_q, n_k, d, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    slices, inputs, tile = math.prod(q.shape[:-2]), max(n_q, n_k) * (d + d_v), blocks[0] * blocks[1]
+    expect_bounded(shapes, slices * max(inputs, tile), what,
+                   f"per batch x head slice ({slices} here), the larger of the inputs' max(N_q, N_k) * (d + d_v) = "
+                   f"{inputs} and one block_q x block_k = {blocks[0]} x {blocks[1]} tile. Compute scores and weights "
+                   "one tile at a time",
+                   lambda shape: _describe_tensor(shape, n_q, n_k))
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,8 +347,8 @@ def returns_output_and_lse(student, gen):
 
 @forward.check(points=2)
 def matches_attention(student, gen):
-    q, k, v = _qkv(gen, batch=(2, 3))
-    blocks = (16, randint(gen, 8, 12))
+    blocks = _blocks(gen, 5, 11)
+    q, k, v = _qkv(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
     _expect_attention(student(q, k, v, block_q=blocks[0], block_k=blocks[1]), q, k, v, False, [blocks],
                       f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}")
 
@@ -269,11 +358,11 @@ def agrees_with_torch_sdpa(student, gen):
     for causal in (False, True):
         n = randint(gen, 100, 150)
         q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n, d=16, d_v=16)
+        expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal)
         output, _ = _tuple(student(q, k, v, causal=causal), 2, "flash_attention_forward")
         what = f"output with the default blocks (64), N={n}, causal={causal}"
         _expect_output(output, q, k, v, causal, [(64, 64)], what)
-        expect_close(output, F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal),
-                     f"{what}, compared with torch.nn.functional.scaled_dot_product_attention")
+        expect_close(output, expected, f"{what}, compared with torch.nn.functional.scaled_dot_product_attention")
 
 
 @forward.check(points=1)
@@ -292,11 +381,12 @@ def blocks_that_do_not_divide_n(student, gen):
 
 @forward.check(points=2)
 def causal_attention(student, gen):
-    n = randint(gen, 40, 70)
+    blocks = _blocks(gen, 5, 11)
+    n = _length(gen, blocks)
     q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n)
-    blocks = (randint(gen, 8, 12), randint(gen, 13, 17))
-    _expect_attention(student(q, k, v, causal=True, block_q=blocks[0], block_k=blocks[1]), q, k, v, True, [blocks],
-                      f"with causal=True, N={n}, block_q={blocks[0]}, block_k={blocks[1]}")
+    for block_q, block_k in (blocks, blocks[::-1]):  # key blocks longer, then shorter, than query blocks
+        _expect_attention(student(q, k, v, causal=True, block_q=block_q, block_k=block_k), q, k, v, True,
+                          [(block_q, block_k)], f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}")
 
 
 @forward.check(points=1)
@@ -306,26 +396,15 @@ def large_scores_stay_finite(student, gen):
                       "for very large scores (|q.k|/sqrt(d) in the hundreds)")
 
 
-def _tiling_inputs(gen):
-    n_q, n_k = randint(gen, 200, 256), randint(gen, 200, 256)
-    return _qkv(gen, batch=(2, 2), n_q=n_q, n_k=n_k, d=16, d_v=8)
-
-
-def _expect_no_score_matrix(shapes, n_q, n_k, what):
-    largest = max(shapes, key=math.prod, default=())
-    if math.prod(largest) >= n_q * n_k:
-        raise CheckFailed(f"{what} created a tensor of shape {largest} ({math.prod(largest)} elements, at least "
-                          f"N_q * N_k = {n_q} * {n_k}): that is a full matrix of scores or weights. Compute them one "
-                          f"(block_q, block_k) tile at a time, so the largest is (..., block_q, block_k)")
-
-
 @forward.check(points=2)
 def never_materializes_scores(student, gen):
-    q, k, v = _tiling_inputs(gen)
-    result, shapes = student.traced(q, k, v, block_q=32, block_k=32)
-    output, _ = _tuple(result, 2, "flash_attention_forward")
-    _expect_output(output, q, k, v, False, [(32, 32)], f"output for N_q={q.shape[-2]}, N_k={k.shape[-2]}, blocks of 32")
-    _expect_no_score_matrix(shapes, q.shape[-2], k.shape[-2], "flash_attention_forward")
+    for causal in (False, True):
+        q, k, v, blocks = _tiling_case(gen, causal)
+        result, trace = student.traced(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1])
+        output, _ = _tuple(result, 2, "flash_attention_forward")
+        what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
+        _expect_output(output, q, k, v, causal, [blocks], f"output for {what}")
+        _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,7 +460,16 @@ def _expect_grads(result, case, causal, expected, what):
     grads = _tuple(result, 3, "flash_attention_backward")
     for index, (grad, want, name, like) in enumerate(zip(grads, expected, ("dq", "dk", "dv"), (q, k, v))):
         expect_shape(grad, like.shape, f"{name} (same shape as {name[1]}) {what}")
-        _expect(grad, want, f"{name} {what}", lambda: _grad_bugs(case, causal, index))
+        if is_close(grad, want):
+            continue
+        bugs = _grad_bugs(case, causal, index)
+        if causal and torch.isfinite(grad).all() and not any(is_close(grad, wrong) for wrong, _ in bugs):
+            raise CheckFailed(f"{name} {what} differs from the expected value (largest difference "
+                              f"{(grad.double() - want).abs().max().item():.3g}); if your non-causal gradients are "
+                              "right, look at which tiles the loops visit (a tile may be skipped only when all its "
+                              "keys come after all its queries) and at how p is masked on the tiles that cross the "
+                              "diagonal")
+        expect_close(grad, want, f"{name} {what}", diagnoses=bugs)
 
 
 @backward.check(points=1)
@@ -394,19 +482,23 @@ def returns_three_gradients(student, gen):
 
 @backward.check(points=2)
 def matches_autograd(student, gen):
-    case = _backward_case(gen, batch=(2, 3))
-    blocks = (16, randint(gen, 8, 12))
-    _expect_grads(student(*case, block_q=blocks[0], block_k=blocks[1]), case, False, _autograd(*case[:3], case[5], False),
-                  f"with batch and head dims, block_q={blocks[0]}, block_k={blocks[1]} (compared with autograd)")
+    blocks = _blocks(gen, 5, 11)
+    case = _backward_case(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
+    expected = _autograd(*case[:3], case[5], False)
+    _expect_grads(student(*case, block_q=blocks[0], block_k=blocks[1]), case, False, expected,
+                  f"with batch and head dims, N_q={case[0].shape[-2]}, N_k={case[1].shape[-2]}, block_q={blocks[0]}, "
+                  f"block_k={blocks[1]} (compared with autograd)")
 
 
 @backward.check(points=2)
 def causal_gradients(student, gen):
-    n = randint(gen, 40, 70)
+    blocks = _blocks(gen, 5, 11)
+    n = _length(gen, blocks)
     case = _backward_case(gen, causal=True, batch=(2,), n_q=n, n_k=n)
-    blocks = (randint(gen, 8, 12), randint(gen, 13, 17))
-    _expect_grads(student(*case, causal=True, block_q=blocks[0], block_k=blocks[1]), case, True,
-                  _autograd(*case[:3], case[5], True), f"with causal=True, N={n}, block_q={blocks[0]}, block_k={blocks[1]}")
+    expected = _autograd(*case[:3], case[5], True)
+    for block_q, block_k in (blocks, blocks[::-1]):  # key blocks longer, then shorter, than query blocks
+        _expect_grads(student(*case, causal=True, block_q=block_q, block_k=block_k), case, True, expected,
+                      f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}")
 
 
 @backward.check(points=1)
@@ -435,14 +527,16 @@ def blocks_that_do_not_divide_n(student, gen):
 
 @backward.check(points=2)
 def never_materializes_scores(student, gen):
-    q, k, v = _tiling_inputs(gen)
-    output, lse = (t.float() for t in _attention(q, k, v))
-    grad_output = randn(gen, *output.shape)
-    result, shapes = student.traced(q, k, v, output, lse, grad_output, block_q=32, block_k=32)
-    case = (q, k, v, output, lse, grad_output)
-    _expect_grads(result, case, False, _autograd(q, k, v, grad_output, False),
-                  f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, blocks of 32")
-    _expect_no_score_matrix(shapes, q.shape[-2], k.shape[-2], "flash_attention_backward")
+    for causal in (False, True):
+        q, k, v, blocks = _tiling_case(gen, causal)
+        output, lse = (t.float() for t in _attention(q, k, v, causal))
+        grad_output = randn(gen, *output.shape)
+        case = (q, k, v, output, lse, grad_output)
+        expected = _autograd(q, k, v, grad_output, causal)
+        result, trace = student.traced(*case, causal=causal, block_q=blocks[0], block_k=blocks[1])
+        what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
+        _expect_grads(result, case, causal, expected, f"for {what}")
+        _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,12 +549,23 @@ def _apply_with_grad(student, args, grad_output):
     return output, grads
 
 
-def _expect_function_grads(grads, q, k, v, grad_output, causal, what):
-    for grad, want, name in zip(grads, _autograd(q, k, v, grad_output, causal), ("q", "k", "v")):
-        if grad is None:
-            raise CheckFailed(f"{name}.grad is None {what}: backward must return a gradient for q, k and v "
-                              "(and None for causal, block_q, block_k)")
-        expect_close(grad, want, f"{name}.grad {what} (compared with autograd through plain attention)")
+def _as_gradient(grad, name, what):
+    if grad is None:
+        raise CheckFailed(f"{name}.grad is None {what}: backward must return a gradient for q, k and v "
+                          "(and None for causal, block_q, block_k)")
+    return grad
+
+
+def _expect_function_grads(grads, q, k, v, grad_output, causal, what, expected=None):
+    expected = _autograd(q, k, v, grad_output, causal) if expected is None else expected
+    if causal:
+        output, lse = _attention(q, k, v, True)
+        unmasked = _grads(q, k, v, output, lse, grad_output, True, mask=False)
+    for index, (grad, want, name) in enumerate(zip(grads, expected, ("q", "k", "v"))):
+        diagnoses = [(unmasked[index], "backward does not apply the causal mask that forward applied: keep causal "
+                                       "on ctx and pass it to the backward pass")] if causal else ()
+        expect_close(_as_gradient(grad, name, what), want,
+                     f"{name}.grad {what} (compared with autograd through plain attention)", diagnoses=diagnoses)
 
 
 @function.check(points=1)
@@ -483,12 +588,14 @@ def gradients_match_autograd(student, gen):
 
 @function.check(points=1)
 def causal_gradients(student, gen):
-    n = randint(gen, 70, 100)
+    blocks = _blocks(gen, 5, 11)
+    n = _length(gen, blocks)
     q, k, v = _qkv(gen, n_q=n, n_k=n)
     grad_output = randn(gen, n, v.shape[-1])
-    output, grads = _apply_with_grad(student, (q, k, v, True), grad_output)
-    _expect_output(output, q, k, v, True, [(64, 64)], "the output of apply(q, k, v, True) (causal)")
-    _expect_function_grads(grads, q, k, v, grad_output, True, "after backward of apply(q, k, v, True) (causal)")
+    output, grads = _apply_with_grad(student, (q, k, v, True, *blocks), grad_output)
+    what = f"apply(q, k, v, True, {blocks[0]}, {blocks[1]}) (causal, N={n})"
+    _expect_output(output, q, k, v, True, [blocks], f"the output of {what}")
+    _expect_function_grads(grads, q, k, v, grad_output, True, f"after backward of {what}")
 
 
 @function.check(points=1)
@@ -502,8 +609,55 @@ def batch_dims_and_block_sizes(student, gen):
     _expect_function_grads(grads, q, k, v, grad_output, False, f"after backward of {what}")
 
 
+def _expect_saved_for_backward(saved, q, k, v, blocks, what):
+    """What the forward keeps for backward: no tensor larger than the tiling bound, and in all
+    at most twice what q, k, v, the output and lse take (the weights can always be recomputed)."""
+    _expect_tiled(saved, q, k, v, blocks, f"{what} keeps for backward")
+    n_q, n_k, d, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    needed = math.prod(q.shape[:-2]) * (n_q * d + n_k * (d + d_v) + n_q * (d_v + 1))
+    total = sum(math.prod(shape) for shape in saved)
+    if total > 2 * needed:
+        raise CheckFailed(f"{what} keeps {len(saved)} tensors for backward ({total} elements in all, as "
+                          f"ctx.saved_tensors or ctx attributes): more than twice q, k, v, the output and lse "
+                          f"({needed}). Keep those and recompute the weights tile by tile in backward from lse, "
+                          "instead of storing them")
+
+
+@function.check(points=2)
+def never_materializes_scores(student, gen):
+    for causal in (False, True):
+        q, k, v, blocks = _tiling_case(gen, causal)
+        grad_output = randn(gen, *q.shape[:-1], v.shape[-1])
+        expected = _autograd(q, k, v, grad_output, causal)
+        args = (q, k, v, causal, *blocks)
+        output, grads, trace = student.apply.traced_with_grad(args, grad_output, grad_inputs=(0, 1, 2))
+        what = f"apply(q, k, v, {causal}, {blocks[0]}, {blocks[1]}) with N_q={q.shape[-2]}, N_k={k.shape[-2]}"
+        if not isinstance(output, torch.Tensor):
+            raise CheckFailed("FlashAttentionFunction.apply should return the output tensor only, "
+                              f"got {type(output).__name__}")
+        _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
+        _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
+        _expect_tiled(trace.created, q, k, v, blocks,
+                      f"FlashAttentionFunction (forward and backward), in {what}, created")
+
+
 # ---------------------------------------------------------------------------------------
 # flash_attention_triton (graded through Triton's interpreter: small sizes)
+
+ATTENTION_OPS = {"mm", "bmm", "addmm", "baddbmm", "matmul", "_softmax", "_safe_softmax", "exp", "exp2", "logsumexp",
+                 "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"}
+
+
+def _kernel(student, q, k, v, causal=False):
+    """The kernel's output; fails when PyTorch, not the Triton kernel, computed the attention."""
+    output, trace = student.traced(q, k, v, causal=causal)
+    used = sorted(ATTENTION_OPS.intersection(trace.ops))
+    if used:
+        raise CheckFailed(f"flash_attention_triton computes attention with PyTorch operations ({', '.join(used)}); "
+                          "the scores, the online softmax and the weighted sum of values belong in "
+                          "flash_attention_kernel (tl.dot, tl.exp, tl.max), which the wrapper launches")
+    return output
+
 
 def _expect_kernel_output(output, q, k, v, causal, what):
     _expect_output(output, q, k, v, causal, [(b, b) for b in (16, 32, 64, 128)], f"output {what}")
@@ -512,13 +666,13 @@ def _expect_kernel_output(output, q, k, v, causal, what):
 @triton_kernel.check(points=2)
 def matches_attention(student, gen):
     q, k, v = _qkv(gen, n_q=randint(gen, 90, 128), n_k=randint(gen, 90, 128), d=32, d_v=16)
-    _expect_kernel_output(student(q, k, v), q, k, v, False, f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=32")
+    _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False, f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=32")
 
 
 @triton_kernel.check(points=1)
 def sizes_not_powers_of_two(student, gen):
     q, k, v = _qkv(gen, n_q=randint(gen, 65, 99), n_k=randint(gen, 33, 63), d=24, d_v=randint(gen, 5, 11))
-    _expect_kernel_output(student(q, k, v), q, k, v, False,
+    _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False,
                           f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=24, d_v={v.shape[-1]} (loads and stores need masks)")
 
 
@@ -526,10 +680,10 @@ def sizes_not_powers_of_two(student, gen):
 def causal_attention(student, gen):
     n = randint(gen, 100, 150)
     q, k, v = _qkv(gen, n_q=n, n_k=n, d=16, d_v=16)
-    _expect_kernel_output(student(q, k, v, causal=True), q, k, v, True, f"with causal=True, N={n}")
+    _expect_kernel_output(_kernel(student, q, k, v, causal=True), q, k, v, True, f"with causal=True, N={n}")
 
 
 @triton_kernel.check(points=1)
 def batch_and_head_dims(student, gen):
     q, k, v = _qkv(gen, batch=(2, 3), n_q=randint(gen, 20, 40), n_k=randint(gen, 20, 40), d=16, d_v=8)
-    _expect_kernel_output(student(q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")
+    _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")

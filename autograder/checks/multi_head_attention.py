@@ -233,20 +233,20 @@ def _bugs(weights, num_heads, query, key, value, mask=None):
     return found
 
 
-WRONG_KIND = re.compile(r"[Bb]ool|dtype|Float|Double")
+WRONG_KIND = re.compile(r"[Bb]ool|bitwise_not")  # a bool mask used as data, or data used as a mask
 
 
 def _forward(model, *args, **kwargs):
     try:
         result = model(*args, **kwargs)
     except StudentError as error:
-        if not WRONG_KIND.search(str(error)):
+        if not WRONG_KIND.search(str(error)) or (len(args) < 2 and not kwargs):
             raise
         given = ", ".join(["query", "key", "value"][:len(args)] + [f"{key}=..." for key in kwargs])
-        raise CheckFailed(f"{error}. Called as forward({given}): a tensor seems to have reached a parameter meant for "
-                          "another, a bool mask where a float tensor is expected or the reverse. Look at the order of "
-                          "forward's parameters, (query, key=None, value=None, mask=None), and at every call that passes "
-                          "the mask on by position") from None
+        raise CheckFailed(f"{error}. Called as forward({given}): a tensor seems to have reached a parameter meant "
+                          "for another, a bool mask where a float tensor is expected or the reverse. Look at the order "
+                          "of forward's parameters, (query, key=None, value=None, mask=None), and at every call that "
+                          "passes the mask on by position") from None
     if not isinstance(result, tuple) or len(result) != 2:
         raise CheckFailed(f"forward should return a tuple (output, weights), got {type(result).__name__}")
     return result

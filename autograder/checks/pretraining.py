@@ -11,7 +11,11 @@ The model classes are constructed through the handle with small sizes,
 ``Model(vocab_size=..., d_model=..., num_heads=..., d_ff=..., num_layers=..., max_len=...)``,
 their parameters are perturbed (so a legitimate zero initialization cannot hide a
 dependence), and they are checked for properties: shapes, causality or bidirectionality,
-use of positions, independence of the rows of a batch.
+use of positions, independence of the rows of a batch. Then the reference's weights are
+loaded into them by the contract's submodule names and the logits compared with the
+reference's (float64): at T = max_len, at T < max_len (the first rows of the position table;
+for the causal model also prefix consistency), and in train() mode with dropout 1.0, where
+every block returns its input, so the logits are head(norm(embeddings)) exactly.
 """
 import math
 
@@ -60,8 +64,8 @@ def _expect_tokens(actual, expected, what, diagnoses=()):
 # shift_for_next_token
 
 def _check_shift(student, tokens, what):
-    inputs, targets = _pair(student(tokens), "shift_for_next_token")
     expected_inputs, expected_targets = ref.shift_for_next_token(tokens)
+    inputs, targets = _pair(student(tokens), "shift_for_next_token")
     first_dim = "it shifts along the first dimension; shift along the last one (time)"
     bugs = [(tokens, "nothing is shifted: a target must be the token AFTER its input"),
             (tokens[:-1], first_dim), (tokens[1:], first_dim)]
@@ -133,9 +137,10 @@ def matches_cross_entropy(student, gen):
     batch, length, vocab = randint(gen, 2, 4), randint(gen, 5, 9), randint(gen, 11, 23)
     logits, labels = randn(gen, batch, length, vocab, scale=2.0), _labels(gen, (batch, length), vocab)
     expected = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1))
+    diagnoses = _loss_bugs(logits, labels) + [
+        (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")]
     expect_close(_loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored",
-                 diagnoses=_loss_bugs(logits, labels) + [
-                     (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")])
+                 diagnoses=diagnoses)
     flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1)
     expect_close(_loss(student, flat_logits, flat_labels), expected, "the loss for logits of shape (N, V)")
 
@@ -145,8 +150,8 @@ def ignores_positions_labelled_minus_100(student, gen):
     batch, length, vocab = randint(gen, 2, 4), randint(gen, 6, 10), randint(gen, 11, 23)
     logits, labels = randn(gen, batch, length, vocab, scale=2.0), _labels(gen, (batch, length), vocab, 0.6)
     expected = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE)
-    expect_close(_loss(student, logits, labels), expected, "the loss with 60% of labels = -100",
-                 diagnoses=_loss_bugs(logits, labels))
+    diagnoses = _loss_bugs(logits, labels)
+    expect_close(_loss(student, logits, labels), expected, "the loss with 60% of labels = -100", diagnoses=diagnoses)
 
 
 @loss.check(points=1)
@@ -156,10 +161,10 @@ def respects_the_ignore_index_argument(student, gen):
     labels = _labels(gen, (batch, length), vocab, 0.4, ignore_index=0)  # 0 = [PAD], a real class id
     expected = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=0)
     everything = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1))
+    diagnoses = [(everything, "the ignore_index argument is not used: positions labelled ignore_index=0 were "
+                              "counted")] + _loss_bugs(logits, labels, 0)
     expect_close(_loss(student, logits, labels, ignore_index=0), expected, "the loss with ignore_index=0",
-                 diagnoses=[(everything, "the ignore_index argument is not used (-100 is hard-coded?): "
-                                         "positions labelled ignore_index=0 were counted")]
-                 + _loss_bugs(logits, labels, 0))
+                 diagnoses=diagnoses)
 
 
 @loss.check(points=1)
@@ -167,17 +172,20 @@ def stable_for_large_logits(student, gen):
     vocab = randint(gen, 11, 23)
     logits = randn(gen, randint(gen, 6, 12), vocab, scale=300.0)
     labels = torch.randint(0, vocab, (logits.shape[0],), generator=gen)
+    expected = F.cross_entropy(logits, labels)
     value = _loss(student, logits, labels)
     if not torch.isfinite(value):
         raise CheckFailed("the loss is infinite or NaN for logits of size ~1000: log(softmax(x)) underflows to "
                           "log(0); compute log-probabilities as x - logsumexp(x) (torch.log_softmax)")
-    expect_close(value, F.cross_entropy(logits, labels), "the loss for logits of size ~1000")
+    expect_close(value, expected, "the loss for logits of size ~1000")
 
 
 @loss.check(points=1)
 def gradient_reaches_the_logits(student, gen):
     batch, length, vocab = randint(gen, 2, 3), randint(gen, 4, 8), randint(gen, 7, 13)
     logits, labels = randn(gen, batch, length, vocab), _labels(gen, (batch, length), vocab, 0.3)
+    expected_logits = logits.clone().requires_grad_(True)
+    F.cross_entropy(expected_logits.reshape(-1, vocab), labels.reshape(-1)).backward()
     _loss(student, logits, labels)
     try:
         # grad_output None (implicit 1 for one number): an explicit one makes torch import sympy (seconds)
@@ -187,8 +195,6 @@ def gradient_reaches_the_logits(student, gen):
             raise
         raise CheckFailed("no gradient flows back to the logits: the loss is cut off from the graph "
                           "(.item(), .detach(), float(...) or torch.tensor(...) on a result)") from None
-    expected_logits = logits.clone().requires_grad_(True)
-    F.cross_entropy(expected_logits.reshape(-1, vocab), labels.reshape(-1)).backward()
     expect_close(grad, expected_logits.grad, "the gradient of the loss with respect to the logits", atol=1e-6)
 
 
@@ -204,10 +210,9 @@ def _corpus(gen, shape, vocab, specials, special_fraction=0.0):
 
 
 def _mask(student, tokens, mask_id, vocab, **kwargs):
-    given = tokens.clone()
-    result = _pair(student(given, mask_id, vocab, **kwargs), "mask_tokens")
-    if not torch.equal(given, tokens):
-        raise CheckFailed("mask_tokens changed its input tensor in place; work on a copy (tokens.clone())")
+    """The learner's (inputs, labels), checked for shape and dtype (a call that changes ``tokens`` in place
+    fails in the call itself: the grader passes a private copy and compares it afterwards)."""
+    result = _pair(student(tokens, mask_id, vocab, **kwargs), "mask_tokens")
     for value, what in zip(result, ("inputs", "labels")):
         expect_shape(value, tokens.shape, f"{what} of mask_tokens")
         if value.dtype != torch.int64:
@@ -377,8 +382,7 @@ def uses_the_generator(student, gen):
 
 def _model(student, gen, **overrides):
     """A small model built through the handle, with perturbed parameters, in eval mode."""
-    config = dict(vocab_size=randint(gen, 11, 29), d_model=16, num_heads=4, d_ff=32, num_layers=2,
-                  max_len=randint(gen, 10, 16))
+    config = _config(gen)
     config.update(overrides)
     model = student(**config)
     model.eval()
@@ -395,6 +399,11 @@ def _model(student, gen, **overrides):
     return model, config
 
 
+def _config(gen):
+    """Small sizes, pairwise distinct where a message could name one: num_layers 2 < batch 3 < num_heads 4 <
+    max_len (9-13) < d_model 16 < vocab_size (19-29) < d_ff 32."""
+    return dict(vocab_size=randint(gen, 19, 29), d_model=16, num_heads=4, d_ff=32, num_layers=2,
+                max_len=randint(gen, 9, 13))
 def _is_buffer(model, name):
     try:
         model.get_buffer(name)
@@ -435,7 +444,7 @@ def _with_changes(gen, tokens, config, positions):
 @masked.check(points=1)
 def logits_shape(student, gen):
     model, config = _model(student, gen)
-    batch = randint(gen, 2, 4)
+    batch = 5
     for length in (config["max_len"], randint(gen, 2, config["max_len"] - 1)):
         _run(model, _tokens(gen, config, batch, length), config, f"{length} tokens")
     other, other_config = _model(student, gen, vocab_size=config["vocab_size"] + 7)
@@ -515,10 +524,167 @@ def uses_positions(student, gen):
 @masked.check(points=1)
 def batch_rows_are_independent(student, gen):
     model, config = _model(student, gen)
-    tokens = _tokens(gen, config, batch=randint(gen, 3, 5))
+    tokens = _tokens(gen, config)
     together = _run(model, tokens, config, "a batch")
     for row in range(tokens.shape[0]):
         alone = _run(model, tokens[row:row + 1], config, "one sequence")
         if (together[row:row + 1] - alone).abs().max() > 1e-4:
             raise CheckFailed("the logits of a sequence change when other sequences share its batch: the rows of a "
                               "batch must not attend to each other (do your blocks get (B, T, D), batch first?)")
+
+
+# The stack itself, against the reference with the same weights. The contract names the submodules
+# (those of solutions.pretraining): token_embedding, blocks (chapter 5's blocks, so blocks.<i>.attn.w_q ...),
+# norm (the final LayerNorm) and head; the position table is a buffer, not a parameter.
+
+STACK_HINT = ("the contract names the submodules token_embedding (nn.Embedding), blocks (an nn.ModuleList of "
+              "TransformerBlock), norm (the final nn.LayerNorm) and head (nn.Linear(d_model, vocab_size))")
+
+
+def _reference_model(reference_class, config):
+    """The reference in float64, its weights and the learner-facing shapes of its state_dict."""
+    return reference_class(**config).double().eval()
+
+
+def _weights(gen, reference):
+    weights = {}
+    for key, value in reference.state_dict().items():
+        shape = tuple(value.shape)
+        if key == "token_embedding.weight":
+            weights[key] = randn(gen, *shape)
+        elif key.endswith("weight") and len(shape) == 2:
+            weights[key] = randn(gen, *shape, scale=1 / math.sqrt(shape[1]))
+        elif "norm" in key and key.endswith("weight"):
+            weights[key] = 1.0 + randn(gen, *shape, scale=0.3)
+        else:
+            weights[key] = randn(gen, *shape, scale=0.3)
+    return weights
+
+
+def _loaded_pair(student, gen, reference_class, dropout=None):
+    """(model, reference, config): the learner's model and the float64 reference holding the same random
+    weights, loaded through the learner's own load_state_dict."""
+    config = _config(gen)
+    reference = _reference_model(reference_class, config)
+    weights = _weights(gen, reference)
+    reference.load_state_dict({key: value.double() for key, value in weights.items()})
+    model = student(**config) if dropout is None else student(**config, dropout=dropout)
+    state = model.state_dict()
+    if not isinstance(state, dict):
+        raise CheckFailed(f"state_dict() should return a dict, got {type(state).__name__}")
+    missing = [key for key in weights if key not in state]
+    if missing:
+        found = ", ".join(sorted(state)[:6]) or "none"
+        raise CheckFailed(f"the model has no parameter {missing[0]}: {STACK_HINT} (its parameters include: {found})")
+    for key, value in weights.items():
+        expect_shape(state[key], value.shape, f"the model's {key}")
+    model.load_state_dict({**state, **weights})
+    return model, reference, config
+
+
+def _stack(reference, tokens, causal, norm_first=True, final_norm=True, rows="first", scale=1.0):
+    """The reference stack with one thing changed (float64, no grad): the blocks' order, the final
+    LayerNorm, which rows of the position table a sequence of T tokens gets, the embeddings' scale."""
+    length = tokens.shape[-1]
+    table = reference.positions
+    positions = {"first": table[:length], "last": table[table.shape[0] - length:], "none": 0.0}[rows]
+    with torch.no_grad():
+        x = reference.token_embedding(tokens) * scale + positions
+        mask = torch.ones(length, length, dtype=torch.bool).tril() if causal else None
+        for block in reference.blocks:
+            block.norm_first = norm_first
+            try:
+                x = block(x, mask)
+            finally:
+                block.norm_first = True
+        return reference.head(reference.norm(x) if final_norm else x)
+
+
+def _stack_bugs(reference, tokens, causal):
+    length, max_len = tokens.shape[-1], reference.positions.shape[0]
+    bugs = [(_stack(reference, tokens, causal, norm_first=False),
+             "the blocks are Post-LN (norm_first=False); the model's blocks are Pre-LN (norm_first=True)"),
+            (_stack(reference, tokens, causal, final_norm=False),
+             "the final LayerNorm (norm) is not applied: the head reads norm(x), the output of the last block "
+             "normalized"),
+            (_stack(reference, tokens, causal, rows="none"), "no position encoding is added to the token embeddings"),
+            (_stack(reference, tokens, causal, scale=math.sqrt(reference.token_embedding.embedding_dim)),
+             "the token embeddings are multiplied by sqrt(d_model); here they are added to the positions as they "
+             "are"),
+            (_stack(reference, tokens, not causal),
+             "a causal mask is used; the masked LM reads both sides" if not causal else
+             "no causal mask is used; position t must read tokens 0..t only")]
+    if length < max_len:
+        bugs.append((_stack(reference, tokens, causal, rows="last"),
+                     f"a sequence of {length} < max_len tokens gets the LAST {length} rows of the position table; "
+                     f"it gets the first ones, rows 0..{length - 1}"))
+    return bugs
+
+
+def _expect_stack(model, reference, tokens, causal, what):
+    expected = _stack(reference, tokens, causal)
+    diagnoses = _stack_bugs(reference, tokens, causal)
+    expect_close(model(tokens), expected, what, diagnoses=diagnoses)
+
+
+def _full_dropout(reference, tokens):
+    """Logits at dropout=1.0 in train() mode: every block returns its input (each sublayer's output is
+    dropped before the residual addition), so the head reads norm(token_embedding + positions)."""
+    with torch.no_grad():
+        x = reference.token_embedding(tokens) + reference.positions[:tokens.shape[-1]]
+        return reference.head(reference.norm(x)), reference.head(reference.norm(torch.zeros_like(x)))
+
+
+def _reference_checks(suite, reference_class, causal):
+    kind = "CausalLM" if causal else "MaskedLM"
+
+    @suite.check(points=2)
+    def matches_the_reference_stack(student, gen):
+        """Same weights, same logits: embeddings plus sinusoidal positions, Pre-LN blocks, final LayerNorm, head."""
+        model, reference, config = _loaded_pair(student, gen, reference_class)
+        model.eval()
+        tokens = _tokens(gen, config)
+        _expect_stack(model, reference, tokens, causal,
+                      f"{kind}'s logits for {config['max_len']} = max_len tokens, with the weights of the reference")
+
+    @suite.check(points=1)
+    def shorter_sequences_use_the_first_position_rows(student, gen):
+        model, reference, config = _loaded_pair(student, gen, reference_class)
+        model.eval()
+        tokens, length = _tokens(gen, config), randint(gen, 3, config["max_len"] - 2)
+        if causal:
+            whole = _run(model, tokens, config, "max_len tokens")
+            part = _run(model, tokens[:, :length], config, f"the first {length} tokens")
+            if (part - whole[:, :length]).abs().max() > 1e-4:
+                raise CheckFailed(f"the logits of the first {length} tokens alone differ from the first {length} "
+                                  f"positions of the logits of all {config['max_len']} tokens; a causal model's "
+                                  f"positions 0..{length - 1} never see the later tokens, so the two must agree: "
+                                  f"check which rows of the position table a sequence of {length} tokens gets "
+                                  f"(rows 0..{length - 1})")
+        _expect_stack(model, reference, tokens[:, :length], causal,
+                      f"{kind}'s logits for {length} < max_len = {config['max_len']} tokens, "
+                      "with the weights of the reference")
+
+    @suite.check(points=1)
+    def dropout_acts_inside_the_blocks(student, gen):
+        """dropout=1.0 in train() mode drops every sublayer's output in every block (and nothing else);
+        dropout=0.0 in train() mode drops nothing."""
+        model, reference, config = _loaded_pair(student, gen, reference_class, dropout=1.0)
+        tokens = _tokens(gen, config, length=randint(gen, 3, config["max_len"]))
+        expected, from_zero = _full_dropout(reference, tokens)
+        diagnoses = [(_stack(reference, tokens, causal), "nothing was dropped: pass dropout to every "
+                                                         "TransformerBlock(..., dropout=dropout)"),
+                     (from_zero, "the embeddings are dropped; dropout acts inside the blocks only"),
+                     (torch.zeros_like(expected), "the logits are dropped; dropout acts inside the blocks only")]
+        model.train()
+        expect_close(model(tokens), expected, f"{kind}(..., dropout=1.0) in train() mode (every block's sublayer "
+                     "outputs dropped: the logits are head(norm(token_embedding + positions)))", diagnoses=diagnoses)
+        model, reference, config = _loaded_pair(student, gen, reference_class, dropout=0.0)
+        tokens = _tokens(gen, config)
+        model.train()
+        _expect_stack(model, reference, tokens, causal, f"{kind}(..., dropout=0.0) in train() mode, which must "
+                                                        "drop nothing,")
+
+
+_reference_checks(causal, ref.CausalLM, causal=True)
+_reference_checks(masked, ref.MaskedLM, causal=False)

@@ -3,7 +3,9 @@
 The learner's answers are compared, in this trusted process, with ``solutions.sequence_models``,
 with ``torch.nn.RNN`` and with Jacobians that ``torch.autograd`` computes on a float64 forward
 pass written here (never through the learner's code). Typical bugs are recomputed on the same
-inputs so that a matching answer gets a message naming the bug.
+inputs so that a matching answer gets a message naming the bug. Expected values are computed
+before the learner's code is called. ``hidden_state_jacobian_norms`` is traced: an answer that
+computed gradients with autograd (reverse or forward mode) fails, as the contract rules out.
 """
 import math
 
@@ -76,8 +78,8 @@ def returns_outputs_and_last_state(student, gen):
 @forward.check(points=2)
 def one_step_matches_formula(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), 1)
-    outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
     expected = torch.tanh(x[:, 0] @ W_xh + h0 @ W_hh + b)[:, None]
+    outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
     expect_close(outputs, expected, "outputs for a one-step sequence (expected [h_1], h_1 = tanh(x_1 @ W_xh + h_0 @ W_hh + b))",
                  diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
     expect_close(h_T, expected[:, 0], "h_T for T = 1 (it should be h_1)", diagnoses=[(h0, "h_T is h_0, the initial state")])
@@ -86,16 +88,17 @@ def one_step_matches_formula(student, gen):
 @forward.check(points=2)
 def matches_reference_over_time(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 6, 12))
+    expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
     outputs, _ = _forward(student, x, h0, W_xh, W_hh, b)
-    expect_close(outputs, ref.rnn_forward(x, h0, W_xh, W_hh, b)[0], "outputs (h_1..h_T)",
+    expect_close(outputs, expected, "outputs (h_1..h_T)",
                  diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
 
 
 @forward.check(points=1)
 def last_state_is_h_T(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 4, 9))
-    _, h_T = _forward(student, x, h0, W_xh, W_hh, b)
     states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
+    _, h_T = _forward(student, x, h0, W_xh, W_hh, b)
     expect_close(h_T, states[:, -1], "h_T", diagnoses=[
         (h0, "h_T is h_0, the initial state; return the state after the last step"),
         (states[:, -2], "h_T is h_{T-1}: the last input x_T was not read"),
@@ -181,46 +184,60 @@ def _jacobian_bugs(x, h0, W_xh, W_hh, b):
     ]
 
 
-def _norms(student, gen, T, recurrent_scale=1.0):
-    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, 1, T, recurrent_scale=recurrent_scale)
-    return (x, h0, W_xh, W_hh, b), student(x, h0, W_xh, W_hh, b)
+def _inputs(gen, T, recurrent_scale=1.0):
+    return _rnn_inputs(gen, 1, T, recurrent_scale=recurrent_scale)
+
+
+def _norms(student, args):
+    """The learner's norms; fails when they were computed with autograd (reverse or forward
+    mode), which the contract rules out: the exercise is the chain rule written by hand."""
+    norms, trace = student.traced(*args)
+    if trace.autograd:
+        raise CheckFailed("hidden_state_jacobian_norms computes gradients with autograd (torch.autograd, .backward() "
+                          "or torch.func); this exercise is the chain rule by hand: build each step's Jacobian "
+                          "d h_s / d h_{s-1} from the states and W_hh and multiply them yourself")
+    return norms
 
 
 @jacobian.check(points=1)
 def shape_and_last_entry_is_identity(student, gen):
     T = randint(gen, 4, 9)
-    args, norms = _norms(student, gen, T)
+    args = _inputs(gen, T)
     H = args[1].shape[1]
+    diagnoses = [(wrong[-1:], explanation) for wrong, explanation in _jacobian_bugs(*args)[-2:]] + [
+        (torch.ones(1), "it is 1, the spectral norm (largest singular value) of I; return Frobenius norms, "
+                        "the square root of the sum of squared entries, so ||I||_F = sqrt(H)")]
+    norms = _norms(student, args)
     expect_shape(norms, (T,), f"the result for a sequence of T = {T} steps (one norm per t = 1..T)")
     expect_close(norms[-1:], torch.tensor([math.sqrt(H)]),
-                 f"the last entry, ||d h_T / d h_T||_F = ||I||_F = sqrt(H) = sqrt({H}),",
-                 diagnoses=[(wrong[-1:], explanation) for wrong, explanation in _jacobian_bugs(*args)[-2:]] + [
-                     (torch.ones(1), "it is 1, the spectral norm (largest singular value) of I; return Frobenius norms, "
-                                     "the square root of the sum of squared entries, so ||I||_F = sqrt(H)")])
+                 f"the last entry, ||d h_T / d h_T||_F = ||I||_F = sqrt(H) = sqrt({H}),", diagnoses=diagnoses)
 
 
 @jacobian.check(points=1)
 def one_step_back_by_hand(student, gen):
-    args, norms = _norms(student, gen, 2)
+    args = _inputs(gen, 2)
     x, h0, W_xh, W_hh, b = args
     h_2 = ref.rnn_forward(x, h0, W_xh, W_hh, b)[1][0]
     one_step = torch.linalg.matrix_norm((1 - h_2 ** 2)[:, None] * W_hh.T)
-    expect_close(norms, torch.stack([one_step, torch.tensor(math.sqrt(W_hh.shape[0]))]),
-                 "the result for T = 2, [||diag(1 - h_2^2) @ W_hh^T||_F, sqrt(H)],", diagnoses=_jacobian_bugs(*args))
+    expected = torch.stack([one_step, torch.tensor(math.sqrt(W_hh.shape[0]))])
+    expect_close(_norms(student, args), expected, "the result for T = 2, [||diag(1 - h_2^2) @ W_hh^T||_F, sqrt(H)],",
+                 diagnoses=_jacobian_bugs(*args))
 
 
 @jacobian.check(points=3)
 def matches_autograd(student, gen):
-    args, norms = _norms(student, gen, randint(gen, 6, 12), recurrent_scale=1.5)
-    expect_close(norms, autograd_jacobian_norms(*args), "||d h_T / d h_t||_F (compared with torch.autograd)",
+    args = _inputs(gen, randint(gen, 6, 12), recurrent_scale=1.5)
+    expected = autograd_jacobian_norms(*args)
+    expect_close(_norms(student, args), expected, "||d h_T / d h_t||_F (compared with torch.autograd)",
                  diagnoses=_jacobian_bugs(*args))
 
 
 @jacobian.check(points=1)
 def long_sequence_matches_reference(student, gen):
-    args, norms = _norms(student, gen, randint(gen, 20, 30), recurrent_scale=1.2)
+    args = _inputs(gen, randint(gen, 20, 30), recurrent_scale=1.2)
+    expected = ref.hidden_state_jacobian_norms(*args)
     # The norms span several orders of magnitude: compare each entry relative to its own size.
-    expect_close(norms, ref.hidden_state_jacobian_norms(*args), "||d h_T / d h_t||_F over a long sequence",
+    expect_close(_norms(student, args), expected, "||d h_T / d h_t||_F over a long sequence",
                  rtol=1e-3, atol=1e-9, diagnoses=_jacobian_bugs(*args))
 
 
@@ -229,9 +246,9 @@ def zero_input_gives_powers_of_W_hh(student, gen):
     T, H = randint(gen, 15, 25), randint(gen, 3, 6)
     orthogonal = torch.linalg.qr(randn(gen, H, H, dtype=torch.float64))[0]
     x, h0, W_xh, b = torch.zeros(1, T, 2), torch.zeros(1, H), torch.zeros(2, H), torch.zeros(H)
+    distance = torch.arange(T - 1, -1, -1, dtype=torch.float64)
     for gain, trend in ((0.7, "vanish"), (1.3, "explode")):
-        norms = student(x, h0, W_xh, (gain * orthogonal).float(), b)
-        distance = torch.arange(T - 1, -1, -1, dtype=torch.float64)
+        norms = _norms(student, (x, h0, W_xh, (gain * orthogonal).float(), b))
         expect_close(norms, gain ** distance * math.sqrt(H),
                      f"||d h_T / d h_t||_F for zero inputs and W_hh = {gain} x an orthogonal matrix (all states are 0, "
                      f"so tanh' = 1 and d h_T / d h_t = (W_hh^T)^(T-t), of norm {gain}^(T-t) sqrt(H): they should {trend})",

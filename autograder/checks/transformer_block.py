@@ -5,8 +5,14 @@ equal values where the place of eps matters. ``FeedForward`` and ``TransformerBl
 constructed through the handle, loaded with known weights through their own
 ``load_state_dict``, and compared with the same network built from PyTorch modules: for the
 block, ``torch.nn.TransformerEncoderLayer`` (float64, dropout 0) holding the same weights.
+Where dropout acts is part of the contract: with dropout=1.0 in train() mode every dropped
+value is exactly zero, so the FFN must return linear2's bias, a Pre-LN block its input and a
+Post-LN block norm2(norm1(x)); with d_ff < d_model the FFN's hidden vector is recovered from
+its output by least squares, so each hidden unit can be seen dropped or rescaled by 1 / (1 - p).
 ``count_parameters`` is compared with ``solutions.transformer_block``, whose formula the
-tests verify against real module stacks. Typical bugs are recomputed on the same inputs.
+tests verify against real module stacks, and must return an int. Typical bugs are recomputed
+on the same inputs, before the learner's code is called; sizes are drawn so that the
+dimensions a message names are distinct.
 """
 import math
 
@@ -62,21 +68,22 @@ def _norm_params(gen, d):
 
 
 def _expect_norm(student, x, weight, bias, eps, what, atol):
-    result = student(x, weight, bias) if eps == 1e-5 else student(x, weight, bias, eps=eps)
     expected = F.layer_norm(x.double(), (x.shape[-1],), weight.double(), bias.double(), eps)
+    diagnoses = _norm_bugs(x, weight, bias, eps)
+    result = student(x, weight, bias) if eps == 1e-5 else student(x, weight, bias, eps=eps)
     constant_row = bool((x.amax(-1) == x.amin(-1)).any())
     if constant_row and isinstance(result, torch.Tensor) and result.shape == expected.shape \
             and not torch.isfinite(result).all():
         raise CheckFailed(f"{what} contains NaN or inf: a row of equal values has variance 0, so dividing by "
                           "sqrt(var) fails; add eps inside the square root, sqrt(var + eps)")
-    expect_close(result, expected, what, atol=atol, diagnoses=_norm_bugs(x, weight, bias, eps))
+    expect_close(result, expected, what, atol=atol, diagnoses=diagnoses)
 
 
 @norm.check(points=2)
 def matches_f_layer_norm(student, gen):
-    d = randint(gen, 5, 13)
+    d = randint(gen, 8, 13)  # longer than every other dimension: normalizing over the wrong one cannot pass
     weight, bias = _norm_params(gen, d)
-    for shape in ((randint(gen, 2, 3), randint(gen, 3, 7), d), (randint(gen, 3, 6), d)):
+    for shape in ((randint(gen, 2, 3), randint(gen, 4, 7), d), (randint(gen, 3, 6), d)):
         x = randn(gen, *shape, scale=2.0) + randn(gen, *shape[:-1], 1, scale=3.0)  # each row with its own offset
         _expect_norm(student, x, weight, bias, 1e-5, f"layer_norm(x of shape {shape}, weight, bias)", atol=1e-5)
 
@@ -84,7 +91,7 @@ def matches_f_layer_norm(student, gen):
 @norm.check(points=2)
 def rows_of_nearly_equal_values(student, gen):
     """Where var is near or below eps, the place of eps changes the result a lot."""
-    d, rows = randint(gen, 6, 13), randint(gen, 4, 8)
+    d, rows = randint(gen, 9, 13), randint(gen, 4, 8)
     weight, bias = _norm_params(gen, d)
     offsets = randn(gen, rows, 1)
     spread = torch.tensor([1e-3, 3e-3, 1e-2, 1.0])[torch.arange(rows) % 4, None]
@@ -96,7 +103,7 @@ def rows_of_nearly_equal_values(student, gen):
 
 @norm.check(points=1)
 def uses_the_eps_argument(student, gen):
-    d = randint(gen, 5, 11)
+    d = randint(gen, 7, 11)
     weight, bias = _norm_params(gen, d)
     x = randn(gen, randint(gen, 3, 6), d, scale=0.1)
     _expect_norm(student, x, weight, bias, 1e-2, "layer_norm(x, weight, bias, eps=1e-2) for rows of variance ~1e-2",
@@ -105,13 +112,13 @@ def uses_the_eps_argument(student, gen):
 
 @norm.check(points=1)
 def gradients_match_f_layer_norm(student, gen):
-    d = randint(gen, 5, 11)
+    d = randint(gen, 7, 11)
     x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 6), d)
     weight, bias = _norm_params(gen, d)
     grad_output = randn(gen, *x.shape)
-    _, grads = student.with_grad((x, weight, bias), grad_output, grad_inputs=(0, 1, 2))
     inputs = [t.double().requires_grad_() for t in (x, weight, bias)]
     F.layer_norm(inputs[0], (d,), inputs[1], inputs[2]).backward(grad_output.double())
+    _, grads = student.with_grad((x, weight, bias), grad_output, grad_inputs=(0, 1, 2))
     for grad, tensor, name in zip(grads, inputs, ("x", "weight", "bias")):
         if grad is None:
             raise CheckFailed(f"no gradient reaches {name}: compute layer_norm with differentiable torch operations")
@@ -163,8 +170,13 @@ def _ffn_shapes(d_model, d_ff, prefix=""):
 FFN_HINT = "FeedForward needs nn.Linear submodules linear1 (d_model -> d_ff) and linear2 (d_ff -> d_model)"
 
 
-def _ffn_model(student, gen, activation=None, dropout=None):
-    d_model, d_ff = randint(gen, 5, 11), randint(gen, 13, 29)
+def _ffn_model(student, gen, activation=None, dropout=None, narrow=False):
+    """The learner's FeedForward with known weights; ``narrow``: d_ff < d_model (the hidden vector can then be
+    recovered from the output), else d_ff > d_model."""
+    if narrow:
+        d_model, d_ff = randint(gen, 13, 17), randint(gen, 4, 6)
+    else:
+        d_model, d_ff = randint(gen, 5, 11), randint(gen, 13, 29)
     kwargs = {k: v for k, v in (("activation", activation), ("dropout", dropout)) if v is not None}
     model = student(d_model, d_ff, **kwargs)
     weights = _loaded(model, gen, _ffn_shapes(d_model, d_ff), "FeedForward", FFN_HINT)
@@ -240,6 +252,77 @@ def dropout_only_in_training(student, gen):
     _expect_dropout_only_in_training(model, x, _ffn(weights, x, F.relu), "FeedForward(..., dropout=0.5)")
 
 
+def _nan_at_full_dropout(output, what):
+    if isinstance(output, torch.Tensor) and output.is_floating_point() and not torch.isfinite(output).all():
+        raise CheckFailed(f"{what} contains NaN or inf: with every value dropped nothing may be divided by "
+                          "1 - p = 0 (nn.Dropout(1.0) returns zeros)")
+
+
+@ffn.check(points=1)
+def dropout_acts_on_the_hidden_activation(student, gen):
+    """dropout=1.0 in train() mode drops every hidden unit: the output is exactly linear2's bias;
+    dropout=0.0 in train() mode is the network's plain output."""
+    model, weights, d_model = _ffn_model(student, gen, dropout=1.0)
+    x = randn(gen, randint(gen, 2, 3), randint(gen, 4, 7), d_model)
+    full = _ffn(weights, x, F.relu)
+    expected = weights["linear2.bias"].expand_as(full)
+    diagnoses = [(full, "nothing was dropped: dropout is not applied, or the dropout argument is ignored"),
+                 (torch.zeros_like(full), "the output of linear2 is dropped; dropout acts on the hidden activation, "
+                                          "between the activation and linear2"),
+                 (_ffn(weights, torch.zeros_like(x), F.relu), "the input x is dropped; dropout acts on the hidden "
+                                                              "activation, between the activation and linear2")]
+    what = "FeedForward(..., dropout=1.0) in train() mode"
+    model.train()
+    output = model(x)
+    _nan_at_full_dropout(output, what)
+    expect_close(output, expected, f"{what} (every hidden unit dropped: the output is linear2.bias)",
+                 diagnoses=diagnoses)
+    model, weights, d_model = _ffn_model(student, gen, dropout=0.0)
+    x = randn(gen, randint(gen, 2, 3), randint(gen, 4, 7), d_model)
+    expected = _ffn(weights, x, F.relu)
+    model.train()
+    expect_close(model(x), expected, "FeedForward(..., dropout=0.0) in train() mode, which must drop nothing,",
+                 diagnoses=_ffn_bugs(weights, x, F.relu))
+
+
+@ffn.check(points=1)
+def dropout_rescales_the_kept_hidden_units(student, gen):
+    """With d_ff < d_model the hidden vector is recovered from the output (least squares through
+    linear2): each hidden unit must be either dropped (0) or the activation's value / (1 - p)."""
+    p = 0.5
+    model, weights, d_model = _ffn_model(student, gen, activation="gelu", dropout=p, narrow=True)
+    x = randn(gen, 3, randint(gen, 5, 7), d_model, scale=2.0)
+    pre = F.linear(x.double(), weights["linear1.weight"], weights["linear1.bias"])
+    kept = F.gelu(pre) / (1 - p)
+    model.train()
+    output = expect_shape(model(x), x.shape, "FeedForward(..., activation='gelu', dropout=0.5)(x) in train() mode")
+    w2, b2 = weights["linear2.weight"], weights["linear2.bias"]
+    target = (output.detach().double() - b2).reshape(-1, d_model).T
+    hidden = torch.linalg.lstsq(w2, target).solution.T.reshape(kept.shape)
+    residual = (hidden @ w2.T - target.T.reshape(*x.shape[:-1], d_model)).abs().max()
+    what = "in train() mode with dropout=0.5"
+    if not torch.isfinite(hidden).all() or residual > 1e-3 * (1 + target.abs().max()):
+        raise CheckFailed(f"{what}, the output is not linear2 applied to a hidden vector: dropout acts after "
+                          "linear2 (or on the input); it belongs on the hidden activation, before linear2")
+
+    def close(a, b):
+        return (a - b).abs() <= 1e-3 * (1 + b.abs())
+
+    dropped, scaled = close(hidden, torch.zeros_like(hidden)), close(hidden, kept)
+    if (dropped | scaled).all() and dropped.any() and scaled.any():
+        return
+    if close(hidden, F.gelu(pre)).all():
+        raise CheckFailed(f"{what} no hidden unit was dropped: dropout is not applied")
+    if (dropped | close(hidden, F.gelu(pre))).all():
+        raise CheckFailed(f"{what} the kept hidden units are not scaled by 1 / (1 - p): use nn.Dropout, which "
+                          "scales them so that the expected value is unchanged")
+    if (dropped | close(hidden, F.gelu(pre / (1 - p)))).all():
+        raise CheckFailed(f"{what} dropout acts before the activation; it acts on the activation's output: "
+                          "linear2(dropout(activation(linear1(x))))")
+    raise CheckFailed(f"{what} some hidden units are neither dropped (0) nor the activation's value / (1 - p): "
+                      "dropout must act on the hidden activation, linear2(dropout(activation(linear1(x))))")
+
+
 # ---------------------------------------------------------------------------------------
 # TransformerBlock
 
@@ -258,12 +341,13 @@ def _block_shapes(d_model, d_ff):
 def _block_model(student, gen, norm_first, activation=None, dropout=None):
     """(model, weights, sizes, x): the learner's block with known weights, sizes (B, N, D, H, d_ff)
     and an input x (B, N, D)."""
-    heads, d_head = randint(gen, 2, 4), randint(gen, 2, 5)
-    d_model, d_ff = heads * d_head, randint(gen, 13, 29)
+    # Sizes pairwise distinct where a message names them (B < N < d_model < d_ff), and B != H.
+    heads, d_head = randint(gen, 2, 3), randint(gen, 5, 6)
+    d_model, d_ff = heads * d_head, randint(gen, 19, 29)
     kwargs = {k: v for k, v in (("activation", activation), ("dropout", dropout)) if v is not None}
     model = student(d_model, heads, d_ff, norm_first=norm_first, **kwargs)
     weights = _loaded(model, gen, _block_shapes(d_model, d_ff), "TransformerBlock", BLOCK_HINT)
-    batch, n = randint(gen, 2, 3), randint(gen, 4, 8)
+    batch, n = 5 - heads, randint(gen, 4, 7)
     return model, weights, (batch, n, d_model, heads, d_ff), randn(gen, batch, n, d_model)
 
 
@@ -348,14 +432,14 @@ def _block_bugs(layer, x, mask, norm_first):
 
 
 def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="relu", what=None):
-    output = model(x) if mask is None else model(x, mask=mask)
     layer = _pytorch_layer(weights, sizes, norm_first, activation)
+    expected = _run_layer(layer, x, mask)
+    output = model(x) if mask is None else model(x, mask=mask)
     what = what or f"TransformerBlock(norm_first={norm_first})(x{'' if mask is None else ', mask'})"
     if mask is not None and isinstance(output, torch.Tensor) and output.shape == x.shape \
             and not torch.isfinite(output).all():
         raise CheckFailed(f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
                           "Here True means MAY attend (PyTorch's src_mask uses the opposite convention)")
-    expected = _run_layer(layer, x, mask)
     expect_close(output, expected, what, diagnoses=_block_bugs(layer, x, mask, norm_first))
 
 
@@ -399,6 +483,74 @@ def dropout_only_in_training(student, gen):
     model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=0.3)
     expected = _run_layer(_pytorch_layer(weights, sizes, norm_first), x, None)
     _expect_dropout_only_in_training(model, x, expected, f"TransformerBlock(norm_first={norm_first}, dropout=0.3)")
+
+
+def _block_at_full_dropout(layer, x, norm_first):
+    """(expected, diagnoses) of the block with dropout=1.0 in train() mode: every sublayer's
+    output is dropped before the addition, so Pre-LN returns x and Post-LN norm2(norm1(x))."""
+    x = x.double()
+
+    def attend(h):
+        return layer.self_attn(h, h, h, need_weights=False)[0]
+
+    with torch.no_grad():
+        bias = layer.linear2.bias  # what the FFN gives when its hidden units are all dropped
+        if norm_first:
+            expected, stream = x, torch.zeros_like(x)
+            attention_kept, ffn_kept = x + attend(layer.norm1(x)), x + bias
+            both_kept = attention_kept + bias
+        else:
+            expected, stream = layer.norm2(layer.norm1(x)), layer.norm2.bias.expand_as(x)
+            attention_kept, ffn_kept = layer.norm2(layer.norm1(x + attend(x))), layer.norm2(layer.norm1(x) + bias)
+            both_kept = layer.norm2(layer.norm1(x + attend(x)) + bias)
+        full = layer(x)
+    return expected, [
+        (full, "nothing was dropped: the block applies no dropout, or ignores its dropout argument"),
+        (both_kept, "neither sublayer's output is dropped (only the FFN's hidden units are): apply dropout to each "
+                    "sublayer's output before adding it to x"),
+        *((dropped, "the residual stream itself is dropped; dropout acts on each sublayer's output before it is "
+                    "added to x, never on x, on the sum or after a LayerNorm")
+          for dropped in (stream, torch.zeros_like(x))),
+        (attention_kept, "the attention sublayer's output is not dropped: apply dropout to it before adding it to x"),
+        (ffn_kept, "the feed-forward sublayer's output is not dropped: apply dropout to the FFN's output too, before "
+                   "adding it to x (FeedForward's own dropout acts on its hidden units only)"),
+    ]
+
+
+@block.check(points=1)
+def dropout_on_each_sublayer_output(student, gen):
+    """dropout=1.0 in train() mode drops every sublayer's output; dropout=0.0 in train() mode drops nothing."""
+    for norm_first in (False, True):
+        model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=1.0)
+        expected, diagnoses = _block_at_full_dropout(_pytorch_layer(weights, sizes, norm_first), x, norm_first)
+        what = f"TransformerBlock(norm_first={norm_first}, dropout=1.0) in train() mode"
+        model.train()
+        output = model(x)
+        _nan_at_full_dropout(output, what)
+        expect_close(output, expected, f"{what} (every sublayer's output dropped: "
+                     f"{'x itself' if norm_first else 'norm2(norm1(x))'} is expected)", diagnoses=diagnoses)
+    norm_first = bool(randint(gen, 0, 1))
+    model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=0.0)
+    expected = _run_layer(_pytorch_layer(weights, sizes, norm_first), x, None)
+    model.train()
+    expect_close(model(x), expected, f"TransformerBlock(norm_first={norm_first}, dropout=0.0) in train() mode, "
+                                     "which must drop nothing,")
+
+
+@block.check(points=1)
+def dropout_reaches_the_feed_forward_network(student, gen):
+    """The block's own ffn, built with the block's dropout, drops every hidden unit at dropout=1.0."""
+    model, weights, sizes, x = _block_model(student, gen, norm_first=bool(randint(gen, 0, 1)), dropout=1.0)
+    hidden = F.relu(F.linear(x.double(), weights["ffn.linear1.weight"], weights["ffn.linear1.bias"]))
+    full = F.linear(hidden, weights["ffn.linear2.weight"], weights["ffn.linear2.bias"])
+    expected = weights["ffn.linear2.bias"].expand_as(full)
+    what = "the block's ffn, in train() mode with TransformerBlock(..., dropout=1.0),"
+    model.train()
+    output = model.ffn(x)
+    _nan_at_full_dropout(output, what)
+    expect_close(output, expected, f"{what} (every hidden unit dropped: the output is ffn.linear2.bias)", diagnoses=[
+        (full, "nothing was dropped: pass the block's dropout to FeedForward(d_model, d_ff, activation, dropout) "
+               "(and see FeedForward's own checks)")])
 
 
 # ---------------------------------------------------------------------------------------
@@ -447,25 +599,34 @@ def _count_bugs(args, kwargs):
     return bugs
 
 
-def _expect_count(student, args, kwargs, note=""):
-    expected = ref.count_parameters(*args, **kwargs)
-    call = _call_text(args, kwargs)
-    result = student(*args, **kwargs)
-    if isinstance(result, Student) and result.has("item"):  # a NumPy integer comes back as a handle
+def _as_number(result):
+    """The learner's count as a Python number (a NumPy scalar comes back as a handle, a tensor as a tensor),
+    or None when it is not a number."""
+    if isinstance(result, Student) and result.has("item"):
         result = result.item()
     if isinstance(result, torch.Tensor) and result.numel() == 1:
         result = result.item()
-    if isinstance(result, bool) or not isinstance(result, (int, float)):
+    return None if isinstance(result, bool) or not isinstance(result, (int, float)) else result
+
+
+def _expect_count(student, args, kwargs, note=""):
+    expected = ref.count_parameters(*args, **kwargs)
+    bugs = _count_bugs(args, kwargs)
+    call = _call_text(args, kwargs)
+    result = student(*args, **kwargs)
+    value = _as_number(result)
+    if value is None:
         raise CheckFailed(f"{call} should return a number (an int), got {type(result).__name__}")
-    if abs(result - expected) < 0.5:
+    if abs(value - expected) < 0.5:
         return
-    matches = [why for wrong, why in _count_bugs(args, kwargs) if abs(result - wrong) < 0.5]  # sizes can collide
+    matches = [why for wrong, why in bugs if abs(value - wrong) < 0.5]  # sizes can collide
     explanation = "; or ".join(matches) or "count each part of the model described above the exercise"
-    raise CheckFailed(f"{call} is {result:,.0f}, expected {expected:,}{note}: {explanation}")
+    raise CheckFailed(f"{call} is {value:,.0f}, expected {expected:,}{note}: {explanation}")
 
 
 def _small_config(gen):
-    return randint(gen, 1, 4), 2 * randint(gen, 4, 20), randint(gen, 50, 120), randint(gen, 7, 40)
+    """(n_layers, d_model, vocab_size, n_ctx) in disjoint ranges, so no two terms of the count coincide."""
+    return randint(gen, 1, 4), 2 * randint(gen, 4, 20), randint(gen, 61, 120), randint(gen, 41, 60)
 
 
 @counting.check(points=2)
@@ -490,3 +651,22 @@ def without_biases(student, gen):
 def untied_embeddings(student, gen):
     _expect_count(student, _small_config(gen), {"tied_embeddings": False})
     _expect_count(student, _small_config(gen), {"tied_embeddings": False, "biases": False})
+
+
+@counting.check(points=1)
+def returns_an_int(student, gen):
+    """A count of parameters is an int (a NumPy integer is one too); not a float, a tensor or a bool."""
+    args = _small_config(gen)
+    result = student(*args)
+    if isinstance(result, Student) and result.has("item"):  # a NumPy scalar
+        item = result.item()
+        if isinstance(item, int) and not isinstance(item, bool):
+            return
+        kind = f"a NumPy {type(item).__name__}"
+    elif isinstance(result, int) and not isinstance(result, bool):
+        return
+    else:
+        kind = "a torch.Tensor" if isinstance(result, torch.Tensor) else f"a {type(result).__name__}"
+    hint = {"a float": " (a / division or math.pow makes one: use * and // or int(...))",
+            "a torch.Tensor": " (use Python arithmetic, or int(...) of the result)"}.get(kind, "")
+    raise CheckFailed(f"{_call_text(args, {})} returns {kind}{hint}; a number of parameters is an int")
