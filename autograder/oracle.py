@@ -16,10 +16,9 @@ The proxy works in one of three ways:
   that sub-check cannot be decided without the reference, and :meth:`autograder.suite.Suite.run`
   reports it as not passed, saying that the official grade decides it.
 
-A call that returns an object that is not plain data (an instance of a reference class) gives
-a handle on it; calling its methods goes through the proxy in the same way. Attribute values
-that are not called (``model.w_q.weight``) are not supported: read them through a method
-(``model.state_dict()``).
+A call that returns an object that is not plain data (an instance of a reference class) returns
+the real object where the reference is; the kit cannot replay it, and a sub-check that asks for
+one is undecided there (chapter 6's comparisons of the whole model with the reference model).
 """
 from __future__ import annotations
 
@@ -50,7 +49,6 @@ class _Context:
         self.key, self.seed = key, seed
         self.calls: list[dict] = []
         self.cursor = 0
-        self.objects: list = []
 
 
 _current: _Context | None = None
@@ -125,61 +123,35 @@ def _call(root, path, args, kwargs):
 
 
 def _call_reference(root, path, args, kwargs):
-    target = importlib.import_module(f"solutions.{root[1]}") if root[0] == "module" else root[1]
+    target = importlib.import_module(f"solutions.{root[1]}")
     for name in path:
         target = getattr(target, name)
-    result = target(*_real(args), **_real(kwargs))
+    result = target(*args, **kwargs)
     context = _current
-    recording_now = _recorded is not None and context is not None and context.seed == PUBLIC_SEED
-    wrapped = _wrap(result, context)
-    if recording_now:
+    if _recorded is not None and context is not None and context.seed == PUBLIC_SEED:
         context.calls.append({"function": _name(root, path), "inputs": _fingerprint((args, kwargs)),
-                              "output": _plain(wrapped)})
-    return wrapped
-
-
-def _wrap(value, context):
-    """The result with every object that is not plain data replaced by a handle on it."""
-    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str, torch.dtype)):
-        return value
-    if isinstance(value, (list, tuple)):  # a named tuple becomes a plain one
-        return (list if isinstance(value, list) else tuple)(_wrap(v, context) for v in value)
-    if isinstance(value, dict):
-        return {k: _wrap(v, context) for k, v in value.items()}
-    objects = context.objects if context is not None else []
-    objects.append(value)
-    return _Proxy(("object", value, len(objects) - 1), ())
-
-
-def _real(value):
-    """Arguments for the reference: handles replaced by the objects they stand for."""
-    if isinstance(value, _Proxy) and value._root[0] == "object" and not value._path:
-        return value._root[1]
-    if isinstance(value, (list, tuple)):
-        return (list if isinstance(value, list) else tuple)(_real(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _real(v) for k, v in value.items()}
-    return value
+                              "output": _plain(result)})
+    return result
 
 
 def _name(root, path) -> str:
-    head = root[1] if root[0] == "module" else f"#{root[2]}"
-    return ".".join([head, *path])
+    return ".".join([root[1], *path])
 
 
 def _plain(value):
-    """A recorded output: tensors copied, handles as {"__object__": n}, dtypes as strings."""
+    """A recorded output: tensors copied, dtypes as strings, any other object (an instance of a
+    reference class) as {"__object__": its type}, which the kit cannot replay."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
-    if isinstance(value, _Proxy):
-        return {"__object__": value._root[2]}
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value)}
     if isinstance(value, (list, tuple)):
         return (list if isinstance(value, list) else tuple)(_plain(v) for v in value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return {"__object__": type(value).__name__}
 
 
 def _unplain(value):
@@ -187,7 +159,8 @@ def _unplain(value):
         return value.clone()
     if isinstance(value, dict):
         if "__object__" in value:
-            return _Proxy(("object", None, value["__object__"]), ())
+            raise Undecided(f"this check works with the reference's own {value['__object__']} object, which the "
+                            "learner's kit does not hold: it is decided in the official grade")
         if "__dtype__" in value:
             return getattr(torch, value["__dtype__"].removeprefix("torch."))
         return {k: _unplain(v) for k, v in value.items()}
@@ -212,8 +185,8 @@ def _fingerprint(value):
             return ["float", shape, dtype, [float(f.sum()), float(f.abs().sum()), float((f * weights).sum())], counts]
         data = t.contiguous().cpu().numpy().tobytes() if t.numel() else b""
         return ["exact", shape, dtype, zlib.crc32(data)]
-    if isinstance(value, _Proxy):
-        return ["object", _name(value._root, value._path)]
+    if isinstance(value, torch.nn.Module):
+        return ["object", type(value).__name__]
     if isinstance(value, (list, tuple)):
         return ["sequence", [_fingerprint(v) for v in value]]
     if isinstance(value, dict):
