@@ -9,7 +9,7 @@ RENDERED := $(patsubst chapters/%,book/chapters/%,$(CHAPTERS))
 # A chapter page is re-executed when its notebook or any course code changes.
 CODE := $(wildcard solutions/*.py autograder/*.py autograder/checks/*.py)
 
-.PHONY: book test student venv clean
+.PHONY: book test student reset-chapter notebooks kit venv clean
 
 venv: $(STAMP)
 
@@ -48,8 +48,23 @@ book: $(RENDERED) $(FIGURES) $(MATHJAX_DIR)/tex-mml-chtml.js | $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
+# Writes only the notebooks that do not exist yet: student/ holds the learner's work.
 student: $(STAMP)
 	$(PY) -m autograder student student $(CHAPTERS)
 
+# A fresh copy of one chapter, over the learner's work: make reset-chapter CHAPTER=02_attention
+reset-chapter: $(STAMP)
+	@test -n "$(CHAPTER)" || { echo "usage: make reset-chapter CHAPTER=02_attention"; exit 2; }
+	$(PY) -m autograder student student chapters/$(CHAPTER).ipynb --reset
+
+# The committed learner notebooks that "Open in Colab"/Binder links open (tests check they are in sync).
+notebooks: $(STAMP)
+	$(PY) -m autograder student notebooks $(CHAPTERS) --reset
+
+# The learner's kit: one wheel in dist/ with the checks and no reference solution (kit/build.py).
+kit: $(STAMP)
+	$(PY) kit/build.py
+
+# Never student/: it holds the learner's work.
 clean:
-	rm -rf _build book/chapters book/_static/mathjax student
+	rm -rf _build book/chapters book/_static/mathjax build dist

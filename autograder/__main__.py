@@ -2,7 +2,8 @@
 
     python -m autograder grade NOTEBOOK [--json]     grade one filled-in chapter notebook
     python -m autograder render SOURCE TARGET        execute a chapter, write its student view (the book's page)
-    python -m autograder student FOLDER SOURCE...    write clean student notebooks (stubs, no outputs)
+    python -m autograder student FOLDER SOURCE...    write clean student notebooks that do not exist yet (--reset:
+                                                     overwrite them)
     python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
     python -m autograder gradescope CHAPTER [-o ZIP] write a Gradescope autograder package for a chapter
@@ -21,9 +22,9 @@ import json
 import sys
 from pathlib import Path
 
+from autograder import oracle
 from autograder.chapters import BY_NAME
-from autograder.grading import GradingError, format_results, grade_notebook
-from autograder.sandbox import SandboxError
+from autograder.grading import GradingError, ProcessError, format_results, grade_notebook
 from autograder.suite import Result
 
 
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     student = commands.add_parser("student", help="write clean student notebooks into FOLDER")
     student.add_argument("folder")
     student.add_argument("sources", nargs="+")
+    student.add_argument("--reset", action="store_true",
+                         help="overwrite notebooks that exist already (the default keeps them: they hold your work)")
     course = commands.add_parser("course", help="create an nbgrader course directory from the chapters")
     course.add_argument("folder")
     course.add_argument("chapters", nargs="*", help="chapter names (default: all)")
@@ -70,6 +73,10 @@ def main(argv=None) -> int:
     canvas.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
     canvas.add_argument("-o", "--output", default="canvas_grades.csv", help="the CSV to write")
     args = parser.parse_args(argv)
+    if args.command != "grade" and not oracle.HAS_REFERENCE:
+        print(f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
+              "checkout); the learner's kit has `grade`", file=sys.stderr)
+        return 2
 
     if args.command == "gradescope":
         from autograder.gradescope import build_package
@@ -103,15 +110,18 @@ def main(argv=None) -> int:
         render_for_book(Path(args.source), Path(args.target))
         return 0
     if args.command == "student":
-        for path in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder)):
-            print(path)
+        for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
+            print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
         return 0
-    from autograder.sandbox import ForkServer, use_fork_server
+    confinement = "none"  # the learner's kit runs the learner's own code in a plain child process
     try:
-        server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
-        use_fork_server(server)
+        if oracle.HAS_REFERENCE:
+            from autograder.sandbox import ForkServer, use_fork_server
+            server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
+            use_fork_server(server)
+            confinement = server.confinement
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
-    except (GradingError, SandboxError) as error:
+    except (GradingError, ProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
@@ -120,13 +130,13 @@ def main(argv=None) -> int:
         print(format_results([Result(**t) for t in report["tests"]]))
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
         print("Written answers are graded by your instructor.")
-        if server.confinement == "none":
+        if confinement == "none" and oracle.HAS_REFERENCE:
             print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
     return 0
 
 
 def autograde_command(args) -> int:
-    from autograder.sandbox import ForkServer, Limits
+    from autograder.sandbox import ForkServer, Limits, SandboxError
     try:  # it imports torch while this process imports nbgrader
         server = ForkServer("off" if args.unconfined_i_trust_every_submission else None)
     except SandboxError as error:

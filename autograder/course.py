@@ -3,7 +3,8 @@
 ``python -m autograder course DIR`` creates::
 
     DIR/nbgrader_config.py              the settings below
-    DIR/source/<chapter>/<chapter>.ipynb one assignment per chapter (a copy of chapters/)
+    DIR/source/<chapter>/<chapter>.ipynb one assignment per chapter (chapters/ with the setup cell
+                                         and given code: autograder.release, autograder.given)
 
 after which the standard nbgrader commands run in DIR: ``nbgrader generate_assignment``,
 ``nbgrader autograde``, ``nbgrader generate_feedback``, ``nbgrader export``.
@@ -14,13 +15,17 @@ is for practice runs; ``python -m autograder autograde`` is the path for grades 
 """
 from __future__ import annotations
 
-import shutil
+import re
+import secrets
 from pathlib import Path
 
+import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograder.chapters import CHAPTERS
+from autograder.given import with_given_code
 from autograder.grading import DEMO_TAG
+from autograder.release import with_setup_cell
 
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
 
@@ -40,6 +45,11 @@ c.Autograde.autograde_preprocessors = [
 c.Execute.timeout = 120
 # A submission that deleted a grade cell gets it back (graded, not flagged for manual grading).
 c.OverwriteCells.add_missing_cells = True
+# This course's private grading seed: official grades (`nbgrader autograde` and `python -m autograder
+# autograde`, which both read this file) draw the checks' inputs from it, not from the public seed 0
+# whose expected values the learners' kit holds. Keep this file away from learners.
+import os  # noqa: E402
+os.environ.setdefault("AUTOGRADER_SEED", "{seed}")
 '''
 
 
@@ -48,11 +58,14 @@ def create_course(root: Path, course_id: str = "transformers-graded", chapters: 
     root = Path(root).resolve()
     sources = [CHAPTERS_DIR / f"{c.name}.ipynb" for c in CHAPTERS if not chapters or c.name in chapters]
     root.mkdir(parents=True, exist_ok=True)
-    (root / "nbgrader_config.py").write_text(CONFIG.format(course_id=course_id, root=str(root), demo=DEMO_TAG))
+    config = root / "nbgrader_config.py"
+    kept = re.search(r'"AUTOGRADER_SEED", "(\d+)"', config.read_text()) if config.exists() else None
+    seed = int(kept.group(1)) if kept else secrets.randbelow(2**31 - 1) + 1  # never the public seed 0
+    config.write_text(CONFIG.format(course_id=course_id, root=str(root), demo=DEMO_TAG, seed=seed))
     for source in sources:
         folder = root / "source" / source.stem
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, folder / source.name)
+        nbformat.write(with_setup_cell(with_given_code(nbformat.read(source, as_version=4))), folder / source.name)
     return [s.stem for s in sources]
 
 

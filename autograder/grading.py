@@ -14,12 +14,17 @@ from pathlib import Path
 
 import torch
 
-from autograder.chapters import BY_NAME, BY_TOPIC, CHAPTERS, earlier_topics
+from autograder import oracle
+from autograder.chapters import BY_NAME, BY_TOPIC, CHAPTERS
 from autograder.checks import suites
 from autograder.files import NotAFile, read_file
-from autograder.sandbox import SOLUTIONS, Limits, Sandbox
 from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
+
+if oracle.HAS_REFERENCE:  # the course's checkout: submissions run confined (instructors' official grades)
+    from autograder.sandbox import Limits, Sandbox as LearnerProcess, SandboxError as ProcessError
+else:  # the learner's kit: the learner's own code, on their own machine, in a plain child process
+    from autograder.local import Limits, LocalProcess as LearnerProcess, LocalProcessError as ProcessError
 
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
 MAX_NOTEBOOK_BYTES = 100 << 20
@@ -224,14 +229,13 @@ def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = N
     function is checked (exit, crash, time limit) is restarted with the cells run again, so one
     broken function costs only its own points; when running the cells is what ends it, every
     function fails with the reason. ``hidden``: more folders the sandbox must not see (the
-    course directory). Raises SandboxError when no sandbox can be started (a problem of the
+    course directory). Raises ProcessError when no sandbox can be started (a problem of the
     machine)."""
     limits = limits or Limits()
     topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
     deadline = time.monotonic() + limits.notebook_seconds
-    given = [t for t in earlier_topics(BY_NAME[chapter]) if (SOLUTIONS / f"{t}.py").exists()]
-    sandbox = Sandbox(limits, given_topics=given, hidden=hidden, deadline=deadline)
+    sandbox = LearnerProcess(limits, hidden=hidden, deadline=deadline)  # given code comes with the notebook
     results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
     try:
         for name, suite in chosen.items():
@@ -257,7 +261,7 @@ class Budgeted:
     what is left of the function's time budget (and at most the per-call limit); once the
     budget is spent, every further request fails at once with a "too slow" message."""
 
-    def __init__(self, sandbox: Sandbox, name: str, seconds: float):
+    def __init__(self, sandbox: LearnerProcess, name: str, seconds: float):
         self.sandbox, self.end = sandbox, time.monotonic() + seconds
         self.spent = (f"{name} is too slow: its checks together took longer than its time budget of {seconds:.0f} s "
                       f"({BUDGET_FACTOR} times what the reference takes, plus {BUDGET_FLOOR:g} s), so the remaining "
@@ -281,11 +285,19 @@ _reference_seconds: dict[tuple[str, str], float] = {}  # (topic, name) -> second
 
 def time_budget(topic: str, name: str) -> float:
     """Seconds that all the checks of ``topic.name`` together may take in the sandbox:
-    ``BUDGET_FACTOR`` times what the reference takes to pass them in this process, plus
-    ``BUDGET_FLOOR``. The reference is measured on first use (a warm-up run, then a timed one)
-    and the figure kept for the life of the process; the batch measures before it forks its
-    workers, so they inherit it."""
+    ``BUDGET_FACTOR`` times :func:`reference_seconds`, plus ``BUDGET_FLOOR``."""
+    return BUDGET_FACTOR * reference_seconds(topic, name) + BUDGET_FLOOR
+
+
+def reference_seconds(topic: str, name: str) -> float:
+    """What the reference takes to pass the checks of ``topic.name`` in this process, measured
+    on first use (a warm-up run, then a timed one) and kept for the life of the process (the
+    batch measures before it forks its workers, so they inherit it). In the learner's kit, what
+    it took on the machine that built the kit (recorded by ``make kit``)."""
     if (topic, name) not in _reference_seconds:
+        if not oracle.HAS_REFERENCE:
+            _reference_seconds[topic, name] = oracle.recorded_seconds(f"{topic}.{name}")
+            return _reference_seconds[topic, name]
         reference = getattr(importlib.import_module(f"solutions.{topic}"), name)
         suite, threads = suites(topic)[name], torch.get_num_threads()
         torch.set_num_threads(1)  # as in the sandbox
@@ -297,17 +309,17 @@ def time_budget(topic: str, name: str) -> float:
         finally:
             torch.set_num_threads(threads)
         _reference_seconds[topic, name] = time.monotonic() - start
-    return BUDGET_FACTOR * _reference_seconds[topic, name] + BUDGET_FLOOR
+    return _reference_seconds[topic, name]
 
 
-def _run_cells(sandbox: Sandbox, cells):
+def _run_cells(sandbox: LearnerProcess, cells):
     try:
         return sandbox.run_cells(cells)
     except StudentError as error:
         return [str(error)]
 
 
-def _missing(sandbox: Sandbox, name: str, cell_errors) -> str | None:
+def _missing(sandbox: LearnerProcess, name: str, cell_errors) -> str | None:
     """Why ``name`` cannot be graded (not defined), or None when it can."""
     try:
         if sandbox.request({"op": "has", "name": name, "target": (name, [])}):

@@ -4,6 +4,10 @@
   applied to a notebook: solution regions become ``raise NotImplementedError()`` stubs and
   written answers become "YOUR ANSWER HERE", exactly as ``nbgrader generate_assignment``
   releases them.
+  Imports of earlier chapters' references become given cells (:mod:`autograder.given`).
+- :func:`with_setup_cell`: the first cell of a learner's notebook installs the learner's kit
+  where ``autograder`` is missing (Colab, a fresh JupyterHub), from the one source set in
+  ``_config.yml`` (``repository.url``; ``$TRANSFORMERS_GRADED_KIT`` overrides it).
 - :func:`render_for_book`: execute the source (the reference answers run, so every plot
   and printed result is real), then take the student view of the executed copy. The book
   renders that, and its ".ipynb" download therefore holds no solutions. The check cells' outputs
@@ -16,14 +20,44 @@ import copy
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbclient import NotebookClient
 from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions
 
+from autograder.given import with_given_code
 from autograder.launch import launch_links
+
+ROOT = Path(__file__).resolve().parent.parent
+KIT_WHEEL = "transformers_graded_kit-0.1.0-py3-none-any.whl"  # what `make kit` builds (kit/pyproject.toml)
+SETUP = """\
+# Setup for hosted notebooks (Colab, a fresh JupyterHub): installs the course's checks (the learner's
+# kit) when they are missing. Where they are installed already, this cell does nothing.
+import importlib.util, os, subprocess, sys
+
+if importlib.util.find_spec("autograder") is None:
+    kit = os.environ.get("TRANSFORMERS_GRADED_KIT", {source!r})
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", kit], check=True)
+"""
+
+
+def kit_source() -> str:
+    """Where learners install the kit from: the wheel attached to the latest release of the
+    repository named in ``_config.yml``."""
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    return f"{url}/releases/latest/download/{KIT_WHEEL}"
+
+
+def with_setup_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook with the setup cell first (tagged ``demo``: grading never runs it)."""
+    cell = nbformat.v4.new_code_cell(SETUP.format(source=kit_source()),
+                                     metadata={"tags": ["setup", "demo"], "editable": False})
+    cell.id = "setup"
+    notebook.cells = [cell, *(c for c in notebook.cells if c.get("id") != "setup")]
+    return notebook
 
 
 def student_view(notebook: nbformat.NotebookNode, keep_outputs: bool = True) -> nbformat.NotebookNode:
-    notebook = copy.deepcopy(notebook)
+    notebook = with_given_code(copy.deepcopy(notebook))
     preprocessors = [ClearSolutions(), ClearHiddenTests(), ClearMarkScheme()]
     if not keep_outputs:
         preprocessors.append(ClearOutput())
@@ -59,12 +93,21 @@ def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml
     nbformat.write(page, target)
 
 
-def write_student_notebooks(sources: list[Path], folder: Path) -> list[Path]:
-    """Clean student notebooks (stubs, no outputs) for learners, one per source."""
+def learner_notebook(source: Path) -> nbformat.NotebookNode:
+    """What a learner works in: the student view without outputs, the setup cell first."""
+    return with_setup_cell(student_view(nbformat.read(source, as_version=4), keep_outputs=False))
+
+
+def write_student_notebooks(sources: list[Path], folder: Path, reset: bool = False) -> list[tuple[Path, bool]]:
+    """Clean student notebooks (stubs, no outputs) for learners, one per source, as
+    ``[(path, written)]``: a notebook that exists already is the learner's work and is kept,
+    unless ``reset`` asks for a fresh copy."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sources:
         target = folder / Path(source).name
-        nbformat.write(student_view(nbformat.read(source, as_version=4), keep_outputs=False), target)
-        written.append(target)
+        fresh = reset or not target.exists()
+        if fresh:
+            nbformat.write(learner_notebook(Path(source)), target)
+        written.append((target, fresh))
     return written

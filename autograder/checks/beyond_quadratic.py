@@ -14,8 +14,10 @@ import numbers
 
 import torch
 
+from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, expect_bounded, expect_close, expect_shape, randint, randn
-from solutions import beyond_quadratic as ref
+
+ref = reference("beyond_quadratic")
 
 window_mask = Suite("sliding_window_mask")
 features = Suite("positive_random_features")

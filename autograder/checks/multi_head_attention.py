@@ -14,10 +14,12 @@ import re
 import torch
 from torch import nn
 
+from autograder.oracle import reference
 from autograder.student import StudentError
 from autograder.suite import CheckFailed, Suite, distinct_sizes, expect_close, expect_shape, randint, randn, random_mask
-from solutions import attention as attention_ref
-from solutions import multi_head_attention as ref
+
+attention_ref = reference("attention")
+ref = reference("multi_head_attention")
 
 split = Suite("split_heads")
 merge = Suite("merge_heads")

@@ -13,8 +13,9 @@ Expected values and the wrong values of typical bugs are computed before the lea
 """
 import torch
 
+from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, as_tensor, expect_close, expect_shape, is_close, randint, randn
-from solutions import positional_encoding as ref
+ref = reference("positional_encoding")
 
 sinusoidal = Suite("sinusoidal_positional_encoding")
 rotary = Suite("apply_rotary_embedding")

@@ -11,8 +11,9 @@ import math
 
 import torch
 
+from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn
-from solutions import sequence_models as ref
+ref = reference("sequence_models")
 
 forward = Suite("rnn_forward")
 jacobian = Suite("hidden_state_jacobian_norms")

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder.student import Student
+from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
-from solutions import transformer_block as ref
+ref = reference("transformer_block")
 
 norm = Suite("layer_norm")
 ffn = Suite("FeedForward")
