@@ -391,9 +391,12 @@ def causal_attention(student, gen):
 
 @forward.check(points=1)
 def large_scores_stay_finite(student, gen):
-    q, k, v = _qkv(gen, d=16, scale=12.0)  # |scores| of several hundred: exp() overflows without the max
+    # |scores| up to about 150: exp() overflows in float32 without the max, and float32 rounding of the
+    # scores (about 1e-5 at that size) stays within the comparison's tolerance for any order of operations
+    q, k, v = _qkv(gen, d=16, scale=6.0)
+    k[0] = q[0] * (120.0 * 4 / q[0].dot(q[0]))  # s_00 = 120 at least once: exp(120) overflows float32
     _expect_attention(student(q, k, v, block_q=8, block_k=8), q, k, v, False, [(8, 8)],
-                      "for very large scores (|q.k|/sqrt(d) in the hundreds)")
+                      "for very large scores (|q.k|/sqrt(d) up to about 150)")
 
 
 @forward.check(points=2)
