@@ -189,7 +189,8 @@ def test_kit_and_official_grader_agree_on_the_corpus(kit, tmp_path):
     jobs = _jobs()
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     kit_side = subprocess.Popen([str(kit), "-c", KIT_GRADER, "jobs.json"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+                                stderr=subprocess.PIPE, text=True,
+                                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRITON_INTERPRET": "1"})
     officially = {job["id"]: [[r.function, r.check, r.passed] for r in
                               grade_cells(job["cells"], job["chapter"], job["names"], seed=0)] for job in jobs}
     stdout, stderr = kit_side.communicate(timeout=3600)
