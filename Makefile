@@ -9,7 +9,7 @@ RENDERED := $(patsubst chapters/%,book/chapters/%,$(CHAPTERS))
 # A chapter page is re-executed when its notebook or any course code changes.
 CODE := $(wildcard solutions/*.py autograder/*.py autograder/checks/*.py)
 
-.PHONY: book test student reset-chapter notebooks kit venv clean
+.PHONY: book lint test student reset-chapter notebooks kit venv clean
 
 venv: $(STAMP)
 
@@ -45,7 +45,12 @@ book: $(RENDERED) $(FIGURES) $(MATHJAX_DIR)/tex-mml-chtml.js | $(STAMP)
 	$(VENV)/bin/jupyter-book build --quiet .
 	@echo "The book is in _build/html/index.html"
 
-test: $(STAMP)
+# Lint and format checks (ruff, configured in pyproject.toml), then every test.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Writes only the notebooks that do not exist yet: student/ holds the learner's work.

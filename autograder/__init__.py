@@ -16,4 +16,5 @@ def grade(qualified_name: str, answer):
     is written to stderr, since nbgrader scores a grade cell that writes to stderr as 0.
     """
     from autograder.grading import grade_in_kernel
+
     return grade_in_kernel(qualified_name, answer)

@@ -17,6 +17,7 @@ when every submission is recorded (one that is not a readable notebook is record
 and the reason; each is listed), 1 when the grader could not grade some (each is listed; the next run retries
 them), 2 when it could not run (no gradebook, no such assignment).
 """
+
 import argparse
 import json
 import sys
@@ -42,13 +43,19 @@ def main(argv=None) -> int:
     student = commands.add_parser("student", help="write clean student notebooks into FOLDER")
     student.add_argument("folder")
     student.add_argument("sources", nargs="+")
-    student.add_argument("--reset", action="store_true",
-                         help="overwrite notebooks that exist already (the default keeps them: they hold your work)")
+    student.add_argument(
+        "--reset",
+        action="store_true",
+        help="overwrite notebooks that exist already (the default keeps them: they hold your work)",
+    )
     course = commands.add_parser("course", help="create an nbgrader course directory from the chapters")
     course.add_argument("folder")
     course.add_argument("chapters", nargs="*", help="chapter names (default: all)")
-    batch = commands.add_parser("autograde", help="grade every submission of an assignment of an nbgrader course "
-                                "into its gradebook, in parallel sandboxes (instead of `nbgrader autograde`)")
+    batch = commands.add_parser(
+        "autograde",
+        help="grade every submission of an assignment of an nbgrader course "
+        "into its gradebook, in parallel sandboxes (instead of `nbgrader autograde`)",
+    )
     batch.add_argument("assignment")
     batch.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
     batch.add_argument("--student", action="append", help="grade only this student (repeatable)")
@@ -56,13 +63,20 @@ def main(argv=None) -> int:
     batch.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
     batch.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
     batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
-    batch.add_argument("--cell-seconds", type=float, default=60.0,
-                       help="wall-clock limit of running a notebook's code cells (demo cells are skipped; "
-                       "the chapters' own take about a second)")
+    batch.add_argument(
+        "--cell-seconds",
+        type=float,
+        default=60.0,
+        help="wall-clock limit of running a notebook's code cells (demo cells are skipped; "
+        "the chapters' own take about a second)",
+    )
     batch.add_argument("--notebook-seconds", type=float, default=900.0, help="wall-clock limit of one notebook")
     batch.add_argument("--memory-mb", type=int, default=6144, help="memory limit of a sandbox (all its processes)")
-    batch.add_argument("--unconfined-i-trust-every-submission", action="store_true",
-                       help="run submissions without bubblewrap, with this machine in their reach (development only)")
+    batch.add_argument(
+        "--unconfined-i-trust-every-submission",
+        action="store_true",
+        help="run submissions without bubblewrap, with this machine in their reach (development only)",
+    )
     gradescope = commands.add_parser("gradescope", help="write a Gradescope autograder package for a chapter")
     gradescope.add_argument("chapter", choices=list(BY_NAME))
     gradescope.add_argument("-o", "--output", help="the zip to write (default: gradescope_CHAPTER.zip)")
@@ -74,16 +88,21 @@ def main(argv=None) -> int:
     canvas.add_argument("-o", "--output", default="canvas_grades.csv", help="the CSV to write")
     args = parser.parse_args(argv)
     if args.command != "grade" and not oracle.HAS_REFERENCE:
-        print(f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
-              "checkout); the learner's kit has `grade`", file=sys.stderr)
+        print(
+            f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
+            "checkout); the learner's kit has `grade`",
+            file=sys.stderr,
+        )
         return 2
 
     if args.command == "gradescope":
         from autograder.gradescope import build_package
+
         print(build_package(args.chapter, Path(args.output or f"gradescope_{args.chapter}.zip")))
         return 0
     if args.command == "report":
         from autograder.report import ReportError, write_report
+
         try:
             print(write_report(Path(args.course), args.assignment))
         except ReportError as error:
@@ -92,6 +111,7 @@ def main(argv=None) -> int:
         return 0
     if args.command == "canvas":
         from autograder.canvas import export_canvas
+
         print(export_canvas(Path(args.course), Path(args.output)))
         return 0
 
@@ -100,6 +120,7 @@ def main(argv=None) -> int:
 
     if args.command == "course":
         from autograder.course import create_course
+
         for name in create_course(Path(args.folder), chapters=args.chapters):
             print(f"assignment {name}: {args.folder}/source/{name}/{name}.ipynb")
         return 0
@@ -117,6 +138,7 @@ def main(argv=None) -> int:
     try:
         if oracle.HAS_REFERENCE:
             from autograder.sandbox import ForkServer, use_fork_server
+
             server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
             use_fork_server(server)
             confinement = server.confinement
@@ -137,27 +159,46 @@ def main(argv=None) -> int:
 
 def autograde_command(args) -> int:
     from autograder.sandbox import ForkServer, Limits, SandboxError
+
     try:  # it imports torch while this process imports nbgrader
         server = ForkServer("off" if args.unconfined_i_trust_every_submission else None)
     except SandboxError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if server.confinement == "none":
-        print("WARNING: grading UNCONFINED: every submission can read and change this machine's files, "
-              "including the gradebook and the reference solutions.", file=sys.stderr)
+        print(
+            "WARNING: grading UNCONFINED: every submission can read and change this machine's files, "
+            "including the gradebook and the reference solutions.",
+            file=sys.stderr,
+        )
     from autograder.batch import BatchError, autograde
-    limits = Limits(call_seconds=args.call_seconds, setup_seconds=args.cell_seconds,
-                    notebook_seconds=args.notebook_seconds, memory_bytes=args.memory_mb << 20)
+
+    limits = Limits(
+        call_seconds=args.call_seconds,
+        setup_seconds=args.cell_seconds,
+        notebook_seconds=args.notebook_seconds,
+        memory_bytes=args.memory_mb << 20,
+    )
     try:
-        summary = autograde(Path(args.course), args.assignment, students=args.student, workers=args.workers,
-                            force=args.force, seed=args.seed, limits=limits, server=server)
+        summary = autograde(
+            Path(args.course),
+            args.assignment,
+            students=args.student,
+            workers=args.workers,
+            force=args.force,
+            seed=args.seed,
+            limits=limits,
+            server=server,
+        )
     except BatchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         server.close()
-    print(f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
-          f"could not grade {len(summary['failed'])}, in {summary['seconds']:.1f} s")
+    print(
+        f"graded {len(summary['graded'])}, already graded {len(summary['skipped'])}, "
+        f"could not grade {len(summary['failed'])}, in {summary['seconds']:.1f} s"
+    )
     for student, reason in summary["not_graded"].items():
         print(f"recorded as not graded, with 0 points: {student}: {reason}")
     for student, reason in summary["failed"].items():

@@ -11,6 +11,7 @@ late penalties, manual grades of written answers included. A submission still wa
 for a manual grade, or none at all, leaves its cell empty, which Canvas's import reads as
 "no change": a grade reaches Canvas once it is complete.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,10 @@ class CanvasExportPlugin(ExportPlugin):
             writer.writerow(["Points Possible", "", "", "", ""] + [f"{a.max_score:g}" for a in assignments])
             for student in students:
                 name = ", ".join(filter(None, [student.last_name, student.first_name])) or student.id
-                writer.writerow([name, student.lms_user_id or "", student.id, "", ""]
-                                + [_grade(gradebook, a.name, student.id) for a in assignments])
+                writer.writerow(
+                    [name, student.lms_user_id or "", student.id, "", ""]
+                    + [_grade(gradebook, a.name, student.id) for a in assignments]
+                )
         self.log.info("Exported %d students' grades in %d assignments to %s", len(students), len(assignments), target)
 
 
@@ -54,6 +57,7 @@ def _grade(gradebook: Gradebook, assignment: str, student: str) -> str:
 def export_canvas(course: Path, target: Path) -> Path:
     """Run the exporter on the gradebook of the course at ``course``."""
     from autograder.batch import course_directory
+
     coursedir, config = course_directory(Path(course).resolve())
     plugin = CanvasExportPlugin(config=config)
     plugin.to = str(Path(target).resolve())

@@ -10,6 +10,7 @@ kernel's OOM killer picks a process of *that* sandbox, never another's or the gr
 grader reads the group's ``oom_kill`` count to tell the learner why their code stopped, and
 removes the group when the sandbox closes.
 """
+
 from __future__ import annotations
 
 import os
@@ -98,8 +99,9 @@ def _parents() -> tuple[str, list[Path]] | None:
                     return "v2", [parent]
             except OSError:
                 pass
-    memory = [_folder(p, r, own["memory"]) for p, r, t, o in mounts if t == "cgroup" and "memory" in o
-              and "memory" in own]
+    memory = [
+        _folder(p, r, own["memory"]) for p, r, t, o in mounts if t == "cgroup" and "memory" in o and "memory" in own
+    ]
     pids = [_folder(p, r, own["pids"]) for p, r, t, o in mounts if t == "cgroup" and "pids" in o and "pids" in own]
     if memory and os.access(memory[0], os.W_OK):
         return "v1", memory[:1] + [p for p in pids[:1] if os.access(p, os.W_OK)]
@@ -107,7 +109,7 @@ def _parents() -> tuple[str, list[Path]] | None:
 
 
 def available() -> str | None:
-    """"v2" or "v1" where this process can create sandbox groups, else None."""
+    """ "v2" or "v1" where this process can create sandbox groups, else None."""
     try:
         found = _parents()
     except (OSError, ValueError):

@@ -6,6 +6,7 @@ and the consistency test (``tests/test_registry.py``), which checks that the not
 ``_toc.yml``, ``solutions/``, ``autograder/checks/`` and the test corpus agree with it.
 ``CONTRIBUTING.md`` walks through adding a chapter.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,25 +45,81 @@ class Chapter:
 
 
 CHAPTERS: tuple[Chapter, ...] = (
-    Chapter(1, "before_transformers", "sequence_models", "Before transformers: MLPs, CNNs and RNNs on sequences",
-            (("rnn_forward", 7), ("hidden_state_jacobian_norms", 7))),
-    Chapter(2, "attention", "attention", "Scaled dot-product attention",
-            (("softmax", 3), ("scaled_dot_product_attention", 9), ("causal_mask", 2))),
-    Chapter(3, "multi_head_attention", "multi_head_attention", "Multi-head attention",
-            (("split_heads", 4), ("merge_heads", 4), ("MultiHeadAttention", 12))),
-    Chapter(4, "positional_encoding", "positional_encoding", "Positional encoding",
-            (("sinusoidal_positional_encoding", 5), ("apply_rotary_embedding", 12))),
-    Chapter(5, "transformer_block", "transformer_block", "The transformer block",
-            (("layer_norm", 6), ("FeedForward", 7), ("TransformerBlock", 11), ("count_parameters", 6))),
-    Chapter(6, "pretraining", "pretraining", "Pretraining: masked language modelling versus next-token prediction",
-            (("shift_for_next_token", 3), ("language_model_loss", 7), ("mask_tokens", 10), ("CausalLM", 10),
-             ("MaskedLM", 9))),
-    Chapter(7, "flash_attention", "flash_attention", "FlashAttention",
-            (("online_softmax_update", 6), ("flash_attention_forward", 10), ("flash_attention_backward", 9),
-             ("FlashAttentionFunction", 7), ("flash_attention_triton", 6))),
-    Chapter(8, "beyond_quadratic", "beyond_quadratic", "Beyond quadratic attention, and scale",
-            (("sliding_window_mask", 4), ("positive_random_features", 4), ("performer_attention", 6),
-             ("training_flops", 2), ("chinchilla_optimal", 3), ("fit_power_law", 3))),
+    Chapter(
+        1,
+        "before_transformers",
+        "sequence_models",
+        "Before transformers: MLPs, CNNs and RNNs on sequences",
+        (("rnn_forward", 7), ("hidden_state_jacobian_norms", 7)),
+    ),
+    Chapter(
+        2,
+        "attention",
+        "attention",
+        "Scaled dot-product attention",
+        (("softmax", 3), ("scaled_dot_product_attention", 9), ("causal_mask", 2)),
+    ),
+    Chapter(
+        3,
+        "multi_head_attention",
+        "multi_head_attention",
+        "Multi-head attention",
+        (("split_heads", 4), ("merge_heads", 4), ("MultiHeadAttention", 12)),
+    ),
+    Chapter(
+        4,
+        "positional_encoding",
+        "positional_encoding",
+        "Positional encoding",
+        (("sinusoidal_positional_encoding", 5), ("apply_rotary_embedding", 12)),
+    ),
+    Chapter(
+        5,
+        "transformer_block",
+        "transformer_block",
+        "The transformer block",
+        (("layer_norm", 6), ("FeedForward", 7), ("TransformerBlock", 11), ("count_parameters", 6)),
+    ),
+    Chapter(
+        6,
+        "pretraining",
+        "pretraining",
+        "Pretraining: masked language modelling versus next-token prediction",
+        (
+            ("shift_for_next_token", 3),
+            ("language_model_loss", 7),
+            ("mask_tokens", 10),
+            ("CausalLM", 10),
+            ("MaskedLM", 9),
+        ),
+    ),
+    Chapter(
+        7,
+        "flash_attention",
+        "flash_attention",
+        "FlashAttention",
+        (
+            ("online_softmax_update", 6),
+            ("flash_attention_forward", 10),
+            ("flash_attention_backward", 9),
+            ("FlashAttentionFunction", 7),
+            ("flash_attention_triton", 6),
+        ),
+    ),
+    Chapter(
+        8,
+        "beyond_quadratic",
+        "beyond_quadratic",
+        "Beyond quadratic attention, and scale",
+        (
+            ("sliding_window_mask", 4),
+            ("positive_random_features", 4),
+            ("performer_attention", 6),
+            ("training_flops", 2),
+            ("chinchilla_optimal", 3),
+            ("fit_power_law", 3),
+        ),
+    ),
 )
 
 BY_NAME: dict[str, Chapter] = {chapter.name: chapter for chapter in CHAPTERS}

@@ -39,6 +39,7 @@ the grader's uid (another could not read a Python installed under ``/root``);
 
 Imports only the standard library, torch and this package's protocol and wire modules.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,7 +64,12 @@ CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_K
 SOURCES = ("__init__.py", "protocol.py", "wire.py", "confinement.py")
 PRELOAD = ("numpy", "matplotlib.pyplot")  # imported once by the server, not per submission
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = (
-    0x00020000, 0x04000000, 0x08000000, 0x20000000, 0x40000000)
+    0x00020000,
+    0x04000000,
+    0x08000000,
+    0x20000000,
+    0x40000000,
+)
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 MAX_REQUEST_BYTES = 1 << 30  # what the child reads of one request (the grader's cells and arguments)
@@ -71,6 +77,7 @@ MAX_REQUEST_BYTES = 1 << 30  # what the child reads of one request (the grader's
 
 # ---------------------------------------------------------------------------------------
 # The host side: what to bind, and the command that starts the server.
+
 
 def bwrap() -> str | None:
     """The ``bwrap`` executable, or None where bubblewrap is not installed."""
@@ -95,6 +102,7 @@ def course_entries(site: str) -> set[str]:
     editable install's finder and .pth), which the sandbox must not see. ``__pycache__`` is
     shared with other modules and stays (the finder's compiled copy names host folders only)."""
     from importlib import metadata
+
     entries = set()
     for dist in metadata.distributions(name=DISTRIBUTION, path=[site]):
         entries |= {str(f).split("/")[0] for f in dist.files or () if not str(f).startswith("..")} - {"__pycache__"}
@@ -103,6 +111,7 @@ def course_entries(site: str) -> set[str]:
 
 def site_folders() -> list[str]:
     import sysconfig
+
     paths = sysconfig.get_paths()
     return [p for p in dict.fromkeys((paths["purelib"], paths["platlib"])) if os.path.isdir(p)]
 
@@ -111,19 +120,34 @@ def bwrap_command(grader_lib: str, cache: str) -> tuple[list[str], list[str]]:
     """``(command prefix, sys.path inside)`` of a fork server under bubblewrap."""
     base = os.path.realpath(sys.base_prefix)
     if any(base == p or base.startswith(p + "/") for p in PRIVATE):
-        raise OSError(f"Python is installed under {base}, which the sandbox replaces with a private folder; "
-                      "install it elsewhere to grade confined")
+        raise OSError(
+            f"Python is installed under {base}, which the sandbox replaces with a private folder; "
+            "install it elsewhere to grade confined"
+        )
     binds = [("--ro-bind-try", folder, folder) for folder in LIBRARIES] + [("--ro-bind", base, base)]
     paths = [INSIDE_LIB]
     for index, site in enumerate(site_folders()):
         inside = f"{INSIDE_SITE}-{index}"
         hidden = course_entries(site)
-        binds += [("--ro-bind", os.path.join(site, entry), f"{inside}/{entry}")
-                  for entry in sorted(os.listdir(site)) if entry not in hidden]
+        binds += [
+            ("--ro-bind", os.path.join(site, entry), f"{inside}/{entry}")
+            for entry in sorted(os.listdir(site))
+            if entry not in hidden
+        ]
         paths.append(inside)
     binds += [("--ro-bind", grader_lib, INSIDE_LIB), ("--bind", cache, INSIDE_CACHE)]
-    command = [bwrap(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-               "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    command = [
+        bwrap(),
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
     for capability in CAPABILITIES:
         command += ["--cap-add", capability]
     command += ["--proc", "/proc", "--dev", "/dev"]
@@ -146,18 +170,22 @@ def bwrap_command(grader_lib: str, cache: str) -> tuple[list[str], list[str]]:
 def bootstrap(paths: list[str]) -> str:
     """The ``python -I -S -c`` program that starts the fork server (isolated mode: no
     PYTHONPATH, no current directory, no ``site``, so no .pth file runs)."""
-    return (f"import sys\nsys.path[:0] = {paths!r}\n"
-            "from autograder.confinement import serve_forks\nserve_forks(int(sys.argv[1]))\n")
+    return (
+        f"import sys\nsys.path[:0] = {paths!r}\n"
+        "from autograder.confinement import serve_forks\nserve_forks(int(sys.argv[1]))\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # The fork server, the watcher and the child (Linux).
+
 
 class _Libc:
     """The few Linux calls Python 3.11 lacks (unshare, mount, prctl), raising OSError."""
 
     def __init__(self):
         import ctypes
+
         self.ctypes, self.lib = ctypes, ctypes.CDLL(None, use_errno=True)
 
     def call(self, name, *args):
@@ -166,8 +194,7 @@ class _Libc:
             raise OSError(errno, f"{name}{args[:2]}: {os.strerror(errno)}")
 
     def mount(self, source, target, fstype, flags, data=None):
-        self.call("mount", source.encode(), target.encode(), fstype and fstype.encode(), flags,
-                  data and data.encode())
+        self.call("mount", source.encode(), target.encode(), fstype and fstype.encode(), flags, data and data.encode())
 
 
 def serve_forks(control_fd):
@@ -307,15 +334,22 @@ def confine(spec, scratch, isolated, comm_fd, cgroup_fds) -> dict:
     libc.call("prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     with open("/proc/self/oom_score_adj", "w") as file:  # out of memory, the kernel kills learner code first
         file.write("1000")
-    in_force = {"confinement": spec["confinement"], "network": isolated, "pid_namespace": isolated,
-                "private_tmp": False, "uid": spec["uid"], "cgroup": spec["cgroup"]}
+    in_force = {
+        "confinement": spec["confinement"],
+        "network": isolated,
+        "pid_namespace": isolated,
+        "private_tmp": False,
+        "uid": spec["uid"],
+        "cgroup": spec["cgroup"],
+    }
     limits, uid = spec["limits"], spec["uid"]
     if isolated:
         libc.mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the server
         for folder in PRIVATE:
             if os.path.isdir(folder):
-                libc.mount("scratch", folder, "tmpfs", MS_NOSUID | MS_NODEV,
-                           f"size={limits['scratch_bytes']},mode=1777")
+                libc.mount(
+                    "scratch", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits['scratch_bytes']},mode=1777"
+                )
         in_force["private_tmp"] = True
         try:
             libc.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)

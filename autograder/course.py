@@ -13,6 +13,7 @@ Plain ``nbgrader autograde`` runs a submission's code in the same kernel as the 
 a submission can patch the checks or import the installed ``solutions`` package there. It
 is for practice runs; ``python -m autograder autograde`` is the path for grades that count.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,7 @@ from autograder.release import with_setup_cell
 
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
 
-CONFIG = '''\
+CONFIG = """\
 # nbgrader settings for a "Transformers, Graded" course (written by `python -m autograder course`).
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = {course_id!r}
@@ -50,7 +51,7 @@ c.OverwriteCells.add_missing_cells = True
 # whose expected values the learners' kit holds. Keep this file away from learners.
 import os  # noqa: E402
 os.environ.setdefault("AUTOGRADER_SEED", "{seed}")
-'''
+"""
 
 
 def create_course(root: Path, course_id: str = "transformers-graded", chapters: list[str] | None = None) -> list[str]:

@@ -6,6 +6,7 @@ The batch grader runs as the instructor (often root) over folders that students 
 FIFO that blocks a reader forever, or a symbolic link to a classmate's notebook or to any
 file the grader can read. Each of these is refused with a reason instead of being read.
 """
+
 from __future__ import annotations
 
 import errno
@@ -13,8 +14,14 @@ import os
 import stat
 
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFLNK: "a symbolic link",
-         stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
 
 
 class NotAFile(Exception):
@@ -66,8 +73,10 @@ def _refuse_odd(path, expected: int, folder: int | None = None):
     """``lstat`` first: refuse what is not of the ``expected`` kind before opening it."""
     mode = os.lstat(path, dir_fd=folder).st_mode  # FileNotFoundError passes through
     if stat.S_IFMT(mode) != expected:
-        raise NotAFile(f"{os.path.basename(path)} is {KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, "
-                       f"not a {'folder' if expected == stat.S_IFDIR else 'file'}")
+        raise NotAFile(
+            f"{os.path.basename(path)} is {KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, "
+            f"not a {'folder' if expected == stat.S_IFDIR else 'file'}"
+        )
 
 
 def _refuse_odd_fd(fd: int, name: str, max_bytes: int):

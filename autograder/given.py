@@ -12,6 +12,7 @@ and of everything they use from ``solutions/``, dependencies first. Maintainers 
 in one place, and an instructor who releases chapters one at a time hands out only the answers
 of chapters that came before.
 """
+
 from __future__ import annotations
 
 import ast
@@ -42,7 +43,7 @@ class Module:
                     self.imports.append(ast.get_source_segment(source, node))
             elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Assign)):
                 first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-                code = "\n".join(source.splitlines()[first - 1:node.end_lineno])
+                code = "\n".join(source.splitlines()[first - 1 : node.end_lineno])
                 for name in _defined(node):
                     self.definitions[name] = code
                     self.uses[name] = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - {name}
@@ -80,8 +81,10 @@ def given_source(imports: list[tuple[str, str, str]]) -> str:
     blocks = list(dict.fromkeys(modules[t].definitions[n] for t, n in order))
     aliases = [f"{alias} = {name}" for _, name, alias in imports if alias != name]
     chapters = ", ".join(str(n) for n in sorted({BY_TOPIC[t].number for t, _ in order}))
-    header = (f"# Given: code from chapter{'s' if ',' in chapters else ''} {chapters}, which this chapter "
-              "builds on. Run this cell; there is nothing to change in it.")
+    header = (
+        f"# Given: code from chapter{'s' if ',' in chapters else ''} {chapters}, which this chapter "
+        "builds on. Run this cell; there is nothing to change in it."
+    )
     return "\n\n\n".join(["\n".join([header, *lines]), *blocks, *(["\n".join(aliases)] if aliases else [])]) + "\n"
 
 
@@ -109,12 +112,19 @@ def with_given_code(notebook):
         imports = parse_imports(cell.source)
         wrong = sorted({t for t, _, _ in imports if t not in allowed})
         if wrong:
-            raise ValueError(f"{chapter.name if chapter else 'a notebook'} imports solutions.{wrong[0]}: only earlier "
-                             "chapters' code can be given")
+            raise ValueError(
+                f"{chapter.name if chapter else 'a notebook'} imports solutions.{wrong[0]}: only earlier "
+                "chapters' code can be given"
+            )
         cell.source = re.sub(r"\n{3,}", "\n\n", IMPORT.sub("", cell.source)).strip("\n")
-        given = type(cell)(cell_type="code", id=f"{cell.get('id', 'cell')}-given", source=given_source(imports),
-                           outputs=[], execution_count=None,
-                           metadata={"tags": list(GIVEN_TAGS), "editable": False, "deletable": False})
+        given = type(cell)(
+            cell_type="code",
+            id=f"{cell.get('id', 'cell')}-given",
+            source=given_source(imports),
+            outputs=[],
+            execution_count=None,
+            metadata={"tags": list(GIVEN_TAGS), "editable": False, "deletable": False},
+        )
         cells.append(given)
     notebook.cells = cells
     return notebook

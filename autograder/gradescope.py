@@ -20,6 +20,7 @@ an answer tuned to the public inputs earns half. The results go to
 ``ROOT/results/results.json`` in Gradescope's format (its "Autograder Specifications"
 page); whatever happens, that file is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -124,6 +125,7 @@ class SubmissionError(Exception):
 # ---------------------------------------------------------------------------------------
 # Building the package
 
+
 def build_package(chapter: str, target: Path, seed: int | None = None) -> Path:
     """Write the Gradescope package of ``chapter`` (e.g. ``"02_attention"``) to ``target``."""
     if chapter not in BY_NAME:
@@ -154,6 +156,7 @@ def _add(package: zipfile.ZipFile, name: str, text: str, mode: int):
 # ---------------------------------------------------------------------------------------
 # Grading one submission (inside the package)
 
+
 def find_notebook(folder: Path) -> Path:
     """The one notebook in ``folder`` (searched recursively, checkpoints ignored); raises
     SubmissionError when there is none, more than one, or it is not a regular file."""
@@ -165,8 +168,9 @@ def find_notebook(folder: Path) -> Path:
     if not found:
         raise SubmissionError("No notebook (`.ipynb` file) was submitted. Upload your filled-in chapter notebook.")
     if len(found) > 1:
-        raise SubmissionError(f"{len(found)} notebooks were submitted ({', '.join(names)}); "
-                              "upload only your filled-in chapter notebook.")
+        raise SubmissionError(
+            f"{len(found)} notebooks were submitted ({', '.join(names)}); upload only your filled-in chapter notebook."
+        )
     kind = os.lstat(found[0]).st_mode
     if not stat.S_ISREG(kind):
         what = "a symbolic link" if stat.S_ISLNK(kind) else "a folder" if stat.S_ISDIR(kind) else "not a regular file"
@@ -202,23 +206,36 @@ def grade_submission(root: Path) -> GradescopeResults:
 
 
 def _all_failed(chapter: Chapter, message: str) -> list[Result]:
-    return [Result(name, check.name, 0.0, float(check.points), False, message)
-            for name in chapter.graded_names for check in suites(chapter.topic)[name].checks]
+    return [
+        Result(name, check.name, 0.0, float(check.points), False, message)
+        for name in chapter.graded_names
+        for check in suites(chapter.topic)[name].checks
+    ]
 
 
 def _results(chapter, public, secret, board, note, start, notebook=None) -> GradescopeResults:
-    tests = (_tests(chapter, public, "public inputs", "visible", 0)
-             + _tests(chapter, secret, "private inputs", "after_published", 1))
+    tests = _tests(chapter, public, "public inputs", "visible", 0) + _tests(
+        chapter, secret, "private inputs", "after_published", 1
+    )
     title = f"**Chapter {chapter.number}: {chapter.title}**" + (f" (`{notebook}`)" if notebook else "")
-    lines = [title, "", "Each check runs twice: on the public inputs your notebook's grade cells use (shown now) and "
-             "on private inputs (shown when grades are published); each run is worth half of the check's points. "
-             "Written answers are graded by your instructor, not here."]
+    lines = [
+        title,
+        "",
+        "Each check runs twice: on the public inputs your notebook's grade cells use (shown now) and "
+        "on private inputs (shown when grades are published); each run is worth half of the check's points. "
+        "Written answers are graded by your instructor, not here.",
+    ]
     if note:
         lines += ["", note]
     if board:
         lines += ["", "Leaderboard: " + ", ".join(f"{e.name} {e.value:g}" for e in board)]
-    return GradescopeResults(score=round(sum(t.score for t in tests), 6), output="\n".join(lines), tests=tests,
-                             execution_time=round(time.monotonic() - start), leaderboard=board)
+    return GradescopeResults(
+        score=round(sum(t.score for t in tests), 6),
+        output="\n".join(lines),
+        tests=tests,
+        execution_time=round(time.monotonic() - start),
+        leaderboard=board,
+    )
 
 
 def _tests(chapter: Chapter, results: list[Result], inputs: str, visibility: str, half: int) -> list[GradescopeTest]:
@@ -228,10 +245,17 @@ def _tests(chapter: Chapter, results: list[Result], inputs: str, visibility: str
     for number, name in enumerate(chapter.graded_names, start=1):
         mine = [r for r in results if r.function == name]
         for index, r in enumerate(mine, start=1):
-            tests.append(GradescopeTest(
-                name=f"{name}: {r.check.replace('_', ' ')} ({inputs})", number=f"{number}.{index + half * len(mine)}",
-                score=round(r.score / 2, 6), max_score=round(r.max_score / 2, 6),
-                status="passed" if r.passed else "failed", output=r.message, visibility=visibility))
+            tests.append(
+                GradescopeTest(
+                    name=f"{name}: {r.check.replace('_', ' ')} ({inputs})",
+                    number=f"{number}.{index + half * len(mine)}",
+                    score=round(r.score / 2, 6),
+                    max_score=round(r.max_score / 2, 6),
+                    status="passed" if r.passed else "failed",
+                    output=r.message,
+                    visibility=visibility,
+                )
+            )
     return tests
 
 
@@ -244,12 +268,18 @@ def main(argv=None) -> int:
         results = grade_submission(root)
     except Exception:  # a fault of the grader, not the learner: score 0, and the log says what happened
         traceback.print_exc()
-        results = GradescopeResults(0.0, round(time.monotonic() - start), "**The autograder failed on this "
-                                    "submission; your instructor can see why in its log.**", [])
+        results = GradescopeResults(
+            0.0,
+            round(time.monotonic() - start),
+            "**The autograder failed on this submission; your instructor can see why in its log.**",
+            [],
+        )
     results.write(root / "results" / "results.json")
     passed = sum(t.status == "passed" for t in results.tests)
-    print(f"grader {Path(__file__).parent}: score {results.score:g}; {passed} of {len(results.tests)} tests passed; "
-          f"{results.execution_time} s")
+    print(
+        f"grader {Path(__file__).parent}: score {results.score:g}; {passed} of {len(results.tests)} tests passed; "
+        f"{results.execution_time} s"
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """Grading a filled-in chapter notebook: read it, run its code in the sandbox, run the
 chapter's check suites against it, and report per function and per sub-check."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,7 @@ import re
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,10 +23,15 @@ from autograder.files import NotAFile, read_file
 from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
 
+if TYPE_CHECKING:  # imported where needed: nbformat costs seconds
+    import nbformat
+
 if oracle.HAS_REFERENCE:  # the course's checkout: submissions run confined (instructors' official grades)
-    from autograder.sandbox import Limits, Sandbox as LearnerProcess, SandboxError as ProcessError
+    from autograder.sandbox import Limits
+    from autograder.sandbox import Sandbox as LearnerProcess
 else:  # the learner's kit: the learner's own code, on their own machine, in a plain child process
-    from autograder.local import Limits, LocalProcess as LearnerProcess, LocalProcessError as ProcessError
+    from autograder.local import Limits
+    from autograder.local import LocalProcess as LearnerProcess
 
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
 MAX_NOTEBOOK_BYTES = 100 << 20
@@ -89,7 +96,7 @@ def format_results(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def load_notebook(path) -> "nbformat.NotebookNode":
+def load_notebook(path) -> nbformat.NotebookNode:
     """Read the learner's own notebook at ``path`` (symbolic links followed: it is theirs;
     a directory or FIFO is refused, not waited on); see :func:`parse_notebook`. Raises
     GradingError with the reason."""
@@ -102,12 +109,13 @@ def load_notebook(path) -> "nbformat.NotebookNode":
     return parse_notebook(data, str(path))
 
 
-def parse_notebook(data: bytes, name: str) -> "nbformat.NotebookNode":
+def parse_notebook(data: bytes, name: str) -> nbformat.NotebookNode:
     """The notebook in ``data`` as nbformat reads it: format 4 (older formats are upgraded),
     sources and outputs saved as lists of lines (as Jupyter saves them) joined into strings.
     Raises GradingError, naming ``name``, for anything that is not a notebook, including
     JSON nested too deeply for the grader to handle safely."""
     import nbformat  # seconds to import: only once a notebook is read
+
     try:
         raw = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError; so are huge numbers
@@ -176,8 +184,10 @@ def chapter_of(notebook, path) -> str:
     if len(said) == 1 and said <= set(BY_NAME):
         return said.pop()
     which = "; ".join(f"{claim} {', '.join(sorted(chapters))}" for claim, chapters in claims.items())
-    raise GradingError(f"{path}: cannot tell which chapter this is ({which or 'nothing says'}); "
-                       f"pass --chapter (one of {', '.join(BY_NAME)})")
+    raise GradingError(
+        f"{path}: cannot tell which chapter this is ({which or 'nothing says'}); "
+        f"pass --chapter (one of {', '.join(BY_NAME)})"
+    )
 
 
 def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
@@ -202,8 +212,9 @@ def submission_cells(notebook, skip_tags=(DEMO_TAG,)) -> list[str]:
             continue
         if skipped:
             continue
-        cells.append("\n".join("# " + line if line.lstrip().startswith(("%", "!")) else line
-                               for line in source.splitlines()))
+        cells.append(
+            "\n".join("# " + line if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+        )
     return cells
 
 
@@ -215,14 +226,18 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
     if chapter not in BY_NAME:
         raise GradingError(f"unknown chapter {chapter!r}; one of {', '.join(BY_NAME)}")
     results = grade_cells(submission_cells(notebook), chapter, seed=seed, limits=limits)
-    return {"notebook": str(path), "chapter": chapter,
-            "score": round(sum(r.score for r in results), 6),
-            "max_score": sum(r.max_score for r in results),
-            "tests": [r.__dict__ for r in results]}
+    return {
+        "notebook": str(path),
+        "chapter": chapter,
+        "score": round(sum(r.score for r in results), 6),
+        "max_score": sum(r.max_score for r in results),
+        "tests": [r.__dict__ for r in results],
+    }
 
 
-def grade_cells(cells: list[str], chapter: str, names=None, seed: int | None = None, limits: Limits | None = None,
-                hidden=()) -> list[Result]:
+def grade_cells(
+    cells: list[str], chapter: str, names=None, seed: int | None = None, limits: Limits | None = None, hidden=()
+) -> list[Result]:
     """Run ``cells`` in a sandbox, then the suites of ``names`` (default: every graded name of
     the chapter) against it. The checks of one function share its :func:`time_budget`; once it
     is spent, the function's remaining checks fail as too slow. A sandbox that dies while a
@@ -263,9 +278,11 @@ class Budgeted:
 
     def __init__(self, sandbox: LearnerProcess, name: str, seconds: float):
         self.sandbox, self.end = sandbox, time.monotonic() + seconds
-        self.spent = (f"{name} is too slow: its checks together took longer than its time budget of {seconds:.0f} s "
-                      f"({BUDGET_FACTOR} times what the reference takes, plus {BUDGET_FLOOR:g} s), so the remaining "
-                      f"checks of {name} were stopped; look for loops that repeat work or sleep")
+        self.spent = (
+            f"{name} is too slow: its checks together took longer than its time budget of {seconds:.0f} s "
+            f"({BUDGET_FACTOR} times what the reference takes, plus {BUDGET_FLOOR:g} s), so the remaining "
+            f"checks of {name} were stopped; look for loops that repeat work or sleep"
+        )
 
     def request(self, message, seconds: float | None = None):
         left = self.end - time.monotonic()

@@ -6,6 +6,7 @@ kit). Jupyter Book's own launch buttons would point at the page's source, the ge
 ``book/chapters/*.ipynb`` that is not in the repository. The repository is named once, in
 ``_config.yml`` (``repository.url`` and ``repository.branch``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ class LaunchLinks:
     def markdown(self) -> str:
         """A MyST paragraph for the top of the chapter page; the download is a Sphinx
         ``{download}`` role, so the built book ships the notebook file itself."""
-        return (f"[Open in Colab]({self.colab}) · [Launch Binder]({self.binder}) · "
-                f"{{download}}`Download the notebook </{self.notebook}>` "
-                "(the student version: empty exercises and a setup cell that installs the course's kit)")
+        return (
+            f"[Open in Colab]({self.colab}) · [Launch Binder]({self.binder}) · "
+            f"{{download}}`Download the notebook </{self.notebook}>` "
+            "(the student version: empty exercises and a setup cell that installs the course's kit)"
+        )
 
 
 def launch_links(chapter_name: str, config: Path = Path("_config.yml")) -> LaunchLinks:

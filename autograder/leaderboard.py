@@ -14,6 +14,7 @@
 Each board runs in a sandbox of its own after grading and costs under 20 s on one core.
 A leaderboard is a game beside the grade: it never changes a score.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from autograder.chapters import BY_NAME, earlier_topics
-from autograder.sandbox import SOLUTIONS, Limits, Sandbox
+from autograder.sandbox import Limits, Sandbox
 from autograder.student import Student, StudentError
 
 LIMITS = Limits(call_seconds=60, setup_seconds=60, notebook_seconds=120)
@@ -71,8 +71,7 @@ def leaderboard(chapter: str, cells: list[str], hidden=()) -> Leaderboard:
     board = BOARDS.get(chapter)
     if board is None:
         return Leaderboard([])
-    given = [t for t in earlier_topics(BY_NAME[chapter]) if (SOLUTIONS / f"{t}.py").exists()]
-    with Sandbox(LIMITS, given_topics=given, hidden=hidden, deadline=time.monotonic() + LIMITS.notebook_seconds) as box:
+    with Sandbox(LIMITS, hidden=hidden, deadline=time.monotonic() + LIMITS.notebook_seconds) as box:
         box.run_cells(cells)
         try:
             return board(box)
@@ -83,6 +82,7 @@ def leaderboard(chapter: str, cells: list[str], hidden=()) -> Leaderboard:
 def text_tokens() -> torch.Tensor:
     """Python's help topics as character ids (non-ASCII characters become 127)."""
     from pydoc_data.topics import topics
+
     text = "".join(topics[key] for key in sorted(topics))
     return torch.tensor([min(ord(c), VOCAB - 1) for c in text])
 
@@ -97,9 +97,9 @@ def causal_lm_board(box: Sandbox) -> Leaderboard:
     if not isinstance(logits, torch.Tensor) or logits.shape != (len(windows), BLOCK, VOCAB):
         return Leaderboard([], "No leaderboard entry: CausalLM did not return logits of shape (B, T, vocab_size)")
     changed = windows[:, :-1].clone()
-    changed[:, BLOCK // 2:] = (changed[:, BLOCK // 2:] + 1) % VOCAB
+    changed[:, BLOCK // 2 :] = (changed[:, BLOCK // 2 :] + 1) % VOCAB
     peeked = model(changed)
-    if not torch.allclose(logits[:, :BLOCK // 2].double(), peeked[:, :BLOCK // 2].double(), rtol=1e-4, atol=1e-5):
+    if not torch.allclose(logits[:, : BLOCK // 2].double(), peeked[:, : BLOCK // 2].double(), rtol=1e-4, atol=1e-5):
         return Leaderboard([], "No leaderboard entry: CausalLM's early positions see later tokens (not causal)")
     loss = torch.nn.functional.cross_entropy(logits.double().reshape(-1, VOCAB), windows[:, 1:].reshape(-1))
     if not math.isfinite(loss.item()):
@@ -118,15 +118,23 @@ def flash_attention_board(box: Sandbox) -> Leaderboard:
         result = student(q, k, v)
         seconds.append(time.perf_counter() - start)
     output = result[0] if isinstance(result, (tuple, list)) and result else result
-    if not isinstance(output, torch.Tensor) or output.shape != expected.shape or \
-            not torch.allclose(output.double(), expected, rtol=1e-3, atol=1e-4):
-        return Leaderboard([], f"No leaderboard entry: flash_attention_forward's output at size "
-                               f"{ATTENTION_SHAPE} is wrong")
+    if (
+        not isinstance(output, torch.Tensor)
+        or output.shape != expected.shape
+        or not torch.allclose(output.double(), expected, rtol=1e-3, atol=1e-4)
+    ):
+        return Leaderboard(
+            [], f"No leaderboard entry: flash_attention_forward's output at size {ATTENTION_SHAPE} is wrong"
+        )
     _, trace = student.traced(q, k, v)
     shapes = trace.created
     largest = max((math.prod(shape) for shape in shapes), default=0) * 4  # float32 bytes
-    return Leaderboard([LeaderboardEntry(f"time at N={ATTENTION_SHAPE[1]} (ms)", round(min(seconds) * 1000, 1)),
-                        LeaderboardEntry("largest tensor created (KiB)", round(largest / 1024, 1))])
+    return Leaderboard(
+        [
+            LeaderboardEntry(f"time at N={ATTENTION_SHAPE[1]} (ms)", round(min(seconds) * 1000, 1)),
+            LeaderboardEntry("largest tensor created (KiB)", round(largest / 1024, 1)),
+        ]
+    )
 
 
 BOARDS = {"06_pretraining": causal_lm_board, "07_flash_attention": flash_attention_board}

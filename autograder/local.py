@@ -8,6 +8,7 @@ cells, call a function, read a value) over its stdin and a copy of its stdout, o
 Windows alike, and has the same interface as :class:`autograder.sandbox.Sandbox`, so
 :mod:`autograder.grading` uses either.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,7 @@ class _Pipes:
     def sendall(self, data) -> None:
         view = memoryview(data).cast("B")
         while view.nbytes:
-            view = view[os.write(self.write_fd, view):]
+            view = view[os.write(self.write_fd, view) :]
 
 
 class LocalProcess:
@@ -75,8 +76,13 @@ class LocalProcess:
     def start(self):
         env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONIOENCODING": "utf-8"}
         try:
-            self.process = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
         except OSError as error:
             raise LocalProcessError(f"cannot start a Python process to run the notebook: {error}") from None
         self.replies = queue.Queue()
@@ -114,8 +120,10 @@ class LocalProcess:
         late = f"your code took longer than {seconds:.0f} s (time limit) and was stopped; look for an infinite loop"
         if self.deadline is not None and self.deadline < time.monotonic() + seconds:
             seconds = max(self.deadline - time.monotonic(), 0)
-            late = (f"grading this notebook took longer than {self.limits.notebook_seconds:.0f} s in total "
-                    "(time limit), so the remaining checks were stopped")
+            late = (
+                f"grading this notebook took longer than {self.limits.notebook_seconds:.0f} s in total "
+                "(time limit), so the remaining checks were stopped"
+            )
         try:
             _Pipes(-1, self.process.stdin.fileno()).sendall(b"".join(wire.encode(protocol.new_id(), message)))
             reply = self.replies.get(timeout=seconds)
@@ -125,8 +133,10 @@ class LocalProcess:
             reply = None
         if not isinstance(reply, dict):
             self.process.wait()
-            self._end(f"your code ended the grading process (exit code {self.process.returncode}); "
-                      "do not call exit() in a notebook")
+            self._end(
+                f"your code ended the grading process (exit code {self.process.returncode}); "
+                "do not call exit() in a notebook"
+            )
         if not reply["ok"]:
             raise StudentError(str(reply.get("error")))
         return reply.get("value")

@@ -20,6 +20,7 @@ A call that returns an object that is not plain data (an instance of a reference
 the real object where the reference is; the kit cannot replay it, and a sub-check that asks for
 one is undecided there (chapter 6's comparisons of the whole model with the reference model).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,7 +96,7 @@ def recorded_seconds(key: str) -> float:
     return float(_load_recording()["seconds"].get(key, math.inf))
 
 
-def reference(topic: str) -> "_Proxy":
+def reference(topic: str) -> _Proxy:
     """The proxy of ``solutions.<topic>``."""
     return _Proxy(("module", topic), ())
 
@@ -129,8 +130,9 @@ def _call_reference(root, path, args, kwargs):
     result = target(*args, **kwargs)
     context = _current
     if _recorded is not None and context is not None and context.seed == PUBLIC_SEED:
-        context.calls.append({"function": _name(root, path), "inputs": _fingerprint((args, kwargs)),
-                              "output": _plain(result)})
+        context.calls.append(
+            {"function": _name(root, path), "inputs": _fingerprint((args, kwargs)), "output": _plain(result)}
+        )
     return result
 
 
@@ -159,8 +161,10 @@ def _unplain(value):
         return value.clone()
     if isinstance(value, dict):
         if "__object__" in value:
-            raise Undecided(f"this check works with the reference's own {value['__object__']} object, which the "
-                            "learner's kit does not hold: it is decided in the official grade")
+            raise Undecided(
+                f"this check works with the reference's own {value['__object__']} object, which the "
+                "learner's kit does not hold: it is decided in the official grade"
+            )
         if "__dtype__" in value:
             return getattr(torch, value["__dtype__"].removeprefix("torch."))
         return {k: _unplain(v) for k, v in value.items()}
@@ -171,6 +175,7 @@ def _unplain(value):
 
 # ---------------------------------------------------------------------------------------
 # Fingerprints of a call's inputs, and the replay
+
 
 def _fingerprint(value):
     if isinstance(value, torch.Tensor):
@@ -212,7 +217,8 @@ def _same(recorded, now) -> bool:
         return len(recorded[1]) == len(now[1]) and all(_same(a, b) for a, b in zip(recorded[1], now[1]))
     if kind == "dict":
         return len(recorded[1]) == len(now[1]) and all(
-            a[0] == b[0] and _same(a[1], b[1]) for a, b in zip(recorded[1], now[1]))
+            a[0] == b[0] and _same(a[1], b[1]) for a, b in zip(recorded[1], now[1])
+        )
     return recorded == now
 
 
@@ -220,8 +226,9 @@ def _load_recording() -> dict:
     global _replay
     if _replay is None:
         if not RECORDING.exists():
-            raise Undecided("the kit holds no recorded expected values (reinstall it); this check is decided "
-                            "in the official grade")
+            raise Undecided(
+                "the kit holds no recorded expected values (reinstall it); this check is decided in the official grade"
+            )
         _replay = torch.load(io.BytesIO(RECORDING.read_bytes()), weights_only=True)
     return _replay
 
@@ -232,8 +239,10 @@ def _call_recorded(root, path, args, kwargs):
         raise Undecided("a reference value was asked for outside a check")
     recording_ = _load_recording()
     if context.seed != recording_["seed"]:
-        raise Undecided(f"the learner's kit holds the checks' expected values for seed {recording_['seed']} only "
-                        f"(this is seed {context.seed}): this check is decided in the official grade")
+        raise Undecided(
+            f"the learner's kit holds the checks' expected values for seed {recording_['seed']} only "
+            f"(this is seed {context.seed}): this check is decided in the official grade"
+        )
     calls = recording_["checks"].get(context.key, [])
     function, inputs = _name(root, path), _fingerprint((args, kwargs))
     for index in [*range(context.cursor, len(calls)), *range(context.cursor)]:
@@ -241,7 +250,9 @@ def _call_recorded(root, path, args, kwargs):
         if call["function"] == function and _same(call["inputs"], inputs):
             context.cursor = index + 1
             return _unplain(call["output"])
-    raise Undecided("the learner's kit cannot decide this check: the reference was never run on these inputs "
-                    f"(the kit recorded what {function} returns for the checks' inputs with the reference answers; "
-                    "yours led to different ones, or your torch draws different numbers). It is decided in the "
-                    "official grade")
+    raise Undecided(
+        "the learner's kit cannot decide this check: the reference was never run on these inputs "
+        f"(the kit recorded what {function} returns for the checks' inputs with the reference answers; "
+        "yours led to different ones, or your torch draws different numbers). It is decided in the "
+        "official grade"
+    )

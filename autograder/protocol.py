@@ -12,6 +12,7 @@ Between processes, requests and replies travel as :mod:`autograder.wire` frames.
 Imports only the standard library, torch and :mod:`autograder.wire`: it also runs inside the
 sandbox (see :mod:`autograder.confinement`).
 """
+
 import linecache
 import numbers
 import secrets
@@ -187,9 +188,11 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
     for label, tensor, before in inputs:
         with torch._C.DisableTorchFunctionSubclass():
             if not _unchanged(before, tensor.detach()):
-                raise CallFailed(f"{name} changed its {label} in place (shape {tuple(before.shape)}); "
-                                 "its inputs must be left unchanged: look for in-place operations "
-                                 "(add_, masked_fill_, x[...] = ..., +=) on an input or a view of it")
+                raise CallFailed(
+                    f"{name} changed its {label} in place (shape {tuple(before.shape)}); "
+                    "its inputs must be left unchanged: look for in-place operations "
+                    "(add_, masked_fill_, x[...] = ..., +=) on an input or a view of it"
+                )
     return result
 
 
@@ -296,8 +299,15 @@ class Session:
             raise CallFailed(f"{name} is not defined ({type(error).__name__}: {error})") from None
         if op == "value":
             return plain(obj, self.wrap)
-        result = call(name, obj, self.unpack(request["args"]), self.unpack(request["kwargs"]), request["mode"],
-                      self.unpack(request.get("grad_output")), request.get("grad_inputs", ()))
+        result = call(
+            name,
+            obj,
+            self.unpack(request["args"]),
+            self.unpack(request["kwargs"]),
+            request["mode"],
+            self.unpack(request.get("grad_output")),
+            request.get("grad_inputs", ()),
+        )
         return plain(result, self.wrap)
 
 

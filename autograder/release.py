@@ -14,6 +14,7 @@
   are dropped (the reference run's full-marks report would read as if the empty stub passed), and
   a cell of launch links (:mod:`autograder.launch`) follows the chapter's title.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,8 +50,9 @@ def kit_source() -> str:
 
 def with_setup_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook with the setup cell first (tagged ``demo``: grading never runs it)."""
-    cell = nbformat.v4.new_code_cell(SETUP.format(source=kit_source()),
-                                     metadata={"tags": ["setup", "demo"], "editable": False})
+    cell = nbformat.v4.new_code_cell(
+        SETUP.format(source=kit_source()), metadata={"tags": ["setup", "demo"], "editable": False}
+    )
     cell.id = "setup"
     notebook.cells = [cell, *(c for c in notebook.cells if c.get("id") != "setup")]
     return notebook
@@ -70,7 +72,9 @@ def student_view(notebook: nbformat.NotebookNode, keep_outputs: bool = True) -> 
 def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -> nbformat.NotebookNode:
     """Run every cell in a fresh kernel (working directory ``cwd``); stops at the first error."""
     notebook = copy.deepcopy(notebook)
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     return notebook
 
 

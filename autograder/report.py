@@ -11,6 +11,7 @@ in an nbgrader course directory after ``python -m autograder autograde``, writes
 
 It reads the gradebook (nbgrader's API) and each ``autograded/<student>/<assignment>/results.json``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -76,8 +77,11 @@ class ClassReport:
 
     def diagnoses(self, top: int = 15) -> list[tuple[str, int]]:
         """The failure messages most submissions received (each counted once per submission)."""
-        messages = Counter(message for s in self.graded
-                           for message in {NUMBER.sub("#", test.output) for test in s.tests if not test.passed})
+        messages = Counter(
+            message
+            for s in self.graded
+            for message in {NUMBER.sub("#", test.output) for test in s.tests if not test.passed}
+        )
         return messages.most_common(top)
 
     def slowest(self, top: int = 10) -> list[SubmissionOutcome]:
@@ -89,8 +93,10 @@ def read_report(course: Path, assignment: str) -> ClassReport:
     coursedir, _ = course_directory(Path(course).resolve())
     if not Path(coursedir.db_url.removeprefix("sqlite:///")).exists():
         raise ReportError(f"no gradebook in {course}; run `nbgrader generate_assignment {assignment}` first")
-    submitted = sorted(Path(p).parent.name for p in glob.glob(
-        coursedir.format_path(coursedir.submitted_directory, "*", assignment) + "/"))
+    submitted = sorted(
+        Path(p).parent.name
+        for p in glob.glob(coursedir.format_path(coursedir.submitted_directory, "*", assignment) + "/")
+    )
     outcomes = []
     with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
         try:
@@ -108,8 +114,14 @@ def _outcome(student: str, score, max_score: float, path: Path) -> SubmissionOut
     try:
         results = json.loads(path.read_text())
     except (OSError, ValueError):
-        return SubmissionOutcome(student, score, max_score, None, problem="not graded: no results.json (the batch "
-                                 "stopped or could not grade it; `python -m autograder autograde` says why)")
+        return SubmissionOutcome(
+            student,
+            score,
+            max_score,
+            None,
+            problem="not graded: no results.json (the batch "
+            "stopped or could not grade it; `python -m autograder autograde` says why)",
+        )
     tests = [_test(t) for t in results.get("tests", [])]
     seconds = results.get("execution_time")
     problem = None
@@ -120,13 +132,19 @@ def _outcome(student: str, score, max_score: float, path: Path) -> SubmissionOut
 
 def _test(entry: dict) -> TestOutcome:
     function, _, check = entry["name"].partition(": ")
-    return TestOutcome(entry.get("function", function), entry.get("check", check), float(entry["score"]),
-                       float(entry["max_score"]), entry.get("status", "passed" if entry["score"] >= entry["max_score"]
-                                                            else "failed") == "passed", str(entry.get("output", "")))
+    return TestOutcome(
+        entry.get("function", function),
+        entry.get("check", check),
+        float(entry["score"]),
+        float(entry["max_score"]),
+        entry.get("status", "passed" if entry["score"] >= entry["max_score"] else "failed") == "passed",
+        str(entry.get("output", "")),
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # The page
+
 
 def write_report(course: Path, assignment: str) -> Path:
     report = read_report(course, assignment)
@@ -148,20 +166,34 @@ def render(report: ClassReport) -> str:
     slowest = [[s.student, f"{s.seconds:.1f}", "" if s.score is None else f"{s.score:g}"] for s in report.slowest()]
     parts = [
         f"<h1>{html.escape(report.assignment)}: the class's results</h1><p>{summary}.</p>",
-        "<h2>Score distribution</h2>", _figure(_histogram(scores, max_score), "histogram of total scores"),
-        "<h2>Failure rate of every sub-check</h2>", _figure(_failure_chart(rates), "failure rate per sub-check"),
-        _table("failures", ["function", "sub-check", "failed", "of", "failure rate"],
-               [[f, c, failed, total, f"{failed / total:.0%}"] for f, c, failed, total in rates]),
+        "<h2>Score distribution</h2>",
+        _figure(_histogram(scores, max_score), "histogram of total scores"),
+        "<h2>Failure rate of every sub-check</h2>",
+        _figure(_failure_chart(rates), "failure rate per sub-check"),
+        _table(
+            "failures",
+            ["function", "sub-check", "failed", "of", "failure rate"],
+            [[f, c, failed, total, f"{failed / total:.0%}"] for f, c, failed, total in rates],
+        ),
         "<h2>Most frequent diagnoses</h2>",
-        _table("diagnoses", ["submissions", "message (numbers masked as #)"],
-               [[count, message] for message, count in report.diagnoses()]),
-        "<h2>Submissions not graded</h2>", _table("not-graded", ["student", "why"], not_graded),
-        "<h2>Slowest submissions</h2>", _table("slowest", ["student", "seconds", "score"], slowest),
+        _table(
+            "diagnoses",
+            ["submissions", "message (numbers masked as #)"],
+            [[count, message] for message, count in report.diagnoses()],
+        ),
+        "<h2>Submissions not graded</h2>",
+        _table("not-graded", ["student", "why"], not_graded),
+        "<h2>Slowest submissions</h2>",
+        _table("slowest", ["student", "seconds", "score"], slowest),
     ]
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}img{max-width:100%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.assignment)} report</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}img{max-width:100%}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report.assignment)} report</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def _table(name: str, header: list[str], rows: list[list]) -> str:
@@ -195,13 +227,16 @@ def _failure_chart(rates) -> bytes:
 
 def _axes(height: float = 3.0):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt.subplots(figsize=(8, height), layout="constrained")
 
 
 def _png(figure) -> bytes:
     import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)

@@ -23,6 +23,7 @@ The trusted parent (this module) sends requests and reads replies as
 ``Limits.reply_bytes`` before anything is allocated, and each reply must carry the random
 id of the request it answers.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -47,10 +48,12 @@ UID_BASE = int(os.environ.get("AUTOGRADER_UID_BASE", "2100000000"))  # uids no a
 UID_COUNT = 4096
 REPLY_HEADER_BYTES = 16 << 20  # the plain-data part of one reply (its tensors are capped by Limits.reply_bytes)
 OPT_OUT = "AUTOGRADER_UNCONFINED_I_TRUST_EVERY_SUBMISSION"
-NO_BWRAP = ("grading other people's notebooks needs bubblewrap (Debian/Ubuntu package `bubblewrap`, command "
-            "`bwrap`), which is not installed: `apt-get install bubblewrap`. To run every submission unconfined, "
-            f"with the whole machine in its reach (development only), pass --unconfined-i-trust-every-submission "
-            f"or set {OPT_OUT}=1")
+NO_BWRAP = (
+    "grading other people's notebooks needs bubblewrap (Debian/Ubuntu package `bubblewrap`, command "
+    "`bwrap`), which is not installed: `apt-get install bubblewrap`. To run every submission unconfined, "
+    f"with the whole machine in its reach (development only), pass --unconfined-i-trust-every-submission "
+    f"or set {OPT_OUT}=1"
+)
 
 
 class SandboxError(RuntimeError):
@@ -92,8 +95,16 @@ class ForkServer:
         self.home = tempfile.TemporaryDirectory(prefix="autograder-server-")
         lib = confinement.copy_sources(os.path.join(self.home.name, "grader-lib"))
         python = os.path.realpath(sys.executable)
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": confinement.INSIDE_CACHE,
-               "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1", "PYTHONHASHSEED": "0"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "MPLCONFIGDIR": confinement.INSIDE_CACHE,
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+            "TRITON_INTERPRET": "1",
+            "PYTHONHASHSEED": "0",
+        }
         confined = self._confined(lib, python, wanted) if wanted != "off" and confinement.bwrap() else None
         self.confinement = "bwrap" if confined else "none"
         if confined:
@@ -106,8 +117,14 @@ class ForkServer:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [*command, python, "-I", "-S", "-c", confinement.bootstrap(paths), str(theirs.fileno())],
-                cwd=self.home.name, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                pass_fds=(theirs.fileno(),), start_new_session=True)
+                cwd=self.home.name,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
         theirs.close()
         self.control.settimeout(600)  # its first answer waits for its imports; it never takes longer
         self.owner = self.user = os.getpid()  # the process that started it, the one that may use this channel
@@ -127,8 +144,9 @@ class ForkServer:
             command[-1:-1] = ["--ro-bind", python, python]
         if wanted == "required":  # if bwrap fails, the first sandbox says why (its message is in the server's log)
             return command, paths
-        trial = subprocess.run([*command, python, "-I", "-S", "-c", ""], capture_output=True, text=True, timeout=120,
-                               check=False)
+        trial = subprocess.run(
+            [*command, python, "-I", "-S", "-c", ""], capture_output=True, text=True, timeout=120, check=False
+        )
         return (command, paths) if trial.returncode == 0 else None
 
     def _ask(self, spec: dict, fds: list[int]) -> None:
@@ -159,7 +177,7 @@ class ForkServer:
             control_child.close()
         return comm, control
 
-    def attach(self) -> "ForkServer":
+    def attach(self) -> ForkServer:
         """A handle on this server with a channel of its own, for another process (a
         forked grading worker) to use while this one keeps its own."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -255,9 +273,13 @@ class Sandbox:
         # Unconfined, Python may live where another uid cannot read it (/root): the child keeps the grader's.
         self.uid, self.uid_lock = claim_uid() if confined else (None, None)
         self.group = cgroups.create(self.limits.memory_bytes, self.limits.processes)
-        spec = {"uid": self.uid, "limits": asdict(self.limits), "confinement": server.confinement,
-                "cgroup": self.group and self.group.version,
-                "given": {f"{t}.py": (SOLUTIONS / f"{t}.py").read_text() for t in self.given_topics}}
+        spec = {
+            "uid": self.uid,
+            "limits": asdict(self.limits),
+            "confinement": server.confinement,
+            "cgroup": self.group and self.group.version,
+            "given": {f"{t}.py": (SOLUTIONS / f"{t}.py").read_text() for t in self.given_topics},
+        }
         try:
             self.channel, self.control = server.spawn(spec, self.group.procs if self.group else ())
         except BaseException:
@@ -346,15 +368,19 @@ class Sandbox:
         return self.group is not None and self.group.oom_kills() > 0
 
     def _memory_message(self) -> str:
-        return (f"your code used more memory than the sandbox allows ({self.limits.memory_bytes >> 20} MiB, "
-                "all its processes together) and was stopped")
+        return (
+            f"your code used more memory than the sandbox allows ({self.limits.memory_bytes >> 20} MiB, "
+            "all its processes together) and was stopped"
+        )
 
     def _read_reply(self, message_id: str, seconds: float):
         deadline = time.monotonic() + seconds
         if self.deadline is not None and self.deadline < deadline:
             deadline = self.deadline
-            late = (f"grading this notebook took longer than {self.limits.notebook_seconds:.0f} s in total "
-                    "(time limit), so the remaining checks were stopped")
+            late = (
+                f"grading this notebook took longer than {self.limits.notebook_seconds:.0f} s in total "
+                "(time limit), so the remaining checks were stopped"
+            )
         else:
             late = f"your code took longer than {seconds:.0f} s (time limit) and was stopped; look for an infinite loop"
 
@@ -371,8 +397,10 @@ class Sandbox:
         except wire.WireError as error:
             raise StudentError(f"your code sent back data the grader refuses: {error}") from None
         if got != message_id:
-            raise StudentError("the grader received a reply to no request it made (your code wrote to the "
-                               "grader's channel), so it stopped your code")
+            raise StudentError(
+                "the grader received a reply to no request it made (your code wrote to the "
+                "grader's channel), so it stopped your code"
+            )
         return value
 
     def _death_message(self):

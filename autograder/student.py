@@ -12,6 +12,7 @@ lists, dicts, and further :class:`Student` handles for other objects.
     mha = Student(backend, "MultiHeadAttention")(16, 4)   # a handle on the new module
     state = mha.state_dict()                               # dict of plain tensors
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,7 @@ class Student:
         self._backend, self._root, self._path = backend, root, tuple(path)
         self._name = name or ".".join([str(root), *path])
 
-    def __getattr__(self, attr) -> "Student":
+    def __getattr__(self, attr) -> Student:
         if attr.startswith("__"):
             raise AttributeError(attr)
         return Student(self._backend, self._root, self._path + (attr,), f"{self._name}.{attr}")

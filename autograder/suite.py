@@ -7,6 +7,7 @@ through ``student`` (a :class:`autograder.student.Student` handle, so the same c
 in the learner's kernel or against a sandboxed process) and raises :class:`CheckFailed`
 with a message in the learner's terms when the answer is wrong.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ import importlib.util
 import math
 import os
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -62,9 +63,11 @@ class Suite:
 
     def check(self, points: float):
         """Decorator: register ``fn(student, gen)`` as a sub-check worth ``points``."""
+
         def register(fn):
             self.checks.append(Check(fn.__name__, points, fn))
             return fn
+
         return register
 
     @property
@@ -91,7 +94,9 @@ class Suite:
             except Exception as error:  # a check that breaks on odd output must not stop grading
                 results.append(self._failed(check, f"could not check your answer ({type(error).__name__}: {error})"))
             else:
-                results.append(Result(self.function, check.name, float(check.points), float(check.points), True, "passed"))
+                results.append(
+                    Result(self.function, check.name, float(check.points), float(check.points), True, "passed")
+                )
         return results
 
     def _failed(self, check: Check, message: str) -> Result:
@@ -124,7 +129,9 @@ def is_close(actual: torch.Tensor, expected: torch.Tensor, rtol=RTOL, atol=ATOL,
         return False
     if actual.is_complex() or expected.is_complex():
         return False
-    return torch.allclose(actual.detach().double(), expected.detach().double(), rtol=rtol, atol=atol, equal_nan=equal_nan)
+    return torch.allclose(
+        actual.detach().double(), expected.detach().double(), rtol=rtol, atol=atol, equal_nan=equal_nan
+    )
 
 
 def expect_close(actual, expected: torch.Tensor, what: str, rtol=RTOL, atol=ATOL, diagnoses=()):
@@ -140,11 +147,15 @@ def expect_close(actual, expected: torch.Tensor, what: str, rtol=RTOL, atol=ATOL
             raise CheckFailed(f"{what} should have dtype {expected.dtype}, got {actual.dtype}")
         if torch.equal(actual, expected):
             return
-        raise CheckFailed(_explain(actual, expected, what, diagnoses, rtol, atol)
-                          or f"{what} differs from the expected value at {int((actual != expected).sum())} entries")
+        raise CheckFailed(
+            _explain(actual, expected, what, diagnoses, rtol, atol)
+            or f"{what} differs from the expected value at {int((actual != expected).sum())} entries"
+        )
     if is_close(actual, expected, rtol, atol):
         return
-    raise CheckFailed(_explain(actual, expected, what, diagnoses, rtol, atol) or _describe_error(actual, expected, what))
+    raise CheckFailed(
+        _explain(actual, expected, what, diagnoses, rtol, atol) or _describe_error(actual, expected, what)
+    )
 
 
 def _explain(actual, expected, what, diagnoses, rtol, atol):
@@ -153,7 +164,11 @@ def _explain(actual, expected, what, diagnoses, rtol, atol):
     found = []
     for wrong, explanation in diagnoses:
         if isinstance(wrong, torch.Tensor) and wrong.shape == actual.shape and explanation not in found:
-            same = torch.equal(actual, wrong) if wrong.dtype == torch.bool else is_close(actual, wrong, rtol, atol, equal_nan=True)
+            same = (
+                torch.equal(actual, wrong)
+                if wrong.dtype == torch.bool
+                else is_close(actual, wrong, rtol, atol, equal_nan=True)
+            )
             if same:
                 found.append(explanation)
     if not found:
@@ -171,8 +186,10 @@ def _describe_error(actual: torch.Tensor, expected: torch.Tensor, what: str) -> 
     error = (a - e).abs()
     worst = int(error.argmax())
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), a.shape)) if a.dim() else ()
-    return (f"{what} differs from the expected value: largest difference {error.max().item():.3g} "
-            f"at index {index} (got {a.flatten()[worst].item():.6g}, expected {e.flatten()[worst].item():.6g})")
+    return (
+        f"{what} differs from the expected value: largest difference {error.max().item():.3g} "
+        f"at index {index} (got {a.flatten()[worst].item():.6g}, expected {e.flatten()[worst].item():.6g})"
+    )
 
 
 def expect_bounded(shapes, limit: int, what: str, allowed: str, describe=lambda shape: ""):
@@ -183,9 +200,11 @@ def expect_bounded(shapes, limit: int, what: str, allowed: str, describe=lambda 
     largest = max(shapes, key=math.prod, default=())
     if shapes and math.prod(largest) > limit:
         kind = describe(tuple(largest))
-        raise CheckFailed(f"{what} a tensor of shape {tuple(largest)} ({math.prod(largest)} elements)"
-                          + (f": {kind}" if kind else "")
-                          + f". At most {limit} elements per tensor are allowed here: {allowed}")
+        raise CheckFailed(
+            f"{what} a tensor of shape {tuple(largest)} ({math.prod(largest)} elements)"
+            + (f": {kind}" if kind else "")
+            + f". At most {limit} elements per tensor are allowed here: {allowed}"
+        )
 
 
 def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:

@@ -16,6 +16,7 @@ claims more, or lies, is refused with :class:`WireError` whose message says why.
 
 Imports only the standard library and torch: it also runs inside the sandbox.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,23 @@ MAGIC = b"AGW1"
 PREFIX = struct.Struct("<4sIQ")
 MAX_DEPTH = 64
 MAX_ELEMENTS = 1_000_000
-DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
-    torch.float32, torch.float64, torch.complex64, torch.complex128)}
+DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in (
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.complex64,
+        torch.complex128,
+    )
+}
 
 
 class WireError(Exception):
@@ -64,8 +79,11 @@ def _to_json(value, tensors, depth):
     if value is None or type(value) in (bool, int, float, str):
         return value
     if isinstance(value, torch.Tensor):
-        if value.layout != torch.strided or value.device.type != "cpu" or str(value.dtype).removeprefix(
-                "torch.") not in DTYPES:
+        if (
+            value.layout != torch.strided
+            or value.device.type != "cpu"
+            or str(value.dtype).removeprefix("torch.") not in DTYPES
+        ):
             raise WireError(f"a tensor of dtype {value.dtype}, layout {value.layout} on {value.device} cannot be sent")
         tensors.append(value)
         return {"tensor": len(tensors) - 1}
@@ -91,14 +109,19 @@ def read_frame(read, max_header: int, max_body: int) -> tuple[str, object]:
     if magic != MAGIC:
         raise WireError("the data is not a frame of the grader's format")
     if head_size > max_header or body_size > max_body:
-        raise WireError(f"the reply announces {(head_size + body_size) / 2**20:.0f} MiB, more than the "
-                        f"{(max_header + max_body) / 2**20:.0f} MiB accepted")
+        raise WireError(
+            f"the reply announces {(head_size + body_size) / 2**20:.0f} MiB, more than the "
+            f"{(max_header + max_body) / 2**20:.0f} MiB accepted"
+        )
     try:
         header = json.loads(_read_exactly(read, head_size))
     except (ValueError, RecursionError) as error:
         raise WireError(f"the header is not valid JSON ({type(error).__name__})") from None
-    if not isinstance(header, dict) or not isinstance(header.get("id"), str) or not isinstance(
-            header.get("tensors"), list):
+    if (
+        not isinstance(header, dict)
+        or not isinstance(header.get("id"), str)
+        or not isinstance(header.get("tensors"), list)
+    ):
         raise WireError("the header is not a frame's header")
     specs = [_tensor_spec(spec) for spec in header["tensors"]]
     if sum(nbytes for _, _, nbytes in specs) != body_size:
@@ -113,9 +136,15 @@ def read_frame(read, max_header: int, max_body: int) -> tuple[str, object]:
 
 
 def _tensor_spec(spec):
-    if not (isinstance(spec, list) and len(spec) == 3 and spec[0] in DTYPES and isinstance(spec[1], list)
-            and len(spec[1]) <= MAX_DEPTH and all(type(n) is int and n >= 0 for n in spec[1])
-            and type(spec[2]) is int):
+    if not (
+        isinstance(spec, list)
+        and len(spec) == 3
+        and spec[0] in DTYPES
+        and isinstance(spec[1], list)
+        and len(spec[1]) <= MAX_DEPTH
+        and all(type(n) is int and n >= 0 for n in spec[1])
+        and type(spec[2]) is int
+    ):
         raise WireError(f"a tensor's description is not [dtype, shape, bytes] of a plain dtype: {str(spec)[:80]}")
     dtype = DTYPES[spec[0]]
     if math.prod(spec[1]) * dtype.itemsize != spec[2]:
@@ -132,7 +161,7 @@ def _from_json(value, tensors, depth, counter):
     if type(value) is list:
         return [_from_json(v, tensors, depth + 1, counter) for v in value]
     if type(value) is dict and len(value) == 1:
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         if tag == "tensor" and type(inner) is int and 0 <= inner < len(tensors):
             return tensors[inner]
         if tag == "tuple" and type(inner) is list:
@@ -153,5 +182,5 @@ def _read_into(read, view: memoryview) -> None:
         chunk = read(min(view.nbytes, 1 << 20))
         if not chunk:
             raise ChannelClosed()
-        view[:len(chunk)] = chunk
-        view = view[len(chunk):]
+        view[: len(chunk)] = chunk
+        view = view[len(chunk) :]

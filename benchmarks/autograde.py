@@ -8,6 +8,7 @@ end (startup included). The submissions cycle through correct, partly wrong and 
 notebooks; the script checks that both graders agree on every student's total, then prints
 both times and their ratio.
 """
+
 import argparse
 import os
 import shutil
@@ -30,8 +31,11 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  
 ANSWERS = {  # chapter -> the kinds of submission a class hands in (grade_id -> answer cell source)
     "02_attention": [
         {"*": (ROOT / "tests" / "alternatives" / "attention.py").read_text()},
-        {"*": (ROOT / "tests" / "alternatives" / "attention.py").read_text().replace(
-            " * (1.0 / math.sqrt(q.shape[-1]))", "")},
+        {
+            "*": (ROOT / "tests" / "alternatives" / "attention.py")
+            .read_text()
+            .replace(" * (1.0 / math.sqrt(q.shape[-1]))", "")
+        },
         {},
     ],
 }
@@ -48,8 +52,10 @@ def run(command, course: Path) -> float:
 
 def totals(course: Path, assignment: str) -> dict:
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        return {s.student.id: round(sum(g.auto_score or 0 for n in s.notebooks for g in n.grades), 4)
-                for s in gradebook.find_assignment(assignment).submissions}
+        return {
+            s.student.id: round(sum(g.auto_score or 0 for n in s.notebooks for g in n.grades), 4)
+            for s in gradebook.find_assignment(assignment).submissions
+        }
 
 
 def main():
@@ -73,20 +79,31 @@ def main():
     shutil.copytree(ours, plain)
     (plain / "nbgrader_config.py").write_text((ours / "nbgrader_config.py").read_text().replace(str(ours), str(plain)))
 
-    print(f"{args.students} submissions of {args.chapter}, {os.cpu_count()} CPU cores, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"{args.students} submissions of {args.chapter}, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     workers = ["--workers", str(args.workers)] if args.workers else []
     ours_seconds = run([sys.executable, "-m", "autograder", "autograde", args.chapter, *workers], ours)
-    print(f"python -m autograder autograde: {ours_seconds:7.1f} s "
-          f"({ours_seconds / args.students:.2f} s per submission)", flush=True)
+    print(
+        f"python -m autograder autograde: {ours_seconds:7.1f} s ({ours_seconds / args.students:.2f} s per submission)",
+        flush=True,
+    )
     plain_seconds = run([BIN / "nbgrader", "autograde", args.chapter], plain)
-    print(f"nbgrader autograde:             {plain_seconds:7.1f} s "
-          f"({plain_seconds / args.students:.2f} s per submission)", flush=True)
+    print(
+        f"nbgrader autograde:             {plain_seconds:7.1f} s "
+        f"({plain_seconds / args.students:.2f} s per submission)",
+        flush=True,
+    )
     print(f"ratio: {plain_seconds / ours_seconds:.1f}x faster (load average now {os.getloadavg()[0]:.1f})")
     ours_totals, plain_totals = totals(ours, args.chapter), totals(plain, args.chapter)
     disagree = {s: (ours_totals.get(s), total) for s, total in plain_totals.items() if ours_totals.get(s) != total}
-    print("both graders agree on every total" if not disagree and len(ours_totals) == args.students
-          else f"the graders disagree (ours, nbgrader): {disagree}")
+    print(
+        "both graders agree on every total"
+        if not disagree and len(ours_totals) == args.students
+        else f"the graders disagree (ours, nbgrader): {disagree}"
+    )
     if args.keep:
         print(f"courses kept in {folder}")
     else:

@@ -10,6 +10,7 @@ main process, its workers and their fork servers, all running as this user) apar
 sandboxes (learner code, running as their own uids). It prints throughput, peak memory, and
 what the hostile submissions cost against ordinary ones.
 """
+
 import argparse
 import os
 import re
@@ -69,19 +70,33 @@ def main():
     parser.add_argument("--students", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hostile", type=float, default=0.02, help="share of hostile submissions")
-    parser.add_argument("--limits", default="--call-seconds 10 --cell-seconds 20 --memory-mb 2048",
-                        help="limits passed to autograde (an instructor's choice; they bound what hostile ones cost)")
+    parser.add_argument(
+        "--limits",
+        default="--call-seconds 10 --cell-seconds 20 --memory-mb 2048",
+        help="limits passed to autograde (an instructor's choice; they bound what hostile ones cost)",
+    )
     args = parser.parse_args()
 
     course = Path(tempfile.mkdtemp(prefix="class-scale-"))
     start = time.monotonic()
     roster = make_class(course, args.students, args.hostile)
-    print(f"{args.students} submissions of {ASSIGNMENT} ({sum(k in HOSTILE for k in roster.values())} hostile) "
-          f"written in {time.monotonic() - start:.0f} s; {os.cpu_count()} CPU cores, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"{args.students} submissions of {ASSIGNMENT} ({sum(k in HOSTILE for k in roster.values())} hostile) "
+        f"written in {time.monotonic() - start:.0f} s; {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
-    command = [sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", str(args.workers),
-               *args.limits.split()]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "autograde",
+        ASSIGNMENT,
+        "--workers",
+        str(args.workers),
+        *args.limits.split(),
+    ]
     start = time.monotonic()
     batch = subprocess.Popen(command, cwd=course, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks = {"grader": 0, "sandboxes": 0, "total": 0}
@@ -106,19 +121,29 @@ def main():
 
     hostile = {s: t for s, t in seconds.items() if roster[s] in HOSTILE}
     ordinary = {s: t for s, t in seconds.items() if roster[s] not in HOSTILE}
-    print(f"autograde exit status {batch.returncode}; graded {len(seconds)} of {len(roster)}"
-          + (f"; stderr: {errors.strip()[-500:]}" if errors.strip() else ""))
-    print(f"wall time {wall:.0f} s: {len(seconds) / wall * 60:.1f} submissions per minute "
-          f"({wall / max(len(seconds), 1):.2f} s each, {args.workers} workers), load average {os.getloadavg()[0]:.1f}")
-    print(f"peak resident memory: grader (main process, workers, fork servers) {peaks['grader'] / 2**20:.0f} MiB, "
-          f"sandboxes {peaks['sandboxes'] / 2**20:.0f} MiB, together {peaks['total'] / 2**20:.0f} MiB")
+    print(
+        f"autograde exit status {batch.returncode}; graded {len(seconds)} of {len(roster)}"
+        + (f"; stderr: {errors.strip()[-500:]}" if errors.strip() else "")
+    )
+    print(
+        f"wall time {wall:.0f} s: {len(seconds) / wall * 60:.1f} submissions per minute "
+        f"({wall / max(len(seconds), 1):.2f} s each, {args.workers} workers), load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"peak resident memory: grader (main process, workers, fork servers) {peaks['grader'] / 2**20:.0f} MiB, "
+        f"sandboxes {peaks['sandboxes'] / 2**20:.0f} MiB, together {peaks['total'] / 2**20:.0f} MiB"
+    )
     if ordinary:
-        print(f"ordinary submissions: {len(ordinary)}, median {statistics.median(ordinary.values()):.2f} s, "
-              f"sum {sum(ordinary.values()):.0f} s of worker time")
+        print(
+            f"ordinary submissions: {len(ordinary)}, median {statistics.median(ordinary.values()):.2f} s, "
+            f"sum {sum(ordinary.values()):.0f} s of worker time"
+        )
     if hostile:
-        print(f"hostile submissions: {len(hostile)} ({len(hostile) / len(seconds):.1%}), "
-              f"sum {sum(hostile.values()):.0f} s of worker time "
-              f"({sum(hostile.values()) / sum(seconds.values()):.0%} of all worker time):")
+        print(
+            f"hostile submissions: {len(hostile)} ({len(hostile) / len(seconds):.1%}), "
+            f"sum {sum(hostile.values()):.0f} s of worker time "
+            f"({sum(hostile.values()) / sum(seconds.values()):.0%} of all worker time):"
+        )
         for student, spent in sorted(hostile.items(), key=lambda item: -item[1]):
             print(f"  {student} {roster[student]:26s} {spent:6.1f} s, scored {scores[student]:g}")
     print(f"course kept in {course}")

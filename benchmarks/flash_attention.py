@@ -17,6 +17,7 @@ saves the figure the book shows (``chapters/figures/flash_attention_benchmark.pn
 This is a benchmark, not a test: the full CPU run takes several minutes and about 5 GB of memory
 (naive attention at N = 16384).
 """
+
 import argparse
 import json
 import re
@@ -35,7 +36,9 @@ GPU_METHODS = ["naive", "tiled", "sdpa", "triton"]
 def attention_function(method, block):
     """The attention call to measure: ``fn(q, k, v) -> output``."""
     import torch.nn.functional as F
+
     from solutions import attention, flash_attention
+
     return {
         "naive": lambda q, k, v: attention.scaled_dot_product_attention(q, k, v)[0],
         "tiled": lambda q, k, v: flash_attention.flash_attention_forward(q, k, v, block_q=block, block_k=block)[0],
@@ -62,6 +65,7 @@ def _kib(field):
 def measure_cpu(method, n, d, block, threads):
     """Runs in a fresh process: {"bytes": extra peak resident memory, "seconds": best time}."""
     import torch
+
     torch.set_num_threads(threads)
     fn = attention_function(method, block)
     q, k, v = (torch.randn(1, 1, n, d) for _ in range(3))
@@ -76,6 +80,7 @@ def measure_cpu(method, n, d, block, threads):
 
 def measure_gpu(method, n, d, block):
     import torch
+
     fn = attention_function(method, block)
     q, k, v = (torch.randn(1, 1, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
     fn(q, k, v)  # compile (Triton) and warm up
@@ -90,8 +95,19 @@ def measure_gpu(method, n, d, block):
 
 def run_cpu(method, n, args):
     """``measure_cpu`` in a fresh interpreter, so that one run's memory does not hide the next's."""
-    command = [sys.executable, __file__, "--measure", method, str(n), "--d", str(args.d),
-               "--block", str(args.block), "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--measure",
+        method,
+        str(n),
+        "--d",
+        str(args.d),
+        "--block",
+        str(args.block),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -110,15 +126,19 @@ def table(results, lengths):
                 continue
             naive = results.get((device, "naive"), {}).get(n, {})
             share = f"{100 * r['bytes'] / naive['bytes']:6.2f}%" if naive.get("bytes") else "      -"
-            lines.append(f"{device:4} {method:7} {n:6} {r['bytes'] / 2**20:10.1f} {share:>9} {1000 * r['seconds']:10.1f}")
+            lines.append(
+                f"{device:4} {method:7} {n:6} {r['bytes'] / 2**20:10.1f} {share:>9} {1000 * r['seconds']:10.1f}"
+            )
     header = f"{'':4} {'method':7} {'N':>6} {'peak MiB':>10} {'of naive':>9} {'ms':>10}"
     return "\n".join([header, *lines])
 
 
 def plot(results, d, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (ax_memory, ax_time) = plt.subplots(1, 2, figsize=(10, 3.8))
     colors = {"naive": "C3", "tiled": "C0", "sdpa": "C2", "triton": "C1"}
     for (device, method), rows in results.items():
@@ -126,11 +146,17 @@ def plot(results, d, path):
         if not ok:
             continue
         ns = [n for n, _ in ok]
-        style = dict(color=colors[method], marker="o" if device == "cpu" else "s",
-                     linestyle="-" if device == "cpu" else "--", label=f"{method} ({device})")
+        style = dict(
+            color=colors[method],
+            marker="o" if device == "cpu" else "s",
+            linestyle="-" if device == "cpu" else "--",
+            label=f"{method} ({device})",
+        )
         ax_memory.loglog(ns, [max(r["bytes"], 2**16) / 2**20 for _, r in ok], **style)
         ax_time.loglog(ns, [1000 * r["seconds"] for _, r in ok], **style)
-    ax_memory.set(xlabel="sequence length N", ylabel="extra peak memory (MiB)", title=f"memory of one attention call (d={d})")
+    ax_memory.set(
+        xlabel="sequence length N", ylabel="extra peak memory (MiB)", title=f"memory of one attention call (d={d})"
+    )
     ax_time.set(xlabel="sequence length N", ylabel="milliseconds", title="time of one attention call")
     for ax in (ax_memory, ax_time):
         ax.set_xticks(sorted({n for rows in results.values() for n in rows}))
@@ -147,8 +173,9 @@ def main(argv=None):
     parser.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
     parser.add_argument("--d", type=int, default=64, help="head width (default 64)")
     parser.add_argument("--block", type=int, default=128, help="block_q = block_k of the tiled PyTorch version")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads per run (default 1: steady timings on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads per run (default 1: steady timings on a shared machine)"
+    )
     parser.add_argument("--figure", type=Path, default=FIGURE)
     parser.add_argument("--measure", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -160,6 +187,7 @@ def main(argv=None):
         return 0
 
     import torch
+
     results = {}
     for method in CPU_METHODS:
         rows = results.setdefault(("cpu", method), {})

@@ -8,6 +8,7 @@ One submission of each kind, graded in one run of the command: a correct one (fo
 infinite loop in every graded function, an infinite loop at the top of the notebook, code that
 sleeps just under the per-call limit in every call, a notebook that is a directory, a FIFO.
 """
+
 import argparse
 import os
 import re
@@ -37,9 +38,14 @@ def kinds(release: Path, chapter: str) -> dict:
     loops = {name: f"def {name}(*args, **kwargs):\n    while True:\n        pass" for name in names}
     sleeps = {name: f"import time\n\ndef {name}(*args, **kwargs):\n    time.sleep(59)" for name in names}
     top_loop = filled_notebook(release, {"*": alternative + "\n\nwhile True:\n    pass"})
-    return {"correct": correct, "infinite_loop_in_functions": filled_notebook(release, loops),
-            "infinite_loop_at_top": top_loop, "slow_just_under_the_call_limit": filled_notebook(release, sleeps),
-            "directory": lambda path: path.mkdir(), "fifo": os.mkfifo}
+    return {
+        "correct": correct,
+        "infinite_loop_in_functions": filled_notebook(release, loops),
+        "infinite_loop_at_top": top_loop,
+        "slow_just_under_the_call_limit": filled_notebook(release, sleeps),
+        "directory": lambda path: path.mkdir(),
+        "fifo": os.mkfifo,
+    }
 
 
 def main():
@@ -49,16 +55,26 @@ def main():
     course = Path(tempfile.mkdtemp(prefix="hostile-costs-"))
     try:
         create_course(course, chapters=[args.chapter])
-        subprocess.run([BIN / "nbgrader", "generate_assignment", args.chapter], cwd=course, env=ENV, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [BIN / "nbgrader", "generate_assignment", args.chapter],
+            cwd=course,
+            env=ENV,
+            check=True,
+            capture_output=True,
+        )
         release = course / "release" / args.chapter / f"{args.chapter}.ipynb"
         for student, notebook in kinds(release, args.chapter).items():
             folder = course / "submitted" / student / args.chapter
             folder.mkdir(parents=True)
             (notebook if callable(notebook) else lambda path: write(notebook, path))(folder / f"{args.chapter}.ipynb")
         print(f"{args.chapter}: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}", flush=True)
-        run = subprocess.run([sys.executable, "-m", "autograder", "autograde", args.chapter, "--workers", "2"],
-                             cwd=course, env=ENV, capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "autograder", "autograde", args.chapter, "--workers", "2"],
+            cwd=course,
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
         seconds = {m["student"]: float(m["seconds"]) for m in PER_STUDENT.finditer(run.stdout)}
         print("worker seconds per submission:")
         for student, taken in sorted(seconds.items(), key=lambda item: item[1]):

@@ -8,6 +8,7 @@ limit, together over the sandbox's). It is graded as ``python -m autograder auto
 grades one notebook (sandbox under bubblewrap, default limits unless given), and the
 script prints the wall-clock seconds and the score next to the honest submission's.
 """
+
 import argparse
 import sys
 import time
@@ -26,8 +27,8 @@ ATTACKS = {
     "honest": "",
     "infinite loop": "def softmax(x, dim=-1):\n    while True:\n        pass\n",
     "memory bomb (3 processes)": "import os\ndef softmax(x, dim=-1):\n    for _ in range(2):\n"
-                                 "        if os.fork() == 0:\n            break\n"
-                                 "    hog = [b'x' * (1 << 30) for _ in range(64)]\n    return x\n",
+    "        if os.fork() == 0:\n            break\n"
+    "    hog = [b'x' * (1 << 30) for _ in range(64)]\n    return x\n",
 }
 
 
@@ -43,8 +44,11 @@ def main():
         results = grade_cells(cells, "02_attention", limits=limits)
         seconds = time.monotonic() - start
         lost = sorted({r.message for r in results if not r.passed})
-        print(f"{label:28s} {seconds:6.1f} s  score {sum(r.score for r in results):g} / "
-              f"{sum(r.max_score for r in results):g}  {lost[0][:110] if lost else ''}", flush=True)
+        print(
+            f"{label:28s} {seconds:6.1f} s  score {sum(r.score for r in results):g} / "
+            f"{sum(r.max_score for r in results):g}  {lost[0][:110] if lost else ''}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ sub-check of its ``fails`` passes, or where no failure message carries its diagn
 (``says``). Prints, per topic, every such seed, then the totals and the time taken; exits 1
 when anything escaped.
 """
+
 import argparse
 import multiprocessing
 import sys
@@ -21,13 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
+from corpus import Entry, entries  # noqa: E402
+from grade_paths import cells_of, entry_answers, in_child, run_like_a_kernel, write_submission  # noqa: E402
 
 from autograder.chapters import BY_TOPIC, CHAPTERS  # noqa: E402
 from autograder.checks import suites  # noqa: E402
 from autograder.grading import quiet  # noqa: E402
 from autograder.student import KernelBackend, Student  # noqa: E402
-from corpus import Entry, entries  # noqa: E402
-from grade_paths import cells_of, entry_answers, in_child, run_like_a_kernel, write_submission  # noqa: E402
 
 
 def problems(entry: Entry, results) -> str | None:
@@ -73,8 +74,12 @@ def sweep(job):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=200)
-    parser.add_argument("--topic", action="append", choices=[c.topic for c in CHAPTERS],
-                        help="a chapter topic (repeatable); default: every topic with a corpus")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        choices=[c.topic for c in CHAPTERS],
+        help="a chapter topic (repeatable); default: every topic with a corpus",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="answers swept in parallel")
     args = parser.parse_args()
     topics = args.topic or [c.topic for c in CHAPTERS if entries(c.topic)]
@@ -85,8 +90,12 @@ def main():
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             for topic, index, found, seconds in pool.imap_unordered(sweep, jobs, chunksize=1):
                 outcomes.append((topic, index, found, seconds))
-                print(f"  [{len(outcomes)}/{len(jobs)}] {topic} / {entries(topic)[index].label}: "
-                      f"{len(found)} seeds with a wrong verdict, {seconds:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  [{len(outcomes)}/{len(jobs)}] {topic} / {entries(topic)[index].label}: "
+                    f"{len(found)} seeds with a wrong verdict, {seconds:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     escaped = 0
     for topic in topics:
         mine = [o for o in outcomes if o[0] == topic]
@@ -96,12 +105,15 @@ def main():
         for entry, found in bad:
             kind = "bug" if entry.bug else "alternative"
             seeds = [seed for seed, _ in found]
-            print(f"  {kind} {entry.name} / {entry.label}: at {len(seeds)} seeds {seeds[:20]}; "
-                  f"first: {found[0][1][:300]}")
+            print(
+                f"  {kind} {entry.name} / {entry.label}: at {len(seeds)} seeds {seeds[:20]}; first: {found[0][1][:300]}"
+            )
         escaped += len(bad)
     answers = len(outcomes)
-    print(f"total: {answers} answers, {answers * args.seeds} gradings, {escaped} answers with a wrong verdict at "
-          f"some seed, {time.perf_counter() - start:.0f} s")
+    print(
+        f"total: {answers} answers, {answers * args.seeds} gradings, {escaped} answers with a wrong verdict at "
+        f"some seed, {time.perf_counter() - start:.0f} s"
+    )
     sys.exit(1 if escaped else 0)
 
 

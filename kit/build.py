@@ -10,6 +10,7 @@
 
     .venv/bin/python kit/build.py
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,20 @@ DIST = ROOT / "dist"
 # What grading needs, and no module of the course's own machinery (the sandbox and batch, which
 # hide and call the reference; the book's rendering and the given code, which read `solutions/`;
 # the instructors' exports). tests/test_kit.py grades with the installed kit.
-KIT_MODULES = ["__init__.py", "__main__.py", "chapters.py", "files.py", "grading.py", "local.py", "oracle.py",
-               "protocol.py", "student.py", "suite.py", "wire.py", "checks"]
+KIT_MODULES = [
+    "__init__.py",
+    "__main__.py",
+    "chapters.py",
+    "files.py",
+    "grading.py",
+    "local.py",
+    "oracle.py",
+    "protocol.py",
+    "student.py",
+    "suite.py",
+    "wire.py",
+    "checks",
+]
 
 
 def record() -> dict:
@@ -47,8 +60,11 @@ def record() -> dict:
             reference = importlib.import_module(f"solutions.{chapter.topic}")
             for name, suite in suites(chapter.topic).items():
                 answer = getattr(reference, name)
-                failed = [r for r in suite.run(Student(KernelBackend({name: answer}), name), oracle.PUBLIC_SEED)
-                          if not r.passed]
+                failed = [
+                    r
+                    for r in suite.run(Student(KernelBackend({name: answer}), name), oracle.PUBLIC_SEED)
+                    if not r.passed
+                ]
                 if failed:
                     raise SystemExit(f"the reference fails its own checks: {failed}")
     return recorded
@@ -75,8 +91,21 @@ def stage(recorded: dict, seconds: dict[str, float]) -> None:
 
 def build_wheel() -> Path:
     shutil.rmtree(DIST, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(DIST), str(STAGE)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(DIST),
+            str(STAGE),
+        ],
+        check=True,
+    )
     shutil.rmtree(STAGE / "build", ignore_errors=True)
     (wheel,) = DIST.glob("*.whl")
     return wheel
@@ -87,5 +116,7 @@ if __name__ == "__main__":
     stage(recorded, timings())
     wheel = build_wheel()
     calls = sum(len(c) for c in recorded.values())
-    print(f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1024:.0f} KiB, "
-          f"{calls} reference calls recorded for {len(recorded)} sub-checks")
+    print(
+        f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1024:.0f} KiB, "
+        f"{calls} reference calls recorded for {len(recorded)} sub-checks"
+    )

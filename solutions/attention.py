@@ -4,6 +4,7 @@ Shapes use ``...`` for any leading batch and head dimensions, ``N_q`` queries, `
 and values, key/query width ``d_k`` and value width ``d_v``. Masks are boolean and True where
 a query MAY attend to a key (the convention of ``torch.nn.functional.scaled_dot_product_attention``).
 """
+
 import math
 
 import torch

@@ -8,6 +8,7 @@ al., 2022), and power-law fits of loss against size.
 Shapes: ``N`` sequence length (``N_q`` queries, ``N_k`` keys), ``d`` query/key width, ``d_v``
 value width, ``m`` random features. No function modifies its inputs.
 """
+
 import math
 
 import torch

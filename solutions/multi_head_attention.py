@@ -6,6 +6,7 @@ owns the contiguous block of features ``h*d_head .. (h+1)*d_head`` (the layout o
 ``torch.nn.MultiheadAttention``). Masks are boolean, True where a query MAY attend, as in
 chapter 2.
 """
+
 import torch
 from torch import nn
 
@@ -47,8 +48,13 @@ class MultiHeadAttention(nn.Module):
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None):
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ):
         """query (B, N_q, D); key (B, N_k, D), default ``query`` (self-attention); value
         (B, N_k, D), default ``key``. mask: bool, True where a query may attend, broadcastable
         to (B, H, N_q, N_k): (N_q, N_k) for all examples and heads (a causal mask),

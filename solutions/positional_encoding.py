@@ -6,6 +6,7 @@ Conventions shared by both functions: positions count from 0; feature pairs are
 (one radian per position) and the last slowest (wavelength close to ``2 pi base``).
 Angles are computed in float64, so large positions (a long KV cache) lose no precision.
 """
+
 import torch
 
 
@@ -30,7 +31,9 @@ def sinusoidal_positional_encoding(num_positions: int, d_model: int, base: float
     return encoding.to(torch.get_default_dtype())
 
 
-def apply_rotary_embedding(x: torch.Tensor, positions: torch.Tensor | None = None, base: float = 10000.0) -> torch.Tensor:
+def apply_rotary_embedding(
+    x: torch.Tensor, positions: torch.Tensor | None = None, base: float = 10000.0
+) -> torch.Tensor:
     """Rotary position embedding (RoPE; Su et al., 2021, *RoFormer*), interleaved pairs.
 
     x: (..., N, D) with D even, e.g. queries or keys of shape (B, H, N, d_head).

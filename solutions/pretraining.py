@@ -4,6 +4,7 @@ Shapes: ``B`` batch, ``T`` tokens per sequence, ``V`` vocabulary size, ``D = d_m
 Tokens are int64 ids in ``[0, V)``. Labels use ``-100`` ("ignore this position") wherever
 there is nothing to predict, the convention of ``torch.nn.functional.cross_entropy``.
 """
+
 import torch
 from torch import nn
 
@@ -22,8 +23,14 @@ def shift_for_next_token(tokens: torch.Tensor):
     return tokens[..., :-1], tokens[..., 1:]
 
 
-def mask_tokens(tokens: torch.Tensor, mask_token_id: int, vocab_size: int, mask_prob: float = 0.15,
-                generator: torch.Generator | None = None, special_token_ids=()):
+def mask_tokens(
+    tokens: torch.Tensor,
+    mask_token_id: int,
+    vocab_size: int,
+    mask_prob: float = 0.15,
+    generator: torch.Generator | None = None,
+    special_token_ids=(),
+):
     """BERT's corruption (Devlin et al., 2019): returns ``(inputs, labels)``, both of the
     shape of ``tokens`` (any shape) and dtype int64.
 
@@ -81,18 +88,20 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 # embeddings or the logits. Methods use ``nn.Module.__init__`` and the module-level helpers
 # below, so a notebook class can delegate to them.
 
+
 def _build(model: nn.Module, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout):
     nn.Module.__init__(model)
     model.token_embedding = nn.Embedding(vocab_size, d_model)
     model.register_buffer("positions", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
-    model.blocks = nn.ModuleList(TransformerBlock(d_model, num_heads, d_ff, norm_first=True, dropout=dropout)
-                                 for _ in range(num_layers))
+    model.blocks = nn.ModuleList(
+        TransformerBlock(d_model, num_heads, d_ff, norm_first=True, dropout=dropout) for _ in range(num_layers)
+    )
     model.norm = nn.LayerNorm(d_model)
     model.head = nn.Linear(d_model, vocab_size)
 
 
 def _logits(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    x = model.token_embedding(tokens) + model.positions[:tokens.shape[-1]]  # (B, T, D)
+    x = model.token_embedding(tokens) + model.positions[: tokens.shape[-1]]  # (B, T, D)
     for block in model.blocks:
         x = block(x, mask)
     return model.head(model.norm(x))  # (B, T, V)
@@ -107,8 +116,16 @@ class CausalLM(nn.Module):
     Submodules and dropout as described above the class.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int,
-                 max_len: int, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        num_layers: int,
+        max_len: int,
+        dropout: float = 0.0,
+    ):
         _build(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -124,8 +141,16 @@ class MaskedLM(nn.Module):
     left unchanged. Submodules and dropout as described above :class:`CausalLM`.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, num_heads: int, d_ff: int, num_layers: int,
-                 max_len: int, dropout: float = 0.0):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        num_layers: int,
+        max_len: int,
+        dropout: float = 0.0,
+    ):
         _build(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ after reading ``x_t``, the t-th input vector, stored at index ``t - 1`` of the t
 Weights multiply from the right (``x @ W``), so ``W_xh`` is (D_in, H), the transpose of
 ``torch.nn.RNN``'s ``weight_ih_l0``.
 """
+
 import torch
 
 
@@ -27,8 +28,9 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_xh: torch.Tensor, W_hh: tor
     return torch.stack(states, dim=1), h
 
 
-def hidden_state_jacobian_norms(x: torch.Tensor, h0: torch.Tensor, W_xh: torch.Tensor, W_hh: torch.Tensor,
-                                b: torch.Tensor) -> torch.Tensor:
+def hidden_state_jacobian_norms(
+    x: torch.Tensor, h0: torch.Tensor, W_xh: torch.Tensor, W_hh: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
     """Frobenius norms of d h_T / d h_t for t = 1..T, by the chain rule (no autograd).
 
     Arguments as in :func:`rnn_forward` with batch size 1: x (1, T, D_in), h0 (1, H).

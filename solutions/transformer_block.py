@@ -6,6 +6,7 @@ where a query MAY attend to a key, broadcastable to (B, H, N, N), as in chapters
 Methods call ``nn.Module.__init__(self)`` rather than ``super().__init__()`` so that a
 learner's skeleton class can delegate to them.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,8 +76,9 @@ class TransformerBlock(nn.Module):
     may attend -> (B, N, D); x and mask are left unchanged.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool, dropout: float = 0.0,
-                 activation: str = "relu"):
+    def __init__(
+        self, d_model: int, num_heads: int, d_ff: int, norm_first: bool, dropout: float = 0.0, activation: str = "relu"
+    ):
         nn.Module.__init__(self)
         self.norm_first = norm_first
         self.attn = MultiHeadAttention(d_model, num_heads)
@@ -94,8 +96,15 @@ class TransformerBlock(nn.Module):
         return self.norm2(x + self.dropout(self.ffn(x)))
 
 
-def count_parameters(n_layers: int, d_model: int, vocab_size: int, n_ctx: int, d_ff: int | None = None,
-                     biases: bool = True, tied_embeddings: bool = True) -> int:
+def count_parameters(
+    n_layers: int,
+    d_model: int,
+    vocab_size: int,
+    n_ctx: int,
+    d_ff: int | None = None,
+    biases: bool = True,
+    tied_embeddings: bool = True,
+) -> int:
     """Trainable parameters of a GPT-style decoder (Radford et al., 2019; Brown et al., 2020).
 
     The model: token embedding (V x D), learned position embedding (n_ctx x D), ``n_layers``

@@ -5,6 +5,7 @@ test serves ``_build/html`` on, so a page that needs a CDN shows it. ``Browser.o
 ``evaluate`` runs JavaScript in it, ``click`` sends real mouse events at an element's centre and
 ``screenshot`` saves a PNG.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,11 +59,25 @@ class Browser:
     def __init__(self, width: int = 1280, height: int = 900):
         self.profile = tempfile.TemporaryDirectory()
         self.process = subprocess.Popen(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync", OFFLINE,
-             f"--window-size={width},{height}", "--remote-debugging-port=0",
-             f"--user-data-dir={self.profile.name}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                OFFLINE,
+                f"--window-size={width},{height}",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile.name}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         for _ in range(300):
             if port_file.exists() and port_file.read_text().count("\n") >= 1:

@@ -2,6 +2,7 @@
 (``benchmarks/class_scale.py``) and its tests: correct answers written two ways, plausible
 bugs, unanswered stubs, and a small share of hostile notebooks (infinite loops, memory
 bombs, crashes), collected where ``nbgrader collect`` puts them."""
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,11 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  
 ALTERNATIVE = (ROOT / "tests" / "alternatives" / "attention.py").read_text()
 CORRECT = {
     "softmax": "import torch\n\ndef softmax(x, dim=-1):\n"
-               "    e = (x - x.max(dim=dim, keepdim=True).values).exp()\n    return e / e.sum(dim=dim, keepdim=True)",
+    "    e = (x - x.max(dim=dim, keepdim=True).values).exp()\n    return e / e.sum(dim=dim, keepdim=True)",
     "scaled_dot_product_attention": "import math\n\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
-                                    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
-                                    "    if mask is not None:\n        scores = scores.masked_fill(~mask, -math.inf)\n"
-                                    "    weights = softmax(scores)\n    return weights @ v, weights",
+    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
+    "    if mask is not None:\n        scores = scores.masked_fill(~mask, -math.inf)\n"
+    "    weights = softmax(scores)\n    return weights @ v, weights",
     "causal_mask": "def causal_mask(n):\n    return torch.ones(n, n, dtype=torch.bool).tril()",
 }
 BUGS = {  # one plausible bug per graded function
@@ -36,9 +37,10 @@ HOSTILE = {  # answer cells that attack the grader's time, memory or process
     "loop_at_top": {"softmax": "while True:\n    pass"},
     "loop_in_function": {"softmax": "def softmax(x, dim=-1):\n    while True:\n        pass"},
     "memory_bomb": {"softmax": "hoard = []\nwhile True:\n    hoard.append(b'x' * (64 << 20))"},
-    "memory_bomb_in_function": {"scaled_dot_product_attention":
-                                "def scaled_dot_product_attention(q, k, v, mask=None):\n"
-                                "    hoard = []\n    while True:\n        hoard.append(b'x' * (64 << 20))"},
+    "memory_bomb_in_function": {
+        "scaled_dot_product_attention": "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+        "    hoard = []\n    while True:\n        hoard.append(b'x' * (64 << 20))"
+    },
     "segfault": {"causal_mask": "import ctypes\nctypes.string_at(0)"},
     "exit_in_function": {"causal_mask": "import os\n\ndef causal_mask(n):\n    os._exit(3)"},
 }
@@ -69,8 +71,9 @@ def answers_of(kind: str) -> dict:
 
 
 def nbgrader(course: Path, *args) -> subprocess.CompletedProcess:
-    run = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=ENV, capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=ENV, capture_output=True, text=True, timeout=600
+    )
     if run.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     return run

@@ -1,4 +1,5 @@
 """Shared test helpers: run a check suite in-process against any implementation."""
+
 import pytest
 
 from autograder.checks import suites
@@ -33,4 +34,5 @@ def seed(request):
 def one_thread():
     """Checks run tiny tensors: extra threads only spin-wait, badly so on a busy 2-core machine."""
     import torch
+
     torch.set_num_threads(1)

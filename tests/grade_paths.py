@@ -9,6 +9,7 @@
 
 A verdict is a dict ``{(function, check): (passed, score, message)}``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,15 +20,15 @@ import os
 import pickle
 import re
 import signal
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import nbformat
+from corpus import Entry
 
 from autograder import confinement
 from autograder.chapters import Chapter
 from autograder.grading import grade_cells, load_notebook, submission_cells
-from corpus import Entry
 from notebooks import ROOT, filled_notebook, is_answer, nbgrader_meta, student_notebook
 
 REPORT_LINE = re.compile(r"^  \[(PASS|FAIL)\] (\w+) \(([\d.]+) pt\)(?:: (.*))?$")
@@ -37,7 +38,7 @@ def notebook_path(chapter: Chapter) -> Path:
     return ROOT / "chapters" / f"{chapter.name}.ipynb"
 
 
-@lru_cache(maxsize=None)
+@cache
 def answer_cell_id(chapter: Chapter, name: str) -> str:
     """The grade_id of the released notebook's answer cell that defines ``name``."""
     defines = re.compile(rf"^(?:def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*=", re.MULTILINE)
@@ -63,8 +64,10 @@ def cells_of(path: Path) -> list[str]:
 
 
 def sandbox_verdict(cells: list[str], chapter: Chapter, names, seed=None) -> dict:
-    return {(r.function, r.check): (r.passed, r.score, r.message)
-            for r in grade_cells(cells, chapter.name, names=list(names), seed=seed)}
+    return {
+        (r.function, r.check): (r.passed, r.score, r.message)
+        for r in grade_cells(cells, chapter.name, names=list(names), seed=seed)
+    }
 
 
 def parse_report(text: str) -> dict:
@@ -101,6 +104,7 @@ def grade_cell(topic: str, name: str, namespace: dict) -> tuple[dict, float]:
     """What the grade cell of ``name`` does: ``autograder.grade`` on the namespace's object.
     Returns (verdict, the cell's score); a missing name fails like the cell's NameError."""
     from autograder import grade
+
     graded = namespace.get("__graded__", {})  # the object where its grade cell stands (grading.CAPTURE)
     if name not in graded and name not in namespace:
         return {}, 0.0

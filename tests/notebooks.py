@@ -1,4 +1,5 @@
 """Helpers for tests that build submissions from the chapters' notebooks."""
+
 import re
 from pathlib import Path
 

@@ -1,17 +1,18 @@
 """Chapter 2: the reference agrees with PyTorch; the checks accept correct alternatives and
 reject the stub and plausible bugs with messages that name the bug."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import messages, not_implemented, run_suite, score
 
 from autograder.checks import suites
-from conftest import messages, not_implemented, run_suite, score
 from solutions import attention as ref
 
-
 # --- the reference against PyTorch ---------------------------------------------------------
+
 
 def test_softmax_matches_torch():
     x = torch.randn(3, 5, 7) * 5
@@ -52,6 +53,7 @@ def test_stub_fails_every_check(name, seed):
 
 # --- plausible bugs -------------------------------------------------------------------------
 
+
 def softmax_naive(x, dim=-1):
     return x.exp() / x.exp().sum(dim=dim, keepdim=True)
 
@@ -64,11 +66,14 @@ def softmax_wrong_axis(x, dim=-1):
     return ref.softmax(x, 0)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (softmax_naive, "exp() overflows"),
-    (softmax_ignores_dim, "dim argument is ignored"),
-    (softmax_wrong_axis, "normalizes over dim 0"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (softmax_naive, "exp() overflows"),
+        (softmax_ignores_dim, "dim argument is ignored"),
+        (softmax_wrong_axis, "normalizes over dim 0"),
+    ],
+)
 def test_softmax_bugs_lose_points(bug, fragment, seed):
     results = run_suite("attention", "softmax", bug, seed)
     assert score(results) < suites("attention")["softmax"].max_score
@@ -129,18 +134,21 @@ def only_2d(q, k, v, mask=None):
     return ref.scaled_dot_product_attention(q, k, v, mask)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (no_scaling, "not divided by sqrt(d_k)"),
-    (scaled_by_d_k, "divided by d_k"),
-    (softmax_over_queries, "softmax runs over the queries"),
-    (inverted_mask, "mask is inverted"),
-    (mask_ignored, "mask is ignored"),
-    (mask_applied_after_softmax, "with a mask"),
-    (masked_to_zero_not_minus_inf, "with a mask"),
-    (returns_only_output, "should return a tuple (output, weights)"),
-    (weights_and_output_swapped, "has shape"),
-    (only_2d, "raised ValueError: expected 2-D inputs"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (no_scaling, "not divided by sqrt(d_k)"),
+        (scaled_by_d_k, "divided by d_k"),
+        (softmax_over_queries, "softmax runs over the queries"),
+        (inverted_mask, "mask is inverted"),
+        (mask_ignored, "mask is ignored"),
+        (mask_applied_after_softmax, "with a mask"),
+        (masked_to_zero_not_minus_inf, "with a mask"),
+        (returns_only_output, "should return a tuple (output, weights)"),
+        (weights_and_output_swapped, "has shape"),
+        (only_2d, "raised ValueError: expected 2-D inputs"),
+    ],
+)
 def test_attention_bugs_lose_points(bug, fragment, seed):
     results = run_suite("attention", "scaled_dot_product_attention", bug, seed)
     assert score(results) < 9
@@ -149,36 +157,45 @@ def test_attention_bugs_lose_points(bug, fragment, seed):
 
 def test_masked_key_leak_is_named():
     """Weights masked correctly, but the output computed from the unmasked weights."""
+
     def output_before_masking(q, k, v, mask=None):
         output, _ = ref.scaled_dot_product_attention(q, k, v)
         return output, ref.scaled_dot_product_attention(q, k, v, mask)[1]
+
     results = run_suite("attention", "scaled_dot_product_attention", output_before_masking)
     assert "masked key still changes the output" in messages(results)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "diagonal is False"),
-    (lambda n: torch.ones(n, n, dtype=torch.bool).triu(), "see the future"),
-    (lambda n: torch.ones(n, n, dtype=torch.bool).triu(1), "mask is inverted"),
-    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(1), "must not see the next token"),
-    (lambda n: torch.ones(n, n).tril(), "should be a bool tensor"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "diagonal is False"),
+        (lambda n: torch.ones(n, n, dtype=torch.bool).triu(), "see the future"),
+        (lambda n: torch.ones(n, n, dtype=torch.bool).triu(1), "mask is inverted"),
+        (lambda n: torch.ones(n, n, dtype=torch.bool).tril(1), "must not see the next token"),
+        (lambda n: torch.ones(n, n).tril(), "should be a bool tensor"),
+    ],
+)
 def test_causal_mask_bugs_lose_points(bug, fragment, seed):
     results = run_suite("attention", "causal_mask", bug, seed)
     assert score(results) < 2
     assert fragment in messages(results)
 
 
-@pytest.mark.parametrize("size, name", [(lambda q, k, v: v.shape[-1], "d_v"), (lambda q, k, v: k.shape[-2], "N_k"),
-                                        (lambda q, k, v: q.shape[-2], "N_q")])
+@pytest.mark.parametrize(
+    "size, name",
+    [(lambda q, k, v: v.shape[-1], "d_v"), (lambda q, k, v: k.shape[-2], "N_k"), (lambda q, k, v: q.shape[-2], "N_q")],
+)
 def test_a_wrong_scale_is_named_by_the_size_used_at_every_seed(size, name):
     """The drawn sizes are distinct, so the diagnosis names the size the bug divides by, never another."""
+
     def wrong_scale(q, k, v, mask=None):
         scores = q @ k.transpose(-2, -1) / math.sqrt(size(q, k, v))
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         return weights @ v, weights
+
     others = {"d_v", "N_k", "N_q"} - {name}
     for seed in range(20):
         results = run_suite("attention", "scaled_dot_product_attention", wrong_scale, seed)

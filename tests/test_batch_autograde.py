@@ -5,6 +5,7 @@ submissions graded into nbgrader's gradebook, then the real `nbgrader generate_f
 Each attack must leave its score where the same answers without the attack put it, and each
 fault must cost only the functions it breaks, leaving other submissions, the course files
 and the gradebook intact."""
+
 import copy
 import csv
 import hashlib
@@ -36,11 +37,11 @@ POINTS = {"softmax": 3, "scaled_dot_product_attention": 9, "causal_mask": 2}
 
 CORRECT = {
     "softmax": "import torch\n\ndef softmax(x, dim=-1):\n"
-               "    e = (x - x.max(dim=dim, keepdim=True).values).exp()\n    return e / e.sum(dim=dim, keepdim=True)",
+    "    e = (x - x.max(dim=dim, keepdim=True).values).exp()\n    return e / e.sum(dim=dim, keepdim=True)",
     "scaled_dot_product_attention": "import math\n\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
-                                    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
-                                    "    if mask is not None:\n        scores = scores.masked_fill(~mask, -math.inf)\n"
-                                    "    weights = softmax(scores)\n    return weights @ v, weights",
+    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
+    "    if mask is not None:\n        scores = scores.masked_fill(~mask, -math.inf)\n"
+    "    weights = softmax(scores)\n    return weights @ v, weights",
     "causal_mask": "def causal_mask(n):\n    return torch.ones(n, n, dtype=torch.bool).tril()",
 }
 WRONG = {  # plausible bugs: partial credit, so an attack that raised it would show
@@ -60,20 +61,20 @@ def grade(*args, **kwargs):
 """
 LIARS = {
     "softmax": "import torch\nclass Liar(torch.Tensor):\n    def __eq__(self, other):\n        return True\n"
-               "    @classmethod\n    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
-               "        return True\n"
-               "def softmax(x, dim=-1):\n    return torch.zeros_like(x).as_subclass(Liar)",
+    "    @classmethod\n    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+    "        return True\n"
+    "def softmax(x, dim=-1):\n    return torch.zeros_like(x).as_subclass(Liar)",
     "scaled_dot_product_attention": "class Anything:\n    def __eq__(self, other):\n        return True\n"
-                                    "    def __getattr__(self, name):\n        return lambda *a, **k: True\n"
-                                    "def scaled_dot_product_attention(q, k, v, mask=None):\n"
-                                    "    return Anything(), Anything()",
+    "    def __getattr__(self, name):\n        return lambda *a, **k: True\n"
+    "def scaled_dot_product_attention(q, k, v, mask=None):\n"
+    "    return Anything(), Anything()",
     "causal_mask": "def causal_mask(n):\n    return Anything()",
 }
 STEALING = {
     "softmax": "from solutions.attention import softmax",
     "scaled_dot_product_attention": "import autograder.checks.attention\n"
-                                    "from autograder.checks.attention import ref\n"
-                                    "scaled_dot_product_attention = ref.scaled_dot_product_attention",
+    "from autograder.checks.attention import ref\n"
+    "scaled_dot_product_attention = ref.scaled_dot_product_attention",
     "causal_mask": f"exec(open({str(Path(__file__).parent.parent / 'solutions' / 'attention.py')!r}).read())",
 }
 HOSTILE = """
@@ -109,8 +110,10 @@ for _ in range(100_000):
 
 
 SLOW = {  # correct, but each call sleeps just under the 6 s per-call limit (and calls no slow softmax)
-    name: "import time\n" + source.replace("softmax(scores)", "scores.softmax(-1)").replace(
-        "):\n", "):\n    time.sleep(4)\n", 1) for name, source in CORRECT.items()}
+    name: "import time\n"
+    + source.replace("softmax(scores)", "scores.softmax(-1)").replace("):\n", "):\n    time.sleep(4)\n", 1)
+    for name, source in CORRECT.items()
+}
 SECRET = "TOP-SECRET 4f1c: a root-readable file a timestamp.txt link points at"
 
 
@@ -137,8 +140,9 @@ def submissions(release: Path, course: Path) -> dict:
         meta = nbgrader_meta(cell)
         if meta.get("grade") and cell.cell_type == "code":
             cell.source, meta["points"] = "100", 100
-    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[
-        nbformat.v3.new_code_cell(input="\n\n".join(CORRECT.values()))])])
+    v3 = nbformat.v3.new_notebook(
+        worksheets=[nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell(input="\n\n".join(CORRECT.values()))])]
+    )
     return {
         "correct": correct,
         "stub": filled_notebook(release, {}),
@@ -147,28 +151,36 @@ def submissions(release: Path, course: Path) -> dict:
         "returns_liars": filled_notebook(release, LIARS),
         "imports_the_reference": with_cell(filled_notebook(release, STEALING), "import autograder\nimport solutions"),
         "calls_sys_exit": with_cell(with_cell(correct, "import sys\nsys.exit(0)", 1), "raise SystemExit(1)"),
-        "os_exit_in_function": filled_notebook(release, answers(
-            CORRECT, causal_mask="import os\n\ndef causal_mask(n):\n    os._exit(1)")),
+        "os_exit_in_function": filled_notebook(
+            release, answers(CORRECT, causal_mask="import os\n\ndef causal_mask(n):\n    os._exit(1)")
+        ),
         "os_exit_at_top": with_cell(correct, "import os\nos._exit(0)"),
-        "runaway_functions": filled_notebook(release, answers(
-            CORRECT, softmax="def softmax(x, dim=-1):\n    while True:\n        pass",
-            scaled_dot_product_attention="import torch\n\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
-                                         "    return torch.empty(2 ** 40), None",
-            causal_mask=CORRECT["causal_mask"] + "\n\nimport builtins\n_print = builtins.print\n"
-                        "def causal_mask_(n):\n    for _ in range(10_000):\n        _print('x' * 1000)\n"
-                        "    return torch.ones(n, n, dtype=torch.bool).tril()\ncausal_mask = causal_mask_")),
+        "runaway_functions": filled_notebook(
+            release,
+            answers(
+                CORRECT,
+                softmax="def softmax(x, dim=-1):\n    while True:\n        pass",
+                scaled_dot_product_attention="import torch\n\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
+                "    return torch.empty(2 ** 40), None",
+                causal_mask=CORRECT["causal_mask"] + "\n\nimport builtins\n_print = builtins.print\n"
+                "def causal_mask_(n):\n    for _ in range(10_000):\n        _print('x' * 1000)\n"
+                "    return torch.ones(n, n, dtype=torch.bool).tril()\ncausal_mask = causal_mask_",
+            ),
+        ),
         "loops_at_top": with_cell(correct, "while True:\n    pass"),
         "hostile": with_cell(correct, HOSTILE.format(course=str(course))),
         "invalid_json": "{not json",
         "nbformat_3": nbformat.writes(v3, version=3),
         "deleted_grade_cells": _without_grade_cells(correct),
-        "renamed_function": filled_notebook(release, answers(
-            CORRECT, causal_mask=CORRECT["causal_mask"].replace("def causal_mask", "def my_mask"))),
+        "renamed_function": filled_notebook(
+            release, answers(CORRECT, causal_mask=CORRECT["causal_mask"].replace("def causal_mask", "def my_mask"))
+        ),
         "no_notebook": None,
         "notebook_is_a_directory": lambda path: (path.mkdir(), (path / "cells.json").write_text("{}")),
         "notebook_is_a_fifo": os.mkfifo,  # reading it would block the batch forever
         "notebook_links_to_a_classmate": lambda path: path.symlink_to(
-            course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+            course / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        ),
         "timestamp_links_elsewhere": _with_linked_timestamp(correct, course.parent / "secret.txt"),
         "deeply_nested_json": "[" * 100_000 + "]" * 100_000,
         "demo_tagged_grade_cells": _tagged_demo(filled_notebook(release, {})),
@@ -183,6 +195,7 @@ def _with_linked_timestamp(notebook, secret: Path):
         write(notebook, path)
         (path.parent / "timestamp.txt").unlink()
         (path.parent / "timestamp.txt").symlink_to(secret)
+
     return submit_it
 
 
@@ -209,12 +222,20 @@ UNREADABLE = {  # student -> why the submission is not graded
     "deeply_nested_json": "nested too deeply",
 }
 EXPECTED = {  # student -> {function: score}, or a callable of the scores of "wrong"
-    "correct": POINTS, "stub": {f: 0 for f in FUNCTIONS}, "returns_liars": {f: 0 for f in FUNCTIONS},
-    "imports_the_reference": {f: 0 for f in FUNCTIONS}, "calls_sys_exit": POINTS,
-    "os_exit_in_function": {**POINTS, "causal_mask": 0}, "os_exit_at_top": {f: 0 for f in FUNCTIONS},
+    "correct": POINTS,
+    "stub": {f: 0 for f in FUNCTIONS},
+    "returns_liars": {f: 0 for f in FUNCTIONS},
+    "imports_the_reference": {f: 0 for f in FUNCTIONS},
+    "calls_sys_exit": POINTS,
+    "os_exit_in_function": {**POINTS, "causal_mask": 0},
+    "os_exit_at_top": {f: 0 for f in FUNCTIONS},
     "runaway_functions": {"softmax": 0, "scaled_dot_product_attention": 0, "causal_mask": 2},
-    "loops_at_top": {f: 0 for f in FUNCTIONS}, "hostile": POINTS, "invalid_json": {f: 0 for f in FUNCTIONS},
-    "nbformat_3": POINTS, "deleted_grade_cells": POINTS, "renamed_function": {**POINTS, "causal_mask": 0},
+    "loops_at_top": {f: 0 for f in FUNCTIONS},
+    "hostile": POINTS,
+    "invalid_json": {f: 0 for f in FUNCTIONS},
+    "nbformat_3": POINTS,
+    "deleted_grade_cells": POINTS,
+    "renamed_function": {**POINTS, "causal_mask": 0},
     "no_notebook": {f: 0 for f in FUNCTIONS},
     **{student: {f: 0 for f in FUNCTIONS} for student in UNREADABLE},
     "demo_tagged_grade_cells": {f: 0 for f in FUNCTIONS},
@@ -222,15 +243,23 @@ EXPECTED = {  # student -> {function: score}, or a callable of the scores of "wr
 
 
 def nbgrader(course: Path, *args):
-    run = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=ENV, capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return run
 
 
 def autograde(course: Path, *args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, *LIMITS, *args], cwd=course,
-                          env=ENV, capture_output=True, text=True, timeout=900, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, *LIMITS, *args],
+        cwd=course,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kwargs,
+    )
 
 
 def submit(course: Path, student: str, notebook) -> Path:
@@ -249,17 +278,21 @@ def submit(course: Path, student: str, notebook) -> Path:
 
 
 def tree_digest(course: Path) -> dict:
-    return {str(p.relative_to(course)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for top in ("source", "release", "submitted", "nbgrader_config.py")
-            for p in ([course / top] if (course / top).is_file() else sorted((course / top).rglob("*")))
-            if p.is_file()}
+    return {
+        str(p.relative_to(course)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for top in ("source", "release", "submitted", "nbgrader_config.py")
+        for p in ([course / top] if (course / top).is_file() else sorted((course / top).rglob("*")))
+        if p.is_file()
+    }
 
 
 def auto_scores(course: Path) -> dict:
     """student -> {grade cell: auto_score} read back through nbgrader's Gradebook API."""
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        return {s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
-                for s in gradebook.find_assignment(ASSIGNMENT).submissions}
+        return {
+            s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
+            for s in gradebook.find_assignment(ASSIGNMENT).submissions
+        }
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +342,10 @@ def test_written_answers_are_left_for_manual_grading(course):
         stub = gradebook.find_grade("written_parallel_and_expensive", ASSIGNMENT, ASSIGNMENT, "stub")
         assert correct.auto_score is None and correct.needs_manual_grade  # formgrader asks for a grade
         assert stub.auto_score == 0 and not stub.needs_manual_grade  # nbgrader's "no response" rule
-        assert gradebook.find_comment("written_parallel_and_expensive", ASSIGNMENT, ASSIGNMENT,
-                                      "stub").auto_comment == "No response."
+        assert (
+            gradebook.find_comment("written_parallel_and_expensive", ASSIGNMENT, ASSIGNMENT, "stub").auto_comment
+            == "No response."
+        )
         assert gradebook.find_submission(ASSIGNMENT, "correct").max_score == 16
     # saved as Jupyter saves it (sources as lists of lines), the answer survives nbgrader's sanitizing
     submitted = json.loads((course["path"] / "submitted" / "correct" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
@@ -353,8 +388,9 @@ def test_symbolic_links_are_not_followed(course):
 def test_slow_code_just_under_the_call_limit_costs_its_time_budget_not_the_notebooks(course):
     """Each call sleeps 4 s of the 6 s allowed per call: each function stops when its budget
     (10 x the reference's time + 10 s) is spent, not after the notebook's 120 s."""
-    results = json.loads((course["path"] / "autograded" / "slow_under_the_limit" / ASSIGNMENT /
-                          "results.json").read_text())
+    results = json.loads(
+        (course["path"] / "autograded" / "slow_under_the_limit" / ASSIGNMENT / "results.json").read_text()
+    )
     for function in FUNCTIONS:
         tests = [t for t in results["tests"] if t["name"].startswith(f"{function}:")]
         assert any(f"{function} is too slow" in t["output"] for t in tests), tests
@@ -367,6 +403,7 @@ def test_slow_code_just_under_the_call_limit_costs_its_time_budget_not_the_noteb
 def test_messages_say_what_happened(course):
     def outputs(student):
         return json.loads((course["path"] / "autograded" / student / ASSIGNMENT / "results.json").read_text())
+
     messages = {s: " ".join(t["output"] for t in outputs(s)["tests"]) for s in EXPECTED}
     assert "took longer than 6 s" in messages["runaway_functions"]
     assert "ended the grading process" in messages["os_exit_at_top"]
@@ -405,9 +442,15 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(course)
     slow = filled_notebook(release, answers(CORRECT, causal_mask="def causal_mask(n):\n    while True:\n        pass"))
     for student, notebook in [("zz_1", filled_notebook(release, CORRECT)), ("zz_2", slow), ("zz_3", slow)]:
         submit(path, student, notebook)
-    run = subprocess.Popen([sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", "1", *LIMITS],
-                           cwd=path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                           start_new_session=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", "1", *LIMITS],
+        cwd=path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     lines = []
     for line in run.stdout:  # kill the whole run as soon as the first submission is recorded
         lines.append(line)

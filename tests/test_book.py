@@ -1,6 +1,7 @@
 """`make book`: every chapter executes, the book builds, its pages show the reference's
 figures and the student view (no solutions, not even in the notebook download), and a real
 headless Chromium loads a chapter page and fetches its figure."""
+
 import functools
 import html
 import http.server
@@ -67,10 +68,25 @@ def test_chromium_loads_the_attention_page_and_its_figure(book):
     url = f"http://127.0.0.1:{server.server_address[1]}/book/chapters/02_attention.html"
     try:
         run = subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={book.parent / 'chromium-profile'}", "--virtual-time-budget=5000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120)
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={book.parent / 'chromium-profile'}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.shutdown()
     dom = run.stdout
@@ -82,6 +98,7 @@ def test_chromium_loads_the_attention_page_and_its_figure(book):
 
 
 # --- What a reader sees: maths offline, concept figures, check cells, citations, launch links, quizzes ---
+
 
 def page_html(book, chapter):
     return (book / "book" / "chapters" / f"{chapter}.html").read_text()
@@ -120,14 +137,20 @@ def test_chapters_cite_papers_listed_on_the_references_page(book, chapter):
 
 def test_references_page_lists_the_papers_the_chapters_rely_on(book):
     references = (book / "book" / "references.html").read_text()
-    for title in ("Attention Is All You Need", "Neural Machine Translation by Jointly Learning",
-                  "Online Normalizer Calculation for Softmax", "RoFormer", "Layer Normalization"):
+    for title in (
+        "Attention Is All You Need",
+        "Neural Machine Translation by Jointly Learning",
+        "Online Normalizer Calculation for Softmax",
+        "RoFormer",
+        "Layer Normalization",
+    ):
         assert title.lower() in references.lower(), title
 
 
 @pytest.mark.parametrize("chapter", chapter_pages())
 def test_launch_links_point_at_the_committed_student_notebook(book, chapter):
     from autograder.launch import launch_links
+
     page = page_html(book, chapter)
     links = launch_links(chapter, ROOT / "_config.yml")
     assert f'href="{links.colab}"' in page and f'href="{links.binder}"' in page
@@ -142,7 +165,7 @@ def test_launch_links_point_at_the_committed_student_notebook(book, chapter):
 def test_worked_example_tables_hold_the_true_numbers(book):
     page = page_html(book, "02_attention")
     scores = torch.tensor([[2.0, 0.0, 1.0], [0.0, 2.0, 2.0], [2.0, 1.0, 2.0]])  # Q Kᵀ of the example, by hand
-    weights = torch.softmax(scores / 2 ** 0.5, dim=-1)
+    weights = torch.softmax(scores / 2**0.5, dim=-1)
     outputs = weights @ torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     for number in [*weights.flatten().tolist(), *outputs.flatten().tolist()]:
         assert f"<td><p>{number:.3f}</p></td>" in page, f"{number:.3f} is not in the worked example's tables"
@@ -154,20 +177,24 @@ def test_pages_load_no_script_from_the_network(book):
         assert not remote, f"{page.relative_to(book)} loads {remote}"
 
 
-chromium = pytest.mark.skipif(shutil.which("chromium") is None,
-                              reason="Debian's chromium is not installed (.ci/run installs it)")
+chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 
 
 @chromium
 def test_maths_renders_with_no_network(book):
     from browser import Browser, Site
+
     with Site(book) as site, Browser() as browser:
         browser.open(site.url("book/chapters/02_attention.html"))
         browser.wait_for("window.MathJax && MathJax.startup && MathJax.startup.promise", seconds=30)
         browser.evaluate("MathJax.startup.promise")
         rendered = browser.evaluate("document.querySelectorAll('mjx-container').length")
-        unrendered = browser.evaluate("Array.from(document.querySelectorAll('.math'))"
-                                      ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent)")
+        unrendered = browser.evaluate(
+            "Array.from(document.querySelectorAll('.math'))"
+            ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent)"
+        )
         prose = browser.evaluate("""(() => {
             const main = document.querySelector('main').cloneNode(true);
             main.querySelectorAll('pre, script, style').forEach(e => e.remove());
@@ -181,11 +208,13 @@ def test_maths_renders_with_no_network(book):
 @chromium
 def test_quiz_answer_shows_its_explanation(book):
     from browser import Browser, Site
+
     with Site(book) as site, Browser() as browser:
         browser.open(site.url("book/chapters/02_attention.html"))
         browser.wait_for("document.querySelector('.MCButton')")
-        assert browser.evaluate("document.querySelector('.Feedback') === null || "
-                                "document.querySelector('.Feedback').innerText === ''")
+        assert browser.evaluate(
+            "document.querySelector('.Feedback') === null || document.querySelector('.Feedback').innerText === ''"
+        )
         browser.click(".MCButton")
         browser.wait_for("document.querySelector('.Feedback') && document.querySelector('.Feedback').innerText")
         chosen = browser.evaluate("document.querySelector('.MCButton').innerText")
@@ -197,7 +226,9 @@ def test_quiz_answer_shows_its_explanation(book):
 def quiz_questions(chapter):
     """The questions of a chapter's self-check, read from its notebook."""
     import ast
+
     import nbformat
+
     notebook = nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", as_version=4)
     source = next(c.source for c in notebook.cells if "display_quiz(" in c.source)
-    return ast.literal_eval(source[source.index("display_quiz(") + len("display_quiz("):source.rindex(")")])
+    return ast.literal_eval(source[source.index("display_quiz(") + len("display_quiz(") : source.rindex(")")])

@@ -1,6 +1,7 @@
 """The book's sources, without building it: every chapter has a concept figure with alt text, a
 self-check quiz whose every choice explains itself, citations that resolve in ``book/references.bib``,
 and launch links whose targets exist in the repository layout they assume."""
+
 import ast
 import re
 
@@ -32,7 +33,7 @@ def test_concept_figure_is_drawn_in_the_chapter_with_caption_and_alt_text(chapte
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
 def test_self_check_has_three_to_five_questions_each_choice_explained(chapter):
     source = next(c.source for c in cells(chapter) if "display_quiz(" in c.source)
-    questions = ast.literal_eval(source[source.index("display_quiz(") + len("display_quiz("):source.rindex(")")])
+    questions = ast.literal_eval(source[source.index("display_quiz(") + len("display_quiz(") : source.rindex(")")])
     assert 3 <= len(questions) <= 5
     for question in questions:
         assert question["type"] == "multiple_choice" and len(question["answers"]) >= 3
@@ -43,8 +44,13 @@ def test_self_check_has_three_to_five_questions_each_choice_explained(chapter):
 def test_every_citation_has_an_entry_in_the_bibliography():
     keys = set(re.findall(r"@\w+\{([\w-]+),", (ROOT / "book" / "references.bib").read_text()))
     for chapter in CHAPTERS:
-        cited = {key for c in cells(chapter) if c.cell_type == "markdown"
-                 for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", c.source) for key in group.split(",")}
+        cited = {
+            key
+            for c in cells(chapter)
+            if c.cell_type == "markdown"
+            for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", c.source)
+            for key in group.split(",")
+        }
         assert cited, f"{chapter.name} cites nothing"
         assert cited <= keys, f"{chapter.name} cites unknown keys {cited - keys}"
 

@@ -1,14 +1,16 @@
 """Every chapter notebook follows the conventions the grader, the book and nbgrader rely on,
 and every check suite passes the reference and fails the stub on every sub-check."""
+
 import importlib
 
 import nbformat
 import pytest
+from conftest import messages, not_implemented, run_suite
 
 from autograder.chapters import BY_NAME, CHAPTERS
 from autograder.checks import suites
-from conftest import messages, not_implemented, run_suite
-from notebooks import CHAPTERS as NOTEBOOKS, GRADE_CALL, is_answer, nbgrader_meta, student_notebook
+from notebooks import CHAPTERS as NOTEBOOKS
+from notebooks import GRADE_CALL, is_answer, nbgrader_meta, student_notebook
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
@@ -33,7 +35,7 @@ def test_grade_cells_call_the_suites_with_their_points(chapter):
         meta = nbgrader_meta(cell)
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             match = GRADE_CALL.search(cell.source)
-            assert match, f"grade cell {meta['grade_id']} does not call grade(\"topic.name\", name)"
+            assert match, f'grade cell {meta["grade_id"]} does not call grade("topic.name", name)'
             assert match.group(1) == topic and match.group(2) == match.group(3)
             graded[match.group(2)] = meta["points"]
             assert meta["locked"]

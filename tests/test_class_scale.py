@@ -2,6 +2,7 @@
 `python -m autograder autograde`: a forced regrade killed with SIGKILL halfway loses and
 duplicates nothing once rerun; the instructor's report renders in headless Chromium; the
 Canvas export (the real `nbgrader export` with our exporter) carries manual grades."""
+
 import csv
 import json
 import os
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from classroom import ASSIGNMENT, ENV, make_class, nbgrader, submit
 from nbgrader.api import Gradebook
 
-from classroom import ASSIGNMENT, ENV, make_class, nbgrader, submit
 from notebooks import nbgrader_meta, write
 
 pytestmark = pytest.mark.xdist_group("class_scale")
@@ -27,21 +28,32 @@ RESUBMITTED = {"student001": "stub", "student002": "correct", "student004": "all
 
 
 def autograde(course: Path, *args):
-    return subprocess.run([sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", "2", *LIMITS,
-                           *args], cwd=course, env=ENV, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", "2", *LIMITS, *args],
+        cwd=course,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def state(course: Path) -> dict:
     """Everything a grade lives in: gradebook rows and scores, autograded files, results.json."""
     connection = sqlite3.connect(course / "gradebook.db")
-    rows = {table: connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("student", "submitted_assignment", "submitted_notebook", "grade", "comment")}
+    rows = {
+        table: connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        for table in ("student", "submitted_assignment", "submitted_notebook", "grade", "comment")
+    }
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        scores = {s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
-                  for s in gradebook.find_assignment(ASSIGNMENT).submissions}
+        scores = {
+            s.student.id: {g.name: g.auto_score for n in s.notebooks for g in n.grades}
+            for s in gradebook.find_assignment(ASSIGNMENT).submissions
+        }
     files = sorted(str(p.relative_to(course)) for p in (course / "autograded").rglob("*") if p.is_file())
-    results = {p.parent.parent.name: json.loads(p.read_text())
-               for p in (course / "autograded").glob("*/*/results.json")}
+    results = {
+        p.parent.parent.name: json.loads(p.read_text()) for p in (course / "autograded").glob("*/*/results.json")
+    }
     return {"rows": rows, "scores": scores, "files": files, "results": results}
 
 
@@ -66,9 +78,15 @@ def test_a_killed_forced_regrade_resumes_without_losing_or_duplicating(course):
     by_kind = {kind: course["first"]["scores"][student] for student, kind in roster.items()}
     for student, kind in RESUBMITTED.items():  # resubmissions: the regrade has something to change
         submit(path, release, student, kind, when="2026-01-16 12:00:00.000000 UTC")
-    run = subprocess.Popen([sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", "2", "--force",
-                            *LIMITS], cwd=path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                           start_new_session=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--workers", "2", "--force", *LIMITS],
+        cwd=path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     recorded = []
     for line in run.stdout:  # SIGKILL to the whole run once half the class is recorded
         recorded += re.findall(r"\] (\S+): ", line)
@@ -100,8 +118,14 @@ def test_a_killed_forced_regrade_resumes_without_losing_or_duplicating(course):
 
 def test_report_renders_in_chromium(course, tmp_path):
     path = course["path"]
-    run = subprocess.run([sys.executable, "-m", "autograder", "report", ASSIGNMENT], cwd=path, env=ENV,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "report", ASSIGNMENT],
+        cwd=path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     page = (path / "reports" / f"{ASSIGNMENT}.html").read_text()
     assert not [u for u in re.findall(r"""(?:src|href)=['"]([^'"]+)""", page) if not u.startswith("data:")]
@@ -110,15 +134,35 @@ def test_report_renders_in_chromium(course, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     probe = tmp_path / "probe.html"  # the page, plus a script that writes what the browser rendered into the DOM
-    probe.write_text(page.replace("</body>", """<script>window.addEventListener('load', () => {
+    probe.write_text(
+        page.replace(
+            "</body>",
+            """<script>window.addEventListener('load', () => {
         const images = [...document.images].map(i => i.naturalWidth + 'x' + i.naturalHeight);
         const tables = [...document.querySelectorAll('table')].map(t => t.id + ':' + t.rows.length);
         document.body.setAttribute('data-rendered', images.join(',') + ';' + tables.join(','));
-    });</script></body>"""))
+    });</script></body>""",
+        )
+    )
     chromium = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     rendered = re.search(r'data-rendered="([^"]*)"', chromium.stdout)
     assert rendered, chromium.stderr[-2000:]
     images, tables = rendered[1].split(";")

@@ -1,6 +1,7 @@
 """The holes of issue 12 that the sandbox closes, each attack reproduced against the real thing
 (bubblewrap, control groups, the wire format) and shown contained: the score stays at the
 honest baseline, other sandboxes go on, nothing is left behind on the host."""
+
 import os
 import shutil
 import subprocess
@@ -20,8 +21,9 @@ from notebooks import CHAPTERS, student_notebook
 
 LIMITS = Limits(call_seconds=20, setup_seconds=60, memory_bytes=4 << 30, processes=32)
 ATTENTION = next(p for p in CHAPTERS if p.stem == "02_attention")
-needs_bwrap = pytest.mark.skipif(confinement.bwrap() is None or os.geteuid() != 0,
-                                 reason="needs bubblewrap (Debian package bubblewrap) and root")
+needs_bwrap = pytest.mark.skipif(
+    confinement.bwrap() is None or os.geteuid() != 0, reason="needs bubblewrap (Debian package bubblewrap) and root"
+)
 needs_cgroups = pytest.mark.skipif(cgroups.available() is None, reason="needs a writable cgroup memory controller")
 
 
@@ -56,26 +58,43 @@ def planted():
 def test_a_copy_of_the_reference_elsewhere_on_the_host_is_not_there(planted):
     """Hole 1: the sandbox's root is an allow-list. A submission that executes a copy of the
     reference found on disk scores what the stub scores, and sees none of the host's files."""
-    steal = "".join(f"""
+    steal = "".join(
+        f"""
 try:
-    exec(open({str(folder / 'solutions' / 'attention.py')!r}).read())
+    exec(open({str(folder / "solutions" / "attention.py")!r}).read())
 except OSError:
     pass
-""" for folder in planted)
+"""
+        for folder in planted
+    )
     limits = Limits(call_seconds=20, setup_seconds=60)
     baseline = score(grade_cells(stub_cells(), "02_attention", limits=limits))
     attacked = grade_cells([*stub_cells(), steal], "02_attention", limits=limits)
     assert score(attacked) == baseline == 0
     with Sandbox(LIMITS) as box:
-        box.run_cells([f"""
+        box.run_cells(
+            [
+                f"""
 import os
 seen = {{path: os.path.exists(path) for path in {[str(f) for f in planted]!r} + [
     {str(SOLUTIONS)!r}, "/work", "/home", "/etc", "/srv", "/root/.cache", {str(Path.cwd())!r}]}}
 top = sorted(os.listdir("/"))
-"""])
+"""
+            ]
+        )
         assert not any(value(box, "seen").values()), value(box, "seen")
-        assert set(value(box, "top")) <= {"dev", "lib", "lib64", "proc", "python", "root", "run", "tmp", "usr",
-                                          "var"}, value(box, "top")
+        assert set(value(box, "top")) <= {
+            "dev",
+            "lib",
+            "lib64",
+            "proc",
+            "python",
+            "root",
+            "run",
+            "tmp",
+            "usr",
+            "var",
+        }, value(box, "top")
 
 
 @needs_bwrap
@@ -187,7 +206,10 @@ def test_extra_replies_are_not_read_as_answers_to_later_calls():
     formed, with guessed ids, saying the next function returned the right answer) gets
     none of them accepted: the call fails with the reason, and no later call is answered."""
     with Sandbox(LIMITS) as box:
-        box.run_cells([FORGE + """
+        box.run_cells(
+            [
+                FORGE
+                + """
 def first():
     for fd in channel():
         for guess in ("0" * 32, "1", "hello", ""):
@@ -195,7 +217,9 @@ def first():
     return 1
 def second():
     return 0
-"""])
+"""
+            ]
+        )
         with pytest.raises(StudentError, match="reply to no request"):
             Student(box, "first")()
         with pytest.raises(StudentError, match="reply to no request"):
@@ -211,17 +235,23 @@ def test_a_forged_giant_or_nested_reply_is_refused_before_the_grader_allocates()
         "announces 64 GiB": "os.write(fd, b'AGW1' + struct.pack('<IQ', 100, 64 << 30))",
         "header of 4 GiB": "os.write(fd, b'AGW1' + struct.pack('<IQ', (1 << 32) - 1, 0))",
         "zip bomb": "import io, zipfile\nbuffer = io.BytesIO()\n"
-                    "with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as bomb:\n"
-                    "    bomb.writestr('archive/data/0', bytes(256 << 20))\n"
-                    "os.write(fd, buffer.getvalue())",
+        "with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as bomb:\n"
+        "    bomb.writestr('archive/data/0', bytes(256 << 20))\n"
+        "os.write(fd, buffer.getvalue())",
         "nested": "nested = '[' * 100_000 + ']' * 100_000\n"
-                  "head = ('{\"id\": \"x\", \"tensors\": [], \"value\": ' + nested + '}').encode()\n"
-                  "os.write(fd, b'AGW1' + struct.pack('<IQ', len(head), 0) + head)",
+        'head = (\'{"id": "x", "tensors": [], "value": \' + nested + \'}\').encode()\n'
+        "os.write(fd, b'AGW1' + struct.pack('<IQ', len(head), 0) + head)",
     }
     for label, attack in attacks.items():
         with Sandbox(LIMITS) as box:
-            box.run_cells([FORGE + "def f():\n    fd = channel()[0]\n" + "".join(
-                f"    {line}\n" for line in attack.splitlines()) + "    return 1"])
+            box.run_cells(
+                [
+                    FORGE
+                    + "def f():\n    fd = channel()[0]\n"
+                    + "".join(f"    {line}\n" for line in attack.splitlines())
+                    + "    return 1"
+                ]
+            )
             Path("/proc/self/clear_refs").write_text("5")  # resets this process's peak memory
             before = _peak_rss()
             with pytest.raises(StudentError, match="refuses") as refused:
@@ -242,8 +272,13 @@ def test_autograde_refuses_to_run_without_bubblewrap(tmp_path):
     (exit status 2) instead of grading unconfined."""
     bin_folder = tmp_path / "bin"
     bin_folder.mkdir()
-    run = subprocess.run([sys.executable, "-m", "autograder", "autograde", "02_attention", "--course", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": str(bin_folder)})
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "autograde", "02_attention", "--course", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": str(bin_folder)},
+    )
     assert run.returncode == 2 and "bubblewrap" in run.stderr and "--unconfined-i-trust-every-submission" in run.stderr
 
 
@@ -254,8 +289,12 @@ def test_the_course_distribution_is_not_in_the_sandbox():
     hidden = set().union(*(confinement.course_entries(site) for site in confinement.site_folders()))
     assert any(name.endswith(".dist-info") for name in hidden)
     with Sandbox(LIMITS) as box:
-        box.run_cells(["import os, sys\nentries = sorted(e for p in sys.path if p.startswith('/python/site')"
-                       " for e in os.listdir(p))", "import torch, numpy, matplotlib"])
+        box.run_cells(
+            [
+                "import os, sys\nentries = sorted(e for p in sys.path if p.startswith('/python/site')"
+                " for e in os.listdir(p))",
+                "import torch, numpy, matplotlib",
+            ]
+        )
         entries = set(value(box, "entries"))
     assert entries and "torch" in entries and not entries & hidden
-

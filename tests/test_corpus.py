@@ -4,24 +4,35 @@ notebook, gets the same pass/fail and score on every sub-check from the sandbox 
 ``python -m autograder grade``) and from the notebook's grade cells; bugs lose points where
 the corpus says, with its diagnosis, and alternatives get full marks. Per chapter, one notebook
 is also graded by the CLI in a subprocess and by its grade cells in a real Jupyter kernel."""
+
 import json
 import subprocess
 import sys
 
 import nbformat
 import pytest
+from corpus import entries
+from grade_paths import (
+    answer_cell_id,
+    cells_of,
+    entry_answers,
+    kernel_verdict,
+    parse_report,
+    sandbox_verdict,
+    write_submission,
+)
 from nbclient import NotebookClient
 
 from autograder.chapters import CHAPTERS
 from autograder.checks import suites
-from corpus import entries
-from grade_paths import (answer_cell_id, cells_of, entry_answers, kernel_verdict, parse_report, sandbox_verdict,
-                         write_submission)
 from notebooks import ROOT, nbgrader_meta
 
 ALTERNATIVES = ROOT / "tests" / "alternatives"
-CASES = [pytest.param(chapter, entry, id=f"{chapter.topic}-{entry.name}-{'bug' if entry.bug else 'alt'}-{entry.label}")
-         for chapter in CHAPTERS for entry in entries(chapter.topic)]
+CASES = [
+    pytest.param(chapter, entry, id=f"{chapter.topic}-{entry.name}-{'bug' if entry.bug else 'alt'}-{entry.label}")
+    for chapter in CHAPTERS
+    for entry in entries(chapter.topic)
+]
 
 
 def same_verdict(sandbox: dict, kernel: dict, scores: dict | None = None):
@@ -46,8 +57,9 @@ def expect_entry(entry, verdict: dict, path: str):
     missed = [check for check in entry.fails if check not in failures]
     assert not missed, f"{path}: these sub-checks should fail and did not: {missed} (failures: {failures})"
     if entry.says:
-        assert any(entry.says in message for message in failures.values()), \
+        assert any(entry.says in message for message in failures.values()), (
             f"{path}: no message says {entry.says!r}: {failures}"
+        )
 
 
 @pytest.mark.parametrize("chapter, entry", CASES)
@@ -60,11 +72,13 @@ def test_corpus_answer_same_verdict_in_both_paths(chapter, entry, tmp_path):
     expect_entry(entry, kernel, "grade cell")
 
 
-@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if (ALTERNATIVES / f"{c.topic}.py").exists()],
-                         ids=lambda c: c.topic)
+@pytest.mark.parametrize(
+    "chapter", [c for c in CHAPTERS if (ALTERNATIVES / f"{c.topic}.py").exists()], ids=lambda c: c.topic
+)
 def test_whole_module_alternative_full_marks_in_both_paths(chapter, tmp_path):
-    path = write_submission(chapter, {"*": (ALTERNATIVES / f"{chapter.topic}.py").read_text()},
-                            tmp_path / f"{chapter.name}.ipynb")
+    path = write_submission(
+        chapter, {"*": (ALTERNATIVES / f"{chapter.topic}.py").read_text()}, tmp_path / f"{chapter.name}.ipynb"
+    )
     cells = cells_of(path)
     sandbox = sandbox_verdict(cells, chapter, chapter.graded_names)
     kernel, scores = kernel_verdict(cells, chapter, chapter.graded_names)
@@ -87,15 +101,26 @@ def test_cli_and_a_real_kernel_agree(chapter, tmp_path):
     """The notebook with the first bug of each graded name (stubs elsewhere): the grade cells,
     executed in a Jupyter kernel (demo cells skipped), report what the CLI reports."""
     path = write_submission(chapter, first_bugs(chapter), tmp_path / f"{chapter.name}.ipynb")
-    run = subprocess.run([sys.executable, "-m", "autograder", "grade", str(path), "--json"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     cli = {(t["function"], t["check"]): (t["passed"], t["score"], t["message"]) for t in report["tests"]}
 
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True, skip_cells_with_tag="demo",
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=True,
+        skip_cells_with_tag="demo",
+        resources={"metadata": {"path": str(ROOT)}},
+    ).execute()
     kernel, scores = {}, {}
     for cell in notebook.cells:
         meta = nbgrader_meta(cell)

@@ -1,5 +1,6 @@
 """The chapter 7 checks: the reference and an independent answer get full marks, the stub gets
 nothing, and typical bugs lose points with a message that names them."""
+
 import inspect
 import json
 import math
@@ -8,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import messages, not_implemented, run_suite, score
 
 from autograder.checks import flash_attention as checks
 from autograder.checks import suites
-from conftest import messages, not_implemented, run_suite, score
 from solutions import flash_attention as ref  # sets TRITON_INTERPRET=1 when no CUDA GPU is present
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,7 @@ def lost_points(name, answer, seed):
 # ---------------------------------------------------------------------------------------
 # online_softmax_update: typical bugs
 
+
 def update_without_rescale(acc, row_max, row_sum, scores, v_block):
     new_max = torch.maximum(row_max, scores.amax(-1))
     p = torch.exp(scores - new_max[..., None])
@@ -84,12 +86,15 @@ def update_normalizing_acc(acc, row_max, row_sum, scores, v_block):
     return acc / row_sum[..., None], row_max, row_sum
 
 
-@pytest.mark.parametrize("bug, points, fragment", [
-    (update_without_rescale, 2, "are not rescaled when the maximum grows"),
-    (update_normalizing_acc, 1, "acc is normalized"),
-    (update_rescaling_only_the_sum, 2, "the accumulator acc is not"),
-    (update_with_block_max, 1, "maximum over ALL keys"),
-])
+@pytest.mark.parametrize(
+    "bug, points, fragment",
+    [
+        (update_without_rescale, 2, "are not rescaled when the maximum grows"),
+        (update_normalizing_acc, 1, "acc is normalized"),
+        (update_rescaling_only_the_sum, 2, "the accumulator acc is not"),
+        (update_with_block_max, 1, "maximum over ALL keys"),
+    ],
+)
 def test_online_softmax_bugs(bug, points, fragment, seed):
     lost, text = lost_points("online_softmax_update", bug, seed)
     assert lost >= points and fragment in text, text
@@ -97,10 +102,13 @@ def test_online_softmax_bugs(bug, points, fragment, seed):
 
 def test_online_softmax_folds_to_torch_softmax():
     scores, v = torch.randn(3, 5, 17, dtype=torch.float64), torch.randn(3, 17, 4, dtype=torch.float64)
-    state = (torch.zeros(3, 5, 4, dtype=torch.float64), torch.full((3, 5), -math.inf, dtype=torch.float64),
-             torch.zeros(3, 5, dtype=torch.float64))
+    state = (
+        torch.zeros(3, 5, 4, dtype=torch.float64),
+        torch.full((3, 5), -math.inf, dtype=torch.float64),
+        torch.zeros(3, 5, dtype=torch.float64),
+    )
     for start in range(0, 17, 6):
-        state = ref.online_softmax_update(*state, scores[..., start:start + 6], v[..., start:start + 6, :])
+        state = ref.online_softmax_update(*state, scores[..., start : start + 6], v[..., start : start + 6, :])
     acc, row_max, row_sum = state
     torch.testing.assert_close(acc / row_sum[..., None], torch.softmax(scores, -1) @ v)
     torch.testing.assert_close(row_max + row_sum.log(), torch.logsumexp(scores, -1))
@@ -108,6 +116,7 @@ def test_online_softmax_folds_to_torch_softmax():
 
 # ---------------------------------------------------------------------------------------
 # flash_attention_forward: typical bugs
+
 
 def forward_materializing_scores(q, k, v, causal=False, block_q=64, block_k=64):
     """Correct values, but the whole N_q x N_k matrix at once."""
@@ -117,8 +126,19 @@ def forward_materializing_scores(q, k, v, causal=False, block_q=64, block_k=64):
     return torch.softmax(scores, -1) @ v, torch.logsumexp(scores, -1)
 
 
-def tiled_forward(q, k, v, causal, block_q, block_k, update=ref.online_softmax_update, future=1, scale=None,
-                  full_blocks_only=False, unscaled_max=False):
+def tiled_forward(
+    q,
+    k,
+    v,
+    causal,
+    block_q,
+    block_k,
+    update=ref.online_softmax_update,
+    future=1,
+    scale=None,
+    full_blocks_only=False,
+    unscaled_max=False,
+):
     """A tiled forward whose parts can be broken one at a time (keyword arguments)."""
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -126,8 +146,11 @@ def tiled_forward(q, k, v, causal, block_q, block_k, update=ref.online_softmax_u
     output, lse = q.new_empty(*q.shape[:-1], v.shape[-1]), q.new_empty(q.shape[:-1])
     for q0 in range(0, n_q, block_q):
         q1 = min(q0 + block_q, n_q)
-        state = (q.new_zeros(*q.shape[:-2], q1 - q0, v.shape[-1]), q.new_full((*q.shape[:-2], q1 - q0), -math.inf),
-                 q.new_zeros(*q.shape[:-2], q1 - q0))
+        state = (
+            q.new_zeros(*q.shape[:-2], q1 - q0, v.shape[-1]),
+            q.new_full((*q.shape[:-2], q1 - q0), -math.inf),
+            q.new_zeros(*q.shape[:-2], q1 - q0),
+        )
         for k0 in range(0, key_end, block_k):
             k1 = min(k0 + block_k, key_end)
             scores = q[..., q0:q1, :] @ k[..., k0:k1, :].transpose(-2, -1) * scale
@@ -155,6 +178,7 @@ def forward_with_lse_keepdim(q, k, v, causal=False, block_q=64, block_k=64):
 def forward_bug(**broken):
     def answer(q, k, v, causal=False, block_q=64, block_k=64):
         return tiled_forward(q, k, v, causal, block_q, block_k, **broken)
+
     return answer
 
 
@@ -163,16 +187,19 @@ def forward_unscaled_max(q, k, v, causal=False, block_q=64, block_k=64):
     return tiled_forward(q, k, v, causal, block_q, block_k, unscaled_max=True)
 
 
-@pytest.mark.parametrize("bug, points, fragment", [
-    (forward_bug(update=update_without_rescale), 4, "are not rescaled by exp(old max - new max)"),
-    (forward_bug(scale=1.0), 4, "not divided by sqrt(d)"),
-    (forward_bug(future=0), 2, "NaN for query 0"),
-    (forward_bug(future=2), 2, "off by one"),
-    (forward_bug(full_blocks_only=True), 1, "after the last full block"),
-    (forward_unscaled_max, 4, "units of the unscaled scores"),
-    (forward_bug(update=update_without_max), 1, "NaN or infinite values"),
-    (forward_with_lse_keepdim, 7, "one log-sum-exp per query"),
-])
+@pytest.mark.parametrize(
+    "bug, points, fragment",
+    [
+        (forward_bug(update=update_without_rescale), 4, "are not rescaled by exp(old max - new max)"),
+        (forward_bug(scale=1.0), 4, "not divided by sqrt(d)"),
+        (forward_bug(future=0), 2, "NaN for query 0"),
+        (forward_bug(future=2), 2, "off by one"),
+        (forward_bug(full_blocks_only=True), 1, "after the last full block"),
+        (forward_unscaled_max, 4, "units of the unscaled scores"),
+        (forward_bug(update=update_without_max), 1, "NaN or infinite values"),
+        (forward_with_lse_keepdim, 7, "one log-sum-exp per query"),
+    ],
+)
 def test_forward_bugs(bug, points, fragment, seed):
     lost, text = lost_points("flash_attention_forward", bug, seed)
     assert lost >= points and fragment in text, text
@@ -190,11 +217,14 @@ def forward_tiling_queries_only(q, k, v, causal=False, block_q=64, block_k=64):
     return tiled_forward(q, k, v, causal, block_q, k.shape[-2])
 
 
-@pytest.mark.parametrize("answer, fragment", [
-    (forward_materializing_scores, "the full N_q x N_k"),
-    (forward_materializing_scores_when_causal, "causal=True"),
-    (forward_tiling_queries_only, "the keys must be tiled too"),
-])
+@pytest.mark.parametrize(
+    "answer, fragment",
+    [
+        (forward_materializing_scores, "the full N_q x N_k"),
+        (forward_materializing_scores_when_causal, "causal=True"),
+        (forward_tiling_queries_only, "the keys must be tiled too"),
+    ],
+)
 def test_forward_that_materializes_scores_loses_only_the_tiling_points(answer, fragment, seed):
     results = run_suite(TOPIC, "flash_attention_forward", answer, seed)
     failed = [r for r in results if not r.passed]
@@ -228,8 +258,23 @@ def test_reference_forward_agrees_with_torch_sdpa(causal):
 # ---------------------------------------------------------------------------------------
 # flash_attention_backward: typical bugs
 
-def tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, chain_scale=True, delta="output",
-                   mask=True, skip_from_first_row=False, full_mask=False):
+
+def tiled_backward(
+    q,
+    k,
+    v,
+    output,
+    lse,
+    grad_output,
+    causal,
+    block_q,
+    block_k,
+    chain_scale=True,
+    delta="output",
+    mask=True,
+    skip_from_first_row=False,
+    full_mask=False,
+):
     """A tiled backward whose parts can be broken one at a time (keyword arguments)."""
     scale = 1 / math.sqrt(q.shape[-1])
     d_out = (grad_output * output).sum(-1)
@@ -258,6 +303,7 @@ def tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, 
 def backward_bug(**broken):
     def answer(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
         return tiled_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k, **broken)
+
     return answer
 
 
@@ -272,16 +318,19 @@ def backward_without_dv(q, k, v, output, lse, grad_output, causal=False, block_q
     return ref.flash_attention_backward(q, k, v, output, lse, grad_output, causal, block_q, block_k)[:2]
 
 
-@pytest.mark.parametrize("bug, points, fragment", [
-    (backward_without_dv, 9, "should return a tuple of 3 tensors"),
-    (backward_bug(skip_from_first_row=True), 2, "look at which tiles the loops visit"),
-    (backward_bug(full_mask=True), 2, "the full N_q x N_k"),
-    (backward_bug(chain_scale=False), 4, "sqrt(d) times too large"),
-    (backward_bug(delta=None), 4, "D = rowsum(grad_output * output)"),
-    (backward_bug(mask=False), 2, "causal mask is not applied"),
-    (backward_by_autograd, 3, "not recomputed from the lse argument"),
-    (backward_by_autograd, 3, "the full N_q x N_k"),
-])
+@pytest.mark.parametrize(
+    "bug, points, fragment",
+    [
+        (backward_without_dv, 9, "should return a tuple of 3 tensors"),
+        (backward_bug(skip_from_first_row=True), 2, "look at which tiles the loops visit"),
+        (backward_bug(full_mask=True), 2, "the full N_q x N_k"),
+        (backward_bug(chain_scale=False), 4, "sqrt(d) times too large"),
+        (backward_bug(delta=None), 4, "D = rowsum(grad_output * output)"),
+        (backward_bug(mask=False), 2, "causal mask is not applied"),
+        (backward_by_autograd, 3, "not recomputed from the lse argument"),
+        (backward_by_autograd, 3, "the full N_q x N_k"),
+    ],
+)
 def test_backward_bugs(bug, points, fragment, seed):
     lost, text = lost_points("flash_attention_backward", bug, seed)
     assert lost >= points and fragment in text, text
@@ -300,6 +349,7 @@ def test_reference_backward_agrees_with_autograd_through_torch_sdpa(causal):
 
 # ---------------------------------------------------------------------------------------
 # FlashAttentionFunction: typical bugs
+
 
 class FunctionWithoutNoneGrads(ref.FlashAttentionFunction):
     @staticmethod
@@ -332,9 +382,14 @@ class FunctionKeepingWeights(ref.FlashAttentionFunction):
         output = ref.FlashAttentionFunction.forward(ctx, q, k, v, causal, block_q, block_k)
         _, lse = ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
         scale = q.shape[-1] ** -0.5
-        ctx.weights = [torch.exp(q[..., q0:q0 + block_q, :] @ k[..., k0:k0 + block_k, :].transpose(-2, -1) * scale
-                                 - lse[..., q0:q0 + block_q, None])
-                       for q0 in range(0, q.shape[-2], block_q) for k0 in range(0, k.shape[-2], block_k)]
+        ctx.weights = [
+            torch.exp(
+                q[..., q0 : q0 + block_q, :] @ k[..., k0 : k0 + block_k, :].transpose(-2, -1) * scale
+                - lse[..., q0 : q0 + block_q, None]
+            )
+            for q0 in range(0, q.shape[-2], block_q)
+            for k0 in range(0, k.shape[-2], block_k)
+        ]
         return output
 
 
@@ -350,13 +405,16 @@ class FunctionWithAutogradBackward(ref.FlashAttentionFunction):
             return (*torch.autograd.grad(out, (q, k, v), grad_output), None, None, None)
 
 
-@pytest.mark.parametrize("bug, points, fragment", [
-    (FunctionWithoutNoneGrads, 2, "incorrect number of gradients"),  # fine with 3 args, not with 4 or 6
-    (FunctionForgettingCausalInBackward, 1, "backward does not apply the causal mask"),
-    (FunctionKeepingWeights, 2, "keeps"),
-    (FunctionWithAutogradBackward, 2, "the full N_q x N_k"),
-    (FunctionReturningLse, 5, "output tensor only"),
-])
+@pytest.mark.parametrize(
+    "bug, points, fragment",
+    [
+        (FunctionWithoutNoneGrads, 2, "incorrect number of gradients"),  # fine with 3 args, not with 4 or 6
+        (FunctionForgettingCausalInBackward, 1, "backward does not apply the causal mask"),
+        (FunctionKeepingWeights, 2, "keeps"),
+        (FunctionWithAutogradBackward, 2, "the full N_q x N_k"),
+        (FunctionReturningLse, 5, "output tensor only"),
+    ],
+)
 def test_function_bugs(bug, points, fragment, seed):
     lost, text = lost_points("FlashAttentionFunction", bug, seed)
     assert lost >= points and fragment in text, text
@@ -370,6 +428,7 @@ def test_function_passes_gradcheck():
 # ---------------------------------------------------------------------------------------
 # flash_attention_triton (interpreter): typical bugs, emulated at the level of the output
 
+
 def triton_without_scale(q, k, v, causal=False):
     return ref.flash_attention_triton(q * math.sqrt(q.shape[-1]), k, v, causal)
 
@@ -378,10 +437,13 @@ def triton_ignoring_causal(q, k, v, causal=False):
     return ref.flash_attention_triton(q, k, v)
 
 
-@pytest.mark.parametrize("bug, points, fragment", [
-    (triton_without_scale, 6, "not divided by sqrt(d)"),
-    (triton_ignoring_causal, 2, "causal mask is ignored"),
-])
+@pytest.mark.parametrize(
+    "bug, points, fragment",
+    [
+        (triton_without_scale, 6, "not divided by sqrt(d)"),
+        (triton_ignoring_causal, 2, "causal mask is ignored"),
+    ],
+)
 def test_triton_bugs(bug, points, fragment):
     lost, text = lost_points("flash_attention_triton", bug, 0)
     assert lost >= points and fragment in text, text
@@ -404,8 +466,12 @@ def test_triton_answers_computed_by_pytorch_get_nothing(answer):
 @pytest.mark.parametrize("causal", [False, True])
 def test_reference_triton_kernel_agrees_with_torch_sdpa(causal):
     q, k, v = torch.randn(2, 2, 97, 40), torch.randn(2, 2, 97, 40), torch.randn(2, 2, 97, 24)
-    torch.testing.assert_close(ref.flash_attention_triton(q, k, v, causal),
-                               F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        ref.flash_attention_triton(q, k, v, causal),
+        F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -419,6 +485,8 @@ def test_notebook_kernel_is_the_reference_kernel():
     drift from solutions/flash_attention.py."""
     cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     cell = next(c for c in cells if "def flash_attention_kernel(" in c)
-    cell = "\n".join(line for line in cell.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    cell = "\n".join(
+        line for line in cell.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+    )
     for fn in (ref.flash_attention_kernel.fn, ref.flash_attention_triton):
         assert inspect.getsource(fn).strip() in cell, f"{fn.__name__} differs between the notebook and the reference"

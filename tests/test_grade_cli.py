@@ -1,4 +1,5 @@
 """`python -m autograder grade` end to end: a real subprocess, the sandbox, real notebooks."""
+
 import json
 import os
 import subprocess
@@ -9,15 +10,17 @@ import nbformat
 import pytest
 
 from autograder.chapters import BY_NAME
-from notebooks import CHAPTERS as NOTEBOOKS, filled_notebook, student_notebook, write
+from notebooks import CHAPTERS as NOTEBOOKS
+from notebooks import filled_notebook, student_notebook, write
 
 ALTERNATIVES = Path(__file__).parent / "alternatives"
 ATTENTION = next(p for p in NOTEBOOKS if p.stem == "02_attention")
 
 
 def grade(path, *args):
-    return subprocess.run([sys.executable, "-m", "autograder", "grade", str(path), *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(path), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def grade_json(path):
@@ -58,15 +61,22 @@ def test_partial_credit_report_names_the_bug(tmp_path):
 
 
 def test_a_renamed_function_is_reported_not_crashed(tmp_path):
-    path = write(filled_notebook(ATTENTION, {"causal_mask": "def my_mask(n):\n    return None"}), tmp_path / "02_x.ipynb")
+    path = write(
+        filled_notebook(ATTENTION, {"causal_mask": "def my_mask(n):\n    return None"}), tmp_path / "02_x.ipynb"
+    )
     report = grade_json(path)
     causal = [t for t in report["tests"] if t["function"] == "causal_mask"]
     assert all(not t["passed"] and "causal_mask is not defined" in t["message"] for t in causal)
 
 
 def test_old_nbformat_is_upgraded_and_graded(tmp_path):
-    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[
-        nbformat.v3.new_code_cell(input=(ALTERNATIVES / "attention.py").read_text())])])
+    v3 = nbformat.v3.new_notebook(
+        worksheets=[
+            nbformat.v3.new_worksheet(
+                cells=[nbformat.v3.new_code_cell(input=(ALTERNATIVES / "attention.py").read_text())]
+            )
+        ]
+    )
     path = tmp_path / "02_attention.ipynb"
     path.write_text(nbformat.writes(v3, version=3))
     report = grade_json(path)
@@ -76,16 +86,19 @@ def test_old_nbformat_is_upgraded_and_graded(tmp_path):
 DEEP_METADATA = '{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {"x": ' + "[" * 500 + "]" * 500 + "}}"
 
 
-@pytest.mark.parametrize("content, reason", [
-    (None, "no such file"),
-    ("{not json", "invalid JSON"),
-    ('{"cells": 3, "nbformat": 4}', "no list of cells"),
-    ("[1, 2]", "not a notebook"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    (DEEP_METADATA, "nested more than 100 levels deep"),
-    ('{"nbformat": 4, "cells": [], "n": ' + "9" * 10_000 + "}", "invalid JSON"),
-    (b"\xff\xfe", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (None, "no such file"),
+        ("{not json", "invalid JSON"),
+        ('{"cells": 3, "nbformat": 4}', "no list of cells"),
+        ("[1, 2]", "not a notebook"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (DEEP_METADATA, "nested more than 100 levels deep"),
+        ('{"nbformat": 4, "cells": [], "n": ' + "9" * 10_000 + "}", "invalid JSON"),
+        (b"\xff\xfe", "invalid JSON"),
+    ],
+)
 def test_what_cannot_be_graded_exits_2_with_a_message(tmp_path, content, reason):
     path = tmp_path / "02_attention.ipynb"
     if content is not None:

@@ -1,6 +1,7 @@
 """`python -m autograder gradescope`: the package for chapter 2, unpacked as Gradescope
 unpacks it (source/, submission/, results/ under a root), run with its own `run_autograder`
 on real submissions, and each results.json checked against Gradescope's specification."""
+
 import json
 import os
 import re
@@ -11,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from classroom import BUGS, CORRECT
+
 from notebooks import filled_notebook, write
 
 pytestmark = pytest.mark.xdist_group("gradescope")
@@ -54,8 +55,13 @@ def unpack(package: Path, folder: Path):
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     target = tmp_path_factory.mktemp("package") / "attention.zip"
-    run = subprocess.run([sys.executable, "-m", "autograder", "gradescope", CHAPTER, "-o", str(target)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "autograder", "gradescope", CHAPTER, "-o", str(target)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     return target
 
@@ -76,8 +82,9 @@ def run_autograder(package: Path, root: Path, files: dict) -> dict:
         else:
             write(content, path)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": ".venv/bin/python"}
-    run = subprocess.run([str(root / "source" / "run_autograder")], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(
+        [str(root / "source" / "run_autograder")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"grader {root / 'source' / 'autograder'}" in run.stdout, run.stdout + run.stderr  # the package's copy
     results = json.loads((root / "results" / "results.json").read_text())
@@ -87,8 +94,16 @@ def run_autograder(package: Path, root: Path, files: dict) -> dict:
 
 def test_package_holds_the_grader_and_a_private_seed(package, tmp_path):
     names = zipfile.ZipFile(package).namelist()
-    assert {"setup.sh", "run_autograder", "requirements.txt", "gradescope.json", "private/seed",
-            "autograder/gradescope.py", "autograder/checks/attention.py", "solutions/attention.py"} <= set(names)
+    assert {
+        "setup.sh",
+        "run_autograder",
+        "requirements.txt",
+        "gradescope.json",
+        "private/seed",
+        "autograder/gradescope.py",
+        "autograder/checks/attention.py",
+        "solutions/attention.py",
+    } <= set(names)
     assert not any("__pycache__" in n or n.startswith(("tests/", "chapters/")) for n in names)
     seed = zipfile.ZipFile(package).read("private/seed")
     other = tmp_path / "other.zip"
@@ -105,10 +120,14 @@ def test_setup_installs_the_pinned_requirements(package, tmp_path):
     setup = (tmp_path / "setup.sh").read_text()
     assert subprocess.run(["bash", "-n", str(tmp_path / "setup.sh")]).returncode == 0
     assert re.search(r"apt-get install .*bubblewrap", setup) and "python3.11 -m venv" in setup
-    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
-    torch_pin = subprocess.run(["grep", "-E", "^torch==", str(tmp_path / "requirements.txt")],
-                               capture_output=True, text=True).stdout.strip()  # what setup.sh's grep selects
+    pins = dict(
+        line.split(";")[0].strip().split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    torch_pin = subprocess.run(
+        ["grep", "-E", "^torch==", str(tmp_path / "requirements.txt")], capture_output=True, text=True
+    ).stdout.strip()  # what setup.sh's grep selects
     assert torch_pin == f"torch=={pins['torch']}"
     assert "download.pytorch.org/whl/cpu" in setup and '-r "$HERE/requirements.txt"' in setup
 
@@ -125,15 +144,23 @@ def test_correct_submission_gets_full_marks(package, tmp_path):
 
 
 def test_buggy_submission_is_told_what_is_wrong(package, tmp_path):
-    results = run_autograder(package, tmp_path, {"02_attention.ipynb": filled_notebook(
-        RELEASE, {**CORRECT, "scaled_dot_product_attention": BUGS["scaled_dot_product_attention"]})})
+    results = run_autograder(
+        package,
+        tmp_path,
+        {
+            "02_attention.ipynb": filled_notebook(
+                RELEASE, {**CORRECT, "scaled_dot_product_attention": BUGS["scaled_dot_product_attention"]}
+            )
+        },
+    )
     failed = [t for t in results["tests"] if t["status"] == "failed"]
     assert 0 < results["score"] < 14 and failed
     assert all(t["name"].startswith("scaled_dot_product_attention") for t in failed)
     assert any("sqrt" in t["output"] for t in failed), [t["output"] for t in failed]
     # the private run fails the same checks: its inputs differ, the bug does not
-    assert {t["name"].rsplit(" (", 1)[0] for t in failed if t["visibility"] == "visible"} == \
-        {t["name"].rsplit(" (", 1)[0] for t in failed if t["visibility"] == "after_published"}
+    assert {t["name"].rsplit(" (", 1)[0] for t in failed if t["visibility"] == "visible"} == {
+        t["name"].rsplit(" (", 1)[0] for t in failed if t["visibility"] == "after_published"
+    }
 
 
 def test_empty_submission_scores_zero_with_a_message(package, tmp_path):
@@ -152,7 +179,12 @@ def test_unusable_submissions_score_zero_with_a_message(package, tmp_path, kind)
         "fifo": {"02_attention.ipynb": lambda p: os.mkfifo(p)},
         "broken_json": {"02_attention.ipynb": '{"cells": [ broken'},
     }[kind]
-    said = {"two_notebooks": "2 notebooks", "symlink": "symbolic link", "folder": "a folder",
-            "fifo": "not a regular file", "broken_json": "invalid JSON"}[kind]
+    said = {
+        "two_notebooks": "2 notebooks",
+        "symlink": "symbolic link",
+        "folder": "a folder",
+        "fifo": "not a regular file",
+        "broken_json": "invalid JSON",
+    }[kind]
     results = run_autograder(package, tmp_path, files)
     assert results["score"] == 0 and said in results["output"], results["output"]

@@ -1,6 +1,7 @@
 """Leaderboards of chapters 6 and 7, computed in the real sandbox from submissions' code:
 a correct model gets an entry, a model that peeks at later tokens or a wrong kernel gets
 none, and the memory figure tells a tiled kernel from one that builds the N x N scores."""
+
 import math
 from pathlib import Path
 

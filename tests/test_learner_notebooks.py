@@ -1,6 +1,7 @@
 """What learners get: the committed notebooks/ (what hosted-notebook links open) match the chapters,
 start with the setup cell and carry earlier chapters' code as given cells; `make student` and
 `make clean` never destroy a learner's work; the setup page names what the installs need."""
+
 import re
 import shutil
 import subprocess
@@ -18,8 +19,9 @@ from notebooks import CHAPTERS, ROOT
 def test_committed_learner_notebooks_are_in_sync_with_the_chapters(chapter):
     committed = ROOT / "notebooks" / chapter.name
     assert committed.exists(), "run `make notebooks`"
-    assert nbformat.writes(learner_notebook(chapter)) == nbformat.writes(nbformat.read(committed, as_version=4)), \
+    assert nbformat.writes(learner_notebook(chapter)) == nbformat.writes(nbformat.read(committed, as_version=4)), (
         f"{committed} is out of date: run `make notebooks`"
+    )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
@@ -35,8 +37,13 @@ def test_learner_notebooks_need_no_reference_solutions(chapter):
 
 def make(folder, *args):
     # -o: never rebuild the course's venv from these tests
-    return subprocess.run(["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", *args], cwd=folder,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_make_student_and_clean_keep_the_learners_work(tmp_path):

@@ -1,16 +1,17 @@
 """Chapter 3 checks: the reference gets full marks and agrees with torch.nn.MultiheadAttention,
 the stub fails every sub-check, correct alternatives get full marks, typical bugs lose marks
 with a message that names them."""
+
 import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import messages, not_implemented, run_suite, score
 from torch import nn
 
 from autograder.checks import suites
-from conftest import messages, not_implemented, run_suite, score
 from solutions import multi_head_attention as ref
 from solutions.attention import causal_mask
 
@@ -44,8 +45,14 @@ class StubMultiHeadAttention(nn.Module):
         raise NotImplementedError()
 
 
-@pytest.mark.parametrize("name, stub", [("split_heads", not_implemented), ("merge_heads", not_implemented),
-                                        ("MultiHeadAttention", StubMultiHeadAttention)])
+@pytest.mark.parametrize(
+    "name, stub",
+    [
+        ("split_heads", not_implemented),
+        ("merge_heads", not_implemented),
+        ("MultiHeadAttention", StubMultiHeadAttention),
+    ],
+)
 def test_stub_fails_every_check(name, stub, seed):
     results = run_suite(TOPIC, name, stub, seed)
     assert results and not any(r.passed for r in results)
@@ -54,6 +61,7 @@ def test_stub_fails_every_check(name, stub, seed):
 
 # ---------------------------------------------------------------------------------------
 # split_heads and merge_heads: more correct answers, then bugs
+
 
 def split_with_view(x, num_heads):
     b, n, d = x.shape
@@ -99,14 +107,17 @@ def test_other_correct_layouts_get_full_marks(name, answer, seed):
     assert score(results) == full_marks(name), messages(results)
 
 
-@pytest.mark.parametrize("name, bug, fragment", [
-    ("split_heads", split_interleaved, "heads are interleaved: head h must hold features h*D/H..(h+1)*D/H"),
-    ("split_heads", split_reshaped_straight, "reshaped straight to (B, H, N, D/H)"),
-    ("split_heads", split_not_transposed, "the head dimension must come second"),
-    ("merge_heads", merge_interleaved, "heads are interleaved"),
-    ("merge_heads", merge_reshaped_straight, "transpose(1, 2) first"),
-    ("merge_heads", merge_averages_heads, "has shape"),
-])
+@pytest.mark.parametrize(
+    "name, bug, fragment",
+    [
+        ("split_heads", split_interleaved, "heads are interleaved: head h must hold features h*D/H..(h+1)*D/H"),
+        ("split_heads", split_reshaped_straight, "reshaped straight to (B, H, N, D/H)"),
+        ("split_heads", split_not_transposed, "the head dimension must come second"),
+        ("merge_heads", merge_interleaved, "heads are interleaved"),
+        ("merge_heads", merge_reshaped_straight, "transpose(1, 2) first"),
+        ("merge_heads", merge_averages_heads, "has shape"),
+    ],
+)
 def test_layout_bug_loses_marks(name, bug, fragment, seed):
     results = run_suite(TOPIC, name, bug, seed)
     assert score(results) < full_marks(name)
@@ -115,6 +126,7 @@ def test_layout_bug_loses_marks(name, bug, fragment, seed):
 
 # ---------------------------------------------------------------------------------------
 # MultiHeadAttention: more correct answers, then bugs
+
 
 class Learner(nn.Module):
     """A correct MultiHeadAttention written step by step; each bug below changes one step."""
@@ -254,19 +266,22 @@ def test_loop_over_heads_gets_full_marks(seed):
     assert score(results) == full_marks("MultiHeadAttention"), messages(results)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (NoScale, "scores not scaled by sqrt(d_head)"),
-    (ScaleByDModel, "scaled by sqrt(d_model) instead of sqrt(d_head)"),
-    (InterleavedHeads, "heads are interleaved: head h must hold features h*D/H..(h+1)*D/H"),
-    (NoOutputProjection, "w_o not applied"),
-    (ValueDefaultsToQuery, "value defaults to query instead of key"),
-    (InvertedMask, "the mask is inverted"),
-    (IgnoresMask, "the mask is ignored"),
-    (AveragedWeights, "not their average"),
-    (OutProjNamedLikePyTorch, "there is no submodule w_o"),
-    (FusedQkvModule, "there is no submodule w_q"),
-    (IgnoresBiasArgument, "has a bias although"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (NoScale, "scores not scaled by sqrt(d_head)"),
+        (ScaleByDModel, "scaled by sqrt(d_model) instead of sqrt(d_head)"),
+        (InterleavedHeads, "heads are interleaved: head h must hold features h*D/H..(h+1)*D/H"),
+        (NoOutputProjection, "w_o not applied"),
+        (ValueDefaultsToQuery, "value defaults to query instead of key"),
+        (InvertedMask, "the mask is inverted"),
+        (IgnoresMask, "the mask is ignored"),
+        (AveragedWeights, "not their average"),
+        (OutProjNamedLikePyTorch, "there is no submodule w_o"),
+        (FusedQkvModule, "there is no submodule w_q"),
+        (IgnoresBiasArgument, "has a bias although"),
+    ],
+)
 def test_attention_bug_loses_marks(bug, fragment, seed):
     results = run_suite(TOPIC, "MultiHeadAttention", bug, seed)
     assert score(results) < full_marks("MultiHeadAttention")
@@ -281,6 +296,7 @@ def test_value_bug_is_named_by_its_own_check():
 # ---------------------------------------------------------------------------------------
 # The reference against PyTorch: torch.nn.MultiheadAttention(batch_first=True) with the
 # same weights (in_proj_* holds w_q, w_k, w_v stacked; out_proj is w_o).
+
 
 def _pair(d_model, num_heads, bias=True):
     torch.manual_seed(d_model * 10 + num_heads)
@@ -314,8 +330,9 @@ def test_reference_matches_pytorch_with_causal_and_padding_masks():
     x = torch.randn(3, 6, 16, dtype=torch.float64)
     keep = torch.arange(6) < torch.tensor([6, 4, 1])[:, None]  # (B, N_k), True = a real token
     _assert_same(ours(x, mask=causal_mask(6)), theirs(x, x, x, attn_mask=~causal_mask(6), average_attn_weights=False))
-    _assert_same(ours(x, mask=keep[:, None, None, :]),
-                 theirs(x, x, x, key_padding_mask=~keep, average_attn_weights=False))
+    _assert_same(
+        ours(x, mask=keep[:, None, None, :]), theirs(x, x, x, key_padding_mask=~keep, average_attn_weights=False)
+    )
 
 
 def test_split_and_merge_match_pytorch_head_layout():

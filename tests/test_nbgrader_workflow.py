@@ -1,5 +1,6 @@
 """The instructor workflow with the real nbgrader CLI and gradebook: course directory,
 generate_assignment, three submissions, autograde, generate_feedback, export."""
+
 import csv
 import os
 import shutil
@@ -14,7 +15,7 @@ from notebooks import filled_notebook, write
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_attention"
-UNSCALED = '''import math
+UNSCALED = """import math
 import torch
 from solutions.attention import softmax
 
@@ -24,7 +25,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         scores = scores.masked_fill(~mask, -math.inf)
     weights = softmax(scores)
     return weights @ v, weights
-'''
+"""
 
 
 BIN = Path(sys.executable).parent
@@ -35,8 +36,9 @@ def nbgrader(course: Path, *args):
     """Run the nbgrader CLI as an instructor would, in an activated environment (nbgrader
     runs `alembic` from PATH to create the gradebook)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return run
 
@@ -53,9 +55,14 @@ def course(tmp_path_factory):
     submitted = {s: course / "submitted" / s / ASSIGNMENT / f"{ASSIGNMENT}.ipynb" for s in STUDENTS}
     shutil.copy(course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", submitted["reference"])
     shutil.copy(release, submitted["stub"])
-    buggy = filled_notebook(release, {"scaled_dot_product_attention": UNSCALED,
-                                      "softmax": "from solutions.attention import softmax",
-                                      "causal_mask": "from solutions.attention import causal_mask"})
+    buggy = filled_notebook(
+        release,
+        {
+            "scaled_dot_product_attention": UNSCALED,
+            "softmax": "from solutions.attention import softmax",
+            "causal_mask": "from solutions.attention import causal_mask",
+        },
+    )
     write(buggy, submitted["buggy"])
     demo_tagged = filled_notebook(release, {})
     for cell in demo_tagged.cells:
@@ -75,10 +82,12 @@ def test_release_is_the_student_stub(course):
 
 def test_gradebook_holds_full_zero_and_partial_scores(course):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+
         def auto(student):
             submission = gradebook.find_submission(ASSIGNMENT, student)
             grades = [g for notebook in submission.notebooks for g in notebook.grades]
             return {g.name: g.auto_score for g in grades if g.auto_score is not None}, submission.max_score
+
         reference, max_score = auto("reference")
         stub, _ = auto("stub")
         buggy, _ = auto("buggy")

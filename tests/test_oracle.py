@@ -1,5 +1,6 @@
 """The oracle proxy (autograder/oracle.py): what it records from the reference, the replay of it
 without the reference, and the calls it cannot replay."""
+
 import pytest
 import torch
 

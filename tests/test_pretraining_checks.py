@@ -1,14 +1,15 @@
 """Chapter 6: the reference agrees with PyTorch (``F.cross_entropy``) and with BERT's
 proportions; the checks accept correct alternatives and reject the stub and plausible bugs
 with messages that name the bug."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from alternatives import pretraining as alternative
+from conftest import messages, not_implemented, run_suite, score
 from torch import nn
 
-from alternatives import pretraining as alternative
 from autograder.chapters import BY_TOPIC
-from conftest import messages, not_implemented, run_suite, score
 from solutions import pretraining as ref
 
 
@@ -28,6 +29,7 @@ POINTS = dict(BY_TOPIC["pretraining"].graded)
 
 # --- the reference against PyTorch and BERT ----------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(7, 11), (2, 5, 11), (3, 2, 4, 11)])
 def test_loss_matches_cross_entropy(shape):
     logits = torch.randn(shape) * 3
@@ -36,8 +38,10 @@ def test_loss_matches_cross_entropy(shape):
     expected = F.cross_entropy(logits.reshape(-1, shape[-1]), labels.reshape(-1), ignore_index=-100)
     torch.testing.assert_close(ref.language_model_loss(logits, labels), expected)
     labels[labels == -100] = 0
-    torch.testing.assert_close(ref.language_model_loss(logits, labels, ignore_index=0),
-                               F.cross_entropy(logits.reshape(-1, shape[-1]), labels.reshape(-1), ignore_index=0))
+    torch.testing.assert_close(
+        ref.language_model_loss(logits, labels, ignore_index=0),
+        F.cross_entropy(logits.reshape(-1, shape[-1]), labels.reshape(-1), ignore_index=0),
+    )
 
 
 def test_loss_gradient_matches_cross_entropy():
@@ -58,8 +62,9 @@ def test_shift_pairs_each_input_with_the_next_token():
 def test_mask_tokens_has_bert_proportions():
     tokens = torch.randint(4, 5000, (256, 512))
     tokens[:, 0] = 2  # [BOS], special
-    inputs, labels = ref.mask_tokens(tokens, 3, 5000, generator=torch.Generator().manual_seed(0),
-                                     special_token_ids=(0, 1, 2, 3))
+    inputs, labels = ref.mask_tokens(
+        tokens, 3, 5000, generator=torch.Generator().manual_seed(0), special_token_ids=(0, 1, 2, 3)
+    )
     selected = labels != -100
     assert not selected[:, 0].any() and torch.equal(labels[selected], tokens[selected])
     assert abs(selected[:, 1:].float().mean().item() - 0.15) < 0.003
@@ -80,6 +85,7 @@ def test_models_differ_only_in_what_they_see():
 
 # --- reference, stub and alternative ----------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_reference_and_alternative_get_full_marks(name, seed):
     for answer in (getattr(ref, name), getattr(alternative, name)):
@@ -97,13 +103,17 @@ def test_stub_fails_every_check(name, seed):
 
 # --- plausible bugs: shift_for_next_token ----------------------------------------------
 
-@pytest.mark.parametrize("bug, fragment", [
-    (lambda t: (t[..., 1:], t[..., :-1]), "swapped"),
-    (lambda t: (t, t), "nothing is shifted"),
-    (lambda t: (t[:-1], t[1:]), "first dimension"),
-    (lambda t: (t[..., :-2], t[..., 2:]), "has shape"),
-    (lambda t: [t[..., :-1], t[..., 1:]], "should return a tuple"),
-])
+
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (lambda t: (t[..., 1:], t[..., :-1]), "swapped"),
+        (lambda t: (t, t), "nothing is shifted"),
+        (lambda t: (t[:-1], t[1:]), "first dimension"),
+        (lambda t: (t[..., :-2], t[..., 2:]), "has shape"),
+        (lambda t: [t[..., :-1], t[..., 1:]], "should return a tuple"),
+    ],
+)
 def test_shift_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "shift_for_next_token", bug, seed)
     assert score(results) < 3
@@ -111,6 +121,7 @@ def test_shift_bugs_lose_points(bug, fragment, seed):
 
 
 # --- plausible bugs: language_model_loss -------------------------------------------------
+
 
 def _per_position(logits, labels, ignore_index=-100):
     flat, target = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
@@ -156,16 +167,19 @@ def loss_sign_flipped(logits, labels, ignore_index=-100):
     return -ref.language_model_loss(logits, labels, ignore_index)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (loss_summed, "sums the losses"),
-    (loss_mean_over_all_positions, "count as zero loss"),
-    (loss_ignores_hard_coded, "ignore_index argument is not used"),
-    (loss_naive_log_of_softmax, "underflows to log(0)"),
-    (loss_as_python_float, "should be a torch.Tensor"),
-    (loss_detached, "no gradient flows back"),
-    (loss_in_bits, "in bits"),
-    (loss_sign_flipped, "sign is flipped"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (loss_summed, "sums the losses"),
+        (loss_mean_over_all_positions, "count as zero loss"),
+        (loss_ignores_hard_coded, "ignore_index argument is not used"),
+        (loss_naive_log_of_softmax, "underflows to log(0)"),
+        (loss_as_python_float, "should be a torch.Tensor"),
+        (loss_detached, "no gradient flows back"),
+        (loss_in_bits, "in bits"),
+        (loss_sign_flipped, "sign is flipped"),
+    ],
+)
 def test_loss_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "language_model_loss", bug, seed)
     assert score(results) < 7
@@ -174,19 +188,21 @@ def test_loss_bugs_lose_points(bug, fragment, seed):
 
 # --- other correct masking schemes ----------------------------------------------------------
 
-def mask_exact_count_and_fresh_random_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None,
-                                             special_token_ids=()):
+
+def mask_exact_count_and_fresh_random_tokens(
+    tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()
+):
     """Selects exactly round(mask_prob * n) ordinary positions, splits them 80/10/10 exactly, and
     draws random tokens that always differ from the original: correct too."""
     flat = tokens.flatten()
     ordinary = (~torch.isin(flat, torch.tensor(list(special_token_ids), dtype=flat.dtype))).nonzero().flatten()
-    chosen = ordinary[torch.randperm(len(ordinary), generator=generator)[:round(mask_prob * len(ordinary))]]
+    chosen = ordinary[torch.randperm(len(ordinary), generator=generator)[: round(mask_prob * len(ordinary))]]
     n_mask, n_random = round(0.8 * len(chosen)), round(0.1 * len(chosen))
     inputs, labels = flat.clone(), torch.full_like(flat, -100)
     labels[chosen] = flat[chosen]
     inputs[chosen[:n_mask]] = mask_token_id
     ids = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
-    for position in chosen[n_mask:n_mask + n_random].tolist():
+    for position in chosen[n_mask : n_mask + n_random].tolist():
         others = ids[ids != flat[position]]
         inputs[position] = others[torch.randint(len(others), (1,), generator=generator)]
     return inputs.view(tokens.shape), labels.view(tokens.shape)
@@ -199,9 +215,19 @@ def test_exact_counts_and_fresh_random_tokens_get_full_marks(seed):
 
 # --- plausible bugs: mask_tokens ----------------------------------------------------------
 
-def _masker(choose="80/10/10", random_from="ordinary", skip_specials=True, labels="original",
-            use_generator=True, fixed_prob=None, in_place=False, label_dtype=torch.int64):
+
+def _masker(
+    choose="80/10/10",
+    random_from="ordinary",
+    skip_specials=True,
+    labels="original",
+    use_generator=True,
+    fixed_prob=None,
+    in_place=False,
+    label_dtype=torch.int64,
+):
     """A mask_tokens with one thing wrong (each keyword names a way to get it wrong)."""
+
     def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
         gen = generator if use_generator else None
         if use_generator == "fixed":
@@ -212,11 +238,19 @@ def _masker(choose="80/10/10", random_from="ordinary", skip_specials=True, label
         if skip_specials:
             selected &= ~special
         action = torch.rand(tokens.shape, generator=gen)
-        to_mask = selected & {"80/10/10": action < 0.8, "all": action < 2, "80/20": action < 0.8,
-                              "independent": action < 0.8}[choose]
-        to_random = selected & {"80/10/10": (action >= 0.8) & (action < 0.9), "all": action > 2,
-                                "80/20": action > 2,
-                                "independent": torch.rand(tokens.shape, generator=gen) < 0.1}[choose]
+        to_mask = (
+            selected
+            & {"80/10/10": action < 0.8, "all": action < 2, "80/20": action < 0.8, "independent": action < 0.8}[choose]
+        )
+        to_random = (
+            selected
+            & {
+                "80/10/10": (action >= 0.8) & (action < 0.9),
+                "all": action > 2,
+                "80/20": action > 2,
+                "independent": torch.rand(tokens.shape, generator=gen) < 0.1,
+            }[choose]
+        )
         if random_from == "ordinary":
             ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
             random_tokens = ordinary[torch.randint(len(ordinary), tokens.shape, generator=gen)]
@@ -227,32 +261,40 @@ def _masker(choose="80/10/10", random_from="ordinary", skip_specials=True, label
         inputs = tokens if in_place else tokens.clone()
         inputs[to_mask] = mask_token_id
         inputs[to_random] = random_tokens[to_random]
-        targets = {"original": torch.where(selected, tokens, -100), "everywhere": tokens.clone(),
-                   "inverted": torch.where(selected, -100, tokens), "corrupted": torch.where(selected, inputs, -100),
-                   "changed only": torch.where(to_mask | to_random, tokens, -100)}[labels]
+        targets = {
+            "original": torch.where(selected, tokens, -100),
+            "everywhere": tokens.clone(),
+            "inverted": torch.where(selected, -100, tokens),
+            "corrupted": torch.where(selected, inputs, -100),
+            "changed only": torch.where(to_mask | to_random, tokens, -100),
+        }[labels]
         if in_place:
             targets = torch.where(selected, inputs, -100)
         return inputs, targets.to(label_dtype)
+
     return mask_tokens
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (_masker(choose="all"), "every selected position became [MASK]"),
-    (_masker(choose="80/20"), "80/20 instead of 80/10/10"),
-    (_masker(choose="independent"), "overwrote some [MASK]s"),
-    (_masker(random_from="vocabulary"), "non-special ids only"),
-    (_masker(random_from="after the first ids"), "non-special ids only"),
-    (_masker(skip_specials=False), "special token (e.g. [PAD] or [BOS]) was selected"),
-    (_masker(labels="everywhere"), "labels equal the tokens everywhere"),
-    (_masker(labels="inverted"), "labels look inverted"),
-    (_masker(labels="corrupted"), "labels hold the corrupted inputs"),
-    (_masker(labels="changed only"), "kept unchanged lost their label"),
-    (_masker(fixed_prob=0.15), "mask_prob is ignored"),
-    (_masker(use_generator=False), "generators in the same state gave different results"),
-    (_masker(use_generator="fixed"), "different seeds gave the same result"),
-    (_masker(in_place=True), "changed its argument 1 in place"),
-    (_masker(label_dtype=torch.float32), "should be int64"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (_masker(choose="all"), "every selected position became [MASK]"),
+        (_masker(choose="80/20"), "80/20 instead of 80/10/10"),
+        (_masker(choose="independent"), "overwrote some [MASK]s"),
+        (_masker(random_from="vocabulary"), "non-special ids only"),
+        (_masker(random_from="after the first ids"), "non-special ids only"),
+        (_masker(skip_specials=False), "special token (e.g. [PAD] or [BOS]) was selected"),
+        (_masker(labels="everywhere"), "labels equal the tokens everywhere"),
+        (_masker(labels="inverted"), "labels look inverted"),
+        (_masker(labels="corrupted"), "labels hold the corrupted inputs"),
+        (_masker(labels="changed only"), "kept unchanged lost their label"),
+        (_masker(fixed_prob=0.15), "mask_prob is ignored"),
+        (_masker(use_generator=False), "generators in the same state gave different results"),
+        (_masker(use_generator="fixed"), "different seeds gave the same result"),
+        (_masker(in_place=True), "changed its argument 1 in place"),
+        (_masker(label_dtype=torch.float32), "should be int64"),
+    ],
+)
 def test_mask_tokens_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "mask_tokens", bug, seed)
     assert score(results) < 10
@@ -261,21 +303,26 @@ def test_mask_tokens_bugs_lose_points(bug, fragment, seed):
 
 # --- plausible bugs: the models -----------------------------------------------------------
 
+
 def _model_with(mask="causal", positions=True, batch_first=True, head=True, fixed_layers=None):
     """A language model like the reference with one thing wrong."""
-    masks = {"causal": lambda n: torch.ones(n, n, dtype=torch.bool).tril(),
-             "next token too": lambda n: torch.ones(n, n, dtype=torch.bool).tril(1),
-             "inverted": lambda n: torch.ones(n, n, dtype=torch.bool).triu(1),
-             "itself only": lambda n: torch.eye(n, dtype=torch.bool),
-             None: lambda n: None}
+    masks = {
+        "causal": lambda n: torch.ones(n, n, dtype=torch.bool).tril(),
+        "next token too": lambda n: torch.ones(n, n, dtype=torch.bool).tril(1),
+        "inverted": lambda n: torch.ones(n, n, dtype=torch.bool).triu(1),
+        "itself only": lambda n: torch.eye(n, dtype=torch.bool),
+        None: lambda n: None,
+    }
 
     class Model(nn.Module):
         def __init__(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0):
             super().__init__()
             self.token_embedding = nn.Embedding(vocab_size, d_model)
             self.position_embedding = nn.Embedding(max_len, d_model)
-            self.blocks = nn.ModuleList(ref.TransformerBlock(d_model, num_heads, d_ff, norm_first=True)
-                                        for _ in range(fixed_layers or num_layers))
+            self.blocks = nn.ModuleList(
+                ref.TransformerBlock(d_model, num_heads, d_ff, norm_first=True)
+                for _ in range(fixed_layers or num_layers)
+            )
             self.head = nn.Linear(d_model, vocab_size)
 
         def forward(self, tokens):
@@ -287,30 +334,37 @@ def _model_with(mask="causal", positions=True, batch_first=True, head=True, fixe
                 x = block(x, masks[mask](x.shape[1]))
             x = x if batch_first else x.transpose(0, 1)
             return self.head(x) if head else x
+
     return Model
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (_model_with(mask=None), "the model sees the future"),
-    (_model_with(mask="next token too"), "sees the NEXT token"),
-    (_model_with(mask="inverted"), "contain NaN or inf"),
-    (_model_with(mask="itself only"), "do not depend on the first token"),
-    (_model_with(positions=False), "no idea of positions"),
-    (_model_with(head=False), "has shape"),
-    (_model_with(fixed_layers=1), "num_layers=3"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (_model_with(mask=None), "the model sees the future"),
+        (_model_with(mask="next token too"), "sees the NEXT token"),
+        (_model_with(mask="inverted"), "contain NaN or inf"),
+        (_model_with(mask="itself only"), "do not depend on the first token"),
+        (_model_with(positions=False), "no idea of positions"),
+        (_model_with(head=False), "has shape"),
+        (_model_with(fixed_layers=1), "num_layers=3"),
+    ],
+)
 def test_causal_lm_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "CausalLM", bug, seed)
     assert score(results) < 6
     assert fragment in messages(results)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (_model_with(mask="causal"), "must not use a causal mask"),
-    (_model_with(mask=None, positions=False), "no idea of positions"),
-    (_model_with(mask=None, batch_first=False), "rows of a batch must not attend"),
-    (_model_with(mask=None, head=False), "has shape"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (_model_with(mask="causal"), "must not use a causal mask"),
+        (_model_with(mask=None, positions=False), "no idea of positions"),
+        (_model_with(mask=None, batch_first=False), "rows of a batch must not attend"),
+        (_model_with(mask=None, head=False), "has shape"),
+    ],
+)
 def test_masked_lm_bugs_lose_points(bug, fragment, seed):
     results = run_suite("pretraining", "MaskedLM", bug, seed)
     assert score(results) < 5
@@ -319,8 +373,16 @@ def test_masked_lm_bugs_lose_points(bug, fragment, seed):
 
 # --- the stack against the reference on the same weights ------------------------------------
 
-def _stack_with(kind, norm_first=True, final_norm=True, rows="first", blocks_get_dropout=True,
-                embedding_dropout=False, name_of_norm="norm"):
+
+def _stack_with(
+    kind,
+    norm_first=True,
+    final_norm=True,
+    rows="first",
+    blocks_get_dropout=True,
+    embedding_dropout=False,
+    name_of_norm="norm",
+):
     """The reference model ``kind`` with one thing changed, under the contract's names otherwise."""
     base = getattr(ref, kind)
 
@@ -330,8 +392,11 @@ def _stack_with(kind, norm_first=True, final_norm=True, rows="first", blocks_get
             self.token_embedding = nn.Embedding(vocab_size, d_model)
             self.register_buffer("positions", ref.sinusoidal_positional_encoding(max_len, d_model), persistent=False)
             self.blocks = nn.ModuleList(
-                ref.TransformerBlock(d_model, num_heads, d_ff, norm_first=norm_first,
-                                     dropout=dropout if blocks_get_dropout else 0.0) for _ in range(num_layers))
+                ref.TransformerBlock(
+                    d_model, num_heads, d_ff, norm_first=norm_first, dropout=dropout if blocks_get_dropout else 0.0
+                )
+                for _ in range(num_layers)
+            )
             setattr(self, name_of_norm, nn.LayerNorm(d_model))
             self.head = nn.Linear(d_model, vocab_size)
             self.drop = nn.Dropout(dropout if embedding_dropout else 0.0)
@@ -344,18 +409,22 @@ def _stack_with(kind, norm_first=True, final_norm=True, rows="first", blocks_get
             for block in self.blocks:
                 x = block(x, mask)
             return self.head(getattr(self, name_of_norm)(x) if final_norm else x)
+
     return Model
 
 
-@pytest.mark.parametrize("change, check, fragment", [
-    (dict(), None, None),
-    (dict(norm_first=False), "matches_the_reference_stack", "the blocks are Post-LN"),
-    (dict(final_norm=False), "matches_the_reference_stack", "the final LayerNorm (norm) is not applied"),
-    (dict(name_of_norm="ln_f"), "matches_the_reference_stack", "has no parameter norm.weight"),
-    (dict(rows="last"), "shorter_sequences_use_the_first_position_rows", "rows of the position table"),
-    (dict(blocks_get_dropout=False), "dropout_acts_inside_the_blocks", "pass dropout to every TransformerBlock"),
-    (dict(embedding_dropout=True), "dropout_acts_inside_the_blocks", "the embeddings are dropped"),
-])
+@pytest.mark.parametrize(
+    "change, check, fragment",
+    [
+        (dict(), None, None),
+        (dict(norm_first=False), "matches_the_reference_stack", "the blocks are Post-LN"),
+        (dict(final_norm=False), "matches_the_reference_stack", "the final LayerNorm (norm) is not applied"),
+        (dict(name_of_norm="ln_f"), "matches_the_reference_stack", "has no parameter norm.weight"),
+        (dict(rows="last"), "shorter_sequences_use_the_first_position_rows", "rows of the position table"),
+        (dict(blocks_get_dropout=False), "dropout_acts_inside_the_blocks", "pass dropout to every TransformerBlock"),
+        (dict(embedding_dropout=True), "dropout_acts_inside_the_blocks", "the embeddings are dropped"),
+    ],
+)
 def test_stack_compared_with_the_reference(change, check, fragment, seed):
     """(The same sub-checks grade MaskedLM; the corpus holds MaskedLM answers with these bugs.)"""
     results = {r.check: r for r in run_suite("pretraining", "CausalLM", _stack_with("CausalLM", **change), seed)}

@@ -1,4 +1,5 @@
 """Every place that lists chapters agrees with the registry (``autograder/chapters.py``)."""
+
 import importlib
 import re
 
@@ -38,7 +39,10 @@ def test_modules_notebook_and_suites_agree_with_the_registry(chapter):
     assert notebook.metadata["transformers_graded"]["chapter"] == chapter.name
     heading = next(c.source.splitlines()[0] for c in notebook.cells if c.cell_type == "markdown")
     assert heading == f"# Chapter {chapter.number} — {chapter.title}"
-    graded = [(m.group(2), nbgrader_meta(c)["points"]) for c in notebook.cells
-              if (m := GRADE_CALL.search(c.source)) and nbgrader_meta(c).get("grade")]
+    graded = [
+        (m.group(2), nbgrader_meta(c)["points"])
+        for c in notebook.cells
+        if (m := GRADE_CALL.search(c.source)) and nbgrader_meta(c).get("grade")
+    ]
     assert graded == list(chapter.graded)
     assert {m.group(1) for c in notebook.cells if (m := GRADE_CALL.search(c.source))} == {chapter.topic}

@@ -2,6 +2,7 @@
 hostile code in a real sandbox (fork server under bubblewrap, namespaces, unprivileged uid,
 limits) and checks that the grader, the course directory and other sandboxes are unharmed.
 The holes of issue 12 that the sandbox closes have their own tests in test_confinement.py."""
+
 import os
 import signal
 import socket
@@ -49,8 +50,9 @@ def test_isolation_in_force_when_root(sandbox):
     assert sandbox.isolation["confinement"] == "bwrap"
     assert sandbox.isolation["network"] and sandbox.isolation["pid_namespace"] and sandbox.isolation["private_tmp"]
     solutions = str(REPOSITORY / "solutions")
-    sandbox.run_cells([f"import os\nme = os.getuid()\n"
-                       f"seen = os.listdir({solutions!r}) if os.path.isdir({solutions!r}) else []"])
+    sandbox.run_cells(
+        [f"import os\nme = os.getuid()\nseen = os.listdir({solutions!r}) if os.path.isdir({solutions!r}) else []"]
+    )
     assert value(sandbox, "me") == sandbox.isolation["uid"] != 0
     assert value(sandbox, "seen") == []
 
@@ -69,23 +71,27 @@ def test_no_network_not_even_loopback(sandbox):
 def test_course_and_references_are_hidden_and_unwritable(course):
     with Sandbox(LIMITS) as box:
         isolated(box, "private_tmp")
-        box.run_cells([f"""
+        box.run_cells(
+            [
+                f"""
 import os, shutil
 outcomes = {{}}
 for what, action in [
-    ("write gradebook", lambda: open({str(course / 'gradebook.db')!r}, "wb").write(b"0")),
-    ("delete gradebook", lambda: os.remove({str(course / 'gradebook.db')!r})),
-    ("delete submissions", lambda: shutil.rmtree({str(course / 'submitted')!r})),
-    ("new file in course", lambda: open({str(course / 'x')!r}, "w").write("x")),
-    ("read reference", lambda: open({str(REPOSITORY / 'solutions' / 'attention.py')!r}).read()),
-    ("read checks", lambda: open({str(REPOSITORY / 'autograder' / 'checks' / 'attention.py')!r}).read()),
+    ("write gradebook", lambda: open({str(course / "gradebook.db")!r}, "wb").write(b"0")),
+    ("delete gradebook", lambda: os.remove({str(course / "gradebook.db")!r})),
+    ("delete submissions", lambda: shutil.rmtree({str(course / "submitted")!r})),
+    ("new file in course", lambda: open({str(course / "x")!r}, "w").write("x")),
+    ("read reference", lambda: open({str(REPOSITORY / "solutions" / "attention.py")!r}).read()),
+    ("read checks", lambda: open({str(REPOSITORY / "autograder" / "checks" / "attention.py")!r}).read()),
 ]:
     try:
         action()
         outcomes[what] = "done"
     except OSError as error:
         outcomes[what] = type(error).__name__
-"""])
+"""
+            ]
+        )
         outcomes = value(box, "outcomes")
     assert "done" not in outcomes.values(), outcomes
     assert (course / "gradebook.db").read_bytes() == b"grades"
@@ -93,19 +99,23 @@ for what, action in [
 
 
 def test_references_and_checks_cannot_be_imported(sandbox):
-    errors = sandbox.run_cells([
-        "import autograder",
-        "from solutions.attention import softmax",
-        "import autograder.checks.attention",
-        "import __editable___transformers_graded_0_1_0_finder as finder\nfinder.install()\nimport solutions.attention",
-    ])
+    errors = sandbox.run_cells(
+        [
+            "import autograder",
+            "from solutions.attention import softmax",
+            "import autograder.checks.attention",
+            "import __editable___transformers_graded_0_1_0_finder as finder\nfinder.install()\nimport solutions.attention",
+        ]
+    )
     assert all(e and ("ModuleNotFoundError" in e or "ImportError" in e) for e in errors), errors
 
 
 def test_killing_the_grader_or_other_sandboxes_fails(sandbox):
     with Sandbox(LIMITS) as other:
         other.run_cells(["import os\npid = os.getpid()"])
-        sandbox.run_cells([f"""
+        sandbox.run_cells(
+            [
+                f"""
 import os, signal
 for target in (os.getppid(), {os.getpid()}, -1, 0):
     try:
@@ -118,7 +128,9 @@ for entry in os.listdir('/proc'):
             os.kill(int(entry), signal.SIGKILL)
         except OSError:
             pass
-"""])
+"""
+            ]
+        )
         assert value(other, "pid") is not None  # the other sandbox still answers
     if sandbox.isolation["pid_namespace"]:  # it could not even kill itself (init of its namespace)
         assert value(sandbox, "signal") is signal.SIGKILL or value(sandbox, "target") == 0
@@ -128,7 +140,9 @@ def test_a_fork_bomb_stops_at_the_process_limit_and_is_cleaned_up():
     with Sandbox(LIMITS) as box:
         if box.isolation["uid"] is None:
             pytest.skip("the process limit needs a separate uid (root)")
-        box.run_cells(["""
+        box.run_cells(
+            [
+                """
 import os, time
 forked = 0
 try:
@@ -139,7 +153,9 @@ try:
         forked += 1
 except OSError as error:
     stopped = type(error).__name__
-"""])
+"""
+            ]
+        )
         assert value(box, "forked") < LIMITS.processes and value(box, "stopped") == "BlockingIOError"
         uid = box.isolation["uid"]
     time.sleep(0.5)
@@ -178,9 +194,13 @@ def test_an_infinite_loop_hits_the_wall_clock():
 
 
 def test_a_huge_allocation_fails_inside_the_sandbox(sandbox):
-    errors = sandbox.run_cells(["import torch\nx = torch.ones(2 ** 31)",  # 8 GiB, over the 4 GiB limit
-                                "blob = bytearray(8 << 30)",
-                                "y = 2"])
+    errors = sandbox.run_cells(
+        [
+            "import torch\nx = torch.ones(2 ** 31)",  # 8 GiB, over the 4 GiB limit
+            "blob = bytearray(8 << 30)",
+            "y = 2",
+        ]
+    )
     assert "RuntimeError" in errors[0] or "MemoryError" in errors[0], errors
     assert "MemoryError" in errors[1] and errors[2] is None and value(sandbox, "y") == 2
 
@@ -188,14 +208,20 @@ def test_a_huge_allocation_fails_inside_the_sandbox(sandbox):
 def test_an_output_flood_goes_nowhere(sandbox):
     log = Path(fork_server().log)
     size, start = log.stat().st_size, time.monotonic()
-    errors = sandbox.run_cells(["import os, sys\nfor _ in range(20_000):\n    print('x' * 1000)\n"
-                                "    sys.stderr.write('y' * 1000)\n    os.write(2, b'z' * 1000)"])
+    errors = sandbox.run_cells(
+        [
+            "import os, sys\nfor _ in range(20_000):\n    print('x' * 1000)\n"
+            "    sys.stderr.write('y' * 1000)\n    os.write(2, b'z' * 1000)"
+        ]
+    )
     assert errors == [None] and time.monotonic() - start < 60
     assert log.stat().st_size == size  # not even into the fork server's log
 
 
 def test_replies_are_plain_tensors_whatever_the_code_returns(sandbox):
-    sandbox.run_cells(["""
+    sandbox.run_cells(
+        [
+            """
 import torch
 class Liar(torch.Tensor):
     def __eq__(self, other):
@@ -213,7 +239,9 @@ def hijacker():
     return torch.zeros(3).as_subclass(Hijacker)
 def anything():
     return Anything()
-"""])
+"""
+        ]
+    )
     for name in ("subclass", "hijacker"):
         result = Student(sandbox, name)()
         assert type(result) is torch.Tensor and not torch.allclose(result, torch.ones(3))
@@ -225,7 +253,9 @@ def test_a_forged_reply_is_refused_not_unpickled(sandbox, tmp_path):
     """Learner code that writes its own reply to the grader's channel (here: a pickle that
     would run a command when loaded) gets it refused; nothing is ever unpickled."""
     marker = tmp_path / "pwned"
-    sandbox.run_cells([f"""
+    sandbox.run_cells(
+        [
+            f"""
 import os, pickle, stat
 class Evil:
     def __reduce__(self):
@@ -238,7 +268,9 @@ def f():
         except OSError:
             pass
     return 1
-"""])
+"""
+        ]
+    )
     with pytest.raises(StudentError, match="refuses"):
         Student(sandbox, "f")()
     assert not marker.exists()
@@ -246,9 +278,12 @@ def f():
 
 def test_writes_go_to_a_private_size_limited_scratch(sandbox):
     isolated(sandbox, "private_tmp")
-    errors = sandbox.run_cells(["import os\nhome = os.getcwd()\nopen('out.txt', 'w').write('x')\n"
-                                "listing = os.listdir('/tmp')",
-                                "open('/tmp/big', 'wb').write(b'0' * (300 << 20))"])  # over the scratch size
+    errors = sandbox.run_cells(
+        [
+            "import os\nhome = os.getcwd()\nopen('out.txt', 'w').write('x')\nlisting = os.listdir('/tmp')",
+            "open('/tmp/big', 'wb').write(b'0' * (300 << 20))",
+        ]
+    )  # over the scratch size
     assert errors[0] is None and errors[1] is not None and errors[1].startswith("OSError"), errors
     assert value(sandbox, "home").startswith("/tmp/") and sorted(value(sandbox, "listing")) == ["given", "home"]
 

@@ -1,11 +1,12 @@
 """Chapter 1 checks: the reference and a different correct answer get full marks, the stub
 fails every sub-check, and each plausible bug loses points with a message naming it."""
+
 import pytest
 import torch
+from conftest import messages, not_implemented, run_suite, score
 
 from autograder.checks import suites
 from autograder.checks.sequence_models import autograd_jacobian_norms
-from conftest import messages, not_implemented, run_suite, score
 from solutions import sequence_models as ref
 
 SUITES = suites("sequence_models")
@@ -27,11 +28,16 @@ def test_stub_fails_every_check(name, seed):
 # The reference agrees with PyTorch: torch.nn.RNN for the forward pass, torch.autograd for
 # the Jacobians.
 
+
 def random_rnn(B, T, D_in, H, scale=1.0, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, T, D_in, generator=gen), torch.randn(B, H, generator=gen),
-            torch.randn(D_in, H, generator=gen) / D_in ** 0.5, scale * torch.randn(H, H, generator=gen) / H ** 0.5,
-            torch.randn(H, generator=gen))
+    return (
+        torch.randn(B, T, D_in, generator=gen),
+        torch.randn(B, H, generator=gen),
+        torch.randn(D_in, H, generator=gen) / D_in**0.5,
+        scale * torch.randn(H, H, generator=gen) / H**0.5,
+        torch.randn(H, generator=gen),
+    )
 
 
 def test_reference_rnn_matches_torch_nn_rnn():
@@ -51,8 +57,9 @@ def test_reference_rnn_matches_torch_nn_rnn():
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
 def test_reference_jacobian_norms_match_autograd(scale):
     args = random_rnn(1, 13, 4, 6, scale=scale)
-    torch.testing.assert_close(ref.hidden_state_jacobian_norms(*args).double(), autograd_jacobian_norms(*args),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        ref.hidden_state_jacobian_norms(*args).double(), autograd_jacobian_norms(*args), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_autograd_jacobian_norms_via_functional_jacobian():
@@ -61,14 +68,19 @@ def test_autograd_jacobian_norms_via_functional_jacobian():
     states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
     expected = []
     for t in range(1, 7):  # h_t is states[:, t - 1]; h_T is reached by feeding x_{t+1}..x_T
+
         def final_state(h, t=t):
             return ref.rnn_forward(x[:, t:], h, W_xh, W_hh, b)[1] if t < 6 else h
-        expected.append(torch.linalg.matrix_norm(torch.autograd.functional.jacobian(final_state, states[:, t - 1])[0, :, 0]))
+
+        expected.append(
+            torch.linalg.matrix_norm(torch.autograd.functional.jacobian(final_state, states[:, t - 1])[0, :, 0])
+        )
     torch.testing.assert_close(autograd_jacobian_norms(x, h0, W_xh, W_hh, b), torch.stack(expected))
 
 
 # ---------------------------------------------------------------------------------------
 # Plausible bugs in rnn_forward
+
 
 def states_loop(x, h0, W_xh, W_hh, b, step):
     h, states = h0, []
@@ -115,6 +127,7 @@ def returns_h_T_minus_1(x, h0, W_xh, W_hh, b):
 def tanh_written_with_exp(x, h0, W_xh, W_hh, b):
     def tanh(a):
         return (torch.exp(2 * a) - 1) / (torch.exp(2 * a) + 1)
+
     states = states_loop(x, h0, W_xh, W_hh, b, lambda x_t, h: tanh(x_t @ W_xh + h @ W_hh + b))
     return torch.stack(states, dim=1), states[-1]
 
@@ -128,18 +141,21 @@ def returns_outputs_only(x, h0, W_xh, W_hh, b):
     return ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (outputs_hold_h0_to_h_T_minus_1, "it holds h_0..h_{T-1}"),
-    (missing_tanh, "tanh is missing"),
-    (w_hh_transposed, "W_hh transposed"),
-    (bias_added_twice, "added twice"),
-    (bias_forgotten, "bias b is not added"),
-    (starts_from_zeros, "h0 is ignored"),
-    (returns_h_T_minus_1, "h_T is h_{T-1}"),
-    (tanh_written_with_exp, "overflows"),
-    (time_first_outputs, "batch first"),
-    (returns_outputs_only, "should return a tuple (outputs, h_T)"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (outputs_hold_h0_to_h_T_minus_1, "it holds h_0..h_{T-1}"),
+        (missing_tanh, "tanh is missing"),
+        (w_hh_transposed, "W_hh transposed"),
+        (bias_added_twice, "added twice"),
+        (bias_forgotten, "bias b is not added"),
+        (starts_from_zeros, "h0 is ignored"),
+        (returns_h_T_minus_1, "h_T is h_{T-1}"),
+        (tanh_written_with_exp, "overflows"),
+        (time_first_outputs, "batch first"),
+        (returns_outputs_only, "should return a tuple (outputs, h_T)"),
+    ],
+)
 def test_rnn_forward_bug_loses_points(bug, fragment, seed):
     results = run_suite("sequence_models", "rnn_forward", bug, seed)
     assert score(results) < SUITES["rnn_forward"].max_score
@@ -148,6 +164,7 @@ def test_rnn_forward_bug_loses_points(bug, fragment, seed):
 
 # ---------------------------------------------------------------------------------------
 # Plausible bugs in hidden_state_jacobian_norms: each is the by-hand chain rule, altered.
+
 
 def chain_rule(x, h0, W_xh, W_hh, b, step, order="right", earliest=1):
     """Norms for t = earliest..T; ``step(h_s, h_prev)`` is the learner's d h_s / d h_{s-1}."""
@@ -163,7 +180,7 @@ def chain_rule(x, h0, W_xh, W_hh, b, step, order="right", earliest=1):
 
 
 def tanh_derivative(h_s, h_prev, W_hh):
-    return (1 - h_s ** 2)[:, None] * W_hh.T
+    return (1 - h_s**2)[:, None] * W_hh.T
 
 
 def no_tanh_derivative(x, h0, W_xh, W_hh, b):
@@ -171,7 +188,7 @@ def no_tanh_derivative(x, h0, W_xh, W_hh, b):
 
 
 def derivative_at_previous_state(x, h0, W_xh, W_hh, b):
-    return chain_rule(x, h0, W_xh, W_hh, b, lambda h_s, h_prev: (1 - h_prev ** 2)[:, None] * W_hh.T)
+    return chain_rule(x, h0, W_xh, W_hh, b, lambda h_s, h_prev: (1 - h_prev**2)[:, None] * W_hh.T)
 
 
 def wrong_multiplication_order(x, h0, W_xh, W_hh, b):
@@ -179,7 +196,7 @@ def wrong_multiplication_order(x, h0, W_xh, W_hh, b):
 
 
 def w_hh_not_transposed(x, h0, W_xh, W_hh, b):
-    return chain_rule(x, h0, W_xh, W_hh, b, lambda h_s, h_prev: (1 - h_s ** 2)[:, None] * W_hh)
+    return chain_rule(x, h0, W_xh, W_hh, b, lambda h_s, h_prev: (1 - h_s**2)[:, None] * W_hh)
 
 
 def includes_h0_drops_identity(x, h0, W_xh, W_hh, b):
@@ -199,15 +216,18 @@ def spectral_norm(x, h0, W_xh, W_hh, b):
     return torch.stack(norms[::-1])
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (no_tanh_derivative, "the tanh derivative is missing"),
-    (derivative_at_previous_state, "the tanh derivative uses h_{s-1}"),
-    (wrong_multiplication_order, "multiplied in the wrong order"),
-    (w_hh_not_transposed, "uses W_hh where W_hh^T belongs"),
-    (includes_h0_drops_identity, "off by one"),
-    (reversed_entries, "reverse order"),
-    (spectral_norm, "the spectral norm"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (no_tanh_derivative, "the tanh derivative is missing"),
+        (derivative_at_previous_state, "the tanh derivative uses h_{s-1}"),
+        (wrong_multiplication_order, "multiplied in the wrong order"),
+        (w_hh_not_transposed, "uses W_hh where W_hh^T belongs"),
+        (includes_h0_drops_identity, "off by one"),
+        (reversed_entries, "reverse order"),
+        (spectral_norm, "the spectral norm"),
+    ],
+)
 def test_jacobian_bug_loses_points(bug, fragment, seed):
     results = run_suite("sequence_models", "hidden_state_jacobian_norms", bug, seed)
     assert score(results) < SUITES["hidden_state_jacobian_norms"].max_score
@@ -217,28 +237,39 @@ def test_jacobian_bug_loses_points(bug, fragment, seed):
 # ---------------------------------------------------------------------------------------
 # "No autograd": values cannot show it, the trace of the call does
 
+
 def final_state_from(x, W_xh, W_hh, b, t):
     """h_t -> h_T: the rest of the recurrence, as a function autograd can differentiate."""
+
     def final(h):
         for s in range(t, x.shape[1]):
             h = torch.tanh(x[:, s] @ W_xh + h @ W_hh + b)
         return h
+
     return final
 
 
 def jacobians_by(jacobian):
     """Correct norms, each d h_T / d h_t computed by ``jacobian(function, point)``."""
+
     def answer(x, h0, W_xh, W_hh, b):
         states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
         H = h0.shape[1]
-        return torch.stack([jacobian(final_state_from(x, W_xh, W_hh, b, t), states[:, t - 1]).reshape(H, -1).norm()
-                            for t in range(1, x.shape[1] + 1)])
+        return torch.stack(
+            [
+                jacobian(final_state_from(x, W_xh, W_hh, b, t), states[:, t - 1]).reshape(H, -1).norm()
+                for t in range(1, x.shape[1] + 1)
+            ]
+        )
+
     return answer
 
 
-@pytest.mark.parametrize("jacobian", [torch.autograd.functional.jacobian,
-                                      lambda f, h: torch.func.jacrev(f)(h), lambda f, h: torch.func.jacfwd(f)(h)],
-                         ids=["autograd.functional.jacobian", "func.jacrev", "func.jacfwd"])
+@pytest.mark.parametrize(
+    "jacobian",
+    [torch.autograd.functional.jacobian, lambda f, h: torch.func.jacrev(f)(h), lambda f, h: torch.func.jacfwd(f)(h)],
+    ids=["autograd.functional.jacobian", "func.jacrev", "func.jacfwd"],
+)
 def test_jacobians_by_autograd_get_nothing(jacobian):
     results = run_suite("sequence_models", "hidden_state_jacobian_norms", jacobians_by(jacobian), 0)
     assert score(results) == 0 and "computes gradients with autograd" in messages(results), messages(results)
@@ -246,7 +277,9 @@ def test_jacobians_by_autograd_get_nothing(jacobian):
 
 def test_chain_rule_on_tensors_that_require_grad_is_accepted(seed):
     """requires_grad alone is not autograd: the rule is about computing gradients with it."""
+
     def answer(x, h0, W_xh, W_hh, b):
         W_xh = W_xh.clone().requires_grad_(True)
         return ref.hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b).detach()
+
     full_marks("hidden_state_jacobian_norms", answer, seed)

@@ -1,6 +1,7 @@
 """Reading what students submitted (autograder.files, autograder.batch.submission): regular
 files only, never through a symbolic link, never blocking, never more than the cap. The
 end-to-end cases (each in a real class, graded by the real batch) are in test_batch_autograde.py."""
+
 import os
 import re
 
@@ -23,12 +24,15 @@ def test_a_regular_file_is_read(tmp_path):
     assert read_file(tmp_path / "a.ipynb", 1 << 20) == NOTEBOOK
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda path: path.mkdir(), "a.ipynb is a directory, not a file"),
-    (os.mkfifo, "a.ipynb is a FIFO (named pipe), not a file"),  # opened, it would block until a writer came
-    (lambda path: path.symlink_to(path.parent / "elsewhere"), "a.ipynb is a symbolic link, not a file"),
-    (lambda path: path.write_bytes(b" " * 2048), "a.ipynb is too large to grade"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda path: path.mkdir(), "a.ipynb is a directory, not a file"),
+        (os.mkfifo, "a.ipynb is a FIFO (named pipe), not a file"),  # opened, it would block until a writer came
+        (lambda path: path.symlink_to(path.parent / "elsewhere"), "a.ipynb is a symbolic link, not a file"),
+        (lambda path: path.write_bytes(b" " * 2048), "a.ipynb is too large to grade"),
+    ],
+)
 def test_what_is_not_a_small_regular_file_is_refused(tmp_path, make, reason):
     (tmp_path / "elsewhere").write_bytes(NOTEBOOK)
     make(tmp_path / "a.ipynb")
@@ -52,12 +56,15 @@ def test_a_submission_is_read_with_its_timestamp(tmp_path):
     assert submission.timestamp == "2026-01-15 12:00:00.000000 UTC"
 
 
-@pytest.mark.parametrize("attack, reason", [
-    ("student_folder_link", "bob is a symbolic link, not a folder"),
-    ("assignment_folder_link", "02_attention is a symbolic link, not a folder"),
-    ("timestamp_link", "timestamp.txt is a symbolic link, not a file"),
-    ("huge_timestamp", "timestamp.txt is too large to grade"),
-])
+@pytest.mark.parametrize(
+    "attack, reason",
+    [
+        ("student_folder_link", "bob is a symbolic link, not a folder"),
+        ("assignment_folder_link", "02_attention is a symbolic link, not a folder"),
+        ("timestamp_link", "timestamp.txt is a symbolic link, not a file"),
+        ("huge_timestamp", "timestamp.txt is too large to grade"),
+    ],
+)
 def test_links_anywhere_in_a_submission_are_refused(tmp_path, attack, reason):
     alice = submitted(tmp_path)
     (alice / "02_attention.ipynb").write_bytes(NOTEBOOK)

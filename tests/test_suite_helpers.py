@@ -1,4 +1,5 @@
 """The helpers chapters' checks are written with: distinct sizes, and diagnoses that never guess."""
+
 import pytest
 import torch
 

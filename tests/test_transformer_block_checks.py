@@ -1,13 +1,14 @@
 """Chapter 5: the reference agrees with PyTorch (F.layer_norm, nn.TransformerEncoderLayer) and
 count_parameters with real module stacks; the checks accept correct alternatives and reject
 the stub and plausible bugs with messages that name the bug."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import messages, not_implemented, run_suite, score
 from torch import nn
 
-from conftest import messages, not_implemented, run_suite, score
 from solutions import transformer_block as ref
 
 TOPIC = "transformer_block"
@@ -16,12 +17,13 @@ NAMES = ["layer_norm", "FeedForward", "TransformerBlock", "count_parameters"]
 
 # --- the reference against PyTorch ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("eps", [1e-5, 1e-2])
 def test_layer_norm_matches_f_layer_norm(eps):
     weight, bias = torch.randn(9), torch.randn(9)
     x = torch.randn(4, 6, 9) * 3 + torch.randn(4, 6, 1) * 5
-    x[0, 0] = 1.5                                     # constant row: variance 0
-    x[0, 1] = 0.5 + 1e-3 * torch.randn(9)             # nearly constant: var < eps
+    x[0, 0] = 1.5  # constant row: variance 0
+    x[0, 1] = 0.5 + 1e-3 * torch.randn(9)  # nearly constant: var < eps
     x = x.double()  # float64, so that rounding does not blur the effect of eps
     expected = F.layer_norm(x, (9,), weight.double(), bias.double(), eps)
     torch.testing.assert_close(ref.layer_norm(x, weight.double(), bias.double(), eps), expected)
@@ -38,13 +40,18 @@ def _copy_into_pytorch(block, norm_first, activation):
     """nn.TransformerEncoderLayer holding the reference block's weights."""
     state = block.state_dict()
     d_model, d_ff = block.ffn.linear1.in_features, block.ffn.linear1.out_features
-    layer = nn.TransformerEncoderLayer(d_model, block.attn.num_heads, d_ff, dropout=0.0, activation=activation,
-                                       norm_first=norm_first, batch_first=True)
-    layer.load_state_dict({
-        "self_attn.in_proj_weight": torch.cat([state[f"attn.w_{p}.weight"] for p in "qkv"]),
-        "self_attn.in_proj_bias": torch.cat([state[f"attn.w_{p}.bias"] for p in "qkv"]),
-        "self_attn.out_proj.weight": state["attn.w_o.weight"], "self_attn.out_proj.bias": state["attn.w_o.bias"],
-        **{key.removeprefix("ffn."): value for key, value in state.items() if key.startswith(("ffn.", "norm"))}})
+    layer = nn.TransformerEncoderLayer(
+        d_model, block.attn.num_heads, d_ff, dropout=0.0, activation=activation, norm_first=norm_first, batch_first=True
+    )
+    layer.load_state_dict(
+        {
+            "self_attn.in_proj_weight": torch.cat([state[f"attn.w_{p}.weight"] for p in "qkv"]),
+            "self_attn.in_proj_bias": torch.cat([state[f"attn.w_{p}.bias"] for p in "qkv"]),
+            "self_attn.out_proj.weight": state["attn.w_o.weight"],
+            "self_attn.out_proj.bias": state["attn.w_o.bias"],
+            **{key.removeprefix("ffn."): value for key, value in state.items() if key.startswith(("ffn.", "norm"))},
+        }
+    )
     return layer.eval()
 
 
@@ -66,8 +73,7 @@ def test_block_matches_transformer_encoder_layer(norm_first, causal, activation)
 class GPT(nn.Module):
     """A GPT-style decoder of PyTorch modules, to count its parameters for real."""
 
-    def __init__(self, n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True,
-                 block=None):
+    def __init__(self, n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True, block=None):
         super().__init__()
         d_ff = d_ff or 4 * d_model
         self.tokens, self.positions = nn.Embedding(vocab_size, d_model), nn.Embedding(n_ctx, d_model)
@@ -83,9 +89,16 @@ def _real_count(model):
     return sum(p.numel() for p in model.parameters())  # a tied matrix is listed once
 
 
-@pytest.mark.parametrize("config", [
-    dict(), dict(d_ff=50), dict(biases=False), dict(tied_embeddings=False), dict(biases=False, tied_embeddings=False),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(d_ff=50),
+        dict(biases=False),
+        dict(tied_embeddings=False),
+        dict(biases=False, tied_embeddings=False),
+    ],
+)
 def test_count_parameters_matches_a_real_stack(config):
     args = (3, 16, 101, 33)
     assert ref.count_parameters(*args, **config) == _real_count(GPT(*args, **config))
@@ -99,13 +112,22 @@ def test_count_parameters_matches_a_stack_of_reference_blocks():
 
 def test_count_parameters_reproduces_known_sizes():
     assert ref.count_parameters(12, 768, 50257, 1024) == 124_439_808  # GPT-2 small (Radford et al., 2019)
-    gpt3 = [(125e6, 12, 768), (350e6, 24, 1024), (760e6, 24, 1536), (1.3e9, 24, 2048), (2.7e9, 32, 2560),
-            (6.7e9, 32, 4096), (13.0e9, 40, 5140), (175.0e9, 96, 12288)]  # Brown et al. (2020), Table 2.1
+    gpt3 = [
+        (125e6, 12, 768),
+        (350e6, 24, 1024),
+        (760e6, 24, 1536),
+        (1.3e9, 24, 2048),
+        (2.7e9, 32, 2560),
+        (6.7e9, 32, 4096),
+        (13.0e9, 40, 5140),
+        (175.0e9, 96, 12288),
+    ]  # Brown et al. (2020), Table 2.1
     for n_params, n_layers, d_model in gpt3:
         assert ref.count_parameters(n_layers, d_model, 50257, 2048) == pytest.approx(n_params, rel=0.02)
 
 
 # --- reference, stub and alternative ----------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_stub_fails_every_check(name, seed):
@@ -121,6 +143,7 @@ def _assert_loses_points(name, bug, fragment, seed):
 
 
 # --- layer_norm bugs ------------------------------------------------------------------------
+
 
 def _norm(x, eps, var=None, std=None):
     centered = x - x.mean(-1, keepdim=True)
@@ -169,18 +192,21 @@ def detached_statistics(x, weight, bias, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (unbiased_variance, "the variance is unbiased"),
-    (eps_outside_the_root, "eps is added to the standard deviation"),
-    (no_eps, "add eps inside the square root"),
-    (eps_fixed, "the eps argument is ignored"),
-    (no_weight_and_bias, "weight and bias are not applied"),
-    (weight_and_bias_swapped, "weight and bias are swapped"),
-    (rms_norm, "that is RMSNorm"),
-    (over_dim_minus_2, "normalizes over dim -2"),
-    (subtracts_the_mean_in_place, "a leaf Variable that requires grad"),
-    (detached_statistics, "the gradient with respect to x"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (unbiased_variance, "the variance is unbiased"),
+        (eps_outside_the_root, "eps is added to the standard deviation"),
+        (no_eps, "add eps inside the square root"),
+        (eps_fixed, "the eps argument is ignored"),
+        (no_weight_and_bias, "weight and bias are not applied"),
+        (weight_and_bias_swapped, "weight and bias are swapped"),
+        (rms_norm, "that is RMSNorm"),
+        (over_dim_minus_2, "normalizes over dim -2"),
+        (subtracts_the_mean_in_place, "a leaf Variable that requires grad"),
+        (detached_statistics, "the gradient with respect to x"),
+    ],
+)
 def test_layer_norm_bugs_lose_points(bug, fragment, seed):
     _assert_loses_points("layer_norm", bug, fragment, seed)
 
@@ -192,6 +218,7 @@ def test_eps_outside_the_root_loses_only_where_eps_matters():
 
 
 # --- FeedForward bugs -----------------------------------------------------------------------
+
 
 class _FFN(ref.FeedForward):
     """The reference with ``hidden`` and ``output`` hooks that a bug overrides."""
@@ -260,23 +287,27 @@ class HiddenWidthIgnored(_FFN):
         super().__init__(d_model, d_model, activation, dropout)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (NoActivation, "no activation between linear1 and linear2"),
-    (ActivationAfterLinear2, "also applied after linear2"),
-    (ResidualInside, "residual connection belongs to TransformerBlock"),
-    (AlwaysGelu, "GELU is used although activation='relu'"),
-    (AlwaysRelu, "ReLU is used although activation='gelu'"),
-    (TanhGelu, "tanh approximation of GELU"),
-    (DropoutAlsoInEval, "in eval() mode"),
-    (DropoutIgnored, "dropout is not applied"),
-    (NamedFc1Fc2, "has no parameter linear1.weight"),
-    (HiddenWidthIgnored, "linear1.weight has shape"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (NoActivation, "no activation between linear1 and linear2"),
+        (ActivationAfterLinear2, "also applied after linear2"),
+        (ResidualInside, "residual connection belongs to TransformerBlock"),
+        (AlwaysGelu, "GELU is used although activation='relu'"),
+        (AlwaysRelu, "ReLU is used although activation='gelu'"),
+        (TanhGelu, "tanh approximation of GELU"),
+        (DropoutAlsoInEval, "in eval() mode"),
+        (DropoutIgnored, "dropout is not applied"),
+        (NamedFc1Fc2, "has no parameter linear1.weight"),
+        (HiddenWidthIgnored, "linear1.weight has shape"),
+    ],
+)
 def test_feed_forward_bugs_lose_points(bug, fragment, seed):
     _assert_loses_points("FeedForward", bug, fragment, seed)
 
 
 # --- TransformerBlock bugs ------------------------------------------------------------------
+
 
 class _Block(ref.TransformerBlock):
     """The reference block with its wiring in ``pre``/``post`` methods that a bug overrides."""
@@ -374,28 +405,45 @@ class TorchAttention(_Block):
         return self.attn(h, h, h, attn_mask=None if mask is None else ~mask)[0]
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (AlwaysPostLN, "this is Post-LN"),
-    (AlwaysPreLN, "this is Pre-LN"),
-    (NoResidual, "there is no residual connection"),
-    (NoAttentionResidual, "residual connection around attention is missing"),
-    (NoFeedForwardResidualPostLN, "residual connection around the feed-forward network is missing"),
-    (NormsSwapped, "norm1 and norm2 are swapped"),
-    (ResidualOfNormalized, "the residual path carries the normalized x"),
-    (ParallelSublayers, "the feed-forward network reads the block's input"),
-    (MaskIgnored, "the mask is ignored"),
-    (MaskInverted, "is the mask inverted"),
-    (DropoutAlwaysOn, "in eval() mode"),
-    (TorchAttention, "has no parameter attn.w_q.weight"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (AlwaysPostLN, "this is Post-LN"),
+        (AlwaysPreLN, "this is Pre-LN"),
+        (NoResidual, "there is no residual connection"),
+        (NoAttentionResidual, "residual connection around attention is missing"),
+        (NoFeedForwardResidualPostLN, "residual connection around the feed-forward network is missing"),
+        (NormsSwapped, "norm1 and norm2 are swapped"),
+        (ResidualOfNormalized, "the residual path carries the normalized x"),
+        (ParallelSublayers, "the feed-forward network reads the block's input"),
+        (MaskIgnored, "the mask is ignored"),
+        (MaskInverted, "is the mask inverted"),
+        (DropoutAlwaysOn, "in eval() mode"),
+        (TorchAttention, "has no parameter attn.w_q.weight"),
+    ],
+)
 def test_block_bugs_lose_points(bug, fragment, seed):
     _assert_loses_points("TransformerBlock", bug, fragment, seed)
 
 
 # --- count_parameters bugs ------------------------------------------------------------------
 
-def _count(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True,
-           positions=True, block_norms=True, final_norm=True, head=None, norm_bias=None, norm_gain=True):
+
+def _count(
+    n_layers,
+    d_model,
+    vocab_size,
+    n_ctx,
+    d_ff=None,
+    biases=True,
+    tied_embeddings=True,
+    positions=True,
+    block_norms=True,
+    final_norm=True,
+    head=None,
+    norm_bias=None,
+    norm_gain=True,
+):
     """A parameter count with switches for the typical mistakes."""
     d_ff = d_ff or 4 * d_model
     b = int(biases)
@@ -450,18 +498,21 @@ def returns_numpy_integer(*args, **kwargs):
     return np.int64(ref.count_parameters(*args, **kwargs))  # correct: accepted
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (no_position_embedding, "position embedding (n_ctx x d_model) is not counted"),
-    (no_layer_norms, "the LayerNorms (norm1 and norm2 in every block, and the final one) are not counted"),
-    (no_final_layer_norm, "the final LayerNorm"),
-    (head_counted_although_tied, "counted although it is tied"),
-    (head_never_counted, "with tied_embeddings=False the output projection"),
-    (biases_always, "biases=False is ignored"),
-    (biases_false_keeps_norm_biases, "must drop the LayerNorm biases too"),
-    (biases_false_drops_norm_gains, "the LayerNorm gains (weights) stay"),
-    (d_ff_ignored, "the d_ff argument is ignored"),
-    (only_weight_matrices, "only the 12 d_model^2 weights per block"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (no_position_embedding, "position embedding (n_ctx x d_model) is not counted"),
+        (no_layer_norms, "the LayerNorms (norm1 and norm2 in every block, and the final one) are not counted"),
+        (no_final_layer_norm, "the final LayerNorm"),
+        (head_counted_although_tied, "counted although it is tied"),
+        (head_never_counted, "with tied_embeddings=False the output projection"),
+        (biases_always, "biases=False is ignored"),
+        (biases_false_keeps_norm_biases, "must drop the LayerNorm biases too"),
+        (biases_false_drops_norm_gains, "the LayerNorm gains (weights) stay"),
+        (d_ff_ignored, "the d_ff argument is ignored"),
+        (only_weight_matrices, "only the 12 d_model^2 weights per block"),
+    ],
+)
 def test_count_parameters_bugs_lose_points(bug, fragment, seed):
     _assert_loses_points("count_parameters", bug, fragment, seed)
 
@@ -472,6 +523,7 @@ def test_count_parameters_accepts_numpy_integers(seed):
 
 
 # --- where dropout acts ---------------------------------------------------------------------
+
 
 class DropoutOnOutput(_FFN):
     def hidden(self, h):
@@ -501,12 +553,15 @@ class UnscaledDropout(_FFN):
         return h * (torch.rand_like(h) >= self.dropout.p) if self.training else h
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (DropoutOnOutput, "the output of linear2 is dropped"),
-    (DropoutOnInput, "the input x is dropped"),
-    (DropoutBeforeActivation, "dropout acts before the activation"),
-    (UnscaledDropout, "not scaled by 1 / (1 - p)"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (DropoutOnOutput, "the output of linear2 is dropped"),
+        (DropoutOnInput, "the input x is dropped"),
+        (DropoutBeforeActivation, "dropout acts before the activation"),
+        (UnscaledDropout, "not scaled by 1 / (1 - p)"),
+    ],
+)
 def test_feed_forward_dropout_misplaced_loses_points(bug, fragment, seed):
     _assert_loses_points("FeedForward", bug, fragment, seed)
 
@@ -541,13 +596,16 @@ class DropoutNotPassedDown(_Block):
         self.ffn = ref.FeedForward(d_model, d_ff, activation)
 
 
-@pytest.mark.parametrize("bug, fragment", [
-    (DropoutOnResidualStream, "the residual stream itself is dropped"),
-    (NoSublayerDropout, "neither sublayer's output is dropped"),
-    (AttentionOutputNotDropped, "the attention sublayer's output is not dropped"),
-    (FeedForwardOutputNotDropped, "the feed-forward sublayer's output is not dropped"),
-    (DropoutNotPassedDown, "pass the block's dropout to FeedForward"),
-])
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (DropoutOnResidualStream, "the residual stream itself is dropped"),
+        (NoSublayerDropout, "neither sublayer's output is dropped"),
+        (AttentionOutputNotDropped, "the attention sublayer's output is not dropped"),
+        (FeedForwardOutputNotDropped, "the feed-forward sublayer's output is not dropped"),
+        (DropoutNotPassedDown, "pass the block's dropout to FeedForward"),
+    ],
+)
 def test_block_dropout_misplaced_loses_points(bug, fragment, seed):
     _assert_loses_points("TransformerBlock", bug, fragment, seed)
 
@@ -560,6 +618,7 @@ def test_dropout_checks_pass_the_reference_and_fail_no_dropout_at_all(seed):
 
     class NoDropout(NoSublayerDropout, DropoutNotPassedDown):
         pass
+
     by_check = {r.check: r for r in run_suite(TOPIC, "TransformerBlock", NoDropout, seed)}
     assert not by_check["dropout_on_each_sublayer_output"].passed
     assert not by_check["dropout_reaches_the_feed_forward_network"].passed
@@ -567,11 +626,15 @@ def test_dropout_checks_pass_the_reference_and_fail_no_dropout_at_all(seed):
 
 # --- count_parameters returns an int ----------------------------------------------------------
 
-@pytest.mark.parametrize("bug, fragment", [
-    (lambda *args, **kwargs: float(ref.count_parameters(*args, **kwargs)), "returns a float"),
-    (lambda *args, **kwargs: torch.tensor(ref.count_parameters(*args, **kwargs)), "returns a torch.Tensor"),
-    (lambda *args, **kwargs: np.float64(ref.count_parameters(*args, **kwargs)), "returns a NumPy float"),
-])
+
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (lambda *args, **kwargs: float(ref.count_parameters(*args, **kwargs)), "returns a float"),
+        (lambda *args, **kwargs: torch.tensor(ref.count_parameters(*args, **kwargs)), "returns a torch.Tensor"),
+        (lambda *args, **kwargs: np.float64(ref.count_parameters(*args, **kwargs)), "returns a float"),
+    ],
+)
 def test_count_parameters_that_is_not_an_int_loses_only_that_sub_check(bug, fragment, seed):
     results = run_suite(TOPIC, "count_parameters", bug, seed)
     assert [r.check for r in results if not r.passed] == ["returns_an_int"]

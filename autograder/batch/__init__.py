@@ -20,6 +20,7 @@ fingerprint of the submitted files and the plan, and the gradebook holds a score
 autograded cell); ``--force`` regrades. An interrupted run therefore resumes, and since
 nbgrader's rows are unique per student and cell, no grade is ever duplicated.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,9 +43,17 @@ __all__ = ["BatchError", "autograde"]
 SLOWEST = 5  # how many of the slowest submissions the summary lists
 
 
-def autograde(course: Path, assignment: str, students=None, workers: int | None = None, force: bool = False,
-              seed: int | None = None, limits: Limits | None = None, server: ForkServer | None = None,
-              out=sys.stdout) -> dict:
+def autograde(
+    course: Path,
+    assignment: str,
+    students=None,
+    workers: int | None = None,
+    force: bool = False,
+    seed: int | None = None,
+    limits: Limits | None = None,
+    server: ForkServer | None = None,
+    out=sys.stdout,
+) -> dict:
     """Grade every submission of ``assignment`` in the course at ``course``; returns a
     summary ``{"graded": [...], "skipped": [...], "not_graded": {student: why},
     "failed": {student: why}, "worker_seconds": {student: s}, "slowest": [(student, s)],
@@ -75,8 +84,15 @@ def _autograde(course, assignment, students, workers, force, seed, limits, serve
     def destination(student):
         return Path(coursedir.format_path(coursedir.autograded_directory, student, assignment))
 
-    summary = {"graded": [], "skipped": [], "not_graded": {}, "failed": {}, "worker_seconds": {}, "slowest": [],
-               "seconds": 0.0}
+    summary = {
+        "graded": [],
+        "skipped": [],
+        "not_graded": {},
+        "failed": {},
+        "worker_seconds": {},
+        "slowest": [],
+        "seconds": 0.0,
+    }
     tasks = []
     with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
         for student, folder in submitted.items():
@@ -86,17 +102,28 @@ def _autograde(course, assignment, students, workers, force, seed, limits, serve
             else:
                 tasks.append((student, str(folder)))
     count = min(workers or _default_workers(), len(tasks)) or 1
-    print(f"{assignment}: {len(tasks)} to grade, {len(summary['skipped'])} already graded "
-          f"(chapter {plan.chapter}, {count} workers)", file=out, flush=True)
+    print(
+        f"{assignment}: {len(tasks)} to grade, {len(summary['skipped'])} already graded "
+        f"(chapter {plan.chapter}, {count} workers)",
+        file=out,
+        flush=True,
+    )
     if tasks:
         for function in plan.functions:  # measured here once, inherited by the workers
             time_budget(BY_NAME[plan.chapter].topic, function)
         pool = Workers(count, server, job)
         try:
             with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
+
                 def on_outcome(outcome: Outcome | Failure):
-                    _note(outcome, summary, len(tasks), out,
-                          lambda: record(gradebook, plan, outcome, destination(outcome.student)))
+                    _note(
+                        outcome,
+                        summary,
+                        len(tasks),
+                        out,
+                        lambda: record(gradebook, plan, outcome, destination(outcome.student)),
+                    )
+
                 pool.run(tasks, on_outcome)
         finally:
             pool.close()
@@ -126,9 +153,13 @@ def _note(outcome: Outcome | Failure, summary: dict, total: int, out, write):
     if outcome.problem:
         summary["not_graded"][student] = outcome.problem
     tests = outcome.tests
-    print(f"  [{len(summary['graded'])}/{total}] {student}: {sum(t['score'] for t in tests):g} / "
-          f"{sum(t['max_score'] for t in tests):g} ({outcome.seconds:.1f} s)"
-          + (f" not graded: {outcome.problem}" if outcome.problem else ""), file=out, flush=True)
+    print(
+        f"  [{len(summary['graded'])}/{total}] {student}: {sum(t['score'] for t in tests):g} / "
+        f"{sum(t['max_score'] for t in tests):g} ({outcome.seconds:.1f} s)"
+        + (f" not graded: {outcome.problem}" if outcome.problem else ""),
+        file=out,
+        flush=True,
+    )
 
 
 def _default_workers() -> int:

@@ -8,6 +8,7 @@ notebook keeps the learner's written answers and has each autograded grade cell'
 replaced by the checks' report and its score. A notebook that cannot be read scores 0 with
 the reason, and its feedback shows the released notebook with that reason in each grade cell.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader import utils as nbgrader_utils
-from nbgrader.preprocessors import ClearOutput, CheckCellMetadata, DeduplicateIds, OverwriteCells, OverwriteKernelspec
+from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec
 
 from autograder.batch.plan import GradeCell, Job, Plan
 from autograder.batch.submission import Submission, read_submission
@@ -87,16 +88,18 @@ def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutc
         skip = {DEMO_TAG, plan.config.get("Execute", {}).get("skip_cells_with_tag", DEMO_TAG)}
         sanitized, note = _sanitized(plan, submission.student, name, notebook)
         code = submission_cells(notebook if sanitized is None else sanitized, skip_tags=skip)  # what nbgrader runs
-        graded = grade_cells(code, plan.chapter, names=[c.function for c in auto], seed=job.seed, limits=job.limits,
-                             hidden=[plan.course])
+        graded = grade_cells(
+            code, plan.chapter, names=[c.function for c in auto], seed=job.seed, limits=job.limits, hidden=[plan.course]
+        )
         notebook = sanitized
         results = {c.function: [r for r in graded if r.function == c.function] for c in auto}
     if notebook is None:  # feedback then shows the release, with the reason in each grade cell
         release = job.release / f"{name}.ipynb"
         notebook = nbformat.read(release, as_version=4) if release.exists() else None
     grades, comments = _fill_in(notebook, cells, results, unreadable, note)
-    return NotebookOutcome(grades, comments, _tests(auto, results),
-                           nbformat.writes(notebook) if notebook is not None else None, unreadable)
+    return NotebookOutcome(
+        grades, comments, _tests(auto, results), nbformat.writes(notebook) if notebook is not None else None, unreadable
+    )
 
 
 def _read(submission: Submission, name: str):
@@ -114,8 +117,9 @@ def _read(submission: Submission, name: str):
 def _sanitized(plan: Plan, student: str, name: str, notebook):
     """(the notebook after nbgrader's sanitizing preprocessors, None); when its nbgrader
     metadata is too broken for them: (None, a note saying the code was graded anyway)."""
-    resources = {"nbgrader": {"notebook": name, "assignment": plan.assignment, "student": student,
-                              "db_url": plan.db_url}}
+    resources = {
+        "nbgrader": {"notebook": name, "assignment": plan.assignment, "student": student, "db_url": plan.db_url}
+    }
     try:
         notebook = copy.deepcopy(notebook)
         for preprocessor in SANITIZERS:
@@ -123,8 +127,10 @@ def _sanitized(plan: Plan, student: str, name: str, notebook):
         return notebook, None
     except Exception as error:
         logging.getLogger("autograder").debug("sanitizing %s of %s failed", name, student, exc_info=True)
-        return None, (f"the nbgrader metadata of {name}.ipynb is broken ({type(error).__name__}), "
-                      "so the feedback shows the released notebook; your code was graded")
+        return None, (
+            f"the nbgrader metadata of {name}.ipynb is broken ({type(error).__name__}), "
+            "so the feedback shows the released notebook; your code was graded"
+        )
 
 
 def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | None, note: str | None):
@@ -135,8 +141,9 @@ def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | 
         grade_id = meta.get("grade_id")
         if nbgrader_utils.is_solution(cell) and not nbgrader_utils.is_task(cell):
             unanswered = meta.get("checksum") == nbgrader_utils.compute_checksum(cell)
-            comments[grade_id] = (f"Not graded: {unreadable}" if unreadable
-                                  else "No response." if unanswered and not note else None)
+            comments[grade_id] = (
+                f"Not graded: {unreadable}" if unreadable else "No response." if unanswered and not note else None
+            )
         spec = next((c for c in cells if c.grade_id == grade_id), None)
         if spec is None or not nbgrader_utils.is_grade(cell):
             continue
@@ -167,8 +174,10 @@ def _write_report(cell, spec: GradeCell, results: list[Result], note: str | None
     text = format_results(results) + (f"\n({note})" if note else "")
     if spec.points != sum(r.max_score for r in results):
         text += f"\nScaled to this cell's {spec.points:g} points: {score:g}"
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n"),
-                    nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)}, execution_count=1)]
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=text + "\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)}, execution_count=1),
+    ]
     cell.execution_count = 1
     return score
 
@@ -179,7 +188,13 @@ def _tests(auto: list[GradeCell], results: dict) -> list[dict]:
     for spec in auto:
         total = sum(r.max_score for r in results[spec.function]) or 1.0
         for r in results[spec.function]:
-            tests.append({"name": f"{r.function}: {r.check}", "score": round(r.score * spec.points / total, 6),
-                          "max_score": round(r.max_score * spec.points / total, 6),
-                          "output": r.message, "visibility": "visible"})
+            tests.append(
+                {
+                    "name": f"{r.function}: {r.check}",
+                    "score": round(r.score * spec.points / total, 6),
+                    "max_score": round(r.max_score * spec.points / total, 6),
+                    "output": r.message,
+                    "visibility": "visible",
+                }
+            )
     return tests

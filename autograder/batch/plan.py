@@ -5,6 +5,7 @@ source notebook that ``nbgrader generate_assignment`` recorded), never from a st
 copy: a grade cell whose source calls ``grade("<topic>.<name>", name)`` is autograded by
 that suite, scaled to the cell's points; any other grade cell is left for manual grading.
 """
+
 from __future__ import annotations
 
 import glob
@@ -88,14 +89,16 @@ def make_plan(coursedir: CourseDirectory, config: Config, assignment: str) -> Pl
         try:
             source = gradebook.find_assignment(assignment)
         except MissingEntry:
-            raise BatchError(f"the gradebook has no assignment {assignment!r}; "
-                             f"run `nbgrader generate_assignment {assignment}` first") from None
+            raise BatchError(
+                f"the gradebook has no assignment {assignment!r}; run `nbgrader generate_assignment {assignment}` first"
+            ) from None
         topics, notebooks = set(), {}
         for notebook in source.notebooks:
             notebooks[notebook.name] = _grade_cells(gradebook, assignment, notebook, topics)
     if len(topics) != 1:
-        raise BatchError(f"the grade cells of {assignment} must check exactly one chapter "
-                         f"(they check {sorted(topics) or 'none'})")
+        raise BatchError(
+            f"the grade cells of {assignment} must check exactly one chapter (they check {sorted(topics) or 'none'})"
+        )
     chapter = BY_TOPIC[topics.pop()].name
     return Plan(assignment, chapter, notebooks, coursedir.db_url, coursedir.root, config)
 
@@ -110,8 +113,9 @@ def _grade_cells(gradebook: Gradebook, assignment: str, notebook, topics: set) -
         if match:
             topic, name = match.groups()
             if topic not in BY_TOPIC or name not in suites(topic):
-                raise BatchError(f"grade cell {cell.name} of {notebook.name} calls grade(\"{topic}.{name}\"), "
-                                 "which has no check suite")
+                raise BatchError(
+                    f'grade cell {cell.name} of {notebook.name} calls grade("{topic}.{name}"), which has no check suite'
+                )
             topics.add(topic)
         cells.append(GradeCell(cell.name, float(cell.max_score), match.group(2) if match else None))
     return cells
@@ -121,8 +125,9 @@ def find_submissions(coursedir: CourseDirectory, assignment: str) -> dict[str, P
     """student id -> submitted folder, found as nbgrader finds them (symbolic links
     included: reading the submission refuses them, with a reason)."""
     pattern = coursedir.format_path(coursedir.submitted_directory, "*", assignment)
-    regex = re.compile(coursedir.format_path(coursedir.submitted_directory, "(?P<student_id>[^/]+)", assignment,
-                                             escape=True) + "$")
+    regex = re.compile(
+        coursedir.format_path(coursedir.submitted_directory, "(?P<student_id>[^/]+)", assignment, escape=True) + "$"
+    )
     excluded = set(filter(None, coursedir.student_id_exclude.split(",")))
     found = {}
     for folder in sorted(glob.glob(pattern)):

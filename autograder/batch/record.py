@@ -9,6 +9,7 @@ gradebook and of ``autograded/``), as ``nbgrader autograde`` records it.
   (``{"score", "tests": [{"name", "score", "max_score", "output", "visibility"}], ...}``),
   written last: it marks the submission as done.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,10 +60,12 @@ def _write_files(plan: Plan, outcome: Outcome, destination: Path):
             _write_atomically(destination / f"{name}.ipynb", result.notebook)
     if outcome.timestamp is not None:  # the text read from the submission, never a copy of what a path names
         _write_atomically(destination / "timestamp.txt", outcome.timestamp)
-    results = {"score": round(sum(t["score"] for t in outcome.tests), 6),
-               "execution_time": round(outcome.seconds, 2), "tests": outcome.tests,
-               "extra_data": {"student": outcome.student, "assignment": plan.assignment,
-                              "fingerprint": outcome.fingerprint}}
+    results = {
+        "score": round(sum(t["score"] for t in outcome.tests), 6),
+        "execution_time": round(outcome.seconds, 2),
+        "tests": outcome.tests,
+        "extra_data": {"student": outcome.student, "assignment": plan.assignment, "fingerprint": outcome.fingerprint},
+    }
     if outcome.problem:
         results["output"] = f"Not graded: {outcome.problem}"
     _write_atomically(destination / "results.json", json.dumps(results, indent=1))
@@ -108,7 +111,8 @@ def _late_penalties(gradebook: Gradebook, plan: Plan, submission: SubmittedAssig
         if submission.total_seconds_late > 0:
             gradebook.db.expire(notebook, ["score"])  # the score of the grades just written
             penalty = assigner.plugin_inst.late_submission_penalty(
-                submission.student.id, notebook.score, submission.total_seconds_late)
+                submission.student.id, notebook.score, submission.total_seconds_late
+            )
             if penalty is not None:
                 notebook.late_submission_penalty = min(max(penalty, 0), notebook.score)
 

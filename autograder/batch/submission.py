@@ -6,6 +6,7 @@ read through :mod:`autograder.files`: a folder or file that is a symbolic link, 
 a FIFO or anything but a regular file, or that is too large, is refused with a reason, and
 the student gets a "not graded: <reason>" row while the rest of the class is graded.
 """
+
 from __future__ import annotations
 
 import hashlib

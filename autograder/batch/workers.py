@@ -5,6 +5,7 @@ and measured the reference's time budgets), so they start at once; each has a ch
 its own to the one fork server that starts sandboxes. A worker that dies is replaced, and
 the submission it held is tried once more before it is reported as not graded.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -26,6 +27,7 @@ def _work(connection, inherited, server: ForkServer, job: Job):
     """A worker: grade the submissions it is sent until it is sent None or the main process
     goes away (it dies with it)."""
     import torch
+
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     for other in inherited:  # the main process's ends of other workers' channels: theirs to close
         other.close()

@@ -2,6 +2,7 @@
 the graded name (function or class) to its :class:`autograder.suite.Suite`. Which chapter
 uses which module is said once, in :mod:`autograder.chapters`.
 """
+
 import importlib
 
 

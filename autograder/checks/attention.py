@@ -6,13 +6,23 @@ message names the bug. Expected values are computed before the learner's code ru
 sizes a message may name (N_q, N_k, d_k, d_v) are drawn pairwise distinct, so that a named
 size cannot be another one in disguise.
 """
+
 import math
 
 import torch
 
 from autograder.oracle import reference
-from autograder.suite import (CheckFailed, Suite, distinct_sizes, expect_close, expect_shape, is_close, randint, randn,
-                              random_mask)
+from autograder.suite import (
+    CheckFailed,
+    Suite,
+    distinct_sizes,
+    expect_close,
+    expect_shape,
+    is_close,
+    randint,
+    randn,
+    random_mask,
+)
 
 ref = reference("attention")
 
@@ -25,8 +35,15 @@ SUITES = {s.function: s for s in (softmax, attention, causal)}
 # ---------------------------------------------------------------------------------------
 # softmax
 
-BUILT_IN_SOFTMAX = {"softmax", "log_softmax", "special_softmax", "special_log_softmax", "_softmax", "_log_softmax",
-                    "_safe_softmax"}
+BUILT_IN_SOFTMAX = {
+    "softmax",
+    "log_softmax",
+    "special_softmax",
+    "special_log_softmax",
+    "_softmax",
+    "_log_softmax",
+    "_safe_softmax",
+}
 
 
 @softmax.check(points=1)
@@ -36,15 +53,24 @@ def matches_reference_on_last_dim(student, gen):
     expected = ref.softmax(x)
     result, functions = student.functions(x)
     if BUILT_IN_SOFTMAX & set(functions):
-        raise CheckFailed("softmax calls PyTorch's own softmax (torch.softmax, F.softmax, log_softmax or nn.Softmax); "
-                          "the exercise is to build it from elementary operations such as exp, sum and max")
-    expect_close(result, expected, "softmax(x)", diagnoses=[
-        (ref.softmax(x, dim=0), "it normalizes over dim 0 instead of the last dimension (dim=-1 is the default)"),
-        (ref.softmax(x, dim=-2), "it normalizes over dim -2 instead of the last dimension"),
-        (x.exp(), "the exponentials are not divided by their sum, so rows do not sum to 1"),
-        ((x - x.amax(dim=-1, keepdim=True)).exp(), "the exponentials are not divided by their sum, so rows do not "
-         "sum to 1"),
-    ])
+        raise CheckFailed(
+            "softmax calls PyTorch's own softmax (torch.softmax, F.softmax, log_softmax or nn.Softmax); "
+            "the exercise is to build it from elementary operations such as exp, sum and max"
+        )
+    expect_close(
+        result,
+        expected,
+        "softmax(x)",
+        diagnoses=[
+            (ref.softmax(x, dim=0), "it normalizes over dim 0 instead of the last dimension (dim=-1 is the default)"),
+            (ref.softmax(x, dim=-2), "it normalizes over dim -2 instead of the last dimension"),
+            (x.exp(), "the exponentials are not divided by their sum, so rows do not sum to 1"),
+            (
+                (x - x.amax(dim=-1, keepdim=True)).exp(),
+                "the exponentials are not divided by their sum, so rows do not sum to 1",
+            ),
+        ],
+    )
 
 
 @softmax.check(points=1)
@@ -52,9 +78,14 @@ def respects_dim_argument(student, gen):
     x = randn(gen, *distinct_sizes(gen, (2, 5), (3, 7), (2, 6)))
     for dim in (0, 1, -3):
         expected = ref.softmax(x, dim=dim)
-        expect_close(student(x, dim=dim), expected, f"softmax(x, dim={dim})", diagnoses=[
-            (ref.softmax(x, dim=-1), "the dim argument is ignored (it always normalizes over the last dimension)"),
-        ])
+        expect_close(
+            student(x, dim=dim),
+            expected,
+            f"softmax(x, dim={dim})",
+            diagnoses=[
+                (ref.softmax(x, dim=-1), "the dim argument is ignored (it always normalizes over the last dimension)"),
+            ],
+        )
 
 
 @softmax.check(points=1)
@@ -65,15 +96,18 @@ def stable_for_large_logits(student, gen):
     expected = ref.softmax(x)
     result = student(x)
     if isinstance(result, torch.Tensor) and not torch.isfinite(result).all():
-        raise CheckFailed("softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large "
-                          "(or every exponential of a slice underflows to 0, giving 0/0); look at what is subtracted "
-                          "before exp(): the largest exponent of each slice along dim should be exp(0) = 1")
+        raise CheckFailed(
+            "softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large "
+            "(or every exponential of a slice underflows to 0, giving 0/0); look at what is subtracted "
+            "before exp(): the largest exponent of each slice along dim should be exp(0) = 1"
+        )
     # float32 holds logits near 1e4 to about 1e-3, so exact formulas differ by that much (log-sum-exp)
     expect_close(result, expected, "softmax of logits near 1e4", rtol=5e-3, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------
 # scaled_dot_product_attention
+
 
 def _qkv(gen, batch=(), n=None, scale=1.0):
     """q, k, v with N_q, N_k, d_k and d_v pairwise distinct; with ``n``, N_q = N_k = n (a
@@ -82,15 +116,19 @@ def _qkv(gen, batch=(), n=None, scale=1.0):
         n_q, n_k, d_k, d_v = distinct_sizes(gen, (3, 9), (4, 11), (5, 12), (2, 7))
     else:
         (n_q, n_k), (d_k, d_v) = (n, n), distinct_sizes(gen, (5, 12), (2, 7), avoid=(n,))
-    return (randn(gen, *batch, n_q, d_k, scale=scale), randn(gen, *batch, n_k, d_k, scale=scale),
-            randn(gen, *batch, n_k, d_v))
+    return (
+        randn(gen, *batch, n_q, d_k, scale=scale),
+        randn(gen, *batch, n_k, d_k, scale=scale),
+        randn(gen, *batch, n_k, d_v),
+    )
 
 
 def _result(student, q, k, v, mask=None):
     result = student(q, k, v) if mask is None else student(q, k, v, mask=mask)
     if not isinstance(result, tuple) or len(result) != 2:
-        raise CheckFailed("scaled_dot_product_attention should return a tuple (output, weights), "
-                          f"got {type(result).__name__}")
+        raise CheckFailed(
+            f"scaled_dot_product_attention should return a tuple (output, weights), got {type(result).__name__}"
+        )
     return result
 
 
@@ -104,25 +142,41 @@ def _weight_bugs(q, k, v, mask=None):
         return s if m is None else s.masked_fill(~m, float("-inf"))
 
     def divided_by(size, name):
-        return (ref.softmax(masked(scores / math.sqrt(size))),
-                f"the scores are divided by sqrt({name}) = sqrt({size}); "
-                f"the scale is sqrt(d_k) = sqrt({d_k}), the width of the queries and keys")
+        return (
+            ref.softmax(masked(scores / math.sqrt(size))),
+            f"the scores are divided by sqrt({name}) = sqrt({size}); "
+            f"the scale is sqrt(d_k) = sqrt({d_k}), the width of the queries and keys",
+        )
 
     bugs = [
-        (ref.softmax(masked(scores)), "the scores are not divided by sqrt(d_k): the output differs by the factor sqrt(d_k) inside the softmax"),
+        (
+            ref.softmax(masked(scores)),
+            "the scores are not divided by sqrt(d_k): the output differs by the factor sqrt(d_k) inside the softmax",
+        ),
         (ref.softmax(masked(scores / d_k)), "the scores are divided by d_k; the scale is its square root, sqrt(d_k)"),
-        divided_by(k.shape[-2], "N_k"), divided_by(q.shape[-2], "N_q"), divided_by(v.shape[-1], "d_v"),
-        (ref.softmax(masked(scores / math.sqrt(d_k)), dim=-2), "softmax runs over the queries: rows of weights do not sum to 1 (normalize over the keys, dim=-1)"),
+        divided_by(k.shape[-2], "N_k"),
+        divided_by(q.shape[-2], "N_q"),
+        divided_by(v.shape[-1], "d_v"),
+        (
+            ref.softmax(masked(scores / math.sqrt(d_k)), dim=-2),
+            "softmax runs over the queries: rows of weights do not sum to 1 (normalize over the keys, dim=-1)",
+        ),
     ]
     if mask is not None:
         scaled = scores / math.sqrt(d_k)
         bugs += [
             (ref.softmax(masked(scaled, ~mask)), "the mask is inverted: True means a query MAY attend"),
             (ref.softmax(scaled), "the mask is ignored"),
-            (ref.softmax(scaled).masked_fill(~mask, 0.0), "the mask is applied after the softmax: the masked weights "
-             "are 0, but each row no longer sums to 1; the softmax must already leave the masked keys out"),
-            (ref.softmax(scaled.masked_fill(~mask, 0.0)), "masked keys still get weight: a masked score of 0 gives "
-             "exp(0) = 1 in the softmax, like any other key; look at the value the masked scores get"),
+            (
+                ref.softmax(scaled).masked_fill(~mask, 0.0),
+                "the mask is applied after the softmax: the masked weights "
+                "are 0, but each row no longer sums to 1; the softmax must already leave the masked keys out",
+            ),
+            (
+                ref.softmax(scaled.masked_fill(~mask, 0.0)),
+                "masked keys still get weight: a masked score of 0 gives "
+                "exp(0) = 1 in the softmax, like any other key; look at the value the masked scores get",
+            ),
         ]
     return bugs
 
@@ -141,9 +195,14 @@ def weights_rows_sum_to_one(student, gen):
     over_queries = ref.scaled_dot_product_attention(q, k, v)[1].sum(-2)
     _, weights = _result(student, q, k, v)
     expect_shape(weights, (2, q.shape[-2], k.shape[-2]), "weights")
-    expect_close(weights.sum(-1), torch.ones(2, q.shape[-2]), "the sum of each row of weights", diagnoses=[
-        (over_queries, "softmax runs over the queries; normalize over the keys (dim=-1)"),
-    ])
+    expect_close(
+        weights.sum(-1),
+        torch.ones(2, q.shape[-2]),
+        "the sum of each row of weights",
+        diagnoses=[
+            (over_queries, "softmax runs over the queries; normalize over the keys (dim=-1)"),
+        ],
+    )
 
 
 def _expect_attention(student, q, k, v, mask, what):
@@ -163,8 +222,12 @@ def matches_reference(student, gen):
 
 @attention.check(points=1)
 def batch_and_head_dimensions(student, gen):
-    _expect_attention(student, *_qkv(gen, batch=(randint(gen, 2, 3), randint(gen, 2, 4))), None,
-                      " with batch and head dims (B, H, N, d)")
+    _expect_attention(
+        student,
+        *_qkv(gen, batch=(randint(gen, 2, 3), randint(gen, 2, 4))),
+        None,
+        " with batch and head dims (B, H, N, d)",
+    )
 
 
 @attention.check(points=2)
@@ -192,7 +255,10 @@ def padding_and_causal_masks_broadcast(student, gen):
     lengths = torch.randint(1, n + 1, (batch,), generator=gen)
     padding = (torch.arange(n) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, N_k)
     causal_and_padding = padding & ref.causal_mask(n)
-    for mask, what in ((padding, "a padding mask of shape (B, 1, 1, N_k)"), (causal_and_padding, "a causal and padding mask")):
+    for mask, what in (
+        (padding, "a padding mask of shape (B, 1, 1, N_k)"),
+        (causal_and_padding, "a causal and padding mask"),
+    ):
         _expect_attention(student, q, k, v, mask, f" with {what}")
 
 
@@ -208,6 +274,7 @@ def stable_for_large_scores(student, gen):
 # ---------------------------------------------------------------------------------------
 # causal_mask
 
+
 @causal.check(points=1)
 def bool_square_shape(student, gen):
     for n in (1, randint(gen, 2, 6), randint(gen, 7, 19)):
@@ -220,9 +287,14 @@ def bool_square_shape(student, gen):
 def true_on_and_below_diagonal(student, gen):
     n = randint(gen, 5, 13)
     ones, expected = torch.ones(n, n, dtype=torch.bool), ref.causal_mask(n)
-    expect_close(student(n), expected, f"causal_mask({n})", diagnoses=[
-        (ones.triu(), "True on and above the diagonal: that lets each position see the future, not the past"),
-        (ones.triu(1), "the mask is inverted: True must mark the positions a query MAY attend to"),
-        (ones.tril(-1), "the diagonal is False: a position must be able to attend to itself"),
-        (ones.tril(1), "one position above the diagonal is True: a position must not see the next token"),
-    ])
+    expect_close(
+        student(n),
+        expected,
+        f"causal_mask({n})",
+        diagnoses=[
+            (ones.triu(), "True on and above the diagonal: that lets each position see the future, not the past"),
+            (ones.triu(1), "the mask is inverted: True must mark the positions a query MAY attend to"),
+            (ones.tril(-1), "the diagonal is False: a position must be able to attend to itself"),
+            (ones.tril(1), "one position above the diagonal is True: a position must not see the next token"),
+        ],
+    )

@@ -9,6 +9,7 @@ diagnosis that names one of them (N, d, m) cannot be a coincidence of another. T
 Performer's call is traced, as chapter 7's tiled attention is: no tensor it creates may hold
 N_q x N_k elements per batch entry.
 """
+
 import math
 import numbers
 
@@ -47,8 +48,10 @@ def _number(value, what) -> float:
 
 def _pair(value, what) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise CheckFailed(f"{what} should return a pair of numbers, got {type(value).__name__}"
-                          + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""))
+        raise CheckFailed(
+            f"{what} should return a pair of numbers, got {type(value).__name__}"
+            + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
+        )
     return _number(value[0], f"{what}[0]"), _number(value[1], f"{what}[1]")
 
 
@@ -64,6 +67,7 @@ def _expect_number(actual: float, expected: float, what: str, diagnoses=(), rtol
 # ---------------------------------------------------------------------------------------
 # sliding_window_mask
 
+
 def _mask_bugs(n, window, global_positions=()):
     positions = torch.arange(n)
     distance = positions[:, None] - positions[None, :]
@@ -71,18 +75,26 @@ def _mask_bugs(n, window, global_positions=()):
     is_global[list(global_positions)] = True
     bugs = [
         (distance.abs() < window, "the band is one key too narrow: query i may attend to keys with |i - j| <= window"),
-        ((distance >= 0) & (distance <= window), "only keys before the query are in the band: the window extends "
-                                                  "to both sides, |i - j| <= window"),
+        (
+            (distance >= 0) & (distance <= window),
+            "only keys before the query are in the band: the window extends to both sides, |i - j| <= window",
+        ),
         (distance.abs() > window, "the mask is inverted: True must mark the pairs that MAY attend"),
     ]
     band = distance.abs() <= window
     if global_positions:
         bugs += [
             (band, "the global positions are ignored"),
-            (band | is_global[:, None], "a global position attends to every key, but every query must also "
-                                        "attend to it (its column is missing)"),
-            (band | is_global[None, :], "every query attends to the global positions, but a global position must "
-                                        "also attend to every key (its row is missing)"),
+            (
+                band | is_global[:, None],
+                "a global position attends to every key, but every query must also "
+                "attend to it (its column is missing)",
+            ),
+            (
+                band | is_global[None, :],
+                "every query attends to the global positions, but a global position must "
+                "also attend to every key (its row is missing)",
+            ),
         ]
     return bugs
 
@@ -92,40 +104,57 @@ def bool_square_shape(student, gen):
     for n, window in ((1, 0), (randint(gen, 5, 9), 1), (randint(gen, 12, 20), randint(gen, 2, 4))):
         mask = expect_shape(student(n, window), (n, n), f"sliding_window_mask({n}, {window})")
         if mask.dtype != torch.bool:
-            raise CheckFailed(f"sliding_window_mask({n}, {window}) should be a bool tensor (True = may attend), "
-                              f"got dtype {mask.dtype}")
+            raise CheckFailed(
+                f"sliding_window_mask({n}, {window}) should be a bool tensor (True = may attend), "
+                f"got dtype {mask.dtype}"
+            )
 
 
 @window_mask.check(points=1)
 def band_of_width_window(student, gen):
     n, window = _distinct(gen, [(11, 19), (2, 4)])
-    expect_close(student(n, window), ref.sliding_window_mask(n, window), f"sliding_window_mask({n}, {window})",
-                 diagnoses=_mask_bugs(n, window))
+    expect_close(
+        student(n, window),
+        ref.sliding_window_mask(n, window),
+        f"sliding_window_mask({n}, {window})",
+        diagnoses=_mask_bugs(n, window),
+    )
 
 
 @window_mask.check(points=1)
 def global_positions_read_and_are_read(student, gen):
     n, window = randint(gen, 13, 21), randint(gen, 1, 3)
     global_positions = sorted({0, randint(gen, window + 3, n - 2)})
-    expect_close(student(n, window, global_positions), ref.sliding_window_mask(n, window, global_positions),
-                 f"sliding_window_mask({n}, {window}, global_positions={global_positions})",
-                 diagnoses=_mask_bugs(n, window, global_positions))
+    expect_close(
+        student(n, window, global_positions),
+        ref.sliding_window_mask(n, window, global_positions),
+        f"sliding_window_mask({n}, {window}, global_positions={global_positions})",
+        diagnoses=_mask_bugs(n, window, global_positions),
+    )
     as_tuple = tuple(global_positions[::-1])
-    expect_close(student(n, window, global_positions=as_tuple), ref.sliding_window_mask(n, window, as_tuple),
-                 f"sliding_window_mask({n}, {window}, global_positions={as_tuple}) (passed by keyword, as a tuple)",
-                 diagnoses=_mask_bugs(n, window, as_tuple))
+    expect_close(
+        student(n, window, global_positions=as_tuple),
+        ref.sliding_window_mask(n, window, as_tuple),
+        f"sliding_window_mask({n}, {window}, global_positions={as_tuple}) (passed by keyword, as a tuple)",
+        diagnoses=_mask_bugs(n, window, as_tuple),
+    )
 
 
 @window_mask.check(points=1)
 def window_zero_and_window_beyond_n(student, gen):
     n = randint(gen, 6, 12)
     for window in (0, n + randint(gen, 0, 3)):
-        expect_close(student(n, window), ref.sliding_window_mask(n, window), f"sliding_window_mask({n}, {window})",
-                     diagnoses=_mask_bugs(n, window))
+        expect_close(
+            student(n, window),
+            ref.sliding_window_mask(n, window),
+            f"sliding_window_mask({n}, {window})",
+            diagnoses=_mask_bugs(n, window),
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # positive_random_features
+
 
 def _feature_bugs(x, omega):
     projection = x.double() @ omega.double().T
@@ -133,13 +162,20 @@ def _feature_bugs(x, omega):
     m = omega.shape[0]
     return [
         (torch.exp(projection - squared_norm / 2), "the features are not divided by sqrt(m)"),
-        (torch.exp(projection - squared_norm / 2) / m, "the features are divided by m; divide by sqrt(m), so that "
-                                                       "the dot product of two feature vectors averages over m terms"),
+        (
+            torch.exp(projection - squared_norm / 2) / m,
+            "the features are divided by m; divide by sqrt(m), so that "
+            "the dot product of two feature vectors averages over m terms",
+        ),
         (torch.exp(projection) / math.sqrt(m), "the -|x|^2 / 2 term is missing from the exponent"),
-        (torch.exp(projection - squared_norm) / math.sqrt(m), "the exponent subtracts |x|^2; it should subtract "
-                                                              "|x|^2 / 2"),
-        (torch.exp(projection - squared_norm.sqrt() / 2) / math.sqrt(m),
-         "the exponent subtracts |x| / 2 (the norm); it should subtract |x|^2 / 2 (the squared norm)"),
+        (
+            torch.exp(projection - squared_norm) / math.sqrt(m),
+            "the exponent subtracts |x|^2; it should subtract |x|^2 / 2",
+        ),
+        (
+            torch.exp(projection - squared_norm.sqrt() / 2) / math.sqrt(m),
+            "the exponent subtracts |x| / 2 (the norm); it should subtract |x|^2 / 2 (the squared norm)",
+        ),
     ]
 
 
@@ -154,8 +190,12 @@ def shape_batch_by_features(student, gen):
 def matches_definition(student, gen):
     n, d, m = _distinct(gen, [(5, 9), (3, 4), (11, 17)])
     x, omega = randn(gen, 2, n, d, scale=0.6), randn(gen, m, d)
-    expect_close(student(x, omega), ref.positive_random_features(x, omega), "phi(x) = exp(x omega^T - |x|^2/2) / sqrt(m)",
-                 diagnoses=_feature_bugs(x, omega))
+    expect_close(
+        student(x, omega),
+        ref.positive_random_features(x, omega),
+        "phi(x) = exp(x omega^T - |x|^2/2) / sqrt(m)",
+        diagnoses=_feature_bugs(x, omega),
+    )
 
 
 @features.check(points=1)
@@ -169,12 +209,15 @@ def estimates_the_softmax_kernel(student, gen):
     estimate = (phi_q.double() * expect_shape(phi_k, (3, m), "phi(k)").double()).sum(-1)
     exact = (q.double() * k.double()).sum(-1).exp()
     if not torch.allclose(estimate, exact, rtol=0.05):
-        raise CheckFailed(f"phi(q) . phi(k) averaged over {m} features should estimate exp(q . k) = "
-                          f"{exact.tolist()}, got {estimate.tolist()}")
+        raise CheckFailed(
+            f"phi(q) . phi(k) averaged over {m} features should estimate exp(q . k) = "
+            f"{exact.tolist()}, got {estimate.tolist()}"
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # performer_attention
+
 
 def _performer_bugs(q, k, v, omega):
     q, k, v, omega = q.double(), k.double(), v.double(), omega.double()
@@ -187,34 +230,52 @@ def _performer_bugs(q, k, v, omega):
         return numerator / (q_features @ k_features.sum(-2).unsqueeze(-1)) if normalize else numerator
 
     return [
-        (approx(q, k), "q and k are not scaled by d^(-1/4) before the features: the kernel must estimate "
-                       "exp(q . k / sqrt(d)), the softmax's scaled scores"),
-        (approx(q / math.sqrt(d), k / math.sqrt(d)), "q and k are each scaled by 1/sqrt(d); scale each by d^(-1/4), "
-                                                     "so their product carries 1/sqrt(d)"),
-        (approx(q * d ** -0.25, k * d ** -0.25, normalize=False),
-         "the rows are not normalized: divide each output row by q'_i . (sum over j of k'_j)"),
+        (
+            approx(q, k),
+            "q and k are not scaled by d^(-1/4) before the features: the kernel must estimate "
+            "exp(q . k / sqrt(d)), the softmax's scaled scores",
+        ),
+        (
+            approx(q / math.sqrt(d), k / math.sqrt(d)),
+            "q and k are each scaled by 1/sqrt(d); scale each by d^(-1/4), so their product carries 1/sqrt(d)",
+        ),
+        (
+            approx(q * d**-0.25, k * d**-0.25, normalize=False),
+            "the rows are not normalized: divide each output row by q'_i . (sum over j of k'_j)",
+        ),
     ]
 
 
 def _performer_inputs(gen, n_q, n_k, d, d_v, m, batch=(2,), scale=1.0):
-    return (randn(gen, *batch, n_q, d, scale=scale), randn(gen, *batch, n_k, d, scale=scale),
-            randn(gen, *batch, n_k, d_v), randn(gen, m, d))
+    return (
+        randn(gen, *batch, n_q, d, scale=scale),
+        randn(gen, *batch, n_k, d, scale=scale),
+        randn(gen, *batch, n_k, d_v),
+        randn(gen, m, d),
+    )
 
 
 @performer.check(points=1)
 def output_shape(student, gen):
     n_q, n_k, d, d_v, m = _distinct(gen, [(5, 8), (9, 12), (3, 4), (13, 15), (16, 24)])
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m, batch=(2, 3))
-    expect_shape(student(q, k, v, omega), (2, 3, n_q, d_v),
-                 f"performer_attention(q (2, 3, {n_q}, {d}), k (2, 3, {n_k}, {d}), v (2, 3, {n_k}, {d_v}), omega ({m}, {d}))")
+    expect_shape(
+        student(q, k, v, omega),
+        (2, 3, n_q, d_v),
+        f"performer_attention(q (2, 3, {n_q}, {d}), k (2, 3, {n_k}, {d}), v (2, 3, {n_k}, {d_v}), omega ({m}, {d}))",
+    )
 
 
 @performer.check(points=2)
 def matches_reference_for_the_same_features(student, gen):
     n_q, n_k, d, d_v, m = _distinct(gen, [(5, 8), (9, 12), (3, 4), (13, 15), (16, 24)])
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m)
-    expect_close(student(q, k, v, omega), ref.performer_attention(q, k, v, omega), "performer_attention(q, k, v, omega)",
-                 diagnoses=_performer_bugs(q, k, v, omega))
+    expect_close(
+        student(q, k, v, omega),
+        ref.performer_attention(q, k, v, omega),
+        "performer_attention(q, k, v, omega)",
+        diagnoses=_performer_bugs(q, k, v, omega),
+    )
 
 
 @performer.check(points=2)
@@ -224,14 +285,23 @@ def never_forms_the_score_matrix(student, gen):
     d, d_v, m = 4, 6, 8
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m, batch=(2,), scale=0.5)
     result, trace = student.traced(q, k, v, omega)
-    expect_close(result, ref.performer_attention(q, k, v, omega), "performer_attention on a long sequence",
-                 diagnoses=_performer_bugs(q, k, v, omega))
+    expect_close(
+        result,
+        ref.performer_attention(q, k, v, omega),
+        "performer_attention on a long sequence",
+        diagnoses=_performer_bugs(q, k, v, omega),
+    )
     batch, n = q.shape[0], max(n_q, n_k)  # the features, k'^T v and the output fit in batch x N x max(m, d, d_v)
-    expect_bounded(trace.created, batch * n * max(m, d, d_v), "performer_attention created",
-                   f"batch x N x max(m, d, d_v) for {batch} sequences of up to N = {n} tokens",
-                   lambda shape: "the size of the score matrix the Performer exists to avoid: multiply in the order "
-                                 "that never pairs every query with every key" if math.prod(shape) >= n_q * n_k
-                   else "")
+    expect_bounded(
+        trace.created,
+        batch * n * max(m, d, d_v),
+        "performer_attention created",
+        f"batch x N x max(m, d, d_v) for {batch} sequences of up to N = {n} tokens",
+        lambda shape: "the size of the score matrix the Performer exists to avoid: multiply in the order "
+        "that never pairs every query with every key"
+        if math.prod(shape) >= n_q * n_k
+        else "",
+    )
 
 
 @performer.check(points=1)
@@ -242,28 +312,44 @@ def error_shrinks_as_features_grow(student, gen):
     errors = {}
     for m in (8, 2048):
         draws = [student(q, k, v, randn(gen, m, 4)) for _ in range(4)]
-        errors[m] = sum((expect_shape(o, exact.shape, "output").double() - exact).abs().mean().item() for o in draws) / 4
+        errors[m] = (
+            sum((expect_shape(o, exact.shape, "output").double() - exact).abs().mean().item() for o in draws) / 4
+        )
     if not errors[2048] < errors[8] / 4:
-        raise CheckFailed(f"with m = 2048 features the mean error against exact softmax attention is {errors[2048]:.3g}, "
-                          f"with m = 8 it is {errors[8]:.3g}: it should shrink about as 1/sqrt(m); are all the "
-                          "features of omega used?")
+        raise CheckFailed(
+            f"with m = 2048 features the mean error against exact softmax attention is {errors[2048]:.3g}, "
+            f"with m = 8 it is {errors[8]:.3g}: it should shrink about as 1/sqrt(m); are all the "
+            "features of omega used?"
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # training_flops, chinchilla_optimal
+
 
 @flops.check(points=2)
 def six_flops_per_parameter_per_token(student, gen):
     cases = [(175e9, 300e9), (randint(gen, 10, 900) * 1e6, randint(gen, 2, 90) * 1e9), (randint(gen, 3, 9), 7)]
     for n_params, n_tokens in cases:
         actual = _number(student(n_params, n_tokens), f"training_flops({n_params:g}, {n_tokens:g})")
-        _expect_number(actual, ref.training_flops(n_params, n_tokens), f"training_flops({n_params:g}, {n_tokens:g})", [
-            (2 * n_params * n_tokens, "2 N D counts only the forward pass; the backward pass costs about twice as "
-                                      "much again, 6 N D in all"),
-            (n_params * n_tokens, "N D counts one operation per parameter and token; a multiply and an add per "
-                                  "parameter, forward and backward, make 6 N D"),
-            (4 * n_params * n_tokens, "4 N D leaves out the forward pass (2 N D) or part of the backward"),
-        ])
+        _expect_number(
+            actual,
+            ref.training_flops(n_params, n_tokens),
+            f"training_flops({n_params:g}, {n_tokens:g})",
+            [
+                (
+                    2 * n_params * n_tokens,
+                    "2 N D counts only the forward pass; the backward pass costs about twice as "
+                    "much again, 6 N D in all",
+                ),
+                (
+                    n_params * n_tokens,
+                    "N D counts one operation per parameter and token; a multiply and an add per "
+                    "parameter, forward and backward, make 6 N D",
+                ),
+                (4 * n_params * n_tokens, "4 N D leaves out the forward pass (2 N D) or part of the backward"),
+            ],
+        )
 
 
 def _chinchilla_bugs(compute, r):
@@ -278,19 +364,26 @@ def _expect_optimum(student, compute, r, what, *args, **kwargs):
     n_params, n_tokens = _pair(student(compute, *args, **kwargs), what)
     expected_n, expected_d = ref.chinchilla_optimal(compute, r)
     if math.isclose(n_params, expected_d, rel_tol=1e-6) and math.isclose(n_tokens, expected_n, rel_tol=1e-6):
-        raise CheckFailed(f"{what} returned ({n_params:.4g}, {n_tokens:.4g}): the parameter and token counts are "
-                          "swapped, or the ratio is inverted; the result is (n_params, n_tokens) with "
-                          "n_tokens = tokens_per_parameter * n_params")
+        raise CheckFailed(
+            f"{what} returned ({n_params:.4g}, {n_tokens:.4g}): the parameter and token counts are "
+            "swapped, or the ratio is inverted; the result is (n_params, n_tokens) with "
+            "n_tokens = tokens_per_parameter * n_params"
+        )
     _expect_number(n_params, expected_n, f"n_params of {what}", _chinchilla_bugs(compute, r))
-    _expect_number(n_tokens, expected_d, f"n_tokens of {what}",
-                   [(compute / (6 * r), "D = r N: multiply the parameter count by the ratio")])
+    _expect_number(
+        n_tokens,
+        expected_d,
+        f"n_tokens of {what}",
+        [(compute / (6 * r), "D = r N: multiply the parameter count by the ratio")],
+    )
 
 
 @chinchilla.check(points=2)
 def compute_is_six_n_d_with_d_equal_r_n(student, gen):
     for compute, r in ((5.76e23, 20.0), (randint(gen, 2, 90) * 1e20, float(randint(gen, 5, 40))), (6e6, 1.5)):
-        _expect_optimum(student, compute, r, f"chinchilla_optimal({compute:g}, tokens_per_parameter={r:g})",
-                        tokens_per_parameter=r)
+        _expect_optimum(
+            student, compute, r, f"chinchilla_optimal({compute:g}, tokens_per_parameter={r:g})", tokens_per_parameter=r
+        )
 
 
 @chinchilla.check(points=1)
@@ -302,17 +395,25 @@ def default_ratio_is_twenty(student, gen):
 # ---------------------------------------------------------------------------------------
 # fit_power_law
 
+
 def _power_law_bugs(sizes, losses):
     a, alpha = ref.fit_power_law(sizes, losses)
     x, y = torch.log(torch.tensor(sizes, dtype=torch.float64)), torch.tensor(losses, dtype=torch.float64)
     linear_slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
-    return {"a": [(math.log(a), "a is log(a), the intercept in log space: exponentiate it"),
-                  (math.log10(a), "a is the intercept of a base-10 fit; a = 10^intercept (or use natural logs "
-                                  "throughout)"),
-                  (math.exp(math.log10(a)), "the intercept of a base-10 fit is exponentiated with e: use one base "
-                                            "throughout")],
-            "alpha": [(-alpha, "alpha has the wrong sign: loss = a * size^(-alpha), so alpha is minus the slope"),
-                      (-linear_slope.item(), "the losses are not log-transformed: fit log(loss) against log(size)")]}
+    return {
+        "a": [
+            (math.log(a), "a is log(a), the intercept in log space: exponentiate it"),
+            (math.log10(a), "a is the intercept of a base-10 fit; a = 10^intercept (or use natural logs throughout)"),
+            (
+                math.exp(math.log10(a)),
+                "the intercept of a base-10 fit is exponentiated with e: use one base throughout",
+            ),
+        ],
+        "alpha": [
+            (-alpha, "alpha has the wrong sign: loss = a * size^(-alpha), so alpha is minus the slope"),
+            (-linear_slope.item(), "the losses are not log-transformed: fit log(loss) against log(size)"),
+        ],
+    }
 
 
 def _expect_fit(student, sizes, losses, what, rtol):
@@ -327,14 +428,19 @@ def _expect_fit(student, sizes, losses, what, rtol):
 def recovers_an_exact_power_law(student, gen):
     a, alpha = 2.0 + torch.rand((), generator=gen).item() * 8, 0.05 + torch.rand((), generator=gen).item() * 0.3
     sizes = [10.0 ** (5 + i + torch.rand((), generator=gen).item()) for i in range(randint(gen, 4, 6))]
-    losses = [a * s ** -alpha for s in sizes]
+    losses = [a * s**-alpha for s in sizes]
     _expect_fit(student, sizes, losses, f"fit_power_law(sizes, losses) for loss = {a:.3g} * size^-{alpha:.3g}", 1e-6)
 
 
 @power_law.check(points=2)
 def least_squares_in_log_space(student, gen):
     sizes = [float(2 ** randint(gen, 3 * i + 8, 3 * i + 9)) for i in range(randint(gen, 5, 7))]
-    losses = [3.0 * s ** -0.1 * math.exp(0.05 * torch.randn((), generator=gen).item()) for s in sizes]
+    losses = [3.0 * s**-0.1 * math.exp(0.05 * torch.randn((), generator=gen).item()) for s in sizes]
     _expect_fit(student, sizes, losses, "fit_power_law(sizes, noisy losses) (lists)", 1e-6)
-    _expect_fit(student, torch.tensor(sizes), torch.tensor(losses),
-                "fit_power_law(sizes, noisy losses) (1-D float32 tensors)", 1e-4)
+    _expect_fit(
+        student,
+        torch.tensor(sizes),
+        torch.tensor(losses),
+        "fit_power_law(sizes, noisy losses) (1-D float32 tensors)",
+        1e-4,
+    )

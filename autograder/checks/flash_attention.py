@@ -15,14 +15,25 @@ The tiling checks trace every tensor the learner's call creates (forward and bac
 or not) and every tensor an ``autograd.Function`` keeps for backward, and bound the largest by
 the inputs' size or one (block_q, block_k) tile per batch x head (:func:`_expect_tiled`).
 """
+
 import math
 
 import torch
 import torch.nn.functional as F
 
 from autograder.oracle import reference
-from autograder.suite import (ATOL, RTOL, CheckFailed, Suite, expect_bounded, expect_close, expect_shape, is_close,
-                              randint, randn)
+from autograder.suite import (
+    ATOL,
+    RTOL,
+    CheckFailed,
+    Suite,
+    expect_bounded,
+    expect_close,
+    expect_shape,
+    is_close,
+    randint,
+    randn,
+)
 
 ch2 = reference("attention")
 ref = reference("flash_attention")
@@ -31,8 +42,14 @@ online = Suite("online_softmax_update")
 forward = Suite("flash_attention_forward")
 backward = Suite("flash_attention_backward")
 function = Suite("FlashAttentionFunction")
-triton_kernel = Suite("flash_attention_triton", needs=("triton", "needs Triton (Linux): Triton is not installed here "
-                      "(it publishes Linux wheels only); grade this part on Linux with Triton or in a hosted notebook"))
+triton_kernel = Suite(
+    "flash_attention_triton",
+    needs=(
+        "triton",
+        "needs Triton (Linux): Triton is not installed here "
+        "(it publishes Linux wheels only); grade this part on Linux with Triton or in a hosted notebook",
+    ),
+)
 SUITES = {s.function: s for s in (online, forward, backward, function, triton_kernel)}
 
 NEG_INF = float("-inf")
@@ -46,13 +63,16 @@ def _expect(actual, expected, what, bugs=lambda: ()):
 
 def _tuple(result, n, what):
     if not isinstance(result, (tuple, list)) or len(result) != n:
-        raise CheckFailed(f"{what} should return a tuple of {n} tensors, got {type(result).__name__}"
-                          + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+        raise CheckFailed(
+            f"{what} should return a tuple of {n} tensors, got {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+        )
     return result
 
 
 # ---------------------------------------------------------------------------------------
 # online_softmax_update
+
 
 def _update_bugs(acc, row_max, row_sum, scores, v_block):
     """(explanation, (acc, row_max, row_sum)) of typical wrong updates, computed in float64."""
@@ -63,20 +83,41 @@ def _update_bugs(acc, row_max, row_sum, scores, v_block):
     block_max = scores.amax(-1)
     p_block = torch.exp(scores - block_max[..., None])
     return [
-        ("the old acc and row_sum are not rescaled when the maximum grows: both hold terms exp(s - old max) "
-         "and must be multiplied by exp(old max - new max)", (acc + p @ v_block, new_max, row_sum + p.sum(-1))),
-        ("row_sum is rescaled but the accumulator acc is not: multiply acc by exp(old max - new max) too",
-         (acc + p @ v_block, new_max, row_sum * rescale + p.sum(-1))),
-        ("acc is rescaled but row_sum is not: multiply row_sum by exp(old max - new max) too",
-         (acc * rescale[..., None] + p @ v_block, new_max, row_sum + p.sum(-1))),
-        ("the rescaling factor is inverted: old terms shrink by exp(old max - new max) (<= 1), not exp(new max - old max)",
-         (acc / rescale[..., None] + p @ v_block, new_max, row_sum / rescale + p.sum(-1))),
-        ("row_max is replaced by the new block's maximum; it must be the maximum over ALL keys so far, "
-         "max(row_max, max of the block)", (acc * torch.exp(row_max - block_max)[..., None] + p_block @ v_block,
-                                            block_max, row_sum * torch.exp(row_max - block_max) + p_block.sum(-1))),
-        ("acc is normalized (divided by row_sum) at every step; keep it unnormalized, sum of exp(s - row_max) v, "
-         "and divide once at the end", ((acc * rescale[..., None] + p @ v_block) / (row_sum * rescale + p.sum(-1))[..., None],
-                                        new_max, row_sum * rescale + p.sum(-1))),
+        (
+            "the old acc and row_sum are not rescaled when the maximum grows: both hold terms exp(s - old max) "
+            "and must be multiplied by exp(old max - new max)",
+            (acc + p @ v_block, new_max, row_sum + p.sum(-1)),
+        ),
+        (
+            "row_sum is rescaled but the accumulator acc is not: multiply acc by exp(old max - new max) too",
+            (acc + p @ v_block, new_max, row_sum * rescale + p.sum(-1)),
+        ),
+        (
+            "acc is rescaled but row_sum is not: multiply row_sum by exp(old max - new max) too",
+            (acc * rescale[..., None] + p @ v_block, new_max, row_sum + p.sum(-1)),
+        ),
+        (
+            "the rescaling factor is inverted: old terms shrink by exp(old max - new max) (<= 1), not exp(new max - old max)",
+            (acc / rescale[..., None] + p @ v_block, new_max, row_sum / rescale + p.sum(-1)),
+        ),
+        (
+            "row_max is replaced by the new block's maximum; it must be the maximum over ALL keys so far, "
+            "max(row_max, max of the block)",
+            (
+                acc * torch.exp(row_max - block_max)[..., None] + p_block @ v_block,
+                block_max,
+                row_sum * torch.exp(row_max - block_max) + p_block.sum(-1),
+            ),
+        ),
+        (
+            "acc is normalized (divided by row_sum) at every step; keep it unnormalized, sum of exp(s - row_max) v, "
+            "and divide once at the end",
+            (
+                (acc * rescale[..., None] + p @ v_block) / (row_sum * rescale + p.sum(-1))[..., None],
+                new_max,
+                row_sum * rescale + p.sum(-1),
+            ),
+        ),
     ]
 
 
@@ -113,8 +154,7 @@ def first_block_from_empty_state(student, gen):
     scores, v_block = randn(gen, b_q, b_k, scale=2.0), randn(gen, b_k, d_v)
     inputs = (acc, row_max, row_sum, scores, v_block)
     expected = _reference_update(inputs)
-    _expect_state(student(*inputs), expected, inputs,
-                  "after one block, from acc = 0, row_max = -inf, row_sum = 0")
+    _expect_state(student(*inputs), expected, inputs, "after one block, from acc = 0, row_max = -inf, row_sum = 0")
 
 
 @online.check(points=2)
@@ -124,8 +164,7 @@ def rescales_when_max_grows(student, gen):
     scores = randn(gen, *batch, b_q, b_k) + 3.0  # most rows see a larger maximum in this block
     inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v))
     expected = _reference_update(inputs)
-    _expect_state(student(*inputs), expected, inputs,
-                  "after a block whose scores exceed the running maximum")
+    _expect_state(student(*inputs), expected, inputs, "after a block whose scores exceed the running maximum")
 
 
 @online.check(points=1)
@@ -135,8 +174,7 @@ def keeps_max_when_block_is_smaller(student, gen):
     scores = randn(gen, b_q, b_k) - 2.0
     inputs = (acc, row_max, row_sum, scores, randn(gen, b_k, d_v))
     expected = _reference_update(inputs)
-    _expect_state(student(*inputs), expected, inputs,
-                  "after a block whose scores are all below the running maximum")
+    _expect_state(student(*inputs), expected, inputs, "after a block whose scores are all below the running maximum")
 
 
 @online.check(points=1)
@@ -150,15 +188,22 @@ def folding_masked_blocks_gives_attention(student, gen):
     state = (torch.zeros(*batch, b_q, d_v), torch.full((*batch, b_q), NEG_INF), torch.zeros(*batch, b_q))
     start = 0
     for size in sizes:
-        state = _tuple(student(*state, scores[..., start:start + size], v[..., start:start + size, :]), 3,
-                       "online_softmax_update")
+        state = _tuple(
+            student(*state, scores[..., start : start + size], v[..., start : start + size, :]),
+            3,
+            "online_softmax_update",
+        )
         start += size
     acc, row_max, row_sum = state
     expect_shape(row_sum, (*batch, b_q), "row_sum")
-    expect_close(acc / row_sum[..., None], expected_output,
-                 f"acc / row_sum after folding {len(sizes)} blocks (with -inf = masked scores) one after another")
-    expect_close(row_max + row_sum.log(), expected_lse,
-                 "row_max + log(row_sum) (the log-sum-exp) after folding all blocks")
+    expect_close(
+        acc / row_sum[..., None],
+        expected_output,
+        f"acc / row_sum after folding {len(sizes)} blocks (with -inf = masked scores) one after another",
+    )
+    expect_close(
+        row_max + row_sum.log(), expected_lse, "row_max + log(row_sum) (the log-sum-exp) after folding all blocks"
+    )
 
 
 @online.check(points=1)
@@ -167,18 +212,23 @@ def large_scores_stay_finite(student, gen):
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, 5, scale=1e3))
     inputs = (acc, row_max, row_sum, randn(gen, b_q, b_k, scale=1e4), randn(gen, b_k, d_v))
     expected = _reference_update(inputs)
-    _expect_state(student(*inputs), expected, inputs,
-                  "for scores near +-1e4 (exp() must only see scores minus the maximum)")
+    _expect_state(
+        student(*inputs), expected, inputs, "for scores near +-1e4 (exp() must only see scores minus the maximum)"
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # Attention in float64, and the typical wrong variants of it
 
+
 def _qkv(gen, batch=(), n_q=None, n_k=None, d=None, d_v=None, scale=1.0):
     n_q, n_k = n_q or randint(gen, 20, 60), n_k or randint(gen, 20, 60)
     d, d_v = d or randint(gen, 5, 20), d_v or randint(gen, 3, 12)
-    return (randn(gen, *batch, n_q, d, scale=scale), randn(gen, *batch, n_k, d, scale=scale),
-            randn(gen, *batch, n_k, d_v))
+    return (
+        randn(gen, *batch, n_q, d, scale=scale),
+        randn(gen, *batch, n_k, d, scale=scale),
+        randn(gen, *batch, n_k, d_v),
+    )
 
 
 def _scores(q, k, causal, scaled=True):
@@ -208,42 +258,66 @@ def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False)
         row_max = torch.full(acc.shape[:-1], NEG_INF, dtype=torch.float64)
         row_sum = torch.zeros(acc.shape[:-1], dtype=torch.float64)
         for k0 in range(0, n_k, block_k):
-            tile = s[..., q0:q0 + block_q, k0:k0 + block_k]
+            tile = s[..., q0 : q0 + block_q, k0 : k0 + block_k]
             old_max, row_max = row_max, torch.maximum(row_max, tile.amax(-1))
             shift = torch.where(row_max == NEG_INF, 0.0, row_max)
             p = torch.exp(tile - shift[..., None])
             if rescale_sum:
                 row_sum = row_sum * torch.exp(old_max - shift)
-            acc, row_sum = acc + p @ v[..., k0:k0 + block_k, :], row_sum + p.sum(-1)
-        out[..., q0:q0 + block_q, :] = acc / row_sum[..., None]
+            acc, row_sum = acc + p @ v[..., k0 : k0 + block_k, :], row_sum + p.sum(-1)
+        out[..., q0 : q0 + block_q, :] = acc / row_sum[..., None]
     return out
 
 
 def _output_bugs(q, k, v, causal, blocks):
     bugs = [(_attention(q, k, v, causal, scaled=False)[0], "the scores are not divided by sqrt(d)")]
-    bugs += [(_tiled_without_rescale(q, k, v, causal, *b),
-              "acc and row_sum are not rescaled by exp(old max - new max) when a later key block raises the "
-              "running maximum") for b in blocks]
-    bugs += [(_tiled_without_rescale(q, k, v, causal, *b, rescale_sum=True),
-              "row_sum is rescaled but the accumulator acc is not: when a later key block raises the running "
-              "maximum, acc must be multiplied by exp(old max - new max) too") for b in blocks]
+    bugs += [
+        (
+            _tiled_without_rescale(q, k, v, causal, *b),
+            "acc and row_sum are not rescaled by exp(old max - new max) when a later key block raises the "
+            "running maximum",
+        )
+        for b in blocks
+    ]
+    bugs += [
+        (
+            _tiled_without_rescale(q, k, v, causal, *b, rescale_sum=True),
+            "row_sum is rescaled but the accumulator acc is not: when a later key block raises the running "
+            "maximum, acc must be multiplied by exp(old max - new max) too",
+        )
+        for b in blocks
+    ]
     if causal:
-        bugs += [(_attention(q, k, v)[0], "the causal mask is ignored: query i must not see keys after i"),
-                 (_attention(q, k, v, causal=1)[0], "the causal mask is off by one: query i sees key i + 1; it must see keys 0..i")]
+        bugs += [
+            (_attention(q, k, v)[0], "the causal mask is ignored: query i must not see keys after i"),
+            (
+                _attention(q, k, v, causal=1)[0],
+                "the causal mask is off by one: query i sees key i + 1; it must see keys 0..i",
+            ),
+        ]
     return bugs
 
 
 def _lse_bugs(q, k, causal):
     s = _scores(q, k, causal)
     lse = s.logsumexp(-1)
-    return [(_scores(q, k, causal, scaled=False).logsumexp(-1),
-             "it is the log-sum-exp of the unscaled scores q k^T; use the scaled scores q k^T / sqrt(d)"),
-            (lse * math.sqrt(q.shape[-1]), "it is sqrt(d) times too large; lse is in units of the scaled scores q k^T / sqrt(d)"),
-            (lse + (math.sqrt(q.shape[-1]) - 1) * s.amax(-1),
-             "row_max is kept in units of the unscaled scores q k^T; lse = row_max + log(row_sum) needs the maximum "
-             "of the scaled scores q k^T / sqrt(d)"),
-            (lse - s.amax(-1), "the running maximum is missing: lse = row_max + log(row_sum)"),
-            (s.amax(-1), "log(row_sum) is missing: lse = row_max + log(row_sum)")]
+    return [
+        (
+            _scores(q, k, causal, scaled=False).logsumexp(-1),
+            "it is the log-sum-exp of the unscaled scores q k^T; use the scaled scores q k^T / sqrt(d)",
+        ),
+        (
+            lse * math.sqrt(q.shape[-1]),
+            "it is sqrt(d) times too large; lse is in units of the scaled scores q k^T / sqrt(d)",
+        ),
+        (
+            lse + (math.sqrt(q.shape[-1]) - 1) * s.amax(-1),
+            "row_max is kept in units of the unscaled scores q k^T; lse = row_max + log(row_sum) needs the maximum "
+            "of the scaled scores q k^T / sqrt(d)",
+        ),
+        (lse - s.amax(-1), "the running maximum is missing: lse = row_max + log(row_sum)"),
+        (s.amax(-1), "log(row_sum) is missing: lse = row_max + log(row_sum)"),
+    ]
 
 
 def _expect_output(output, q, k, v, causal, blocks, what):
@@ -252,7 +326,9 @@ def _expect_output(output, q, k, v, causal, blocks, what):
     expected = _attention(q, k, v, causal)[0]
     expect_shape(output, expected.shape, what)
     if causal and torch.isnan(output[..., 0, :]).any():
-        raise CheckFailed(f"{what} is NaN for query 0, which then sees no key: query i must see keys 0..i, itself included")
+        raise CheckFailed(
+            f"{what} is NaN for query 0, which then sees no key: query i must see keys 0..i, itself included"
+        )
     if is_close(output, expected):
         return
     bugs = _output_bugs(q, k, v, causal, blocks)
@@ -261,11 +337,13 @@ def _expect_output(output, q, k, v, causal, blocks, what):
         rows = wrong_entries.reshape(-1, *expected.shape[-2:]).any(0).any(-1)
         wrong = rows.nonzero().flatten().tolist()
         if wrong and torch.isfinite(output).all():
-            raise CheckFailed(f"{what} is wrong for {len(wrong)} of {len(rows)} queries (the first is query "
-                              f"{wrong[0]}): "
-                              "if your non-causal outputs are right, look at which key blocks each query block visits "
-                              "(a block may be skipped only when all its keys come after all the block's queries) and "
-                              "at how the mask cuts the tiles that cross the diagonal")
+            raise CheckFailed(
+                f"{what} is wrong for {len(wrong)} of {len(rows)} queries (the first is query "
+                f"{wrong[0]}): "
+                "if your non-causal outputs are right, look at which key blocks each query block visits "
+                "(a block may be skipped only when all its keys come after all the block's queries) and "
+                "at how the mask cuts the tiles that cross the diagonal"
+            )
     expect_close(output, expected, what, diagnoses=bugs)
 
 
@@ -279,6 +357,7 @@ def _expect_attention(result, q, k, v, causal, blocks, what):
 
 # ---------------------------------------------------------------------------------------
 # Sizes that leave tile-skipping bugs nowhere to hide, and the bound on what a tiled call creates
+
 
 def _blocks(gen, low, high):
     """(block_q, block_k) in [low, high] (low >= 2), coprime and so unequal, either one the larger."""
@@ -315,11 +394,15 @@ def _describe_tensor(shape, n_q, n_k):
     if (rows, cols) in ((n_q, n_k), (n_k, n_q)):
         return f"the full N_q x N_k = {n_q} x {n_k} matrix of scores, weights or mask"
     if n_k in (rows, cols):
-        return (f"scores of a block of queries against all N_k = {n_k} keys at once: the keys must be tiled too, "
-                "block_k at a time")
+        return (
+            f"scores of a block of queries against all N_k = {n_k} keys at once: the keys must be tiled too, "
+            "block_k at a time"
+        )
     if n_q in (rows, cols):
-        return (f"scores of all N_q = {n_q} queries against a block of keys at once: tile the queries too, "
-                "block_q at a time")
+        return (
+            f"scores of all N_q = {n_q} queries against a block of keys at once: tile the queries too, "
+            "block_q at a time"
+        )
     return ""
 
 
@@ -327,15 +410,20 @@ def _expect_tiled(shapes, q, k, v, blocks, what):
     """No tensor among ``shapes`` larger than the inputs or one (block_q, block_k) tile, per batch x head."""
     n_q, n_k, d, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
     slices, inputs, tile = math.prod(q.shape[:-2]), max(n_q, n_k) * (d + d_v), blocks[0] * blocks[1]
-    expect_bounded(shapes, slices * max(inputs, tile), what,
-                   f"per batch x head slice ({slices} here), the larger of the inputs' max(N_q, N_k) * (d + d_v) = "
-                   f"{inputs} and one block_q x block_k = {blocks[0]} x {blocks[1]} tile. Compute scores and weights "
-                   "one tile at a time",
-                   lambda shape: _describe_tensor(shape, n_q, n_k))
+    expect_bounded(
+        shapes,
+        slices * max(inputs, tile),
+        what,
+        f"per batch x head slice ({slices} here), the larger of the inputs' max(N_q, N_k) * (d + d_v) = "
+        f"{inputs} and one block_q x block_k = {blocks[0]} x {blocks[1]} tile. Compute scores and weights "
+        "one tile at a time",
+        lambda shape: _describe_tensor(shape, n_q, n_k),
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # flash_attention_forward
+
 
 @forward.check(points=1)
 def returns_output_and_lse(student, gen):
@@ -349,8 +437,15 @@ def returns_output_and_lse(student, gen):
 def matches_attention(student, gen):
     blocks = _blocks(gen, 5, 11)
     q, k, v = _qkv(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
-    _expect_attention(student(q, k, v, block_q=blocks[0], block_k=blocks[1]), q, k, v, False, [blocks],
-                      f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}")
+    _expect_attention(
+        student(q, k, v, block_q=blocks[0], block_k=blocks[1]),
+        q,
+        k,
+        v,
+        False,
+        [blocks],
+        f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}",
+    )
 
 
 @forward.check(points=1)
@@ -368,14 +463,19 @@ def agrees_with_torch_sdpa(student, gen):
 @forward.check(points=1)
 def blocks_that_do_not_divide_n(student, gen):
     block_q, block_k = randint(gen, 5, 9), randint(gen, 10, 14)
-    for n_q, n_k in ((3 * block_q + 1, 2 * block_k + randint(gen, 1, block_k - 1)), (randint(gen, 2, 4), randint(gen, 2, 4))):
+    for n_q, n_k in (
+        (3 * block_q + 1, 2 * block_k + randint(gen, 1, block_k - 1)),
+        (randint(gen, 2, 4), randint(gen, 2, 4)),
+    ):
         q, k, v = _qkv(gen, n_q=n_q, n_k=n_k)
         output, lse = _tuple(student(q, k, v, block_q=block_q, block_k=block_k), 2, "flash_attention_forward")
         what = f"for N_q={n_q}, N_k={n_k}, block_q={block_q}, block_k={block_k} (the last blocks are shorter)"
         full_k = n_k // block_k * block_k
         if full_k and is_close(output, _attention(q, k[..., :full_k, :], v[..., :full_k, :])[0]):
-            raise CheckFailed(f"output {what} is wrong: the keys after the last full block of block_k keys are "
-                              "ignored; the last block may be shorter")
+            raise CheckFailed(
+                f"output {what} is wrong: the keys after the last full block of block_k keys are "
+                "ignored; the last block may be shorter"
+            )
         _expect_attention((output, lse), q, k, v, False, [(block_q, block_k)], what)
 
 
@@ -385,8 +485,15 @@ def causal_attention(student, gen):
     n = _length(gen, blocks)
     q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n)
     for block_q, block_k in (blocks, blocks[::-1]):  # key blocks longer, then shorter, than query blocks
-        _expect_attention(student(q, k, v, causal=True, block_q=block_q, block_k=block_k), q, k, v, True,
-                          [(block_q, block_k)], f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}")
+        _expect_attention(
+            student(q, k, v, causal=True, block_q=block_q, block_k=block_k),
+            q,
+            k,
+            v,
+            True,
+            [(block_q, block_k)],
+            f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}",
+        )
 
 
 @forward.check(points=1)
@@ -395,8 +502,15 @@ def large_scores_stay_finite(student, gen):
     # scores (about 1e-5 at that size) stays within the comparison's tolerance for any order of operations
     q, k, v = _qkv(gen, d=16, scale=6.0)
     k[0] = q[0] * (120.0 * 4 / q[0].dot(q[0]))  # s_00 = 120 at least once: exp(120) overflows float32
-    _expect_attention(student(q, k, v, block_q=8, block_k=8), q, k, v, False, [(8, 8)],
-                      "for very large scores (|q.k|/sqrt(d) up to about 150)")
+    _expect_attention(
+        student(q, k, v, block_q=8, block_k=8),
+        q,
+        k,
+        v,
+        False,
+        [(8, 8)],
+        "for very large scores (|q.k|/sqrt(d) up to about 150)",
+    )
 
 
 @forward.check(points=2)
@@ -412,6 +526,7 @@ def never_materializes_scores(student, gen):
 
 # ---------------------------------------------------------------------------------------
 # flash_attention_backward
+
 
 def _grads(q, k, v, output, lse, grad_output, causal, scale_chain=True, delta="output", mask=True):
     """(dq, dk, dv) by the backward formulas in float64, from the given output and lse.
@@ -447,14 +562,25 @@ def _backward_case(gen, causal=False, **sizes):
 
 def _grad_bugs(case, causal, index):
     what = [
-        ({"scale_chain": False}, "it is sqrt(d) times too large: the scores are q k^T / sqrt(d), so the chain rule "
-                                 "multiplies ds by 1/sqrt(d) for dq and dk"),
-        ({"delta": None}, "ds must be p * (dp - D) with D = rowsum(grad_output * output); without D the "
-                          "gradient through the softmax's normalization is missing"),
+        (
+            {"scale_chain": False},
+            "it is sqrt(d) times too large: the scores are q k^T / sqrt(d), so the chain rule "
+            "multiplies ds by 1/sqrt(d) for dq and dk",
+        ),
+        (
+            {"delta": None},
+            "ds must be p * (dp - D) with D = rowsum(grad_output * output); without D the "
+            "gradient through the softmax's normalization is missing",
+        ),
     ]
     if causal:
-        what.append(({"mask": False}, "the causal mask is not applied when p is recomputed: future keys get weight "
-                                      "exp(s - lse) > 0 in the backward pass"))
+        what.append(
+            (
+                {"mask": False},
+                "the causal mask is not applied when p is recomputed: future keys get weight "
+                "exp(s - lse) > 0 in the backward pass",
+            )
+        )
     return [(_grads(*case, causal, **kw)[index], text) for kw, text in what]
 
 
@@ -467,11 +593,13 @@ def _expect_grads(result, case, causal, expected, what):
             continue
         bugs = _grad_bugs(case, causal, index)
         if causal and torch.isfinite(grad).all() and not any(is_close(grad, wrong) for wrong, _ in bugs):
-            raise CheckFailed(f"{name} {what} differs from the expected value (largest difference "
-                              f"{(grad.double() - want).abs().max().item():.3g}); if your non-causal gradients are "
-                              "right, look at which tiles the loops visit (a tile may be skipped only when all its "
-                              "keys come after all its queries) and at how p is masked on the tiles that cross the "
-                              "diagonal")
+            raise CheckFailed(
+                f"{name} {what} differs from the expected value (largest difference "
+                f"{(grad.double() - want).abs().max().item():.3g}); if your non-causal gradients are "
+                "right, look at which tiles the loops visit (a tile may be skipped only when all its "
+                "keys come after all its queries) and at how p is masked on the tiles that cross the "
+                "diagonal"
+            )
         expect_close(grad, want, f"{name} {what}", diagnoses=bugs)
 
 
@@ -488,9 +616,14 @@ def matches_autograd(student, gen):
     blocks = _blocks(gen, 5, 11)
     case = _backward_case(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
     expected = _autograd(*case[:3], case[5], False)
-    _expect_grads(student(*case, block_q=blocks[0], block_k=blocks[1]), case, False, expected,
-                  f"with batch and head dims, N_q={case[0].shape[-2]}, N_k={case[1].shape[-2]}, block_q={blocks[0]}, "
-                  f"block_k={blocks[1]} (compared with autograd)")
+    _expect_grads(
+        student(*case, block_q=blocks[0], block_k=blocks[1]),
+        case,
+        False,
+        expected,
+        f"with batch and head dims, N_q={case[0].shape[-2]}, N_k={case[1].shape[-2]}, block_q={blocks[0]}, "
+        f"block_k={blocks[1]} (compared with autograd)",
+    )
 
 
 @backward.check(points=2)
@@ -500,8 +633,13 @@ def causal_gradients(student, gen):
     case = _backward_case(gen, causal=True, batch=(2,), n_q=n, n_k=n)
     expected = _autograd(*case[:3], case[5], True)
     for block_q, block_k in (blocks, blocks[::-1]):  # key blocks longer, then shorter, than query blocks
-        _expect_grads(student(*case, causal=True, block_q=block_q, block_k=block_k), case, True, expected,
-                      f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}")
+        _expect_grads(
+            student(*case, causal=True, block_q=block_q, block_k=block_k),
+            case,
+            True,
+            expected,
+            f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}",
+        )
 
 
 @backward.check(points=1)
@@ -512,20 +650,37 @@ def recomputes_from_saved_lse(student, gen):
     fresh_softmax = _autograd(q, k, v, grad_output, False)
     delta_from_weights = _grads(*case, False, delta="weights")
     for index, (grad, want, name) in enumerate(zip(result, _grads(*case, False), ("dq", "dk", "dv"))):
-        _expect(grad, want, f"{name} when lse is given as lse + log 2 (the weights exp(s - lse) halve)", lambda: [
-            (fresh_softmax[index], "the weights are not recomputed from the lse argument: use p = exp(s - lse) with "
-                                   "the lse the forward pass saved, not a fresh softmax"),
-            (delta_from_weights[index], "D must be rowsum(grad_output * output), computed from the saved output"),
-            *_grad_bugs(case, False, index)])
+        _expect(
+            grad,
+            want,
+            f"{name} when lse is given as lse + log 2 (the weights exp(s - lse) halve)",
+            lambda: [
+                (
+                    fresh_softmax[index],
+                    "the weights are not recomputed from the lse argument: use p = exp(s - lse) with "
+                    "the lse the forward pass saved, not a fresh softmax",
+                ),
+                (delta_from_weights[index], "D must be rowsum(grad_output * output), computed from the saved output"),
+                *_grad_bugs(case, False, index),
+            ],
+        )
 
 
 @backward.check(points=1)
 def blocks_that_do_not_divide_n(student, gen):
     block_q, block_k = randint(gen, 5, 9), randint(gen, 10, 14)
-    for n_q, n_k in ((3 * block_q + 1, 2 * block_k + randint(gen, 1, block_k - 1)), (randint(gen, 2, 4), randint(gen, 2, 4))):
+    for n_q, n_k in (
+        (3 * block_q + 1, 2 * block_k + randint(gen, 1, block_k - 1)),
+        (randint(gen, 2, 4), randint(gen, 2, 4)),
+    ):
         case = _backward_case(gen, n_q=n_q, n_k=n_k)
-        _expect_grads(student(*case, block_q=block_q, block_k=block_k), case, False, _autograd(*case[:3], case[5], False),
-                      f"for N_q={n_q}, N_k={n_k}, block_q={block_q}, block_k={block_k} (the last blocks are shorter)")
+        _expect_grads(
+            student(*case, block_q=block_q, block_k=block_k),
+            case,
+            False,
+            _autograd(*case[:3], case[5], False),
+            f"for N_q={n_q}, N_k={n_k}, block_q={block_q}, block_k={block_k} (the last blocks are shorter)",
+        )
 
 
 @backward.check(points=2)
@@ -545,17 +700,22 @@ def never_materializes_scores(student, gen):
 # ---------------------------------------------------------------------------------------
 # FlashAttentionFunction (called as FlashAttentionFunction.apply(q, k, v, causal, block_q, block_k))
 
+
 def _apply_with_grad(student, args, grad_output):
     output, grads = student.apply.with_grad(args, grad_output, grad_inputs=(0, 1, 2))
     if not isinstance(output, torch.Tensor):
-        raise CheckFailed(f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}")
+        raise CheckFailed(
+            f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}"
+        )
     return output, grads
 
 
 def _as_gradient(grad, name, what):
     if grad is None:
-        raise CheckFailed(f"{name}.grad is None {what}: backward must return a gradient for q, k and v "
-                          "(and None for causal, block_q, block_k)")
+        raise CheckFailed(
+            f"{name}.grad is None {what}: backward must return a gradient for q, k and v "
+            "(and None for causal, block_q, block_k)"
+        )
     return grad
 
 
@@ -565,10 +725,23 @@ def _expect_function_grads(grads, q, k, v, grad_output, causal, what, expected=N
         output, lse = _attention(q, k, v, True)
         unmasked = _grads(q, k, v, output, lse, grad_output, True, mask=False)
     for index, (grad, want, name) in enumerate(zip(grads, expected, ("q", "k", "v"))):
-        diagnoses = [(unmasked[index], "backward does not apply the causal mask that forward applied: keep causal "
-                                       "on ctx and pass it to the backward pass")] if causal else ()
-        expect_close(_as_gradient(grad, name, what), want,
-                     f"{name}.grad {what} (compared with autograd through plain attention)", diagnoses=diagnoses)
+        diagnoses = (
+            [
+                (
+                    unmasked[index],
+                    "backward does not apply the causal mask that forward applied: keep causal "
+                    "on ctx and pass it to the backward pass",
+                )
+            ]
+            if causal
+            else ()
+        )
+        expect_close(
+            _as_gradient(grad, name, what),
+            want,
+            f"{name}.grad {what} (compared with autograd through plain attention)",
+            diagnoses=diagnoses,
+        )
 
 
 @function.check(points=1)
@@ -576,7 +749,9 @@ def forward_returns_attention(student, gen):
     q, k, v = _qkv(gen)
     output = student.apply(q, k, v)
     if not isinstance(output, torch.Tensor):
-        raise CheckFailed(f"FlashAttentionFunction.apply(q, k, v) should return the output tensor only, got {type(output).__name__}")
+        raise CheckFailed(
+            f"FlashAttentionFunction.apply(q, k, v) should return the output tensor only, got {type(output).__name__}"
+        )
     _expect_output(output, q, k, v, False, [(64, 64)], "FlashAttentionFunction.apply(q, k, v)")
 
 
@@ -620,10 +795,12 @@ def _expect_saved_for_backward(saved, q, k, v, blocks, what):
     needed = math.prod(q.shape[:-2]) * (n_q * d + n_k * (d + d_v) + n_q * (d_v + 1))
     total = sum(math.prod(shape) for shape in saved)
     if total > 2 * needed:
-        raise CheckFailed(f"{what} keeps {len(saved)} tensors for backward ({total} elements in all, as "
-                          f"ctx.saved_tensors or ctx attributes): more than twice q, k, v, the output and lse "
-                          f"({needed}). Keep those and recompute the weights tile by tile in backward from lse, "
-                          "instead of storing them")
+        raise CheckFailed(
+            f"{what} keeps {len(saved)} tensors for backward ({total} elements in all, as "
+            f"ctx.saved_tensors or ctx attributes): more than twice q, k, v, the output and lse "
+            f"({needed}). Keep those and recompute the weights tile by tile in backward from lse, "
+            "instead of storing them"
+        )
 
 
 @function.check(points=2)
@@ -636,19 +813,33 @@ def never_materializes_scores(student, gen):
         output, grads, trace = student.apply.traced_with_grad(args, grad_output, grad_inputs=(0, 1, 2))
         what = f"apply(q, k, v, {causal}, {blocks[0]}, {blocks[1]}) with N_q={q.shape[-2]}, N_k={k.shape[-2]}"
         if not isinstance(output, torch.Tensor):
-            raise CheckFailed("FlashAttentionFunction.apply should return the output tensor only, "
-                              f"got {type(output).__name__}")
+            raise CheckFailed(
+                f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}"
+            )
         _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
         _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
-        _expect_tiled(trace.created, q, k, v, blocks,
-                      f"FlashAttentionFunction (forward and backward), in {what}, created")
+        _expect_tiled(
+            trace.created, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, created"
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # flash_attention_triton (graded through Triton's interpreter: small sizes)
 
-ATTENTION_OPS = {"mm", "bmm", "addmm", "baddbmm", "matmul", "_softmax", "_safe_softmax", "exp", "exp2", "logsumexp",
-                 "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"}
+ATTENTION_OPS = {
+    "mm",
+    "bmm",
+    "addmm",
+    "baddbmm",
+    "matmul",
+    "_softmax",
+    "_safe_softmax",
+    "exp",
+    "exp2",
+    "logsumexp",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_attention_math",
+}
 
 
 def _kernel(student, q, k, v, causal=False):
@@ -656,9 +847,11 @@ def _kernel(student, q, k, v, causal=False):
     output, trace = student.traced(q, k, v, causal=causal)
     used = sorted(ATTENTION_OPS.intersection(trace.ops))
     if used:
-        raise CheckFailed(f"flash_attention_triton computes attention with PyTorch operations ({', '.join(used)}); "
-                          "the scores, the online softmax and the weighted sum of values belong in "
-                          "flash_attention_kernel (tl.dot, tl.exp, tl.max), which the wrapper launches")
+        raise CheckFailed(
+            f"flash_attention_triton computes attention with PyTorch operations ({', '.join(used)}); "
+            "the scores, the online softmax and the weighted sum of values belong in "
+            "flash_attention_kernel (tl.dot, tl.exp, tl.max), which the wrapper launches"
+        )
     return output
 
 
@@ -675,8 +868,14 @@ def matches_attention(student, gen):
 @triton_kernel.check(points=1)
 def sizes_not_powers_of_two(student, gen):
     q, k, v = _qkv(gen, n_q=randint(gen, 65, 99), n_k=randint(gen, 33, 63), d=24, d_v=randint(gen, 5, 11))
-    _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False,
-                          f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=24, d_v={v.shape[-1]} (loads and stores need masks)")
+    _expect_kernel_output(
+        _kernel(student, q, k, v),
+        q,
+        k,
+        v,
+        False,
+        f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=24, d_v={v.shape[-1]} (loads and stores need masks)",
+    )
 
 
 @triton_kernel.check(points=2)

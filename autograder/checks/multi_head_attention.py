@@ -8,6 +8,7 @@ sizes are drawn distinct (B, N, H, d_head, D), so that a bug cannot hide behind 
 (a scale of sqrt(H) when H = d_head) and a named size is the one meant. Expected values are
 computed before the learner's code runs.
 """
+
 import math
 import re
 
@@ -41,6 +42,7 @@ def _sizes(gen):
 # ---------------------------------------------------------------------------------------
 # split_heads
 
+
 def _split_interleaved(x, num_heads):
     batch, n, d_model = x.shape
     return x.reshape(batch, n, d_model // num_heads, num_heads).permute(0, 3, 1, 2)
@@ -48,10 +50,14 @@ def _split_interleaved(x, num_heads):
 
 def _split_diagnoses(x, num_heads):
     batch, n, d_model = x.shape
-    return [(_split_interleaved(x, num_heads), INTERLEAVED),
-            (x.reshape(batch, num_heads, n, d_model // num_heads),
-             "x was reshaped straight to (B, H, N, D/H), which puts features of different tokens into one row; "
-             "reshape to (B, N, H, D/H), then transpose(1, 2)")]
+    return [
+        (_split_interleaved(x, num_heads), INTERLEAVED),
+        (
+            x.reshape(batch, num_heads, n, d_model // num_heads),
+            "x was reshaped straight to (B, H, N, D/H), which puts features of different tokens into one row; "
+            "reshape to (B, N, H, D/H), then transpose(1, 2)",
+        ),
+    ]
 
 
 def _split(student, x, num_heads):
@@ -59,8 +65,10 @@ def _split(student, x, num_heads):
     result, expected = student(x, num_heads), (batch, num_heads, n, d_model // num_heads)
     transposed = (batch, n, num_heads, d_model // num_heads)
     if isinstance(result, torch.Tensor) and tuple(result.shape) == transposed != expected:
-        raise CheckFailed(f"split_heads(x of shape {tuple(x.shape)}, {num_heads}) has shape {tuple(result.shape)} = "
-                          "(B, N, H, D/H): the head dimension must come second; swap dims 1 and 2 (transpose(1, 2))")
+        raise CheckFailed(
+            f"split_heads(x of shape {tuple(x.shape)}, {num_heads}) has shape {tuple(result.shape)} = "
+            "(B, N, H, D/H): the head dimension must come second; swap dims 1 and 2 (transpose(1, 2))"
+        )
     return expect_shape(result, expected, f"split_heads(x of shape {tuple(x.shape)}, {num_heads})")
 
 
@@ -75,8 +83,12 @@ def head_h_holds_features_of_block_h(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     x = randn(gen, batch, n, heads * d_head)
     expected = ref.split_heads(x, heads)
-    expect_close(_split(student, x, heads), expected,
-                 f"split_heads(x of shape {tuple(x.shape)}, {heads})", diagnoses=_split_diagnoses(x, heads))
+    expect_close(
+        _split(student, x, heads),
+        expected,
+        f"split_heads(x of shape {tuple(x.shape)}, {heads})",
+        diagnoses=_split_diagnoses(x, heads),
+    )
 
 
 @split.check(points=1)
@@ -85,13 +97,17 @@ def one_head_and_one_feature_per_head(student, gen):
     x = randn(gen, batch, n, d_model)
     for heads, what in ((1, "one head (H = 1)"), (d_model, "one feature per head (H = D)")):
         expected = ref.split_heads(x, heads)
-        expect_close(_split(student, x, heads), expected,
-                     f"split_heads(x of shape {tuple(x.shape)}, {heads}), {what},",
-                     diagnoses=_split_diagnoses(x, heads))
+        expect_close(
+            _split(student, x, heads),
+            expected,
+            f"split_heads(x of shape {tuple(x.shape)}, {heads}), {what},",
+            diagnoses=_split_diagnoses(x, heads),
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # merge_heads
+
 
 def _merge_interleaved(x):
     batch, heads, n, d_head = x.shape
@@ -100,17 +116,24 @@ def _merge_interleaved(x):
 
 def _merge_diagnoses(x):
     batch, heads, n, d_head = x.shape
-    return [(_merge_interleaved(x), INTERLEAVED),
-            (x.reshape(batch, n, heads * d_head),
-             "(B, H, N, D/H) was reshaped straight to (B, N, D), which mixes tokens; "
-             "transpose(1, 2) first, so that the heads sit next to the features")]
+    return [
+        (_merge_interleaved(x), INTERLEAVED),
+        (
+            x.reshape(batch, n, heads * d_head),
+            "(B, H, N, D/H) was reshaped straight to (B, N, D), which mixes tokens; "
+            "transpose(1, 2) first, so that the heads sit next to the features",
+        ),
+    ]
 
 
 @merge.check(points=1)
 def shape_b_n_d(student, gen):
     batch, n, heads, d_head = _sizes(gen)
-    expect_shape(student(randn(gen, batch, heads, n, d_head)), (batch, n, heads * d_head),
-                 f"merge_heads(x of shape {(batch, heads, n, d_head)})")
+    expect_shape(
+        student(randn(gen, batch, heads, n, d_head)),
+        (batch, n, heads * d_head),
+        f"merge_heads(x of shape {(batch, heads, n, d_head)})",
+    )
 
 
 @merge.check(points=2)
@@ -118,9 +141,12 @@ def inverse_of_split_heads(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     x = randn(gen, batch, n, heads * d_head)
     heads_of_x = ref.split_heads(x, heads)
-    expect_close(student(heads_of_x), x,
-                 f"merge_heads(split_heads(x, {heads})) (it should give back x, {tuple(x.shape)})",
-                 diagnoses=_merge_diagnoses(heads_of_x))
+    expect_close(
+        student(heads_of_x),
+        x,
+        f"merge_heads(split_heads(x, {heads})) (it should give back x, {tuple(x.shape)})",
+        diagnoses=_merge_diagnoses(heads_of_x),
+    )
 
 
 @merge.check(points=1)
@@ -129,8 +155,12 @@ def one_head_and_one_feature_per_head(student, gen):
     x = randn(gen, batch, n, d_model)
     for heads, what in ((1, "one head (H = 1)"), (d_model, "one feature per head (H = D)")):
         heads_of_x = ref.split_heads(x, heads)
-        expect_close(student(heads_of_x), x, f"merge_heads(split_heads(x, {heads})) ({what}; it should give back x, "
-                     f"{tuple(x.shape)})", diagnoses=_merge_diagnoses(heads_of_x))
+        expect_close(
+            student(heads_of_x),
+            x,
+            f"merge_heads(split_heads(x, {heads})) ({what}; it should give back x, {tuple(x.shape)})",
+            diagnoses=_merge_diagnoses(heads_of_x),
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,15 +185,24 @@ def _expect_projections(state, d_model, bias):
     found = ", ".join(sorted(state)[:12]) or "none"
     for name in PROJECTIONS:
         if f"{name}.weight" not in state:
-            raise CheckFailed(f"there is no submodule {name}: MultiHeadAttention needs nn.Linear(d_model, d_model) "
-                              f"submodules named w_q, w_k, w_v, w_o (its parameters are: {found})")
-        expect_shape(state[f"{name}.weight"], (d_model, d_model),
-                     f"{name}.weight (it must be nn.Linear(d_model, d_model) with d_model={d_model})")
+            raise CheckFailed(
+                f"there is no submodule {name}: MultiHeadAttention needs nn.Linear(d_model, d_model) "
+                f"submodules named w_q, w_k, w_v, w_o (its parameters are: {found})"
+            )
+        expect_shape(
+            state[f"{name}.weight"],
+            (d_model, d_model),
+            f"{name}.weight (it must be nn.Linear(d_model, d_model) with d_model={d_model})",
+        )
         if bias and f"{name}.bias" not in state:
-            raise CheckFailed(f"{name} has no bias: with bias=True (the default) it must be nn.Linear(d_model, d_model)")
+            raise CheckFailed(
+                f"{name} has no bias: with bias=True (the default) it must be nn.Linear(d_model, d_model)"
+            )
         if not bias and f"{name}.bias" in state:
-            raise CheckFailed(f"{name} has a bias although MultiHeadAttention(..., bias=False) was asked for; "
-                              "pass bias=bias to nn.Linear")
+            raise CheckFailed(
+                f"{name} has a bias although MultiHeadAttention(..., bias=False) was asked for; "
+                "pass bias=bias to nn.Linear"
+            )
         if bias:
             expect_shape(state[f"{name}.bias"], (d_model,), f"{name}.bias")
 
@@ -191,16 +230,24 @@ def _pytorch(weights, num_heads, query, key, value, mask=None):
             module.out_proj.bias.copy_(weights["w_o.bias"])
         # PyTorch's bool attn_mask is True where attending is NOT allowed, per (example, head).
         attn_mask = None if mask is None else ~mask.expand(batch, num_heads, n_q, n_k).reshape(-1, n_q, n_k)
-        return module(query.double(), key.double(), value.double(), attn_mask=attn_mask,
-                      need_weights=True, average_attn_weights=False)
+        return module(
+            query.double(),
+            key.double(),
+            value.double(),
+            attn_mask=attn_mask,
+            need_weights=True,
+            average_attn_weights=False,
+        )
 
 
 def _buggy(weights, num_heads, query, key, value, mask=None, scale=None, interleaved=False, w_o=True):
     """(output, weights) of multi-head attention with one typical bug switched on, float64."""
+
     def project(name, x):
         bias = weights.get(f"{name}.bias")
-        return nn.functional.linear(x.double(), weights[f"{name}.weight"].double(),
-                                    None if bias is None else bias.double())
+        return nn.functional.linear(
+            x.double(), weights[f"{name}.weight"].double(), None if bias is None else bias.double()
+        )
 
     split_heads = _split_interleaved if interleaved else ref.split_heads
     merge_heads = _merge_interleaved if interleaved else ref.merge_heads
@@ -218,17 +265,28 @@ def _bugs(weights, num_heads, query, key, value, mask=None):
     d_model = query.shape[-1]
     bugs = [
         (dict(scale=1.0), "scores not scaled by sqrt(d_head): divide q k^T by sqrt(D/H)"),
-        (dict(scale=math.sqrt(d_model)), "scaled by sqrt(d_model) instead of sqrt(d_head): each head's dot products have d_head terms"),
+        (
+            dict(scale=math.sqrt(d_model)),
+            "scaled by sqrt(d_model) instead of sqrt(d_head): each head's dot products have d_head terms",
+        ),
         (dict(interleaved=True), INTERLEAVED),
         (dict(w_o=False), "w_o not applied: the concatenated heads must go through w_o"),
     ]
     found = [(*_buggy(weights, num_heads, query, key, value, mask, **bug), why) for bug, why in bugs]
     if value is not query and value.shape == query.shape:
-        found.append((*_buggy(weights, num_heads, query, key, query, mask),
-                      "value defaults to query instead of key: with forward(query, key), value must be key"))
+        found.append(
+            (
+                *_buggy(weights, num_heads, query, key, query, mask),
+                "value defaults to query instead of key: with forward(query, key), value must be key",
+            )
+        )
     if mask is not None:
-        found.append((*_buggy(weights, num_heads, query, key, value, ~mask),
-                      "the mask is inverted: True means a query MAY attend (unlike nn.MultiheadAttention's attn_mask)"))
+        found.append(
+            (
+                *_buggy(weights, num_heads, query, key, value, ~mask),
+                "the mask is inverted: True means a query MAY attend (unlike nn.MultiheadAttention's attn_mask)",
+            )
+        )
         found.append((*_buggy(weights, num_heads, query, key, value), "the mask is ignored"))
     return found
 
@@ -242,11 +300,13 @@ def _forward(model, *args, **kwargs):
     except StudentError as error:
         if not WRONG_KIND.search(str(error)) or (len(args) < 2 and not kwargs):
             raise
-        given = ", ".join(["query", "key", "value"][:len(args)] + [f"{key}=..." for key in kwargs])
-        raise CheckFailed(f"{error}. Called as forward({given}): a tensor seems to have reached a parameter meant "
-                          "for another, a bool mask where a float tensor is expected or the reverse. Look at the order "
-                          "of forward's parameters, (query, key=None, value=None, mask=None), and at every call that "
-                          "passes the mask on by position") from None
+        given = ", ".join(["query", "key", "value"][: len(args)] + [f"{key}=..." for key in kwargs])
+        raise CheckFailed(
+            f"{error}. Called as forward({given}): a tensor seems to have reached a parameter meant "
+            "for another, a bool mask where a float tensor is expected or the reverse. Look at the order "
+            "of forward's parameters, (query, key=None, value=None, mask=None), and at every call that "
+            "passes the mask on by position"
+        ) from None
     if not isinstance(result, tuple) or len(result) != 2:
         raise CheckFailed(f"forward should return a tuple (output, weights), got {type(result).__name__}")
     return result
@@ -254,8 +314,10 @@ def _forward(model, *args, **kwargs):
 
 def _expect_weights_shape(weights, batch, num_heads, n_q, n_k, what):
     if isinstance(weights, torch.Tensor) and tuple(weights.shape) == (batch, n_q, n_k):
-        raise CheckFailed(f"{what} has shape {tuple(weights.shape)}, expected (B, H, N_q, N_k) = "
-                          f"{(batch, num_heads, n_q, n_k)}: return the weights of every head, not their average")
+        raise CheckFailed(
+            f"{what} has shape {tuple(weights.shape)}, expected (B, H, N_q, N_k) = "
+            f"{(batch, num_heads, n_q, n_k)}: return the weights of every head, not their average"
+        )
     expect_shape(weights, (batch, num_heads, n_q, n_k), f"{what}, (B, H, N_q, N_k),")
 
 
@@ -266,11 +328,15 @@ def _compare(model, weights, num_heads, inputs, mask, call, args, context):
     expected_output, expected_attention = _pytorch(weights, num_heads, *inputs, mask)
     bugs = _bugs(weights, num_heads, *inputs, mask)
     output, attention = _forward(model, *args, **({} if mask is None else {"mask": mask}))
-    context = f"{context}; B={query.shape[0]}, N_q={query.shape[1]}, N_k={key.shape[1]}, D={query.shape[2]}, H={num_heads}"
+    context = (
+        f"{context}; B={query.shape[0]}, N_q={query.shape[1]}, N_k={key.shape[1]}, D={query.shape[2]}, H={num_heads}"
+    )
     what = f"{call}[1] (the weights; {context})"
     _expect_weights_shape(attention, query.shape[0], num_heads, query.shape[1], key.shape[1], what)
     expect_close(attention, expected_attention, what, diagnoses=[(w, why) for _, w, why in bugs])
-    expect_close(output, expected_output, f"{call}[0] (the output; {context})", diagnoses=[(o, why) for o, _, why in bugs])
+    expect_close(
+        output, expected_output, f"{call}[0] (the output; {context})", diagnoses=[(o, why) for o, _, why in bugs]
+    )
 
 
 @mha.check(points=1)
@@ -302,10 +368,18 @@ def cross_attention_matches_pytorch(student, gen):
     batch, n_q, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads)
     query = randn(gen, batch, n_q, heads * d_head)
-    n_k, = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
+    (n_k,) = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
     key, value = randn(gen, 2, batch, n_k, heads * d_head)
-    _compare(model, weights, heads, (query, key, value), None, "model(query, key, value)", (query, key, value),
-             "cross-attention")
+    _compare(
+        model,
+        weights,
+        heads,
+        (query, key, value),
+        None,
+        "model(query, key, value)",
+        (query, key, value),
+        "cross-attention",
+    )
 
 
 @mha.check(points=1)
@@ -313,11 +387,19 @@ def value_defaults_to_key(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads)
     query = randn(gen, batch, n, heads * d_head)
-    longer, = distinct_sizes(gen, (n + 1, n + 5), avoid=(batch, heads, d_head, heads * d_head))
+    (longer,) = distinct_sizes(gen, (n + 1, n + 5), avoid=(batch, heads, d_head, heads * d_head))
     for n_k in (n, longer):  # equal lengths first: there the bug gives an answer, not an error
         key = randn(gen, batch, n_k, heads * d_head)
-        _compare(model, weights, heads, (query, key, key), None, "model(query, key)", (query, key),
-                 "cross-attention, value not given")
+        _compare(
+            model,
+            weights,
+            heads,
+            (query, key, key),
+            None,
+            "model(query, key)",
+            (query, key),
+            "cross-attention, value not given",
+        )
 
 
 @mha.check(points=2)
@@ -326,9 +408,11 @@ def masks_of_each_documented_shape(student, gen):
     model, weights = _model(student, gen, heads * d_head, heads)
     x = randn(gen, batch, n, heads * d_head)
     lengths = torch.randint(1, n + 1, (batch,), generator=gen)
-    masks = [(attention_ref.causal_mask(n), "a causal mask of shape (N_q, N_k)"),
-             ((torch.arange(n) < lengths[:, None])[:, None, None, :], "a padding mask of shape (B, 1, 1, N_k)"),
-             (random_mask(gen, (batch, 1, n, n)), "a mask of shape (B, 1, N_q, N_k)")]
+    masks = [
+        (attention_ref.causal_mask(n), "a causal mask of shape (N_q, N_k)"),
+        ((torch.arange(n) < lengths[:, None])[:, None, None, :], "a padding mask of shape (B, 1, 1, N_k)"),
+        (random_mask(gen, (batch, 1, n, n)), "a mask of shape (B, 1, N_q, N_k)"),
+    ]
     for mask, what in masks:
         _compare(model, weights, heads, (x, x, x), mask, "model(x, mask=mask)", (x,), f"self-attention with {what}")
 
@@ -337,10 +421,18 @@ def masks_of_each_documented_shape(student, gen):
 def without_bias_matches_pytorch(student, gen):
     batch, n_q, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads, bias=False)
-    n_k, = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
+    (n_k,) = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
     query, key = randn(gen, batch, n_q, heads * d_head), randn(gen, batch, n_k, heads * d_head)
-    _compare(model, weights, heads, (query, key, key), None, "model(query, key, key)", (query, key, key),
-             "a model built with bias=False")
+    _compare(
+        model,
+        weights,
+        heads,
+        (query, key, key),
+        None,
+        "model(query, key, key)",
+        (query, key, key),
+        "a model built with bias=False",
+    )
 
 
 @mha.check(points=1)

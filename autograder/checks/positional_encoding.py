@@ -11,10 +11,12 @@ Float32 answers compute their angles with an error that grows with the position 
 radian per unit of position), so tolerances grow with the largest position in the input.
 Expected values and the wrong values of typical bugs are computed before the learner's code runs.
 """
+
 import torch
 
 from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, as_tensor, expect_close, expect_shape, is_close, randint, randn
+
 ref = reference("positional_encoding")
 
 sinusoidal = Suite("sinusoidal_positional_encoding")
@@ -45,6 +47,7 @@ def _angles(positions, d_model, base, exponent=2.0):
 # ---------------------------------------------------------------------------------------
 # sinusoidal_positional_encoding
 
+
 def _table(angles):
     """The sinusoidal table of (N, D/2) angles: sin in columns 2i, cos in columns 2i+1."""
     return _interleave(angles.sin(), angles.cos())
@@ -55,15 +58,29 @@ def _sinusoidal_bugs(n, d, base):
     angles = _angles(positions, d, base)
     column_angles = positions.double()[:, None] * base ** (-torch.arange(d, dtype=torch.float64) / d)
     bugs = [
-        (_interleave(angles.cos(), angles.sin()), "sine and cosine are swapped: column 2i should hold the sin and "
-         "column 2i+1 the cos"),
-        (torch.cat((angles.sin(), angles.cos()), dim=-1), "the sines fill the first half of the columns and the cosines the "
-         "second half; interleave them: column 2i holds sin and column 2i+1 the cos of the same angle"),
-        (_table(_angles(positions, d, base, exponent=1.0)), "the exponent is i/D; it should be 2i/D "
-         "(2i is the column of the sine), so the frequencies fall too slowly across the columns"),
-        (_table(_angles(positions + 1, d, base)), "positions start at 1; the first position is 0 (its row is [0, 1, 0, 1, ...])"),
-        (_interleave(column_angles[:, 0::2].sin(), column_angles[:, 1::2].cos()), "the cosine in column 2i+1 uses the "
-         "exponent (2i+1)/D; the sine and cosine of pair i share one angle, p / base^(2i/D)"),
+        (
+            _interleave(angles.cos(), angles.sin()),
+            "sine and cosine are swapped: column 2i should hold the sin and column 2i+1 the cos",
+        ),
+        (
+            torch.cat((angles.sin(), angles.cos()), dim=-1),
+            "the sines fill the first half of the columns and the cosines the "
+            "second half; interleave them: column 2i holds sin and column 2i+1 the cos of the same angle",
+        ),
+        (
+            _table(_angles(positions, d, base, exponent=1.0)),
+            "the exponent is i/D; it should be 2i/D "
+            "(2i is the column of the sine), so the frequencies fall too slowly across the columns",
+        ),
+        (
+            _table(_angles(positions + 1, d, base)),
+            "positions start at 1; the first position is 0 (its row is [0, 1, 0, 1, ...])",
+        ),
+        (
+            _interleave(column_angles[:, 0::2].sin(), column_angles[:, 1::2].cos()),
+            "the cosine in column 2i+1 uses the "
+            "exponent (2i+1)/D; the sine and cosine of pair i share one angle, p / base^(2i/D)",
+        ),
     ]
     if base != 10000.0:
         bugs.append((ref.sinusoidal_positional_encoding(n, d), "the base argument is ignored (10000 is used)"))
@@ -73,25 +90,38 @@ def _sinusoidal_bugs(n, d, base):
 def _encoding(student, n, d, base=None):
     result = student(n, d) if base is None else student(n, d, base=base)
     if isinstance(result, torch.Tensor) and tuple(result.shape) == (1, n, d):
-        raise CheckFailed(f"sinusoidal_positional_encoding({n}, {d}) has a leading batch dimension, shape (1, {n}, {d}); "
-                          f"return the table itself, shape (num_positions, d_model)")
+        raise CheckFailed(
+            f"sinusoidal_positional_encoding({n}, {d}) has a leading batch dimension, shape (1, {n}, {d}); "
+            f"return the table itself, shape (num_positions, d_model)"
+        )
     return expect_shape(result, (n, d), f"sinusoidal_positional_encoding({n}, {d})")
 
 
 @sinusoidal.check(points=1)
 def shape_for_odd_lengths_and_various_widths(student, gen):
-    for n, d in ((1, 2), (randint(gen, 1, 6) * 2 + 1, _even_width(gen, 4, 10)), (randint(gen, 10, 30) * 2 + 1, _even_width(gen, 12, 64))):
+    for n, d in (
+        (1, 2),
+        (randint(gen, 1, 6) * 2 + 1, _even_width(gen, 4, 10)),
+        (randint(gen, 10, 30) * 2 + 1, _even_width(gen, 12, 64)),
+    ):
         encoding = _encoding(student, n, d)
         if not encoding.is_floating_point():
-            raise CheckFailed(f"sinusoidal_positional_encoding({n}, {d}) should be a float tensor, got dtype {encoding.dtype}")
+            raise CheckFailed(
+                f"sinusoidal_positional_encoding({n}, {d}) should be a float tensor, got dtype {encoding.dtype}"
+            )
 
 
 @sinusoidal.check(points=2)
 def matches_reference(student, gen):
     n, d = randint(gen, 20, 40) * 2 + 1, _even_width(gen, 16, 48)
     expected = ref.sinusoidal_positional_encoding(n, d)
-    expect_close(_encoding(student, n, d), expected, f"sinusoidal_positional_encoding({n}, {d})",
-                 atol=_atol(n), diagnoses=_sinusoidal_bugs(n, d, 10000.0))
+    expect_close(
+        _encoding(student, n, d),
+        expected,
+        f"sinusoidal_positional_encoding({n}, {d})",
+        atol=_atol(n),
+        diagnoses=_sinusoidal_bugs(n, d, 10000.0),
+    )
 
 
 @sinusoidal.check(points=1)
@@ -99,9 +129,13 @@ def respects_base(student, gen):
     n, d = randint(gen, 8, 20) * 2 + 1, _even_width(gen, 8, 24)
     for base in (100.0, float(randint(gen, 20, 60))):
         expected = ref.sinusoidal_positional_encoding(n, d, base)
-        expect_close(_encoding(student, n, d, base), expected,
-                     f"sinusoidal_positional_encoding({n}, {d}, base={base:g})", atol=_atol(n),
-                     diagnoses=_sinusoidal_bugs(n, d, base))
+        expect_close(
+            _encoding(student, n, d, base),
+            expected,
+            f"sinusoidal_positional_encoding({n}, {d}, base={base:g})",
+            atol=_atol(n),
+            diagnoses=_sinusoidal_bugs(n, d, base),
+        )
 
 
 @sinusoidal.check(points=1)
@@ -110,14 +144,21 @@ def dot_products_depend_only_on_offset(student, gen):
     encoding = _encoding(student, n, d).double()
     gram = encoding @ encoding.T  # gram[p, q] = PE[p] . PE[q]
     if not is_close(gram[1:, 1:], gram[:-1, :-1], rtol=1e-4, atol=1e-3):
-        raise CheckFailed("PE[p] . PE[p + k] changes with p for a fixed offset k: it should depend only on k. Each "
-                          "(sin, cos) pair must use one angle p / base^(2i/D), so that sin(a) sin(b) + cos(a) cos(b) = cos(a - b)")
-    expect_close(torch.diagonal(gram), torch.full((n,), d / 2, dtype=torch.float64), "PE[p] . PE[p] (each of the D/2 "
-                 "pairs contributes sin^2 + cos^2 = 1)", atol=1e-3)
+        raise CheckFailed(
+            "PE[p] . PE[p + k] changes with p for a fixed offset k: it should depend only on k. Each "
+            "(sin, cos) pair must use one angle p / base^(2i/D), so that sin(a) sin(b) + cos(a) cos(b) = cos(a - b)"
+        )
+    expect_close(
+        torch.diagonal(gram),
+        torch.full((n,), d / 2, dtype=torch.float64),
+        "PE[p] . PE[p] (each of the D/2 pairs contributes sin^2 + cos^2 = 1)",
+        atol=1e-3,
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # apply_rotary_embedding
+
 
 def _rotate(x, angles, halves=False, direction=1.0, swapped=False, minus=True):
     """x rotated in float64 by ``angles`` (N, D/2), with the knobs of typical bugs."""
@@ -138,32 +179,58 @@ def _rotary_bugs(x, positions=None, base=10000.0):
     angles = _angles(positions, d, base)
     column_angles = positions.double()[:, None] * base ** (-torch.arange(d, dtype=torch.float64) / d)
     x64 = x.double()
-    per_column = _interleave(x64[..., 0::2] * column_angles[:, 0::2].cos() - x64[..., 1::2] * column_angles[:, 0::2].sin(),
-                             x64[..., 0::2] * column_angles[:, 1::2].sin() + x64[..., 1::2] * column_angles[:, 1::2].cos())
+    per_column = _interleave(
+        x64[..., 0::2] * column_angles[:, 0::2].cos() - x64[..., 1::2] * column_angles[:, 0::2].sin(),
+        x64[..., 0::2] * column_angles[:, 1::2].sin() + x64[..., 1::2] * column_angles[:, 1::2].cos(),
+    )
     bugs = [
-        (_rotate(x, angles, swapped=True), "sin and cos are swapped (at position 0 a pair must stay as it is: cos 0 = 1, sin 0 = 0)"),
-        (_rotate(x, angles, halves=True), "it rotates the pairs (i, i + D/2) of the first and second half (the GPT-NeoX "
-         "rotate_half layout); this chapter's convention pairs neighbours (2i, 2i+1)"),
-        (_rotate(x, _angles(positions, d, base, exponent=1.0)), "the exponent is i/D; pair i turns by p * base^(-2i/D)"),
-        (_rotate(x, _angles(positions + 1, d, base)), "positions start at 1; the first position is 0 (it is not rotated)"),
-        (_rotate(x, angles, direction=-1.0), "the rotation goes the wrong way: x'_2i = x_2i cos - x_2i+1 sin and "
-         "x'_2i+1 = x_2i sin + x_2i+1 cos (counter-clockwise)"),
-        (_rotate(x, angles, minus=False), "x'_2i = x_2i cos + x_2i+1 sin is not a rotation (norms change); it is "
-         "x_2i cos - x_2i+1 sin"),
-        (per_column, "each column gets its own angle p * base^(-j/D); both features of pair i share the angle p * base^(-2i/D)"),
+        (
+            _rotate(x, angles, swapped=True),
+            "sin and cos are swapped (at position 0 a pair must stay as it is: cos 0 = 1, sin 0 = 0)",
+        ),
+        (
+            _rotate(x, angles, halves=True),
+            "it rotates the pairs (i, i + D/2) of the first and second half (the GPT-NeoX "
+            "rotate_half layout); this chapter's convention pairs neighbours (2i, 2i+1)",
+        ),
+        (
+            _rotate(x, _angles(positions, d, base, exponent=1.0)),
+            "the exponent is i/D; pair i turns by p * base^(-2i/D)",
+        ),
+        (
+            _rotate(x, _angles(positions + 1, d, base)),
+            "positions start at 1; the first position is 0 (it is not rotated)",
+        ),
+        (
+            _rotate(x, angles, direction=-1.0),
+            "the rotation goes the wrong way: x'_2i = x_2i cos - x_2i+1 sin and "
+            "x'_2i+1 = x_2i sin + x_2i+1 cos (counter-clockwise)",
+        ),
+        (
+            _rotate(x, angles, minus=False),
+            "x'_2i = x_2i cos + x_2i+1 sin is not a rotation (norms change); it is x_2i cos - x_2i+1 sin",
+        ),
+        (
+            per_column,
+            "each column gets its own angle p * base^(-j/D); both features of pair i share the angle p * base^(-2i/D)",
+        ),
     ]
     if given:
         bugs.append((ref.apply_rotary_embedding(x, base=base), "the positions argument is ignored (0 .. N-1 is used)"))
     if base != 10000.0:
-        bugs.append((ref.apply_rotary_embedding(x, positions, base=10000.0), "the base argument is ignored (10000 is used)"))
+        bugs.append(
+            (ref.apply_rotary_embedding(x, positions, base=10000.0), "the base argument is ignored (10000 is used)")
+        )
     return bugs
 
 
 def _rotated(student, x, what, **kwargs):
     result = as_tensor(student(x, **kwargs), what)
     if result.is_complex():
-        raise CheckFailed(f"{what} is a complex tensor; turn the rotated pairs back into real numbers "
-                          f"(torch.view_as_real) and give them the shape of x, {tuple(x.shape)}")
+        raise CheckFailed(
+            f"{what} is a complex tensor; turn the rotated pairs back into real numbers "
+            f"(torch.view_as_real) and give them the shape of x, {tuple(x.shape)}"
+        )
     return expect_shape(result, x.shape, what)
 
 
@@ -212,8 +279,12 @@ def explicit_positions(student, gen):
     x = randn(gen, randint(gen, 2, 4), n, d)
     offset = randint(gen, 50, 2000)
     cache_positions = torch.arange(n) + offset  # new tokens after `offset` cached ones
-    _expect_rotation(student, x, f"apply_rotary_embedding(x, positions=arange({n}) + {offset}) (tokens after a KV cache)",
-                     positions=cache_positions)
+    _expect_rotation(
+        student,
+        x,
+        f"apply_rotary_embedding(x, positions=arange({n}) + {offset}) (tokens after a KV cache)",
+        positions=cache_positions,
+    )
     scattered = torch.randperm(4000, generator=gen)[:n].sort().values
     _expect_rotation(student, x, f"apply_rotary_embedding(x, positions={scattered.tolist()})", positions=scattered)
 
@@ -231,8 +302,10 @@ def preserves_norms(student, gen):
     positions = torch.randperm(500, generator=gen)[: x.shape[-2]]
     rotated = _rotated(student, x, "apply_rotary_embedding(x, positions)", positions=positions)
     if not is_close(rotated.norm(dim=-1), x.norm(dim=-1), atol=1e-4):
-        raise CheckFailed("the norm of a row changes: a rotation keeps lengths (in each pair, cos^2 + sin^2 = 1 and "
-                          "the cross terms - x_2i+1 sin and + x_2i sin cancel)")
+        raise CheckFailed(
+            "the norm of a row changes: a rotation keeps lengths (in each pair, cos^2 + sin^2 = 1 and "
+            "the cross terms - x_2i+1 sin and + x_2i sin cancel)"
+        )
 
 
 @rotary.check(points=2)
@@ -249,11 +322,15 @@ def dot_products_depend_only_on_offset(student, gen):
     if is_close(at_start, torch.full_like(at_start, float(q[0] @ k[0])), atol=1e-4):
         raise CheckFailed("<R_m q, R_n k> is the same for every pair of positions: nothing is rotated")
     if not is_close(at_start[1:, 1:], at_start[:-1, :-1], rtol=1e-3, atol=1e-3):
-        raise CheckFailed("<R_m q, R_n k> changes when m and n grow by the same amount: it should depend only on m - n. "
-                          "Rotate each pair (2i, 2i+1) of q and k by one angle p * base^(-2i/D), with -sin in x'_2i and +sin in x'_2i+1")
+        raise CheckFailed(
+            "<R_m q, R_n k> changes when m and n grow by the same amount: it should depend only on m - n. "
+            "Rotate each pair (2i, 2i+1) of q and k by one angle p * base^(-2i/D), with -sin in x'_2i and +sin in x'_2i+1"
+        )
     if not is_close(shifted, at_start, rtol=1e-3, atol=1e-3):
-        raise CheckFailed("<R_m q, R_n k> changes when all positions are shifted by the same offset (positions=arange(N) + t); "
-                          "it should depend only on m - n")
+        raise CheckFailed(
+            "<R_m q, R_n k> changes when all positions are shifted by the same offset (positions=arange(N) + t); "
+            "it should depend only on m - n"
+        )
 
 
 @rotary.check(points=1)

@@ -17,14 +17,16 @@ reference's (float64): at T = max_len, at T < max_len (the first rows of the pos
 for the causal model also prefix consistency), and in train() mode with dropout 1.0, where
 every block returns its input, so the logits are head(norm(embeddings)) exactly.
 """
+
 import math
 
 import torch
 import torch.nn.functional as F
 
-from autograder.student import StudentError
 from autograder.oracle import reference
+from autograder.student import StudentError
 from autograder.suite import CheckFailed, Suite, as_tensor, expect_close, expect_shape, randint, randn
+
 ref = reference("pretraining")
 
 shift = Suite("shift_for_next_token")
@@ -56,23 +58,37 @@ def _expect_tokens(actual, expected, what, diagnoses=()):
     if actual.dtype != expected.dtype:
         raise CheckFailed(f"{what} should keep the dtype of the tokens ({expected.dtype}), got {actual.dtype}")
     if not torch.equal(actual, expected):
-        raise CheckFailed(f"{what} differs from the expected tokens at {int((actual != expected).sum())} "
-                          f"of {expected.numel()} positions")
+        raise CheckFailed(
+            f"{what} differs from the expected tokens at {int((actual != expected).sum())} "
+            f"of {expected.numel()} positions"
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # shift_for_next_token
 
+
 def _check_shift(student, tokens, what):
     expected_inputs, expected_targets = ref.shift_for_next_token(tokens)
     inputs, targets = _pair(student(tokens), "shift_for_next_token")
     first_dim = "it shifts along the first dimension; shift along the last one (time)"
-    bugs = [(tokens, "nothing is shifted: a target must be the token AFTER its input"),
-            (tokens[:-1], first_dim), (tokens[1:], first_dim)]
-    _expect_tokens(inputs, expected_inputs, f"inputs for {what}",
-                   [(tokens[..., 1:], "inputs and targets are swapped: inputs are tokens[..., :-1]")] + bugs)
-    _expect_tokens(targets, expected_targets, f"targets for {what}",
-                   [(tokens[..., :-1], "inputs and targets are swapped: targets are tokens[..., 1:]")] + bugs)
+    bugs = [
+        (tokens, "nothing is shifted: a target must be the token AFTER its input"),
+        (tokens[:-1], first_dim),
+        (tokens[1:], first_dim),
+    ]
+    _expect_tokens(
+        inputs,
+        expected_inputs,
+        f"inputs for {what}",
+        [(tokens[..., 1:], "inputs and targets are swapped: inputs are tokens[..., :-1]")] + bugs,
+    )
+    _expect_tokens(
+        targets,
+        expected_targets,
+        f"targets for {what}",
+        [(tokens[..., :-1], "inputs and targets are swapped: targets are tokens[..., 1:]")] + bugs,
+    )
 
 
 @shift.check(points=1)
@@ -98,11 +114,13 @@ def any_leading_dimensions(student, gen):
 # ---------------------------------------------------------------------------------------
 # language_model_loss
 
+
 def _loss(student, logits, labels, **kwargs):
     value = as_tensor(student(logits, labels, **kwargs), "language_model_loss(logits, labels)")
     if value.numel() != 1:
-        raise CheckFailed("language_model_loss should return one number (a 0-dim tensor), "
-                          f"got shape {tuple(value.shape)}")
+        raise CheckFailed(
+            f"language_model_loss should return one number (a 0-dim tensor), got shape {tuple(value.shape)}"
+        )
     return value.reshape(())
 
 
@@ -116,19 +134,29 @@ def _labels(gen, shape, vocab, ignored_fraction=0.0, ignore_index=IGNORE):
 def _per_position(logits, labels, ignore_index=IGNORE):
     """Cross-entropy of every position (0 where ignored) and the mask of kept positions."""
     vocab = logits.shape[-1]
-    losses = F.cross_entropy(logits.reshape(-1, vocab).double(), labels.reshape(-1), ignore_index=ignore_index,
-                             reduction="none")
+    losses = F.cross_entropy(
+        logits.reshape(-1, vocab).double(), labels.reshape(-1), ignore_index=ignore_index, reduction="none"
+    )
     return losses, labels.reshape(-1) != ignore_index
 
 
 def _loss_bugs(logits, labels, ignore_index=IGNORE):
     losses, kept = _per_position(logits, labels, ignore_index)
-    bugs = [(losses.sum(), "it sums the losses; take the mean over the predicted positions"),
-            (losses.sum() / math.log(2) / kept.sum(), "it is in bits (log base 2); use the natural log (nats), "
-                                                      "as F.cross_entropy does")]
+    bugs = [
+        (losses.sum(), "it sums the losses; take the mean over the predicted positions"),
+        (
+            losses.sum() / math.log(2) / kept.sum(),
+            "it is in bits (log base 2); use the natural log (nats), as F.cross_entropy does",
+        ),
+    ]
     if not kept.all():
-        bugs.append((losses.mean(), "ignored positions count as zero loss in the mean: divide by the number of "
-                                    "positions whose label is not ignore_index, not by all positions"))
+        bugs.append(
+            (
+                losses.mean(),
+                "ignored positions count as zero loss in the mean: divide by the number of "
+                "positions whose label is not ignore_index, not by all positions",
+            )
+        )
     return bugs
 
 
@@ -138,9 +166,11 @@ def matches_cross_entropy(student, gen):
     logits, labels = randn(gen, batch, length, vocab, scale=2.0), _labels(gen, (batch, length), vocab)
     expected = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1))
     diagnoses = _loss_bugs(logits, labels) + [
-        (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")]
-    expect_close(_loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored",
-                 diagnoses=diagnoses)
+        (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")
+    ]
+    expect_close(
+        _loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored", diagnoses=diagnoses
+    )
     flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1)
     expect_close(_loss(student, flat_logits, flat_labels), expected, "the loss for logits of shape (N, V)")
 
@@ -161,10 +191,12 @@ def respects_the_ignore_index_argument(student, gen):
     labels = _labels(gen, (batch, length), vocab, 0.4, ignore_index=0)  # 0 = [PAD], a real class id
     expected = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=0)
     everything = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1))
-    diagnoses = [(everything, "the ignore_index argument is not used: positions labelled ignore_index=0 were "
-                              "counted")] + _loss_bugs(logits, labels, 0)
-    expect_close(_loss(student, logits, labels, ignore_index=0), expected, "the loss with ignore_index=0",
-                 diagnoses=diagnoses)
+    diagnoses = [
+        (everything, "the ignore_index argument is not used: positions labelled ignore_index=0 were counted")
+    ] + _loss_bugs(logits, labels, 0)
+    expect_close(
+        _loss(student, logits, labels, ignore_index=0), expected, "the loss with ignore_index=0", diagnoses=diagnoses
+    )
 
 
 @loss.check(points=1)
@@ -175,8 +207,10 @@ def stable_for_large_logits(student, gen):
     expected = F.cross_entropy(logits, labels)
     value = _loss(student, logits, labels)
     if not torch.isfinite(value):
-        raise CheckFailed("the loss is infinite or NaN for logits of size ~1000: log(softmax(x)) underflows to "
-                          "log(0); compute log-probabilities as x - logsumexp(x) (torch.log_softmax)")
+        raise CheckFailed(
+            "the loss is infinite or NaN for logits of size ~1000: log(softmax(x)) underflows to "
+            "log(0); compute log-probabilities as x - logsumexp(x) (torch.log_softmax)"
+        )
     expect_close(value, expected, "the loss for logits of size ~1000")
 
 
@@ -193,13 +227,16 @@ def gradient_reaches_the_logits(student, gen):
     except StudentError as error:
         if "grad" not in str(error):
             raise
-        raise CheckFailed("no gradient flows back to the logits: the loss is cut off from the graph "
-                          "(.item(), .detach(), float(...) or torch.tensor(...) on a result)") from None
+        raise CheckFailed(
+            "no gradient flows back to the logits: the loss is cut off from the graph "
+            "(.item(), .detach(), float(...) or torch.tensor(...) on a result)"
+        ) from None
     expect_close(grad, expected_logits.grad, "the gradient of the loss with respect to the logits", atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------
 # mask_tokens
+
 
 def _corpus(gen, shape, vocab, specials, special_fraction=0.0):
     """Tokens drawn uniformly from the non-special ids, with a fraction of special tokens."""
@@ -216,8 +253,10 @@ def _mask(student, tokens, mask_id, vocab, **kwargs):
     for value, what in zip(result, ("inputs", "labels")):
         expect_shape(value, tokens.shape, f"{what} of mask_tokens")
         if value.dtype != torch.int64:
-            raise CheckFailed(f"{what} should be int64 token ids like the tokens (cross-entropy and embeddings "
-                              f"need them), got {value.dtype}")
+            raise CheckFailed(
+                f"{what} should be int64 token ids like the tokens (cross-entropy and embeddings "
+                f"need them), got {value.dtype}"
+            )
     return result
 
 
@@ -229,28 +268,40 @@ def _check_structure(tokens, inputs, labels, mask_id, vocab, specials, mask_prob
     if ((inputs < 0) | (inputs >= vocab)).any():
         raise CheckFailed(f"inputs contain ids outside [0, vocab_size={vocab})")
     if selected.all() and torch.equal(labels, tokens):
-        raise CheckFailed("labels equal the tokens everywhere; they must be -100 at positions that were not "
-                          "selected (nothing to predict there)")
+        raise CheckFailed(
+            "labels equal the tokens everywhere; they must be -100 at positions that were not "
+            "selected (nothing to predict there)"
+        )
     if mask_prob < 0.3 and selected.float().mean() > 0.5:
-        raise CheckFailed(f"{selected.float().mean():.0%} of the positions carry a label with mask_prob={mask_prob}: "
-                          "the labels look inverted (-100 belongs where a position was NOT selected)")
+        raise CheckFailed(
+            f"{selected.float().mean():.0%} of the positions carry a label with mask_prob={mask_prob}: "
+            "the labels look inverted (-100 belongs where a position was NOT selected)"
+        )
     if (selected & special).any() or (inputs != tokens)[special].any():
-        raise CheckFailed("a special token (e.g. [PAD] or [BOS]) was selected or changed: positions holding a "
-                          "special token are never selected, their label stays -100 and their input unchanged")
+        raise CheckFailed(
+            "a special token (e.g. [PAD] or [BOS]) was selected or changed: positions holding a "
+            "special token are never selected, their label stays -100 and their input unchanged"
+        )
     if not torch.equal(labels[selected], tokens[selected]):
         if torch.equal(labels[selected], inputs[selected]):
-            raise CheckFailed("labels hold the corrupted inputs ([MASK] or the random token); they must hold the "
-                              "ORIGINAL token, the one the model has to recover")
+            raise CheckFailed(
+                "labels hold the corrupted inputs ([MASK] or the random token); they must hold the "
+                "ORIGINAL token, the one the model has to recover"
+            )
         raise CheckFailed("labels must hold the original token at selected positions and -100 everywhere else")
     changed_without_label = (inputs != tokens) & ~selected
     if changed_without_label.any():
-        raise CheckFailed(f"{int(changed_without_label.sum())} positions were changed in the inputs but their label "
-                          "is -100: every corrupted position must be selected and carry its original token as label")
+        raise CheckFailed(
+            f"{int(changed_without_label.sum())} positions were changed in the inputs but their label "
+            "is -100: every corrupted position must be selected and carry its original token as label"
+        )
     random_tokens = inputs[selected & (inputs != mask_id) & (inputs != tokens)]
     bad = sorted(set(random_tokens[torch.isin(random_tokens, special_ids)].tolist()))
     if bad:
-        raise CheckFailed(f"a selected position was replaced by special token id(s) {bad} other than [MASK]: "
-                          "random replacements must be drawn from the non-special ids only")
+        raise CheckFailed(
+            f"a selected position was replaced by special token id(s) {bad} other than [MASK]: "
+            "random replacements must be drawn from the non-special ids only"
+        )
 
 
 def _expect_proportion(count, total, expected_low, expected_high, what, diagnoses=()):
@@ -304,21 +355,34 @@ def selection_rate_follows_mask_prob(student, gen):
     tokens = _corpus(gen, (64, 1024), vocab, SPECIALS, 0.1)
     ordinary = ~torch.isin(tokens, torch.tensor(SPECIALS))
     for mask_prob in (0.15, 0.35):
-        inputs, labels = _mask(student, tokens, MASK_ID, vocab, mask_prob=mask_prob, generator=gen,
-                               special_token_ids=SPECIALS)
+        inputs, labels = _mask(
+            student, tokens, MASK_ID, vocab, mask_prob=mask_prob, generator=gen, special_token_ids=SPECIALS
+        )
         _check_structure(tokens, inputs, labels, MASK_ID, vocab, SPECIALS, mask_prob)
-        _expect_proportion(int((labels != IGNORE).sum()), int(ordinary.sum()), mask_prob, mask_prob,
-                           f"with mask_prob={mask_prob}, the share of non-special positions selected", [
-                               (0.15, "mask_prob is ignored (it always selects 15%)"),
-                               (0.9 * mask_prob, "the 10% of selected positions kept unchanged lost their label; "
-                                                 "they must be predicted too")])
+        _expect_proportion(
+            int((labels != IGNORE).sum()),
+            int(ordinary.sum()),
+            mask_prob,
+            mask_prob,
+            f"with mask_prob={mask_prob}, the share of non-special positions selected",
+            [
+                (0.15, "mask_prob is ignored (it always selects 15%)"),
+                (
+                    0.9 * mask_prob,
+                    "the 10% of selected positions kept unchanged lost their label; they must be predicted too",
+                ),
+            ],
+        )
     edges = ((0.0, 0, "no position"), (1.0, int(ordinary.sum()), "every non-special position"))
     for mask_prob, expected, what in edges:
-        _, labels = _mask(student, tokens, MASK_ID, vocab, mask_prob=mask_prob, generator=gen,
-                          special_token_ids=SPECIALS)
+        _, labels = _mask(
+            student, tokens, MASK_ID, vocab, mask_prob=mask_prob, generator=gen, special_token_ids=SPECIALS
+        )
         if int((labels != IGNORE).sum()) != expected:
-            raise CheckFailed(f"mask_prob={mask_prob} must select {what}, got {int((labels != IGNORE).sum())} "
-                              f"of {int(ordinary.sum())}")
+            raise CheckFailed(
+                f"mask_prob={mask_prob} must select {what}, got {int((labels != IGNORE).sum())} "
+                f"of {int(ordinary.sum())}"
+            )
 
 
 @masking.check(points=2)
@@ -335,18 +399,45 @@ def replaces_80_10_10(student, gen):
     unchanged = int((inputs[selected] == tokens[selected]).sum())
     # A random draw may hit the original token (odds 1 / #ordinary ids) or may exclude it: both are fine.
     hit = 0.1 / (vocab - len(SPECIALS))
-    _expect_proportion(became_mask, total, 0.8, 0.8, "the share of selected positions that became [MASK]", [
-        (1.0, "every selected position became [MASK]; BERT keeps 10% unchanged and replaces 10% by a random token, "
-              "so the model cannot rely on [MASK] marking the positions it is asked about"),
-        (0.9, "90% of selected positions became [MASK]; the split is 80% [MASK], 10% random, 10% unchanged"),
-        (0.8 * 0.9, "the random replacement overwrote some [MASK]s: draw ONE number per position to choose "
-                    "between [MASK] (80%), random (10%) and unchanged (10%)")])
-    _expect_proportion(unchanged, total, 0.1, 0.1 + hit, "the share of selected positions left unchanged", [
-        (0.2, "no selected position got a random token (80/20 instead of 80/10/10)"),
-        (0.0, "no selected position kept its token; 10% must stay unchanged (and still be predicted)")])
-    _expect_proportion(total - became_mask - unchanged, total, 0.1 - hit, 0.1,
-                       "the share of selected positions replaced by a random token", [
-                           (0.0, "no selected position got a random token; 10% must")])
+    _expect_proportion(
+        became_mask,
+        total,
+        0.8,
+        0.8,
+        "the share of selected positions that became [MASK]",
+        [
+            (
+                1.0,
+                "every selected position became [MASK]; BERT keeps 10% unchanged and replaces 10% by a random token, "
+                "so the model cannot rely on [MASK] marking the positions it is asked about",
+            ),
+            (0.9, "90% of selected positions became [MASK]; the split is 80% [MASK], 10% random, 10% unchanged"),
+            (
+                0.8 * 0.9,
+                "the random replacement overwrote some [MASK]s: draw ONE number per position to choose "
+                "between [MASK] (80%), random (10%) and unchanged (10%)",
+            ),
+        ],
+    )
+    _expect_proportion(
+        unchanged,
+        total,
+        0.1,
+        0.1 + hit,
+        "the share of selected positions left unchanged",
+        [
+            (0.2, "no selected position got a random token (80/20 instead of 80/10/10)"),
+            (0.0, "no selected position kept its token; 10% must stay unchanged (and still be predicted)"),
+        ],
+    )
+    _expect_proportion(
+        total - became_mask - unchanged,
+        total,
+        0.1 - hit,
+        0.1,
+        "the share of selected positions replaced by a random token",
+        [(0.0, "no selected position got a random token; 10% must")],
+    )
 
 
 @masking.check(points=1)
@@ -358,8 +449,10 @@ def random_tokens_come_from_every_ordinary_id(student, gen):
     random_tokens = inputs[(labels != IGNORE) & (inputs != mask_id) & (inputs != tokens)]
     missing = sorted(set(range(vocab)) - set(specials) - set(random_tokens.tolist()))
     if missing:
-        raise CheckFailed(f"among {len(random_tokens)} random replacements, ids {missing} never appear: draw random "
-                          f"tokens uniformly from every non-special id of [0, vocab_size={vocab})")
+        raise CheckFailed(
+            f"among {len(random_tokens)} random replacements, ids {missing} never appear: draw random "
+            f"tokens uniformly from every non-special id of [0, vocab_size={vocab})"
+        )
 
 
 @masking.check(points=1)
@@ -367,18 +460,25 @@ def uses_the_generator(student, gen):
     vocab = randint(gen, 30, 60)
     tokens = _corpus(gen, (8, 300), vocab, SPECIALS, 0.1)
     seed = int(torch.randint(0, 2**31, (1,), generator=gen))
-    first, second, other = (_mask(student, tokens, MASK_ID, vocab, generator=torch.Generator().manual_seed(s),
-                                  special_token_ids=SPECIALS) for s in (seed, seed, seed + 1))
+    first, second, other = (
+        _mask(student, tokens, MASK_ID, vocab, generator=torch.Generator().manual_seed(s), special_token_ids=SPECIALS)
+        for s in (seed, seed, seed + 1)
+    )
     if not (torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])):
-        raise CheckFailed("two calls with generators in the same state gave different results: draw every random "
-                          "number from the generator argument (e.g. torch.rand(..., generator=generator))")
+        raise CheckFailed(
+            "two calls with generators in the same state gave different results: draw every random "
+            "number from the generator argument (e.g. torch.rand(..., generator=generator))"
+        )
     if torch.equal(first[1], other[1]) and torch.equal(first[0], other[0]):
-        raise CheckFailed("generators with different seeds gave the same result: the generator argument is not "
-                          "used (is a seed fixed inside the function?)")
+        raise CheckFailed(
+            "generators with different seeds gave the same result: the generator argument is not "
+            "used (is a seed fixed inside the function?)"
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # CausalLM and MaskedLM
+
 
 def _model(student, gen, **overrides):
     """A small model built through the handle, with perturbed parameters, in eval mode."""
@@ -388,8 +488,10 @@ def _model(student, gen, **overrides):
     model.eval()
     state = model.state_dict()
     if not isinstance(state, dict) or not state:
-        raise CheckFailed("the model has no parameters: it should be an nn.Module built from "
-                          "embeddings, transformer blocks and a linear head")
+        raise CheckFailed(
+            "the model has no parameters: it should be an nn.Module built from "
+            "embeddings, transformer blocks and a linear head"
+        )
     perturbed = {}
     for name, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not _is_buffer(model, name):
@@ -402,8 +504,11 @@ def _model(student, gen, **overrides):
 def _config(gen):
     """Small sizes, pairwise distinct where a message could name one: num_layers 2 < batch 3 < num_heads 4 <
     max_len (9-13) < d_model 16 < vocab_size (19-29) < d_ff 32."""
-    return dict(vocab_size=randint(gen, 19, 29), d_model=16, num_heads=4, d_ff=32, num_layers=2,
-                max_len=randint(gen, 9, 13))
+    return dict(
+        vocab_size=randint(gen, 19, 29), d_model=16, num_heads=4, d_ff=32, num_layers=2, max_len=randint(gen, 9, 13)
+    )
+
+
 def _is_buffer(model, name):
     try:
         model.get_buffer(name)
@@ -413,13 +518,18 @@ def _is_buffer(model, name):
 
 
 def _run(model, tokens, config, what):
-    logits = expect_shape(model(tokens), (*tokens.shape, config["vocab_size"]),
-                          f"logits for tokens of shape {tuple(tokens.shape)}, i.e. (B, T, vocab_size)")
+    logits = expect_shape(
+        model(tokens),
+        (*tokens.shape, config["vocab_size"]),
+        f"logits for tokens of shape {tuple(tokens.shape)}, i.e. (B, T, vocab_size)",
+    )
     if not logits.is_floating_point():
         raise CheckFailed(f"logits should be floating point, got {logits.dtype}")
     if not torch.isfinite(logits).all():
-        raise CheckFailed(f"the logits for {what} contain NaN or inf: a row of the attention mask allows no key at "
-                          "all (is the mask inverted, or is the diagonal excluded?)")
+        raise CheckFailed(
+            f"the logits for {what} contain NaN or inf: a row of the attention mask allows no key at "
+            "all (is the mask inverted, or is the diagonal excluded?)"
+        )
     return logits
 
 
@@ -429,7 +539,7 @@ def _tokens(gen, config, batch=3, length=None):
 
 def _changed(before, after):
     """(B, T) bool: which positions' logits changed (beyond float noise)."""
-    return ((after - before).abs().amax(-1) > 1e-4)
+    return (after - before).abs().amax(-1) > 1e-4
 
 
 def _with_changes(gen, tokens, config, positions):
@@ -451,8 +561,10 @@ def logits_shape(student, gen):
     _run(other, _tokens(gen, other_config, 2), other_config, "another vocabulary size")
     shallow, deep = (_model(student, gen, **{**config, "num_layers": n})[0] for n in (1, 3))
     if _size(deep) <= _size(shallow):
-        raise CheckFailed("a model with num_layers=3 has no more parameters than one with num_layers=1: "
-                          "stack num_layers transformer blocks")
+        raise CheckFailed(
+            "a model with num_layers=3 has no more parameters than one with num_layers=1: "
+            "stack num_layers transformer blocks"
+        )
 
 
 def _size(model):
@@ -468,13 +580,17 @@ def future_tokens_never_change_earlier_logits(student, gen):
         after = _run(model, _with_changes(gen, tokens, config, list(range(start, length))), config, "random tokens")
         leaked = _changed(before, after)[:, :start].any(0).nonzero().flatten().tolist()
         if leaked and min(leaked) >= start - config["num_layers"]:  # one step ahead per layer
-            raise CheckFailed(f"changing the tokens from position {start} on changed the logits just before it, at "
-                              f"position(s) {leaked}: each position sees the NEXT token (the mask is off by one), "
-                              "so it can read the answer it is trained to predict")
+            raise CheckFailed(
+                f"changing the tokens from position {start} on changed the logits just before it, at "
+                f"position(s) {leaked}: each position sees the NEXT token (the mask is off by one), "
+                "so it can read the answer it is trained to predict"
+            )
         if leaked:
-            raise CheckFailed(f"changing the tokens from position {start} on changed the logits at earlier "
-                              f"position(s) {leaked}: the model sees the future (causal mask missing or wrong), so "
-                              "in training it would copy the next token instead of predicting it")
+            raise CheckFailed(
+                f"changing the tokens from position {start} on changed the logits at earlier "
+                f"position(s) {leaked}: the model sees the future (causal mask missing or wrong), so "
+                "in training it would copy the next token instead of predicting it"
+            )
 
 
 @causal.check(points=1)
@@ -484,13 +600,17 @@ def each_position_reads_itself_and_the_past(student, gen):
     before = _run(model, tokens, config, "random tokens")
     after = _run(model, _with_changes(gen, tokens, config, [0]), config, "random tokens")
     if not _changed(before, after)[:, -1].all():
-        raise CheckFailed("the logits at the last position do not depend on the first token: each position must "
-                          "attend to every earlier position")
+        raise CheckFailed(
+            "the logits at the last position do not depend on the first token: each position must "
+            "attend to every earlier position"
+        )
     middle = randint(gen, 1, length - 2)
     after = _run(model, _with_changes(gen, tokens, config, [middle]), config, "random tokens")
     if not _changed(before, after)[:, middle].all():
-        raise CheckFailed(f"the logits at position {middle} do not depend on the token AT position {middle}: a "
-                          "position must read its own token (True on the diagonal of the mask)")
+        raise CheckFailed(
+            f"the logits at position {middle} do not depend on the token AT position {middle}: a "
+            "position must read its own token (True on the diagonal of the mask)"
+        )
 
 
 @masked.check(points=2)
@@ -502,11 +622,15 @@ def every_position_reads_both_sides(student, gen):
         after = _run(model, _with_changes(gen, tokens, config, [position]), config, "random tokens")
         blind = (~_changed(before, after)).any(0).nonzero().flatten().tolist()
         if blind and side == "last":
-            raise CheckFailed(f"the logits at position(s) {blind} do not depend on the last token: a masked LM reads "
-                              "BOTH sides of a [MASK], so it must not use a causal mask")
+            raise CheckFailed(
+                f"the logits at position(s) {blind} do not depend on the last token: a masked LM reads "
+                "BOTH sides of a [MASK], so it must not use a causal mask"
+            )
         if blind:
-            raise CheckFailed(f"the logits at position(s) {blind} do not depend on the first token: every position "
-                              "must attend to the whole sequence")
+            raise CheckFailed(
+                f"the logits at position(s) {blind} do not depend on the first token: every position "
+                "must attend to the whole sequence"
+            )
 
 
 @causal.check(points=1)
@@ -516,8 +640,10 @@ def uses_positions(student, gen):
     token = int(torch.randint(0, config["vocab_size"], (1,), generator=gen))
     logits = _run(model, torch.full((2, config["max_len"]), token), config, "a repeated token")
     if (logits - logits[:, :1]).abs().max() < 1e-5:
-        raise CheckFailed("a sequence of one repeated token gives the same logits at every position: the model "
-                          "has no idea of positions (add position embeddings to the token embeddings)")
+        raise CheckFailed(
+            "a sequence of one repeated token gives the same logits at every position: the model "
+            "has no idea of positions (add position embeddings to the token embeddings)"
+        )
 
 
 @causal.check(points=1)
@@ -527,18 +653,22 @@ def batch_rows_are_independent(student, gen):
     tokens = _tokens(gen, config)
     together = _run(model, tokens, config, "a batch")
     for row in range(tokens.shape[0]):
-        alone = _run(model, tokens[row:row + 1], config, "one sequence")
-        if (together[row:row + 1] - alone).abs().max() > 1e-4:
-            raise CheckFailed("the logits of a sequence change when other sequences share its batch: the rows of a "
-                              "batch must not attend to each other (do your blocks get (B, T, D), batch first?)")
+        alone = _run(model, tokens[row : row + 1], config, "one sequence")
+        if (together[row : row + 1] - alone).abs().max() > 1e-4:
+            raise CheckFailed(
+                "the logits of a sequence change when other sequences share its batch: the rows of a "
+                "batch must not attend to each other (do your blocks get (B, T, D), batch first?)"
+            )
 
 
 # The stack itself, against the reference with the same weights. The contract names the submodules
 # (those of solutions.pretraining): token_embedding, blocks (chapter 5's blocks, so blocks.<i>.attn.w_q ...),
 # norm (the final LayerNorm) and head; the position table is a buffer, not a parameter.
 
-STACK_HINT = ("the contract names the submodules token_embedding (nn.Embedding), blocks (an nn.ModuleList of "
-              "TransformerBlock), norm (the final nn.LayerNorm) and head (nn.Linear(d_model, vocab_size))")
+STACK_HINT = (
+    "the contract names the submodules token_embedding (nn.Embedding), blocks (an nn.ModuleList of "
+    "TransformerBlock), norm (the final nn.LayerNorm) and head (nn.Linear(d_model, vocab_size))"
+)
 
 
 def _reference_model(reference_class, config):
@@ -587,7 +717,7 @@ def _stack(reference, tokens, causal, norm_first=True, final_norm=True, rows="fi
     LayerNorm, which rows of the position table a sequence of T tokens gets, the embeddings' scale."""
     length = tokens.shape[-1]
     table = reference.positions
-    positions = {"first": table[:length], "last": table[table.shape[0] - length:], "none": 0.0}[rows]
+    positions = {"first": table[:length], "last": table[table.shape[0] - length :], "none": 0.0}[rows]
     with torch.no_grad():
         x = reference.token_embedding(tokens) * scale + positions
         mask = torch.ones(length, length, dtype=torch.bool).tril() if causal else None
@@ -602,22 +732,36 @@ def _stack(reference, tokens, causal, norm_first=True, final_norm=True, rows="fi
 
 def _stack_bugs(reference, tokens, causal):
     length, max_len = tokens.shape[-1], reference.positions.shape[0]
-    bugs = [(_stack(reference, tokens, causal, norm_first=False),
-             "the blocks are Post-LN (norm_first=False); the model's blocks are Pre-LN (norm_first=True)"),
-            (_stack(reference, tokens, causal, final_norm=False),
-             "the final LayerNorm (norm) is not applied: the head reads norm(x), the output of the last block "
-             "normalized"),
-            (_stack(reference, tokens, causal, rows="none"), "no position encoding is added to the token embeddings"),
-            (_stack(reference, tokens, causal, scale=math.sqrt(reference.token_embedding.embedding_dim)),
-             "the token embeddings are multiplied by sqrt(d_model); here they are added to the positions as they "
-             "are"),
-            (_stack(reference, tokens, not causal),
-             "a causal mask is used; the masked LM reads both sides" if not causal else
-             "no causal mask is used; position t must read tokens 0..t only")]
+    bugs = [
+        (
+            _stack(reference, tokens, causal, norm_first=False),
+            "the blocks are Post-LN (norm_first=False); the model's blocks are Pre-LN (norm_first=True)",
+        ),
+        (
+            _stack(reference, tokens, causal, final_norm=False),
+            "the final LayerNorm (norm) is not applied: the head reads norm(x), the output of the last block "
+            "normalized",
+        ),
+        (_stack(reference, tokens, causal, rows="none"), "no position encoding is added to the token embeddings"),
+        (
+            _stack(reference, tokens, causal, scale=math.sqrt(reference.token_embedding.embedding_dim)),
+            "the token embeddings are multiplied by sqrt(d_model); here they are added to the positions as they are",
+        ),
+        (
+            _stack(reference, tokens, not causal),
+            "a causal mask is used; the masked LM reads both sides"
+            if not causal
+            else "no causal mask is used; position t must read tokens 0..t only",
+        ),
+    ]
     if length < max_len:
-        bugs.append((_stack(reference, tokens, causal, rows="last"),
-                     f"a sequence of {length} < max_len tokens gets the LAST {length} rows of the position table; "
-                     f"it gets the first ones, rows 0..{length - 1}"))
+        bugs.append(
+            (
+                _stack(reference, tokens, causal, rows="last"),
+                f"a sequence of {length} < max_len tokens gets the LAST {length} rows of the position table; "
+                f"it gets the first ones, rows 0..{length - 1}",
+            )
+        )
     return bugs
 
 
@@ -631,7 +775,7 @@ def _full_dropout(reference, tokens):
     """Logits at dropout=1.0 in train() mode: every block returns its input (each sublayer's output is
     dropped before the residual addition), so the head reads norm(token_embedding + positions)."""
     with torch.no_grad():
-        x = reference.token_embedding(tokens) + reference.positions[:tokens.shape[-1]]
+        x = reference.token_embedding(tokens) + reference.positions[: tokens.shape[-1]]
         return reference.head(reference.norm(x)), reference.head(reference.norm(torch.zeros_like(x)))
 
 
@@ -644,8 +788,13 @@ def _reference_checks(suite, reference_class, causal):
         model, reference, config = _loaded_pair(student, gen, reference_class)
         model.eval()
         tokens = _tokens(gen, config)
-        _expect_stack(model, reference, tokens, causal,
-                      f"{kind}'s logits for {config['max_len']} = max_len tokens, with the weights of the reference")
+        _expect_stack(
+            model,
+            reference,
+            tokens,
+            causal,
+            f"{kind}'s logits for {config['max_len']} = max_len tokens, with the weights of the reference",
+        )
 
     @suite.check(points=1)
     def shorter_sequences_use_the_first_position_rows(student, gen):
@@ -656,14 +805,20 @@ def _reference_checks(suite, reference_class, causal):
             whole = _run(model, tokens, config, "max_len tokens")
             part = _run(model, tokens[:, :length], config, f"the first {length} tokens")
             if (part - whole[:, :length]).abs().max() > 1e-4:
-                raise CheckFailed(f"the logits of the first {length} tokens alone differ from the first {length} "
-                                  f"positions of the logits of all {config['max_len']} tokens; a causal model's "
-                                  f"positions 0..{length - 1} never see the later tokens, so the two must agree: "
-                                  f"check which rows of the position table a sequence of {length} tokens gets "
-                                  f"(rows 0..{length - 1})")
-        _expect_stack(model, reference, tokens[:, :length], causal,
-                      f"{kind}'s logits for {length} < max_len = {config['max_len']} tokens, "
-                      "with the weights of the reference")
+                raise CheckFailed(
+                    f"the logits of the first {length} tokens alone differ from the first {length} "
+                    f"positions of the logits of all {config['max_len']} tokens; a causal model's "
+                    f"positions 0..{length - 1} never see the later tokens, so the two must agree: "
+                    f"check which rows of the position table a sequence of {length} tokens gets "
+                    f"(rows 0..{length - 1})"
+                )
+        _expect_stack(
+            model,
+            reference,
+            tokens[:, :length],
+            causal,
+            f"{kind}'s logits for {length} < max_len = {config['max_len']} tokens, with the weights of the reference",
+        )
 
     @suite.check(points=1)
     def dropout_acts_inside_the_blocks(student, gen):
@@ -672,18 +827,28 @@ def _reference_checks(suite, reference_class, causal):
         model, reference, config = _loaded_pair(student, gen, reference_class, dropout=1.0)
         tokens = _tokens(gen, config, length=randint(gen, 3, config["max_len"]))
         expected, from_zero = _full_dropout(reference, tokens)
-        diagnoses = [(_stack(reference, tokens, causal), "nothing was dropped: pass dropout to every "
-                                                         "TransformerBlock(..., dropout=dropout)"),
-                     (from_zero, "the embeddings are dropped; dropout acts inside the blocks only"),
-                     (torch.zeros_like(expected), "the logits are dropped; dropout acts inside the blocks only")]
+        diagnoses = [
+            (
+                _stack(reference, tokens, causal),
+                "nothing was dropped: pass dropout to every TransformerBlock(..., dropout=dropout)",
+            ),
+            (from_zero, "the embeddings are dropped; dropout acts inside the blocks only"),
+            (torch.zeros_like(expected), "the logits are dropped; dropout acts inside the blocks only"),
+        ]
         model.train()
-        expect_close(model(tokens), expected, f"{kind}(..., dropout=1.0) in train() mode (every block's sublayer "
-                     "outputs dropped: the logits are head(norm(token_embedding + positions)))", diagnoses=diagnoses)
+        expect_close(
+            model(tokens),
+            expected,
+            f"{kind}(..., dropout=1.0) in train() mode (every block's sublayer "
+            "outputs dropped: the logits are head(norm(token_embedding + positions)))",
+            diagnoses=diagnoses,
+        )
         model, reference, config = _loaded_pair(student, gen, reference_class, dropout=0.0)
         tokens = _tokens(gen, config)
         model.train()
-        _expect_stack(model, reference, tokens, causal, f"{kind}(..., dropout=0.0) in train() mode, which must "
-                                                        "drop nothing,")
+        _expect_stack(
+            model, reference, tokens, causal, f"{kind}(..., dropout=0.0) in train() mode, which must drop nothing,"
+        )
 
 
 _reference_checks(causal, ref.CausalLM, causal=True)

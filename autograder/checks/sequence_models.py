@@ -7,12 +7,14 @@ inputs so that a matching answer gets a message naming the bug. Expected values 
 before the learner's code is called. ``hidden_state_jacobian_norms`` is traced: an answer that
 computed gradients with autograd (reverse or forward mode) fails, as the contract rules out.
 """
+
 import math
 
 import torch
 
 from autograder.oracle import reference
 from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn
+
 ref = reference("sequence_models")
 
 forward = Suite("rnn_forward")
@@ -24,13 +26,18 @@ def _rnn_inputs(gen, B, T, recurrent_scale=1.0, input_scale=1.0):
     """x (B, T, D_in), h0 (B, H), W_xh, W_hh, b with D_in != H (so a swapped weight fails loudly)."""
     D_in = randint(gen, 2, 5)
     H = randint(gen, D_in + 1, D_in + 4)
-    return (randn(gen, B, T, D_in), randn(gen, B, H, scale=0.5),
-            randn(gen, D_in, H, scale=input_scale / math.sqrt(D_in)),
-            randn(gen, H, H, scale=recurrent_scale / math.sqrt(H)), randn(gen, H, scale=0.5))
+    return (
+        randn(gen, B, T, D_in),
+        randn(gen, B, H, scale=0.5),
+        randn(gen, D_in, H, scale=input_scale / math.sqrt(D_in)),
+        randn(gen, H, H, scale=recurrent_scale / math.sqrt(H)),
+        randn(gen, H, scale=0.5),
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # rnn_forward
+
 
 def _buggy_states(x, h0, W_xh, W_hh, b, activation=torch.tanh, transpose_hh=False, bias_times=1, zero_h0=False):
     """h_1..h_T (B, T, H) of an RNN written with one of the typical bugs."""
@@ -46,15 +53,27 @@ def _buggy_states(x, h0, W_xh, W_hh, b, activation=torch.tanh, transpose_hh=Fals
 def _output_bugs(x, h0, W_xh, W_hh, b):
     states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
     return [
-        (torch.cat([h0[:, None], states[:, :-1]], dim=1),
-         "it holds h_0..h_{T-1}; outputs[:, t-1] must be h_t, the state AFTER reading x_t (h_1..h_T, not h_0)"),
-        (_buggy_states(x, h0, W_xh, W_hh, b, activation=lambda a: a), "tanh is missing: each new state is tanh(pre-activation)"),
-        (_buggy_states(x, h0, W_xh, W_hh, b, transpose_hh=True),
-         "it uses W_hh transposed: the recurrent term is h_{t-1} @ W_hh (W_hh is (H, H), rows indexed by h_{t-1})"),
-        (_buggy_states(x, h0, W_xh, W_hh, b, bias_times=2),
-         "the bias b is added twice (torch.nn.RNN has two biases, b_ih and b_hh; this function has one)"),
+        (
+            torch.cat([h0[:, None], states[:, :-1]], dim=1),
+            "it holds h_0..h_{T-1}; outputs[:, t-1] must be h_t, the state AFTER reading x_t (h_1..h_T, not h_0)",
+        ),
+        (
+            _buggy_states(x, h0, W_xh, W_hh, b, activation=lambda a: a),
+            "tanh is missing: each new state is tanh(pre-activation)",
+        ),
+        (
+            _buggy_states(x, h0, W_xh, W_hh, b, transpose_hh=True),
+            "it uses W_hh transposed: the recurrent term is h_{t-1} @ W_hh (W_hh is (H, H), rows indexed by h_{t-1})",
+        ),
+        (
+            _buggy_states(x, h0, W_xh, W_hh, b, bias_times=2),
+            "the bias b is added twice (torch.nn.RNN has two biases, b_ih and b_hh; this function has one)",
+        ),
         (_buggy_states(x, h0, W_xh, W_hh, b, bias_times=0), "the bias b is not added"),
-        (_buggy_states(x, h0, W_xh, W_hh, b, zero_h0=True), "h0 is ignored: the recurrence must start from the given h0, not from zeros"),
+        (
+            _buggy_states(x, h0, W_xh, W_hh, b, zero_h0=True),
+            "h0 is ignored: the recurrence must start from the given h0, not from zeros",
+        ),
     ]
 
 
@@ -71,7 +90,9 @@ def returns_outputs_and_last_state(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, B, T)
     outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
     H = h0.shape[1]
-    expect_shape(outputs, (B, T, H), f"outputs for x of shape (B, T, D_in) = {tuple(x.shape)} (batch first, one state per step)")
+    expect_shape(
+        outputs, (B, T, H), f"outputs for x of shape (B, T, D_in) = {tuple(x.shape)} (batch first, one state per step)"
+    )
     expect_shape(h_T, (B, H), "h_T (B, H)")
 
 
@@ -80,9 +101,15 @@ def one_step_matches_formula(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), 1)
     expected = torch.tanh(x[:, 0] @ W_xh + h0 @ W_hh + b)[:, None]
     outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
-    expect_close(outputs, expected, "outputs for a one-step sequence (expected [h_1], h_1 = tanh(x_1 @ W_xh + h_0 @ W_hh + b))",
-                 diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
-    expect_close(h_T, expected[:, 0], "h_T for T = 1 (it should be h_1)", diagnoses=[(h0, "h_T is h_0, the initial state")])
+    expect_close(
+        outputs,
+        expected,
+        "outputs for a one-step sequence (expected [h_1], h_1 = tanh(x_1 @ W_xh + h_0 @ W_hh + b))",
+        diagnoses=_output_bugs(x, h0, W_xh, W_hh, b),
+    )
+    expect_close(
+        h_T, expected[:, 0], "h_T for T = 1 (it should be h_1)", diagnoses=[(h0, "h_T is h_0, the initial state")]
+    )
 
 
 @forward.check(points=2)
@@ -90,8 +117,7 @@ def matches_reference_over_time(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 6, 12))
     expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
     outputs, _ = _forward(student, x, h0, W_xh, W_hh, b)
-    expect_close(outputs, expected, "outputs (h_1..h_T)",
-                 diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
+    expect_close(outputs, expected, "outputs (h_1..h_T)", diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
 
 
 @forward.check(points=1)
@@ -99,11 +125,16 @@ def last_state_is_h_T(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 4, 9))
     states = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
     _, h_T = _forward(student, x, h0, W_xh, W_hh, b)
-    expect_close(h_T, states[:, -1], "h_T", diagnoses=[
-        (h0, "h_T is h_0, the initial state; return the state after the last step"),
-        (states[:, -2], "h_T is h_{T-1}: the last input x_T was not read"),
-        (states[:, 0], "h_T is h_1, the first state; return the last one"),
-    ])
+    expect_close(
+        h_T,
+        states[:, -1],
+        "h_T",
+        diagnoses=[
+            (h0, "h_T is h_0, the initial state; return the state after the last step"),
+            (states[:, -2], "h_T is h_{T-1}: the last input x_T was not read"),
+            (states[:, 0], "h_T is h_1, the first state; return the last one"),
+        ],
+    )
 
 
 @forward.check(points=1)
@@ -120,15 +151,22 @@ def long_saturated_sequence_matches_torch_rnn(student, gen):
     outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
     outputs = expect_shape(outputs, expected_outputs.shape, "outputs")
     if not torch.isfinite(outputs).all():
-        raise CheckFailed("outputs contain NaN or inf for large pre-activations (|a| ~ 100), where torch.nn.RNN gives "
-                          "values in [-1, 1]; a tanh written with exp() overflows there: use torch.tanh")
-    expect_close(outputs, expected_outputs, "outputs of a long sequence with saturating tanh, compared with "
-                 "torch.nn.RNN (weight_ih_l0 = W_xh.T, weight_hh_l0 = W_hh.T, bias_ih_l0 = b, bias_hh_l0 = 0)")
+        raise CheckFailed(
+            "outputs contain NaN or inf for large pre-activations (|a| ~ 100), where torch.nn.RNN gives "
+            "values in [-1, 1]; a tanh written with exp() overflows there: use torch.tanh"
+        )
+    expect_close(
+        outputs,
+        expected_outputs,
+        "outputs of a long sequence with saturating tanh, compared with "
+        "torch.nn.RNN (weight_ih_l0 = W_xh.T, weight_hh_l0 = W_hh.T, bias_ih_l0 = b, bias_hh_l0 = 0)",
+    )
     expect_close(h_T, expected_h_T[0], "h_T of a long sequence, compared with torch.nn.RNN's final hidden state")
 
 
 # ---------------------------------------------------------------------------------------
 # hidden_state_jacobian_norms
+
 
 def autograd_jacobian_norms(x, h0, W_xh, W_hh, b) -> torch.Tensor:
     """The truth: ||d h_T / d h_t||_F for t = 1..T from torch.autograd, on a float64 forward
@@ -156,8 +194,11 @@ def _buggy_norms(states, W_hh, derivative="state", order="right", transpose_hh=F
     product = torch.eye(H, dtype=states.dtype)
     norms = [torch.linalg.matrix_norm(product)]
     for s in range(T, earliest, -1):
-        factor = {"state": 1 - states[s] ** 2, "none": torch.ones(H, dtype=states.dtype),
-                  "previous": 1 - states[s - 1] ** 2}[derivative]
+        factor = {
+            "state": 1 - states[s] ** 2,
+            "none": torch.ones(H, dtype=states.dtype),
+            "previous": 1 - states[s - 1] ** 2,
+        }[derivative]
         step = factor[:, None] * W
         product = product @ step if order == "right" else step @ product
         norms.append(torch.linalg.matrix_norm(product))
@@ -167,20 +208,33 @@ def _buggy_norms(states, W_hh, derivative="state", order="right", transpose_hh=F
 def _jacobian_bugs(x, h0, W_xh, W_hh, b):
     states = torch.cat([h0, ref.rnn_forward(x, h0, W_xh, W_hh, b)[0][0]])  # (T + 1, H): h_0..h_T
     return [
-        (_buggy_norms(states, W_hh, derivative="none"),
-         "the tanh derivative is missing: d h_s / d h_{s-1} = diag(1 - h_s^2) @ W_hh^T, not W_hh^T alone"),
-        (_buggy_norms(states, W_hh, derivative="previous"),
-         "the tanh derivative uses h_{s-1}; the step that produces h_s = tanh(a_s) has derivative 1 - h_s^2"),
-        (_buggy_norms(states, W_hh, order="left"),
-         "the Jacobians are multiplied in the wrong order: d h_T / d h_t = J_T @ ... @ J_{t+1}, so each step "
-         "further back multiplies on the RIGHT (J_s = d h_s / d h_{s-1})"),
-        (_buggy_norms(states, W_hh, transpose_hh=True),
-         "it uses W_hh where W_hh^T belongs: d h_s[i] / d h_{s-1}[j] = (1 - h_s[i]^2) W_hh[j, i]"),
-        (_buggy_norms(states, W_hh, earliest=0)[:-1],
-         "the entries are off by one: entry t-1 must be d h_T / d h_t for t = 1..T (from d h_T / d h_1 "
-         "to d h_T / d h_T = I), not d h_T / d h_0 .. d h_T / d h_{T-1}"),
-        (_buggy_norms(states, W_hh).flip(0), "the entries are in reverse order: entry 0 is d h_T / d h_1 (the farthest "
-                                             "state), the last entry is d h_T / d h_T = I"),
+        (
+            _buggy_norms(states, W_hh, derivative="none"),
+            "the tanh derivative is missing: d h_s / d h_{s-1} = diag(1 - h_s^2) @ W_hh^T, not W_hh^T alone",
+        ),
+        (
+            _buggy_norms(states, W_hh, derivative="previous"),
+            "the tanh derivative uses h_{s-1}; the step that produces h_s = tanh(a_s) has derivative 1 - h_s^2",
+        ),
+        (
+            _buggy_norms(states, W_hh, order="left"),
+            "the Jacobians are multiplied in the wrong order: d h_T / d h_t = J_T @ ... @ J_{t+1}, so each step "
+            "further back multiplies on the RIGHT (J_s = d h_s / d h_{s-1})",
+        ),
+        (
+            _buggy_norms(states, W_hh, transpose_hh=True),
+            "it uses W_hh where W_hh^T belongs: d h_s[i] / d h_{s-1}[j] = (1 - h_s[i]^2) W_hh[j, i]",
+        ),
+        (
+            _buggy_norms(states, W_hh, earliest=0)[:-1],
+            "the entries are off by one: entry t-1 must be d h_T / d h_t for t = 1..T (from d h_T / d h_1 "
+            "to d h_T / d h_T = I), not d h_T / d h_0 .. d h_T / d h_{T-1}",
+        ),
+        (
+            _buggy_norms(states, W_hh).flip(0),
+            "the entries are in reverse order: entry 0 is d h_T / d h_1 (the farthest "
+            "state), the last entry is d h_T / d h_T = I",
+        ),
     ]
 
 
@@ -193,9 +247,11 @@ def _norms(student, args):
     mode), which the contract rules out: the exercise is the chain rule written by hand."""
     norms, trace = student.traced(*args)
     if trace.autograd:
-        raise CheckFailed("hidden_state_jacobian_norms computes gradients with autograd (torch.autograd, .backward() "
-                          "or torch.func); this exercise is the chain rule by hand: build each step's Jacobian "
-                          "d h_s / d h_{s-1} from the states and W_hh and multiply them yourself")
+        raise CheckFailed(
+            "hidden_state_jacobian_norms computes gradients with autograd (torch.autograd, .backward() "
+            "or torch.func); this exercise is the chain rule by hand: build each step's Jacobian "
+            "d h_s / d h_{s-1} from the states and W_hh and multiply them yourself"
+        )
     return norms
 
 
@@ -205,12 +261,20 @@ def shape_and_last_entry_is_identity(student, gen):
     args = _inputs(gen, T)
     H = args[1].shape[1]
     diagnoses = [(wrong[-1:], explanation) for wrong, explanation in _jacobian_bugs(*args)[-2:]] + [
-        (torch.ones(1), "it is 1, the spectral norm (largest singular value) of I; return Frobenius norms, "
-                        "the square root of the sum of squared entries, so ||I||_F = sqrt(H)")]
+        (
+            torch.ones(1),
+            "it is 1, the spectral norm (largest singular value) of I; return Frobenius norms, "
+            "the square root of the sum of squared entries, so ||I||_F = sqrt(H)",
+        )
+    ]
     norms = _norms(student, args)
     expect_shape(norms, (T,), f"the result for a sequence of T = {T} steps (one norm per t = 1..T)")
-    expect_close(norms[-1:], torch.tensor([math.sqrt(H)]),
-                 f"the last entry, ||d h_T / d h_T||_F = ||I||_F = sqrt(H) = sqrt({H}),", diagnoses=diagnoses)
+    expect_close(
+        norms[-1:],
+        torch.tensor([math.sqrt(H)]),
+        f"the last entry, ||d h_T / d h_T||_F = ||I||_F = sqrt(H) = sqrt({H}),",
+        diagnoses=diagnoses,
+    )
 
 
 @jacobian.check(points=1)
@@ -218,18 +282,26 @@ def one_step_back_by_hand(student, gen):
     args = _inputs(gen, 2)
     x, h0, W_xh, W_hh, b = args
     h_2 = ref.rnn_forward(x, h0, W_xh, W_hh, b)[1][0]
-    one_step = torch.linalg.matrix_norm((1 - h_2 ** 2)[:, None] * W_hh.T)
+    one_step = torch.linalg.matrix_norm((1 - h_2**2)[:, None] * W_hh.T)
     expected = torch.stack([one_step, torch.tensor(math.sqrt(W_hh.shape[0]))])
-    expect_close(_norms(student, args), expected, "the result for T = 2, [||diag(1 - h_2^2) @ W_hh^T||_F, sqrt(H)],",
-                 diagnoses=_jacobian_bugs(*args))
+    expect_close(
+        _norms(student, args),
+        expected,
+        "the result for T = 2, [||diag(1 - h_2^2) @ W_hh^T||_F, sqrt(H)],",
+        diagnoses=_jacobian_bugs(*args),
+    )
 
 
 @jacobian.check(points=3)
 def matches_autograd(student, gen):
     args = _inputs(gen, randint(gen, 6, 12), recurrent_scale=1.5)
     expected = autograd_jacobian_norms(*args)
-    expect_close(_norms(student, args), expected, "||d h_T / d h_t||_F (compared with torch.autograd)",
-                 diagnoses=_jacobian_bugs(*args))
+    expect_close(
+        _norms(student, args),
+        expected,
+        "||d h_T / d h_t||_F (compared with torch.autograd)",
+        diagnoses=_jacobian_bugs(*args),
+    )
 
 
 @jacobian.check(points=1)
@@ -237,8 +309,14 @@ def long_sequence_matches_reference(student, gen):
     args = _inputs(gen, randint(gen, 20, 30), recurrent_scale=1.2)
     expected = ref.hidden_state_jacobian_norms(*args)
     # The norms span several orders of magnitude: compare each entry relative to its own size.
-    expect_close(_norms(student, args), expected, "||d h_T / d h_t||_F over a long sequence",
-                 rtol=1e-3, atol=1e-9, diagnoses=_jacobian_bugs(*args))
+    expect_close(
+        _norms(student, args),
+        expected,
+        "||d h_T / d h_t||_F over a long sequence",
+        rtol=1e-3,
+        atol=1e-9,
+        diagnoses=_jacobian_bugs(*args),
+    )
 
 
 @jacobian.check(points=1)
@@ -249,11 +327,19 @@ def zero_input_gives_powers_of_W_hh(student, gen):
     distance = torch.arange(T - 1, -1, -1, dtype=torch.float64)
     for gain, trend in ((0.7, "vanish"), (1.3, "explode")):
         norms = _norms(student, (x, h0, W_xh, (gain * orthogonal).float(), b))
-        expect_close(norms, gain ** distance * math.sqrt(H),
-                     f"||d h_T / d h_t||_F for zero inputs and W_hh = {gain} x an orthogonal matrix (all states are 0, "
-                     f"so tanh' = 1 and d h_T / d h_t = (W_hh^T)^(T-t), of norm {gain}^(T-t) sqrt(H): they should {trend})",
-                     rtol=1e-3, atol=0, diagnoses=[
-                         (gain ** (distance + 1) * math.sqrt(H), "the entries are off by one: entry t-1 is for h_t, "
-                                                                 "and the last one, d h_T / d h_T = I, has norm sqrt(H)"),
-                         (gain ** distance.flip(0) * math.sqrt(H), "the entries are in reverse order: entry 0 is d h_T / d h_1"),
-                     ])
+        expect_close(
+            norms,
+            gain**distance * math.sqrt(H),
+            f"||d h_T / d h_t||_F for zero inputs and W_hh = {gain} x an orthogonal matrix (all states are 0, "
+            f"so tanh' = 1 and d h_T / d h_t = (W_hh^T)^(T-t), of norm {gain}^(T-t) sqrt(H): they should {trend})",
+            rtol=1e-3,
+            atol=0,
+            diagnoses=[
+                (
+                    gain ** (distance + 1) * math.sqrt(H),
+                    "the entries are off by one: entry t-1 is for h_t, "
+                    "and the last one, d h_T / d h_T = I, has norm sqrt(H)",
+                ),
+                (gain ** distance.flip(0) * math.sqrt(H), "the entries are in reverse order: entry 0 is d h_T / d h_1"),
+            ],
+        )

@@ -14,15 +14,17 @@ tests verify against real module stacks, and must return an int. Typical bugs ar
 on the same inputs, before the learner's code is called; sizes are drawn so that the
 dimensions a message names are distinct.
 """
+
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.student import Student
 from autograder.oracle import reference
+from autograder.student import Student
 from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+
 ref = reference("transformer_block")
 
 norm = Suite("layer_norm")
@@ -35,6 +37,7 @@ SUITES = {s.function: s for s in (norm, ffn, block, counting)}
 # ---------------------------------------------------------------------------------------
 # layer_norm
 
+
 def _normalized(x, eps, unbiased=False, eps_outside=False, center=True):
     x = x.double()
     mean = x.mean(-1, keepdim=True) if center else torch.zeros_like(x[..., :1])
@@ -45,19 +48,29 @@ def _normalized(x, eps, unbiased=False, eps_outside=False, center=True):
 def _norm_bugs(x, weight, bias, eps):
     w, b = weight.double(), bias.double()
     bugs = [
-        (_normalized(x, eps, unbiased=True) * w + b,
-         "the variance is unbiased (divided by D - 1); layer norm uses the biased variance (divide by D: unbiased=False)"),
-        (_normalized(x, eps, eps_outside=True) * w + b,
-         "eps is added to the standard deviation; it belongs inside the square root: sqrt(var + eps)"),
+        (
+            _normalized(x, eps, unbiased=True) * w + b,
+            "the variance is unbiased (divided by D - 1); layer norm uses the biased variance (divide by D: unbiased=False)",
+        ),
+        (
+            _normalized(x, eps, eps_outside=True) * w + b,
+            "eps is added to the standard deviation; it belongs inside the square root: sqrt(var + eps)",
+        ),
         (_normalized(x, eps), "weight and bias are not applied: multiply by weight, then add bias"),
         (_normalized(x, eps) * b + w, "weight and bias are swapped: the result is normalized * weight + bias"),
-        (_normalized(x, eps, center=False) * w + b,
-         "the mean is not subtracted (that is RMSNorm): subtract the mean of each row first"),
+        (
+            _normalized(x, eps, center=False) * w + b,
+            "the mean is not subtracted (that is RMSNorm): subtract the mean of each row first",
+        ),
     ]
     if x.dim() >= 2 and x.shape[-2] > 1:
         moved = x.double().transpose(-1, -2)
-        bugs.append((_normalized(moved, eps).transpose(-1, -2) * w + b,
-                     "it normalizes over dim -2; layer norm normalizes each row over the last dimension"))
+        bugs.append(
+            (
+                _normalized(moved, eps).transpose(-1, -2) * w + b,
+                "it normalizes over dim -2; layer norm normalizes each row over the last dimension",
+            )
+        )
     if eps != 1e-5:
         bugs.append((_normalized(x, 1e-5) * w + b, "the eps argument is ignored (1e-5 is used instead)"))
     return bugs
@@ -72,10 +85,16 @@ def _expect_norm(student, x, weight, bias, eps, what, atol):
     diagnoses = _norm_bugs(x, weight, bias, eps)
     result = student(x, weight, bias) if eps == 1e-5 else student(x, weight, bias, eps=eps)
     constant_row = bool((x.amax(-1) == x.amin(-1)).any())
-    if constant_row and isinstance(result, torch.Tensor) and result.shape == expected.shape \
-            and not torch.isfinite(result).all():
-        raise CheckFailed(f"{what} contains NaN or inf: a row of equal values has variance 0, so dividing by "
-                          "sqrt(var) fails; add eps inside the square root, sqrt(var + eps)")
+    if (
+        constant_row
+        and isinstance(result, torch.Tensor)
+        and result.shape == expected.shape
+        and not torch.isfinite(result).all()
+    ):
+        raise CheckFailed(
+            f"{what} contains NaN or inf: a row of equal values has variance 0, so dividing by "
+            "sqrt(var) fails; add eps inside the square root, sqrt(var + eps)"
+        )
     expect_close(result, expected, what, atol=atol, diagnoses=diagnoses)
 
 
@@ -97,8 +116,15 @@ def rows_of_nearly_equal_values(student, gen):
     spread = torch.tensor([1e-3, 3e-3, 1e-2, 1.0])[torch.arange(rows) % 4, None]
     x = offsets + randn(gen, rows, d) * spread
     x[0] = 2.0  # exactly constant: variance 0
-    _expect_norm(student, x, weight, bias, 1e-5, "layer_norm of rows of nearly equal values (variance 0 to 1e-4, near eps = 1e-5)",
-                 atol=1e-3)
+    _expect_norm(
+        student,
+        x,
+        weight,
+        bias,
+        1e-5,
+        "layer_norm of rows of nearly equal values (variance 0 to 1e-4, near eps = 1e-5)",
+        atol=1e-3,
+    )
 
 
 @norm.check(points=1)
@@ -106,8 +132,9 @@ def uses_the_eps_argument(student, gen):
     d = randint(gen, 7, 11)
     weight, bias = _norm_params(gen, d)
     x = randn(gen, randint(gen, 3, 6), d, scale=0.1)
-    _expect_norm(student, x, weight, bias, 1e-2, "layer_norm(x, weight, bias, eps=1e-2) for rows of variance ~1e-2",
-                 atol=1e-4)
+    _expect_norm(
+        student, x, weight, bias, 1e-2, "layer_norm(x, weight, bias, eps=1e-2) for rows of variance ~1e-2", atol=1e-4
+    )
 
 
 @norm.check(points=1)
@@ -127,6 +154,7 @@ def gradients_match_f_layer_norm(student, gen):
 
 # ---------------------------------------------------------------------------------------
 # FeedForward
+
 
 def _expect_state(state, shapes, what, hint):
     """Fail unless ``state`` (a state_dict) has every key of ``shapes`` with that shape."""
@@ -163,8 +191,12 @@ def _loaded(model, gen, shapes, what, hint):
 
 
 def _ffn_shapes(d_model, d_ff, prefix=""):
-    return {f"{prefix}linear1.weight": (d_ff, d_model), f"{prefix}linear1.bias": (d_ff,),
-            f"{prefix}linear2.weight": (d_model, d_ff), f"{prefix}linear2.bias": (d_model,)}
+    return {
+        f"{prefix}linear1.weight": (d_ff, d_model),
+        f"{prefix}linear1.bias": (d_ff,),
+        f"{prefix}linear2.weight": (d_model, d_ff),
+        f"{prefix}linear2.bias": (d_model,),
+    }
 
 
 FFN_HINT = "FeedForward needs nn.Linear submodules linear1 (d_model -> d_ff) and linear2 (d_ff -> d_model)"
@@ -192,10 +224,14 @@ def _ffn_bugs(weights, x, activation):
     x64 = x.double()
     bugs = [
         (_ffn(weights, x, lambda h: h), "there is no activation between linear1 and linear2"),
-        (_ffn(weights, x, activation, after=activation), "the activation is also applied after linear2; "
-                                                         "the output of linear2 is the result"),
-        (x64 + _ffn(weights, x, activation), "the input is added to the output: the residual connection belongs "
-                                             "to TransformerBlock, not to FeedForward"),
+        (
+            _ffn(weights, x, activation, after=activation),
+            "the activation is also applied after linear2; the output of linear2 is the result",
+        ),
+        (
+            x64 + _ffn(weights, x, activation),
+            "the input is added to the output: the residual connection belongs to TransformerBlock, not to FeedForward",
+        ),
     ]
     if activation is F.relu:
         bugs.append((_ffn(weights, x, F.gelu), "GELU is used although activation='relu' (the default)"))
@@ -218,16 +254,24 @@ def relu_network_matches(student, gen):
     model, weights, d_model = _ffn_model(student, gen)
     for shape in ((randint(gen, 2, 3), randint(gen, 3, 7), d_model), (randint(gen, 3, 7), d_model)):
         x = randn(gen, *shape)
-        expect_close(model(x), _ffn(weights, x, F.relu), f"FeedForward(x of shape {shape})",
-                     diagnoses=_ffn_bugs(weights, x, F.relu))
+        expect_close(
+            model(x),
+            _ffn(weights, x, F.relu),
+            f"FeedForward(x of shape {shape})",
+            diagnoses=_ffn_bugs(weights, x, F.relu),
+        )
 
 
 @ffn.check(points=1)
 def gelu_network_matches(student, gen):
     model, weights, d_model = _ffn_model(student, gen, activation="gelu")
     x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 7), d_model, scale=2.0)
-    expect_close(model(x), _ffn(weights, x, F.gelu), "FeedForward(..., activation='gelu')(x)",
-                 diagnoses=_ffn_bugs(weights, x, F.gelu))
+    expect_close(
+        model(x),
+        _ffn(weights, x, F.gelu),
+        "FeedForward(..., activation='gelu')(x)",
+        diagnoses=_ffn_bugs(weights, x, F.gelu),
+    )
 
 
 def _expect_dropout_only_in_training(model, x, expected, what):
@@ -235,14 +279,18 @@ def _expect_dropout_only_in_training(model, x, expected, what):
     model.eval()
     first = model(x)
     if isinstance(first, torch.Tensor) and not is_close(model(x), first):
-        raise CheckFailed(f"{what} in eval() mode gives a different output at every call: dropout must be off after "
-                          "model.eval() (use nn.Dropout, or F.dropout(..., training=self.training))")
+        raise CheckFailed(
+            f"{what} in eval() mode gives a different output at every call: dropout must be off after "
+            "model.eval() (use nn.Dropout, or F.dropout(..., training=self.training))"
+        )
     expect_close(first, expected, f"{what} in eval() mode")
     model.train()
     first, second = model(x), model(x)
     if is_close(first, expected) and is_close(second, expected):
-        raise CheckFailed(f"{what} in train() mode gives the same output as in eval() mode: dropout is not applied "
-                          "(use nn.Dropout(dropout) and call it in forward)")
+        raise CheckFailed(
+            f"{what} in train() mode gives the same output as in eval() mode: dropout is not applied "
+            "(use nn.Dropout(dropout) and call it in forward)"
+        )
 
 
 @ffn.check(points=1)
@@ -254,8 +302,10 @@ def dropout_only_in_training(student, gen):
 
 def _nan_at_full_dropout(output, what):
     if isinstance(output, torch.Tensor) and output.is_floating_point() and not torch.isfinite(output).all():
-        raise CheckFailed(f"{what} contains NaN or inf: with every value dropped nothing may be divided by "
-                          "1 - p = 0 (nn.Dropout(1.0) returns zeros)")
+        raise CheckFailed(
+            f"{what} contains NaN or inf: with every value dropped nothing may be divided by "
+            "1 - p = 0 (nn.Dropout(1.0) returns zeros)"
+        )
 
 
 @ffn.check(points=1)
@@ -266,23 +316,35 @@ def dropout_acts_on_the_hidden_activation(student, gen):
     x = randn(gen, randint(gen, 2, 3), randint(gen, 4, 7), d_model)
     full = _ffn(weights, x, F.relu)
     expected = weights["linear2.bias"].expand_as(full)
-    diagnoses = [(full, "nothing was dropped: dropout is not applied, or the dropout argument is ignored"),
-                 (torch.zeros_like(full), "the output of linear2 is dropped; dropout acts on the hidden activation, "
-                                          "between the activation and linear2"),
-                 (_ffn(weights, torch.zeros_like(x), F.relu), "the input x is dropped; dropout acts on the hidden "
-                                                              "activation, between the activation and linear2")]
+    diagnoses = [
+        (full, "nothing was dropped: dropout is not applied, or the dropout argument is ignored"),
+        (
+            torch.zeros_like(full),
+            "the output of linear2 is dropped; dropout acts on the hidden activation, "
+            "between the activation and linear2",
+        ),
+        (
+            _ffn(weights, torch.zeros_like(x), F.relu),
+            "the input x is dropped; dropout acts on the hidden activation, between the activation and linear2",
+        ),
+    ]
     what = "FeedForward(..., dropout=1.0) in train() mode"
     model.train()
     output = model(x)
     _nan_at_full_dropout(output, what)
-    expect_close(output, expected, f"{what} (every hidden unit dropped: the output is linear2.bias)",
-                 diagnoses=diagnoses)
+    expect_close(
+        output, expected, f"{what} (every hidden unit dropped: the output is linear2.bias)", diagnoses=diagnoses
+    )
     model, weights, d_model = _ffn_model(student, gen, dropout=0.0)
     x = randn(gen, randint(gen, 2, 3), randint(gen, 4, 7), d_model)
     expected = _ffn(weights, x, F.relu)
     model.train()
-    expect_close(model(x), expected, "FeedForward(..., dropout=0.0) in train() mode, which must drop nothing,",
-                 diagnoses=_ffn_bugs(weights, x, F.relu))
+    expect_close(
+        model(x),
+        expected,
+        "FeedForward(..., dropout=0.0) in train() mode, which must drop nothing,",
+        diagnoses=_ffn_bugs(weights, x, F.relu),
+    )
 
 
 @ffn.check(points=1)
@@ -302,8 +364,10 @@ def dropout_rescales_the_kept_hidden_units(student, gen):
     residual = (hidden @ w2.T - target.T.reshape(*x.shape[:-1], d_model)).abs().max()
     what = "in train() mode with dropout=0.5"
     if not torch.isfinite(hidden).all() or residual > 1e-3 * (1 + target.abs().max()):
-        raise CheckFailed(f"{what}, the output is not linear2 applied to a hidden vector: dropout acts after "
-                          "linear2 (or on the input); it belongs on the hidden activation, before linear2")
+        raise CheckFailed(
+            f"{what}, the output is not linear2 applied to a hidden vector: dropout acts after "
+            "linear2 (or on the input); it belongs on the hidden activation, before linear2"
+        )
 
     def close(a, b):
         return (a - b).abs() <= 1e-3 * (1 + b.abs())
@@ -314,25 +378,36 @@ def dropout_rescales_the_kept_hidden_units(student, gen):
     if close(hidden, F.gelu(pre)).all():
         raise CheckFailed(f"{what} no hidden unit was dropped: dropout is not applied")
     if (dropped | close(hidden, F.gelu(pre))).all():
-        raise CheckFailed(f"{what} the kept hidden units are not scaled by 1 / (1 - p): use nn.Dropout, which "
-                          "scales them so that the expected value is unchanged")
+        raise CheckFailed(
+            f"{what} the kept hidden units are not scaled by 1 / (1 - p): use nn.Dropout, which "
+            "scales them so that the expected value is unchanged"
+        )
     if (dropped | close(hidden, F.gelu(pre / (1 - p)))).all():
-        raise CheckFailed(f"{what} dropout acts before the activation; it acts on the activation's output: "
-                          "linear2(dropout(activation(linear1(x))))")
-    raise CheckFailed(f"{what} some hidden units are neither dropped (0) nor the activation's value / (1 - p): "
-                      "dropout must act on the hidden activation, linear2(dropout(activation(linear1(x))))")
+        raise CheckFailed(
+            f"{what} dropout acts before the activation; it acts on the activation's output: "
+            "linear2(dropout(activation(linear1(x))))"
+        )
+    raise CheckFailed(
+        f"{what} some hidden units are neither dropped (0) nor the activation's value / (1 - p): "
+        "dropout must act on the hidden activation, linear2(dropout(activation(linear1(x))))"
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # TransformerBlock
 
-BLOCK_HINT = ("TransformerBlock needs submodules attn (chapter 3's MultiHeadAttention, with w_q, w_k, w_v, w_o), "
-              "ffn (FeedForward, with linear1 and linear2), norm1 and norm2 (nn.LayerNorm(d_model))")
+BLOCK_HINT = (
+    "TransformerBlock needs submodules attn (chapter 3's MultiHeadAttention, with w_q, w_k, w_v, w_o), "
+    "ffn (FeedForward, with linear1 and linear2), norm1 and norm2 (nn.LayerNorm(d_model))"
+)
 
 
 def _block_shapes(d_model, d_ff):
-    shapes = {f"attn.{w}.{p}": (d_model, d_model) if p == "weight" else (d_model,)
-              for w in ("w_q", "w_k", "w_v", "w_o") for p in ("weight", "bias")}
+    shapes = {
+        f"attn.{w}.{p}": (d_model, d_model) if p == "weight" else (d_model,)
+        for w in ("w_q", "w_k", "w_v", "w_o")
+        for p in ("weight", "bias")
+    }
     shapes.update(_ffn_shapes(d_model, d_ff, prefix="ffn."))
     shapes.update({f"{n}.{p}": (d_model,) for n in ("norm1", "norm2") for p in ("weight", "bias")})
     return shapes
@@ -354,12 +429,22 @@ def _block_model(student, gen, norm_first, activation=None, dropout=None):
 def _pytorch_layer(weights, sizes, norm_first, activation="relu"):
     """torch.nn.TransformerEncoderLayer (float64, dropout 0, eval) holding ``weights``."""
     _, _, d_model, heads, d_ff = sizes
-    layer = nn.TransformerEncoderLayer(d_model, heads, d_ff, dropout=0.0, activation=activation,
-                                       norm_first=norm_first, batch_first=True, dtype=torch.float64)
-    attn = {"self_attn.in_proj_weight": torch.cat([weights[f"attn.w_{p}.weight"] for p in "qkv"]),
-            "self_attn.in_proj_bias": torch.cat([weights[f"attn.w_{p}.bias"] for p in "qkv"]),
-            "self_attn.out_proj.weight": weights["attn.w_o.weight"],
-            "self_attn.out_proj.bias": weights["attn.w_o.bias"]}
+    layer = nn.TransformerEncoderLayer(
+        d_model,
+        heads,
+        d_ff,
+        dropout=0.0,
+        activation=activation,
+        norm_first=norm_first,
+        batch_first=True,
+        dtype=torch.float64,
+    )
+    attn = {
+        "self_attn.in_proj_weight": torch.cat([weights[f"attn.w_{p}.weight"] for p in "qkv"]),
+        "self_attn.in_proj_bias": torch.cat([weights[f"attn.w_{p}.bias"] for p in "qkv"]),
+        "self_attn.out_proj.weight": weights["attn.w_o.weight"],
+        "self_attn.out_proj.bias": weights["attn.w_o.bias"],
+    }
     rest = {key.removeprefix("ffn."): value for key, value in weights.items() if not key.startswith("attn.")}
     layer.load_state_dict({**attn, **rest})
     return layer.eval()
@@ -408,25 +493,39 @@ def _block_bugs(layer, x, mask, norm_first):
     stops at the first one that matches."""
     order = "pre" if norm_first else "post"
     asked = "Pre-LN (norm_first=True)" if norm_first else "Post-LN (norm_first=False)"
-    yield (_variant(layer, x, mask, "post" if norm_first else "pre"),
-           "this is Post-LN, x = norm(x + sublayer(x)), but norm_first=True asks for Pre-LN, x = x + sublayer(norm(x))"
-           if norm_first else
-           "this is Pre-LN, x = x + sublayer(norm(x)), but norm_first=False asks for Post-LN, x = norm(x + sublayer(x))")
-    yield (_variant(layer, x, mask, order, attn_residual=False, ffn_residual=False),
-           f"there is no residual connection ({asked}): add each sublayer's input to its output")
-    yield (_variant(layer, x, mask, order, attn_residual=False),
-           "the residual connection around attention is missing: add the attention sublayer's input to its output")
-    yield (_variant(layer, x, mask, order, ffn_residual=False),
-           "the residual connection around the feed-forward network is missing")
-    yield (_variant(layer, x, mask, order, swap_norms=True),
-           "norm1 and norm2 are swapped: norm1 belongs to the attention sublayer, norm2 to the feed-forward one")
+    yield (
+        _variant(layer, x, mask, "post" if norm_first else "pre"),
+        "this is Post-LN, x = norm(x + sublayer(x)), but norm_first=True asks for Pre-LN, x = x + sublayer(norm(x))"
+        if norm_first
+        else "this is Pre-LN, x = x + sublayer(norm(x)), but norm_first=False asks for Post-LN, x = norm(x + sublayer(x))",
+    )
+    yield (
+        _variant(layer, x, mask, order, attn_residual=False, ffn_residual=False),
+        f"there is no residual connection ({asked}): add each sublayer's input to its output",
+    )
+    yield (
+        _variant(layer, x, mask, order, attn_residual=False),
+        "the residual connection around attention is missing: add the attention sublayer's input to its output",
+    )
+    yield (
+        _variant(layer, x, mask, order, ffn_residual=False),
+        "the residual connection around the feed-forward network is missing",
+    )
+    yield (
+        _variant(layer, x, mask, order, swap_norms=True),
+        "norm1 and norm2 are swapped: norm1 belongs to the attention sublayer, norm2 to the feed-forward one",
+    )
     if norm_first:
-        yield (_variant(layer, x, mask, "pre_residual_of_normalized"),
-               "the residual path carries the normalized x; in Pre-LN only the sublayer's input is normalized: "
-               "x = x + attn(norm1(x))")
-        yield (_variant(layer, x, mask, "parallel"),
-               "the feed-forward network reads the block's input; it must read the output of the attention "
-               "sublayer: x = x + attn(norm1(x)), then x = x + ffn(norm2(x))")
+        yield (
+            _variant(layer, x, mask, "pre_residual_of_normalized"),
+            "the residual path carries the normalized x; in Pre-LN only the sublayer's input is normalized: "
+            "x = x + attn(norm1(x))",
+        )
+        yield (
+            _variant(layer, x, mask, "parallel"),
+            "the feed-forward network reads the block's input; it must read the output of the attention "
+            "sublayer: x = x + attn(norm1(x)), then x = x + ffn(norm2(x))",
+        )
     if mask is not None:
         yield _variant(layer, x, None, order), "the mask is ignored: pass it to self.attn(..., mask=mask)"
 
@@ -436,10 +535,16 @@ def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="r
     expected = _run_layer(layer, x, mask)
     output = model(x) if mask is None else model(x, mask=mask)
     what = what or f"TransformerBlock(norm_first={norm_first})(x{'' if mask is None else ', mask'})"
-    if mask is not None and isinstance(output, torch.Tensor) and output.shape == x.shape \
-            and not torch.isfinite(output).all():
-        raise CheckFailed(f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
-                          "Here True means MAY attend (PyTorch's src_mask uses the opposite convention)")
+    if (
+        mask is not None
+        and isinstance(output, torch.Tensor)
+        and output.shape == x.shape
+        and not torch.isfinite(output).all()
+    ):
+        raise CheckFailed(
+            f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
+            "Here True means MAY attend (PyTorch's src_mask uses the opposite convention)"
+        )
     expect_close(output, expected, what, diagnoses=_block_bugs(layer, x, mask, norm_first))
 
 
@@ -473,8 +578,15 @@ def causal_mask_in_both_orders(student, gen):
 def gelu_activation(student, gen):
     norm_first = bool(randint(gen, 0, 1))
     model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, activation="gelu")
-    _expect_block(model, weights, sizes, norm_first, x, activation="gelu",
-                  what=f"TransformerBlock(norm_first={norm_first}, activation='gelu')(x)")
+    _expect_block(
+        model,
+        weights,
+        sizes,
+        norm_first,
+        x,
+        activation="gelu",
+        what=f"TransformerBlock(norm_first={norm_first}, activation='gelu')(x)",
+    )
 
 
 @block.check(points=1)
@@ -506,14 +618,25 @@ def _block_at_full_dropout(layer, x, norm_first):
         full = layer(x)
     return expected, [
         (full, "nothing was dropped: the block applies no dropout, or ignores its dropout argument"),
-        (both_kept, "neither sublayer's output is dropped (only the FFN's hidden units are): apply dropout to each "
-                    "sublayer's output before adding it to x"),
-        *((dropped, "the residual stream itself is dropped; dropout acts on each sublayer's output before it is "
-                    "added to x, never on x, on the sum or after a LayerNorm")
-          for dropped in (stream, torch.zeros_like(x))),
+        (
+            both_kept,
+            "neither sublayer's output is dropped (only the FFN's hidden units are): apply dropout to each "
+            "sublayer's output before adding it to x",
+        ),
+        *(
+            (
+                dropped,
+                "the residual stream itself is dropped; dropout acts on each sublayer's output before it is "
+                "added to x, never on x, on the sum or after a LayerNorm",
+            )
+            for dropped in (stream, torch.zeros_like(x))
+        ),
         (attention_kept, "the attention sublayer's output is not dropped: apply dropout to it before adding it to x"),
-        (ffn_kept, "the feed-forward sublayer's output is not dropped: apply dropout to the FFN's output too, before "
-                   "adding it to x (FeedForward's own dropout acts on its hidden units only)"),
+        (
+            ffn_kept,
+            "the feed-forward sublayer's output is not dropped: apply dropout to the FFN's output too, before "
+            "adding it to x (FeedForward's own dropout acts on its hidden units only)",
+        ),
     ]
 
 
@@ -527,14 +650,21 @@ def dropout_on_each_sublayer_output(student, gen):
         model.train()
         output = model(x)
         _nan_at_full_dropout(output, what)
-        expect_close(output, expected, f"{what} (every sublayer's output dropped: "
-                     f"{'x itself' if norm_first else 'norm2(norm1(x))'} is expected)", diagnoses=diagnoses)
+        expect_close(
+            output,
+            expected,
+            f"{what} (every sublayer's output dropped: {'x itself' if norm_first else 'norm2(norm1(x))'} is expected)",
+            diagnoses=diagnoses,
+        )
     norm_first = bool(randint(gen, 0, 1))
     model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=0.0)
     expected = _run_layer(_pytorch_layer(weights, sizes, norm_first), x, None)
     model.train()
-    expect_close(model(x), expected, f"TransformerBlock(norm_first={norm_first}, dropout=0.0) in train() mode, "
-                                     "which must drop nothing,")
+    expect_close(
+        model(x),
+        expected,
+        f"TransformerBlock(norm_first={norm_first}, dropout=0.0) in train() mode, which must drop nothing,",
+    )
 
 
 @block.check(points=1)
@@ -548,13 +678,23 @@ def dropout_reaches_the_feed_forward_network(student, gen):
     model.train()
     output = model.ffn(x)
     _nan_at_full_dropout(output, what)
-    expect_close(output, expected, f"{what} (every hidden unit dropped: the output is ffn.linear2.bias)", diagnoses=[
-        (full, "nothing was dropped: pass the block's dropout to FeedForward(d_model, d_ff, activation, dropout) "
-               "(and see FeedForward's own checks)")])
+    expect_close(
+        output,
+        expected,
+        f"{what} (every hidden unit dropped: the output is ffn.linear2.bias)",
+        diagnoses=[
+            (
+                full,
+                "nothing was dropped: pass the block's dropout to FeedForward(d_model, d_ff, activation, dropout) "
+                "(and see FeedForward's own checks)",
+            )
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # count_parameters
+
 
 def _call_text(args, kwargs):
     return "count_parameters(" + ", ".join([*map(str, args), *(f"{k}={v}" for k, v in kwargs.items())]) + ")"
@@ -569,32 +709,61 @@ def _count_bugs(args, kwargs):
     norm = d_model * (1 + int(biases))
     bugs = []  # the mistakes specific to this configuration first: they are the likelier explanation
     if tied:
-        bugs.append((expected + vocab_size * d_model, "the output projection is counted although it is tied to the "
-                                                      "token embedding (tied_embeddings=True): it is the same matrix"))
+        bugs.append(
+            (
+                expected + vocab_size * d_model,
+                "the output projection is counted although it is tied to the "
+                "token embedding (tied_embeddings=True): it is the same matrix",
+            )
+        )
     else:
-        bugs.append((expected - vocab_size * d_model, "with tied_embeddings=False the output projection "
-                                                      "(d_model x vocab_size) is a separate matrix and must be counted"))
+        bugs.append(
+            (
+                expected - vocab_size * d_model,
+                "with tied_embeddings=False the output projection "
+                "(d_model x vocab_size) is a separate matrix and must be counted",
+            )
+        )
         bugs.append((expected + vocab_size, "the output projection has no bias"))
     if biases:
-        bugs.append((ref.count_parameters(*args, **{**kwargs, "biases": False}),
-                     "biases are not counted (every Linear and LayerNorm has one when biases=True)"))
+        bugs.append(
+            (
+                ref.count_parameters(*args, **{**kwargs, "biases": False}),
+                "biases are not counted (every Linear and LayerNorm has one when biases=True)",
+            )
+        )
     else:
         bugs.append((ref.count_parameters(*args, **{**kwargs, "biases": True}), "biases=False is ignored"))
-        bugs.append((expected + (2 * n_layers + 1) * d_model, "biases=False must drop the LayerNorm biases too "
-                                                                "(only the LayerNorm gains stay)"))
-        bugs.append((expected - (2 * n_layers + 1) * d_model, "biases=False drops the LayerNorm biases, "
-                                                                "but the LayerNorm gains (weights) stay"))
+        bugs.append(
+            (
+                expected + (2 * n_layers + 1) * d_model,
+                "biases=False must drop the LayerNorm biases too (only the LayerNorm gains stay)",
+            )
+        )
+        bugs.append(
+            (
+                expected - (2 * n_layers + 1) * d_model,
+                "biases=False drops the LayerNorm biases, but the LayerNorm gains (weights) stay",
+            )
+        )
     if d_ff != 4 * d_model:
         bugs.append((ref.count_parameters(*args, **{**kwargs, "d_ff": None}), "the d_ff argument is ignored"))
     bugs += [
         (expected - n_ctx * d_model, "the learned position embedding (n_ctx x d_model) is not counted"),
-        (expected - (2 * n_layers + 1) * norm, "the LayerNorms (norm1 and norm2 in every block, and the final one) "
-                                               "are not counted"),
+        (
+            expected - (2 * n_layers + 1) * norm,
+            "the LayerNorms (norm1 and norm2 in every block, and the final one) are not counted",
+        ),
         (expected - norm, "the final LayerNorm (after the last block) is not counted"),
         (expected - 2 * n_layers * norm, "the two LayerNorms inside each block are not counted"),
-        (expected - n_layers * (d_model**2 + d_model * int(biases)), "the attention's output projection w_o is not counted"),
-        (n_layers * 12 * d_model**2, "only the 12 d_model^2 weights per block are counted: add the embeddings, "
-                                     "biases and LayerNorms"),
+        (
+            expected - n_layers * (d_model**2 + d_model * int(biases)),
+            "the attention's output projection w_o is not counted",
+        ),
+        (
+            n_layers * 12 * d_model**2,
+            "only the 12 d_model^2 weights per block are counted: add the embeddings, biases and LayerNorms",
+        ),
     ]
     return bugs
 
@@ -667,6 +836,8 @@ def returns_an_int(student, gen):
         return
     else:
         kind = "a torch.Tensor" if isinstance(result, torch.Tensor) else f"a {type(result).__name__}"
-    hint = {"a float": " (a / division or math.pow makes one: use * and // or int(...))",
-            "a torch.Tensor": " (use Python arithmetic, or int(...) of the result)"}.get(kind, "")
+    hint = {
+        "a float": " (a / division or math.pow makes one: use * and // or int(...))",
+        "a torch.Tensor": " (use Python arithmetic, or int(...) of the result)",
+    }.get(kind, "")
     raise CheckFailed(f"{_call_text(args, {})} returns {kind}{hint}; a number of parameters is an int")

@@ -1,5 +1,6 @@
 """Correct chapter-2 answers written differently from the reference: float64 and einsum,
 torch.where for the mask, a comparison of index grids for the causal mask."""
+
 import math
 
 import torch

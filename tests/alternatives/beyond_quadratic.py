@@ -1,5 +1,6 @@
 """Correct chapter-8 answers written differently from the reference: loops and index sets for
 the mask, einsum and float64 for the Performer, numpy for the power-law fit."""
+
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 def sliding_window_mask(n, window, global_positions=()):
     mask = torch.zeros(n, n, dtype=torch.bool)
     for i in range(n):
-        mask[i, max(0, i - window):i + window + 1] = True
+        mask[i, max(0, i - window) : i + window + 1] = True
     for g in global_positions:
         mask[g, :] = True
         mask[:, g] = True
@@ -19,13 +20,13 @@ def sliding_window_mask(n, window, global_positions=()):
 def positive_random_features(x, omega):
     m = omega.shape[0]
     exponent = torch.einsum("...nd,md->...nm", x, omega) - 0.5 * x.pow(2).sum(dim=-1, keepdim=True)
-    return exponent.exp() * m ** -0.5
+    return exponent.exp() * m**-0.5
 
 
 def performer_attention(q, k, v, omega):
     d = q.shape[-1]
-    qf = positive_random_features(q.double() / d ** 0.25, omega.double())
-    kf = positive_random_features(k.double() / d ** 0.25, omega.double())
+    qf = positive_random_features(q.double() / d**0.25, omega.double())
+    kf = positive_random_features(k.double() / d**0.25, omega.double())
     kv = torch.einsum("...nm,...nv->...mv", kf, v.double())
     z = torch.einsum("...qm,...m->...q", qf, kf.sum(dim=-2))
     return torch.einsum("...qm,...mv->...qv", qf, kv) / z[..., None]

@@ -7,6 +7,7 @@ pass, ``torch.max``/``isfinite`` for the masked-row guard, and a Triton kernel t
 base 2 (``exp2``), uses 32 x 64 tiles, reads every stride, and masks the causal future
 instead of shortening its loop.
 """
+
 import math
 import os
 
@@ -53,7 +54,8 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
             if causal:
                 scores = scores.masked_fill(_after(q0, q1, k0, k1), float("-inf"))
             acc[..., q0:q1, :], row_max[..., q0:q1], row_sum[..., q0:q1] = online_softmax_update(
-                acc[..., q0:q1, :], row_max[..., q0:q1], row_sum[..., q0:q1], scores, v[..., k0:k1, :])
+                acc[..., q0:q1, :], row_max[..., q0:q1], row_sum[..., q0:q1], scores, v[..., k0:k1, :]
+            )
     return (acc / row_sum.unsqueeze(-1)).to(dtype), (row_max + torch.log(row_sum)).to(dtype)
 
 
@@ -97,23 +99,53 @@ class FlashAttentionFunction(torch.autograd.Function):
 
 
 @triton.jit
-def attention_kernel_base2(Q, K, V, O, n_q, n_k, d, d_v, qk_scale_log2,
-                           sqb, sqn, sqd, skb, skn, skd, svb, svn, svd, sob, son, sod,
-                           CAUSAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                           BD: tl.constexpr, BDV: tl.constexpr):
+def attention_kernel_base2(
+    Q,
+    K,
+    V,
+    O,
+    n_q,
+    n_k,
+    d,
+    d_v,
+    qk_scale_log2,
+    sqb,
+    sqn,
+    sqd,
+    skb,
+    skn,
+    skd,
+    svb,
+    svn,
+    svd,
+    sob,
+    son,
+    sod,
+    CAUSAL: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+):
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols_d = tl.arange(0, BD)
     cols_dv = tl.arange(0, BDV)
     base = tl.program_id(1)
-    q = tl.load(Q + base * sqb + rows[:, None] * sqn + cols_d[None, :] * sqd,
-                mask=(rows[:, None] < n_q) & (cols_d[None, :] < d), other=0.0)
+    q = tl.load(
+        Q + base * sqb + rows[:, None] * sqn + cols_d[None, :] * sqd,
+        mask=(rows[:, None] < n_q) & (cols_d[None, :] < d),
+        other=0.0,
+    )
     m = tl.zeros([BM], tl.float32) - float("inf")
     l = tl.zeros([BM], tl.float32)
     o = tl.zeros([BM, BDV], tl.float32)
     for j in range(0, n_k, BN):
         keys = j + tl.arange(0, BN)
-        kt = tl.load(K + base * skb + keys[None, :] * skn + cols_d[:, None] * skd,
-                     mask=(keys[None, :] < n_k) & (cols_d[:, None] < d), other=0.0)
+        kt = tl.load(
+            K + base * skb + keys[None, :] * skn + cols_d[:, None] * skd,
+            mask=(keys[None, :] < n_k) & (cols_d[:, None] < d),
+            other=0.0,
+        )
         s = tl.dot(q, kt, input_precision="ieee") * qk_scale_log2  # scores in base 2
         allowed = (keys[None, :] < n_k) & (rows[:, None] >= 0)
         if CAUSAL:
@@ -123,13 +155,19 @@ def attention_kernel_base2(Q, K, V, O, n_q, n_k, d, d_v, qk_scale_log2,
         m_safe = tl.where(m_next == float("-inf"), 0.0, m_next)
         correction = tl.exp2(m - m_safe)
         p = tl.exp2(s - m_safe[:, None])
-        vals = tl.load(V + base * svb + keys[:, None] * svn + cols_dv[None, :] * svd,
-                       mask=(keys[:, None] < n_k) & (cols_dv[None, :] < d_v), other=0.0)
+        vals = tl.load(
+            V + base * svb + keys[:, None] * svn + cols_dv[None, :] * svd,
+            mask=(keys[:, None] < n_k) & (cols_dv[None, :] < d_v),
+            other=0.0,
+        )
         o = o * correction[:, None] + tl.dot(p, vals, input_precision="ieee")
         l = l * correction + tl.sum(p, axis=1)
         m = m_next
-    tl.store(O + base * sob + rows[:, None] * son + cols_dv[None, :] * sod, o / l[:, None],
-             mask=(rows[:, None] < n_q) & (cols_dv[None, :] < d_v))
+    tl.store(
+        O + base * sob + rows[:, None] * son + cols_dv[None, :] * sod,
+        o / l[:, None],
+        mask=(rows[:, None] < n_q) & (cols_dv[None, :] < d_v),
+    )
 
 
 def flash_attention_triton(q, k, v, causal=False):
@@ -139,8 +177,24 @@ def flash_attention_triton(q, k, v, causal=False):
     q3, k3, v3 = (t.to(device, torch.float32).reshape(-1, t.shape[-2], t.shape[-1]) for t in (q, k, v))
     out = torch.zeros(q3.shape[0], n_q, d_v, device=device)
     grid = (triton.cdiv(n_q, 32), q3.shape[0])
-    attention_kernel_base2[grid](q3, k3, v3, out, n_q, n_k, d, d_v, math.log2(math.e) / math.sqrt(d),
-                                 *q3.stride(), *k3.stride(), *v3.stride(), *out.stride(),
-                                 CAUSAL=causal, BM=32, BN=64, BD=max(16, triton.next_power_of_2(d)),
-                                 BDV=max(16, triton.next_power_of_2(d_v)))
+    attention_kernel_base2[grid](
+        q3,
+        k3,
+        v3,
+        out,
+        n_q,
+        n_k,
+        d,
+        d_v,
+        math.log2(math.e) / math.sqrt(d),
+        *q3.stride(),
+        *k3.stride(),
+        *v3.stride(),
+        *out.stride(),
+        CAUSAL=causal,
+        BM=32,
+        BN=64,
+        BD=max(16, triton.next_power_of_2(d)),
+        BDV=max(16, triton.next_power_of_2(d_v)),
+    )
     return out.reshape(*lead, n_q, d_v).to(q.device, q.dtype)

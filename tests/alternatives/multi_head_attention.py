@@ -2,6 +2,7 @@
 math only): ``unflatten``/``flatten`` and ``movedim`` for the head layout, one fused q/k/v
 projection built from the four named ``nn.Linear`` weights, einsum, ``torch.where`` masking
 and ``torch.softmax`` in float64. It must get full marks."""
+
 import math
 
 import torch

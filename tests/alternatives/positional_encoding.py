@@ -2,6 +2,7 @@
 frequencies through exp/log in float32, sine and cosine interleaved by stacking, and RoPE as
 a multiplication of complex numbers (``torch.polar`` / ``torch.view_as_complex``).
 """
+
 import math
 
 import torch

@@ -5,6 +5,7 @@ but none of the given code: their own Pre-LN blocks (einsum attention, an additi
 mask, ``F.dropout``), the sinusoidal table computed with ``stack``/``flatten`` and kept in a
 persistent buffer, and one class for both models.
 """
+
 import math
 
 import torch

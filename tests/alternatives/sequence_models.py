@@ -1,6 +1,7 @@
 """Correct answers for chapter 1 written differently from ``solutions.sequence_models``:
 einsum in float64 and a preallocated output for the RNN; for the Jacobians, the transposed
 (denominator-layout) step matrices, multiplied forward from each h_t, one product per t."""
+
 import torch
 
 

@@ -3,6 +3,7 @@ with rsqrt and torch.var, a feed-forward network of nn.Sequential-free einsums, 
 whose two orders share one sublayer helper, its own einsum multi-head attention (this
 module must not import the chapter-3 reference), and a parameter count that adds up the
 shapes of every tensor rather than a closed formula."""
+
 import math
 
 import torch
@@ -30,7 +31,9 @@ class MultiHeadAttention(nn.Module):
         key = query if key is None else key
         value = key if value is None else value
         b, n_q, d = query.shape
-        q, k, v = (w(t).view(b, -1, self.h, d // self.h) for w, t in ((self.w_q, query), (self.w_k, key), (self.w_v, value)))
+        q, k, v = (
+            w(t).view(b, -1, self.h, d // self.h) for w, t in ((self.w_q, query), (self.w_k, key), (self.w_v, value))
+        )
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // self.h)
         if mask is not None:
             scores = torch.where(mask, scores, torch.tensor(-math.inf))

@@ -8,6 +8,7 @@ code are there). A bug must lose points (at least the sub-checks in ``fails``, w
 in a failure message); an alternative must get full marks; and both grading paths (the
 sandboxed ``python -m autograder grade`` and the notebook's grade cells) must agree.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,66 +1,120 @@
 """Chapter 2 answers: plausible bugs and correct alternatives (see ``corpus/__init__.py``)."""
+
 from corpus import alternative, bug
 
 SOFTMAX = [
-    bug("softmax", "exponentials not normalised", """
+    bug(
+        "softmax",
+        "exponentials not normalised",
+        """
         def softmax(x, dim=-1):
             return (x - x.max(dim=dim, keepdim=True).values).exp()
-    """, says="not divided by their sum"),
-    bug("softmax", "no max subtraction", """
+    """,
+        says="not divided by their sum",
+    ),
+    bug(
+        "softmax",
+        "no max subtraction",
+        """
         import torch
 
         def softmax(x, dim=-1):
             exps = torch.exp(x)
             return exps / exps.sum(dim=dim, keepdim=True)
-    """, fails=["stable_for_large_logits"], says="exp() overflows"),
-    bug("softmax", "the maximum of the whole tensor, not of each slice", """
+    """,
+        fails=["stable_for_large_logits"],
+        says="exp() overflows",
+    ),
+    bug(
+        "softmax",
+        "the maximum of the whole tensor, not of each slice",
+        """
         def softmax(x, dim=-1):
             exps = (x - x.max()).exp()
             return exps / exps.sum(dim=dim, keepdim=True)
-    """, fails=["stable_for_large_logits"], says="underflows to 0"),
-    bug("softmax", "dim ignored", """
+    """,
+        fails=["stable_for_large_logits"],
+        says="underflows to 0",
+    ),
+    bug(
+        "softmax",
+        "dim ignored",
+        """
         def softmax(x, dim=-1):
             exps = (x - x.amax(-1, keepdim=True)).exp()
             return exps / exps.sum(-1, keepdim=True)
-    """, fails=["respects_dim_argument"], says="dim argument is ignored"),
-    bug("softmax", "shifts the input in place", """
+    """,
+        fails=["respects_dim_argument"],
+        says="dim argument is ignored",
+    ),
+    bug(
+        "softmax",
+        "shifts the input in place",
+        """
         def softmax(x, dim=-1):
             x -= x.amax(dim=dim, keepdim=True)
             x.exp_()
             return x / x.sum(dim=dim, keepdim=True)
-    """, fails=["matches_reference_on_last_dim", "respects_dim_argument"], says="in place"),
-    bug("softmax", "torch.softmax, which the exercise rules out", """
+    """,
+        fails=["matches_reference_on_last_dim", "respects_dim_argument"],
+        says="in place",
+    ),
+    bug(
+        "softmax",
+        "torch.softmax, which the exercise rules out",
+        """
         import torch
 
         def softmax(x, dim=-1):
             return torch.softmax(x, dim=dim)
-    """, fails=["matches_reference_on_last_dim"], says="PyTorch's own softmax"),
-    bug("softmax", "log_softmax().exp(), the built-in in disguise", """
+    """,
+        fails=["matches_reference_on_last_dim"],
+        says="PyTorch's own softmax",
+    ),
+    bug(
+        "softmax",
+        "log_softmax().exp(), the built-in in disguise",
+        """
         def softmax(x, dim=-1):
             return x.log_softmax(dim).exp()
-    """, fails=["matches_reference_on_last_dim"], says="PyTorch's own softmax"),
-    alternative("softmax", "log-sum-exp", """
+    """,
+        fails=["matches_reference_on_last_dim"],
+        says="PyTorch's own softmax",
+    ),
+    alternative(
+        "softmax",
+        "log-sum-exp",
+        """
         import torch
 
         def softmax(x, dim=-1):
             return torch.exp(x - torch.logsumexp(x, dim=dim, keepdim=True))
-    """),
-    alternative("softmax", "float64, in place on its own copies", """
+    """,
+    ),
+    alternative(
+        "softmax",
+        "float64, in place on its own copies",
+        """
         def softmax(x, dim=-1):
             y = x.double()
             y = y - y.max(dim, keepdim=True).values
             y.exp_()
             y /= y.sum(dim, keepdim=True)
             return y.to(x.dtype)
-    """),
-    alternative("softmax", "dim moved to the end and back", """
+    """,
+    ),
+    alternative(
+        "softmax",
+        "dim moved to the end and back",
+        """
         import torch
 
         def softmax(x, dim=-1):
             moved = torch.movedim(x, dim, -1)
             exps = torch.exp(moved - moved.amax(-1, keepdim=True))
             return torch.movedim(exps / exps.sum(-1, keepdim=True), -1, dim)
-    """),
+    """,
+    ),
 ]
 
 
@@ -70,15 +124,24 @@ def _sdpa(body: str) -> str:
 
 
 ATTENTION = [
-    bug("scaled_dot_product_attention", "scaled by sqrt(d_v)", _sdpa("""
+    bug(
+        "scaled_dot_product_attention",
+        "scaled by sqrt(d_v)",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(v.shape[-1])
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["matches_reference"], says="divided by sqrt(d_v)"),
-    bug("scaled_dot_product_attention", "d_k read from the wrong axis (q.shape[0])", _sdpa("""
+"""),
+        fails=["matches_reference"],
+        says="divided by sqrt(d_v)",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "d_k read from the wrong axis (q.shape[0])",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     d_k = q.shape[0]
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
@@ -86,47 +149,82 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["matches_reference"], says="divided by sqrt(N_q)"),
-    bug("scaled_dot_product_attention", "no scaling", _sdpa("""
+"""),
+        fails=["matches_reference"],
+        says="divided by sqrt(N_q)",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "no scaling",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["matches_reference", "batch_and_head_dimensions"], says="not divided by sqrt(d_k)"),
-    bug("scaled_dot_product_attention", "mask applied after the softmax", _sdpa("""
+"""),
+        fails=["matches_reference", "batch_and_head_dimensions"],
+        says="not divided by sqrt(d_k)",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "mask applied after the softmax",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
     if mask is not None:
         weights = weights * mask
     return weights @ v, weights
-"""), fails=["mask_blocks_keys", "padding_and_causal_masks_broadcast"], says="after the softmax"),
-    bug("scaled_dot_product_attention", "masked scores set to 0", _sdpa("""
+"""),
+        fails=["mask_blocks_keys", "padding_and_causal_masks_broadcast"],
+        says="after the softmax",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "masked scores set to 0",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = scores * mask
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["mask_blocks_keys"], says="masked score of 0"),
-    bug("scaled_dot_product_attention", "mask inverted (True = hidden, as in nn.MultiheadAttention)", _sdpa("""
+"""),
+        fails=["mask_blocks_keys"],
+        says="masked score of 0",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "mask inverted (True = hidden, as in nn.MultiheadAttention)",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = scores.masked_fill(mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["mask_blocks_keys"], says="inverted"),
-    bug("scaled_dot_product_attention", "k.transpose(0, 1): right for (N, d) only", _sdpa("""
+"""),
+        fails=["mask_blocks_keys"],
+        says="inverted",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "k.transpose(0, 1): right for (N, d) only",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(0, 1) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["batch_and_head_dimensions", "mask_blocks_keys"]),
-    bug("scaled_dot_product_attention", "queries scaled in place", _sdpa("""
+"""),
+        fails=["batch_and_head_dimensions", "mask_blocks_keys"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "queries scaled in place",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     q /= math.sqrt(q.shape[-1])
     scores = q @ k.transpose(-2, -1)
@@ -134,24 +232,41 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["matches_reference"], says="changed its argument 1 in place"),
-    bug("scaled_dot_product_attention", "boolean indexing assumes the mask has the scores' shape", _sdpa("""
+"""),
+        fails=["matches_reference"],
+        says="changed its argument 1 in place",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "boolean indexing assumes the mask has the scores' shape",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores[~mask] = float("-inf")
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["mask_blocks_keys", "padding_and_causal_masks_broadcast"]),
-    bug("scaled_dot_product_attention", "softmax over the queries", _sdpa("""
+"""),
+        fails=["mask_blocks_keys", "padding_and_causal_masks_broadcast"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "softmax over the queries",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-2)
     return weights @ v, weights
-"""), fails=["weights_rows_sum_to_one", "matches_reference"], says="softmax runs over the queries"),
-    bug("scaled_dot_product_attention", "its own softmax without the max", _sdpa("""
+"""),
+        fails=["weights_rows_sum_to_one", "matches_reference"],
+        says="softmax runs over the queries",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "its own softmax without the max",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
@@ -159,16 +274,26 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     exps = scores.exp()
     weights = exps / exps.sum(-1, keepdim=True)
     return weights @ v, weights
-"""), fails=["stable_for_large_scores"]),
-    bug("scaled_dot_product_attention", "an additive mask: the bool mask added to the scores", _sdpa("""
+"""),
+        fails=["stable_for_large_scores"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "an additive mask: the bool mask added to the scores",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = scores + mask
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
-"""), fails=["mask_blocks_keys"]),
-    alternative("scaled_dot_product_attention", "torch.where, einsum, q scaled first", _sdpa("""
+"""),
+        fails=["mask_blocks_keys"],
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "torch.where, einsum, q scaled first",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     q = q / math.sqrt(q.size(-1))
     scores = torch.einsum("...id,...jd->...ij", q, k)
@@ -177,8 +302,12 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     scores = scores - scores.amax(-1, keepdim=True)
     weights = scores.exp() / scores.exp().sum(-1, keepdim=True)
     return torch.einsum("...ij,...jd->...id", weights, v), weights
-""")),
-    alternative("scaled_dot_product_attention", "a large negative fill, k.mT, in-place ops on its own scores", _sdpa("""
+"""),
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "a large negative fill, k.mT, in-place ops on its own scores",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = torch.matmul(q, k.mT)
     scores *= q.shape[-1] ** -0.5
@@ -186,67 +315,114 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         scores = scores.masked_fill(mask.logical_not(), -1e9)
     weights = torch.nn.functional.softmax(scores, dim=-1)
     return torch.matmul(weights, v), weights
-""")),
-    alternative("scaled_dot_product_attention", "float64 throughout, cast back", _sdpa("""
+"""),
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "float64 throughout, cast back",
+        _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
     scores = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(k.shape[-1])
     if mask is not None:
         scores = scores.masked_fill(~mask.bool(), -math.inf)
     weights = torch.softmax(scores, -1)
     return (weights @ v.double()).to(v.dtype), weights.to(q.dtype)
-""")),
+"""),
+    ),
 ]
 
 CAUSAL = [
-    bug("causal_mask", "triu: the future instead of the past", """
+    bug(
+        "causal_mask",
+        "triu: the future instead of the past",
+        """
         import torch
 
         def causal_mask(n):
             return torch.ones(n, n, dtype=torch.bool).triu()
-    """, fails=["true_on_and_below_diagonal"], says="on and above the diagonal"),
-    bug("causal_mask", "a float mask of ones and zeros", """
+    """,
+        fails=["true_on_and_below_diagonal"],
+        says="on and above the diagonal",
+    ),
+    bug(
+        "causal_mask",
+        "a float mask of ones and zeros",
+        """
         import torch
 
         def causal_mask(n):
             return torch.tril(torch.ones(n, n))
-    """, fails=["bool_square_shape", "true_on_and_below_diagonal"], says="bool"),
-    bug("causal_mask", "strictly below the diagonal", """
+    """,
+        fails=["bool_square_shape", "true_on_and_below_diagonal"],
+        says="bool",
+    ),
+    bug(
+        "causal_mask",
+        "strictly below the diagonal",
+        """
         import torch
 
         def causal_mask(n):
             return torch.ones(n, n, dtype=torch.bool).tril(diagonal=-1)
-    """, fails=["true_on_and_below_diagonal"], says="diagonal is False"),
-    bug("causal_mask", "an additive mask (0 and -inf)", """
+    """,
+        fails=["true_on_and_below_diagonal"],
+        says="diagonal is False",
+    ),
+    bug(
+        "causal_mask",
+        "an additive mask (0 and -inf)",
+        """
         import torch
 
         def causal_mask(n):
             return torch.full((n, n), float("-inf")).triu(1)
-    """, fails=["bool_square_shape", "true_on_and_below_diagonal"], says="bool"),
-    bug("causal_mask", "True where hidden (nn.MultiheadAttention's convention)", """
+    """,
+        fails=["bool_square_shape", "true_on_and_below_diagonal"],
+        says="bool",
+    ),
+    bug(
+        "causal_mask",
+        "True where hidden (nn.MultiheadAttention's convention)",
+        """
         import torch
 
         def causal_mask(n):
             return torch.ones(n, n, dtype=torch.bool).triu(1)
-    """, fails=["true_on_and_below_diagonal"], says="inverted"),
-    alternative("causal_mask", "comparison of index grids", """
+    """,
+        fails=["true_on_and_below_diagonal"],
+        says="inverted",
+    ),
+    alternative(
+        "causal_mask",
+        "comparison of index grids",
+        """
         import torch
 
         def causal_mask(n):
             i = torch.arange(n)
             return i[:, None] >= i[None, :]
-    """),
-    alternative("causal_mask", "the complement of the strict upper triangle", """
+    """,
+    ),
+    alternative(
+        "causal_mask",
+        "the complement of the strict upper triangle",
+        """
         import torch
 
         def causal_mask(n):
             return ~torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
-    """),
-    alternative("causal_mask", "float tril compared with 1", """
+    """,
+    ),
+    alternative(
+        "causal_mask",
+        "float tril compared with 1",
+        """
         import torch
 
         def causal_mask(n):
             return torch.tril(torch.ones(n, n)) == 1
-    """),
+    """,
+    ),
 ]
 
 ENTRIES = SOFTMAX + ATTENTION + CAUSAL

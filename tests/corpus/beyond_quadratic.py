@@ -1,9 +1,13 @@
 """Chapter 8 answers: plausible bugs and correct alternatives (see ``corpus/__init__.py``)."""
+
 from corpus import alternative, bug
 
 ENTRIES = [
     # sliding_window_mask ---------------------------------------------------------------
-    bug("sliding_window_mask", "strict inequality", """
+    bug(
+        "sliding_window_mask",
+        "strict inequality",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
@@ -13,8 +17,14 @@ ENTRIES = [
                 mask[g, :] = True
                 mask[:, g] = True
             return mask
-    """, fails=["band_of_width_window"], says="one key too narrow"),
-    bug("sliding_window_mask", "one-sided band", """
+    """,
+        fails=["band_of_width_window"],
+        says="one key too narrow",
+    ),
+    bug(
+        "sliding_window_mask",
+        "one-sided band",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
@@ -25,8 +35,14 @@ ENTRIES = [
                 mask[g, :] = True
                 mask[:, g] = True
             return mask
-    """, fails=["band_of_width_window"], says="both sides"),
-    bug("sliding_window_mask", "globals only as queries", """
+    """,
+        fails=["band_of_width_window"],
+        says="both sides",
+    ),
+    bug(
+        "sliding_window_mask",
+        "globals only as queries",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
@@ -35,8 +51,14 @@ ENTRIES = [
             for g in global_positions:
                 mask[g, :] = True
             return mask
-    """, fails=["global_positions_read_and_are_read"], says="its column is missing"),
-    bug("sliding_window_mask", "global positions as a list index only", """
+    """,
+        fails=["global_positions_read_and_are_read"],
+        says="its column is missing",
+    ),
+    bug(
+        "sliding_window_mask",
+        "global positions as a list index only",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
@@ -46,8 +68,14 @@ ENTRIES = [
                 mask[global_positions, :] = True
                 mask[:, global_positions] = True
             return mask
-    """, fails=["global_positions_read_and_are_read"], says="global positions are ignored"),
-    bug("sliding_window_mask", "int mask", """
+    """,
+        fails=["global_positions_read_and_are_read"],
+        says="global positions are ignored",
+    ),
+    bug(
+        "sliding_window_mask",
+        "int mask",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
@@ -57,8 +85,14 @@ ENTRIES = [
                 mask[g, :] = 1
                 mask[:, g] = 1
             return mask
-    """, fails=["bool_square_shape"], says="bool"),
-    alternative("sliding_window_mask", "triu and tril", """
+    """,
+        fails=["bool_square_shape"],
+        says="bool",
+    ),
+    alternative(
+        "sliding_window_mask",
+        "triu and tril",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
@@ -67,29 +101,49 @@ ENTRIES = [
             g = torch.zeros(n, dtype=torch.bool)
             g[torch.as_tensor(list(global_positions), dtype=torch.long)] = True
             return mask | g.unsqueeze(0) | g.unsqueeze(1)
-    """),
-    alternative("sliding_window_mask", "python lists", """
+    """,
+    ),
+    alternative(
+        "sliding_window_mask",
+        "python lists",
+        """
         import torch
 
         def sliding_window_mask(n, window, global_positions=()):
             special = set(global_positions)
             rows = [[abs(i - j) <= window or i in special or j in special for j in range(n)] for i in range(n)]
             return torch.tensor(rows, dtype=torch.bool).reshape(n, n)
-    """),
+    """,
+    ),
     # positive_random_features ----------------------------------------------------------
-    bug("positive_random_features", "no 1/sqrt(m)", """
+    bug(
+        "positive_random_features",
+        "no 1/sqrt(m)",
+        """
         import torch
 
         def positive_random_features(x, omega):
             return torch.exp(x @ omega.T - (x ** 2).sum(-1, keepdim=True) / 2)
-    """, fails=["matches_definition", "estimates_the_softmax_kernel"], says="not divided by sqrt(m)"),
-    bug("positive_random_features", "norm instead of squared norm", """
+    """,
+        fails=["matches_definition", "estimates_the_softmax_kernel"],
+        says="not divided by sqrt(m)",
+    ),
+    bug(
+        "positive_random_features",
+        "norm instead of squared norm",
+        """
         import torch, math
 
         def positive_random_features(x, omega):
             return torch.exp(x @ omega.T - x.norm(dim=-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
-    """, fails=["matches_definition"], says="squared norm"),
-    bug("positive_random_features", "trigonometric features", """
+    """,
+        fails=["matches_definition"],
+        says="squared norm",
+    ),
+    bug(
+        "positive_random_features",
+        "trigonometric features",
+        """
         import torch, math
 
         def positive_random_features(x, omega):
@@ -97,14 +151,25 @@ ENTRIES = [
             m = omega.shape[0]
             scale = torch.exp((x ** 2).sum(-1, keepdim=True) / 2) / math.sqrt(m)
             return scale * torch.cos(proj)
-    """, fails=["matches_definition"]),
-    bug("positive_random_features", "divides by m", """
+    """,
+        fails=["matches_definition"],
+    ),
+    bug(
+        "positive_random_features",
+        "divides by m",
+        """
         import torch
 
         def positive_random_features(x, omega):
             return torch.exp(x @ omega.T - (x ** 2).sum(-1, keepdim=True) / 2) / omega.shape[0]
-    """, fails=["matches_definition"], says="divided by m"),
-    alternative("positive_random_features", "log-space then exp, float64", """
+    """,
+        fails=["matches_definition"],
+        says="divided by m",
+    ),
+    alternative(
+        "positive_random_features",
+        "log-space then exp, float64",
+        """
         import torch, math
 
         def positive_random_features(x, omega):
@@ -112,16 +177,24 @@ ENTRIES = [
             log_phi = log_phi - 0.5 * torch.linalg.vector_norm(x.double(), dim=-1, keepdim=True) ** 2
             log_phi = log_phi - 0.5 * math.log(omega.shape[0])
             return log_phi.exp()
-    """),
-    alternative("positive_random_features", "einsum", """
+    """,
+    ),
+    alternative(
+        "positive_random_features",
+        "einsum",
+        """
         import torch
 
         def positive_random_features(x, omega):
             m = omega.shape[0]
             return torch.exp(torch.einsum("...d,md->...m", x, omega) - torch.einsum("...d,...d->...", x, x)[..., None] / 2) / m ** 0.5
-    """),
+    """,
+    ),
     # performer_attention ---------------------------------------------------------------
-    bug("performer_attention", "no d^(-1/4) scaling", """
+    bug(
+        "performer_attention",
+        "no d^(-1/4) scaling",
+        """
         import math, torch
 
         def _phi(x, omega):
@@ -131,8 +204,14 @@ ENTRIES = [
             qf = _phi(q, omega)
             kf = _phi(k, omega)
             return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
-    """, fails=["matches_reference_for_the_same_features"], says="not scaled by d^(-1/4)"),
-    bug("performer_attention", "quadratic order of multiplication", """
+    """,
+        fails=["matches_reference_for_the_same_features"],
+        says="not scaled by d^(-1/4)",
+    ),
+    bug(
+        "performer_attention",
+        "quadratic order of multiplication",
+        """
         import math, torch
 
         def _phi(x, omega):
@@ -144,8 +223,14 @@ ENTRIES = [
             kf = _phi(k * s, omega)
             a = qf @ kf.transpose(-2, -1)
             return (a @ v) / a.sum(-1, keepdim=True)
-    """, fails=["never_forms_the_score_matrix"], says="score matrix"),
-    bug("performer_attention", "not normalized", """
+    """,
+        fails=["never_forms_the_score_matrix"],
+        says="score matrix",
+    ),
+    bug(
+        "performer_attention",
+        "not normalized",
+        """
         import math, torch
 
         def _phi(x, omega):
@@ -156,8 +241,14 @@ ENTRIES = [
             qf = _phi(q * s, omega)
             kf = _phi(k * s, omega)
             return qf @ (kf.transpose(-2, -1) @ v)
-    """, fails=["matches_reference_for_the_same_features"], says="not normalized"),
-    bug("performer_attention", "exact softmax attention instead", """
+    """,
+        fails=["matches_reference_for_the_same_features"],
+        says="not normalized",
+    ),
+    bug(
+        "performer_attention",
+        "exact softmax attention instead",
+        """
         import torch
 
         import math, torch
@@ -167,8 +258,13 @@ ENTRIES = [
 
         def performer_attention(q, k, v, omega):
             return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
-    """, fails=["matches_reference_for_the_same_features", "never_forms_the_score_matrix"]),
-    bug("performer_attention", "uses only the first 8 features", """
+    """,
+        fails=["matches_reference_for_the_same_features", "never_forms_the_score_matrix"],
+    ),
+    bug(
+        "performer_attention",
+        "uses only the first 8 features",
+        """
         import math, torch
 
         def _phi(x, omega):
@@ -180,8 +276,13 @@ ENTRIES = [
             qf = _phi(q * s, omega)
             kf = _phi(k * s, omega)
             return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
-    """, fails=["matches_reference_for_the_same_features", "error_shrinks_as_features_grow"]),
-    alternative("performer_attention", "einsum, normalizer appended to v", """
+    """,
+        fails=["matches_reference_for_the_same_features", "error_shrinks_as_features_grow"],
+    ),
+    alternative(
+        "performer_attention",
+        "einsum, normalizer appended to v",
+        """
         import torch
 
         import math, torch
@@ -196,8 +297,12 @@ ENTRIES = [
             v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
             out = torch.einsum("...qm,...mv->...qv", qf, torch.einsum("...km,...kv->...mv", kf, v1))
             return out[..., :-1] / out[..., -1:]
-    """),
-    alternative("performer_attention", "float64 with the features computed inline", """
+    """,
+    ),
+    alternative(
+        "performer_attention",
+        "float64 with the features computed inline",
+        """
         import torch, math
 
         import math, torch
@@ -215,107 +320,195 @@ ENTRIES = [
             numerator = qf @ (kf.transpose(-1, -2) @ v)
             denominator = (qf * kf.sum(-2, keepdim=True)).sum(-1, keepdim=True)
             return (numerator / denominator).float()
-    """),
+    """,
+    ),
     # training_flops ---------------------------------------------------------------------
-    bug("training_flops", "forward only", """
+    bug(
+        "training_flops",
+        "forward only",
+        """
         def training_flops(n_params, n_tokens):
             return 2 * n_params * n_tokens
-    """, fails=["six_flops_per_parameter_per_token"], says="only the forward pass"),
-    bug("training_flops", "one per parameter and token", """
+    """,
+        fails=["six_flops_per_parameter_per_token"],
+        says="only the forward pass",
+    ),
+    bug(
+        "training_flops",
+        "one per parameter and token",
+        """
         def training_flops(n_params, n_tokens):
             return n_params * n_tokens
-    """, fails=["six_flops_per_parameter_per_token"]),
-    bug("training_flops", "hard-coded GPT-3 answer", """
+    """,
+        fails=["six_flops_per_parameter_per_token"],
+    ),
+    bug(
+        "training_flops",
+        "hard-coded GPT-3 answer",
+        """
         def training_flops(n_params, n_tokens):
             return 3.15e23
-    """, fails=["six_flops_per_parameter_per_token"]),
-    bug("training_flops", "returns a string", """
+    """,
+        fails=["six_flops_per_parameter_per_token"],
+    ),
+    bug(
+        "training_flops",
+        "returns a string",
+        """
         def training_flops(n_params, n_tokens):
             return f"{6 * n_params * n_tokens:.3g}"
-    """, fails=["six_flops_per_parameter_per_token"], says="should be a number"),
-    alternative("training_flops", "tensor arithmetic", """
+    """,
+        fails=["six_flops_per_parameter_per_token"],
+        says="should be a number",
+    ),
+    alternative(
+        "training_flops",
+        "tensor arithmetic",
+        """
         import torch
 
         def training_flops(n_params, n_tokens):
             return (torch.tensor(n_params, dtype=torch.float64) * n_tokens * 6).item()
-    """),
-    alternative("training_flops", "sum of passes", """
+    """,
+    ),
+    alternative(
+        "training_flops",
+        "sum of passes",
+        """
         def training_flops(n_params, n_tokens):
             per_token = 2 * n_params + 4 * n_params
             return per_token * n_tokens
-    """),
+    """,
+    ),
     # chinchilla_optimal -----------------------------------------------------------------
-    bug("chinchilla_optimal", "forgets the 6", """
+    bug(
+        "chinchilla_optimal",
+        "forgets the 6",
+        """
         import math
 
         def chinchilla_optimal(compute, tokens_per_parameter=20.0):
             n = math.sqrt(compute / tokens_per_parameter)
             return n, tokens_per_parameter * n
-    """, fails=["compute_is_six_n_d_with_d_equal_r_n"], says="leaves out the 6"),
-    bug("chinchilla_optimal", "ratio inverted", """
+    """,
+        fails=["compute_is_six_n_d_with_d_equal_r_n"],
+        says="leaves out the 6",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "ratio inverted",
+        """
         import math
 
         def chinchilla_optimal(compute, tokens_per_parameter=20.0):
             n = math.sqrt(compute * tokens_per_parameter / 6)
             return n, n / tokens_per_parameter
-    """, fails=["compute_is_six_n_d_with_d_equal_r_n"], says="ratio is inverted"),
-    bug("chinchilla_optimal", "pair swapped", """
+    """,
+        fails=["compute_is_six_n_d_with_d_equal_r_n"],
+        says="ratio is inverted",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "pair swapped",
+        """
         import math
 
         def chinchilla_optimal(compute, tokens_per_parameter=20.0):
             n = math.sqrt(compute / (6 * tokens_per_parameter))
             return tokens_per_parameter * n, n
-    """, fails=["compute_is_six_n_d_with_d_equal_r_n"], says="swapped"),
-    bug("chinchilla_optimal", "default ratio 10", """
+    """,
+        fails=["compute_is_six_n_d_with_d_equal_r_n"],
+        says="swapped",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "default ratio 10",
+        """
         import math
 
         def chinchilla_optimal(compute, tokens_per_parameter=10.0):
             n = math.sqrt(compute / (6 * tokens_per_parameter))
             return n, tokens_per_parameter * n
-    """, fails=["default_ratio_is_twenty"]),
-    alternative("chinchilla_optimal", "solve for tokens first", """
+    """,
+        fails=["default_ratio_is_twenty"],
+    ),
+    alternative(
+        "chinchilla_optimal",
+        "solve for tokens first",
+        """
         def chinchilla_optimal(compute, tokens_per_parameter=20.0):
             n_tokens = (compute * tokens_per_parameter / 6) ** 0.5
             return n_tokens / tokens_per_parameter, n_tokens
-    """),
-    alternative("chinchilla_optimal", "as a list, via torch", """
+    """,
+    ),
+    alternative(
+        "chinchilla_optimal",
+        "as a list, via torch",
+        """
         import torch
 
         def chinchilla_optimal(compute, tokens_per_parameter=20.0):
             n = torch.sqrt(torch.tensor(compute / (6.0 * tokens_per_parameter), dtype=torch.float64))
             return [n, n * tokens_per_parameter]
-    """),
+    """,
+    ),
     # fit_power_law ----------------------------------------------------------------------
-    bug("fit_power_law", "returns the log intercept", """
+    bug(
+        "fit_power_law",
+        "returns the log intercept",
+        """
         import numpy as np
 
         def fit_power_law(sizes, losses):
             slope, intercept = np.polyfit(np.log(sizes), np.log(losses), 1)
             return intercept, -slope
-    """, fails=["recovers_an_exact_power_law", "least_squares_in_log_space"], says="exponentiate"),
-    bug("fit_power_law", "alpha is the slope", """
+    """,
+        fails=["recovers_an_exact_power_law", "least_squares_in_log_space"],
+        says="exponentiate",
+    ),
+    bug(
+        "fit_power_law",
+        "alpha is the slope",
+        """
         import numpy as np
 
         def fit_power_law(sizes, losses):
             slope, intercept = np.polyfit(np.log(sizes), np.log(losses), 1)
             return float(np.exp(intercept)), float(slope)
-    """, fails=["recovers_an_exact_power_law"], says="wrong sign"),
-    bug("fit_power_law", "two-point fit", """
+    """,
+        fails=["recovers_an_exact_power_law"],
+        says="wrong sign",
+    ),
+    bug(
+        "fit_power_law",
+        "two-point fit",
+        """
         import math
 
         def fit_power_law(sizes, losses):
             sizes, losses = [float(s) for s in sizes], [float(l) for l in losses]
             alpha = -(math.log(losses[-1]) - math.log(losses[0])) / (math.log(sizes[-1]) - math.log(sizes[0]))
             return losses[0] * sizes[0] ** alpha, alpha
-    """, fails=["least_squares_in_log_space"]),
-    bug("fit_power_law", "losses not logged", """
+    """,
+        fails=["least_squares_in_log_space"],
+    ),
+    bug(
+        "fit_power_law",
+        "losses not logged",
+        """
         import numpy as np
 
         def fit_power_law(sizes, losses):
             slope, intercept = np.polyfit(np.log(np.asarray(sizes, dtype=float)), np.asarray(losses, dtype=float), 1)
             return float(np.exp(intercept)), -float(slope)
-    """, fails=["recovers_an_exact_power_law"], says="not log-transformed"),
-    alternative("fit_power_law", "normal equations in torch", """
+    """,
+        fails=["recovers_an_exact_power_law"],
+        says="not log-transformed",
+    ),
+    alternative(
+        "fit_power_law",
+        "normal equations in torch",
+        """
         import torch
 
         def fit_power_law(sizes, losses):
@@ -324,13 +517,18 @@ ENTRIES = [
             design = torch.stack([torch.ones_like(x), x], dim=1)
             coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
             return coef[0].exp().item(), -coef[1].item()
-    """),
-    alternative("fit_power_law", "log10 throughout", """
+    """,
+    ),
+    alternative(
+        "fit_power_law",
+        "log10 throughout",
+        """
         import numpy as np
 
         def fit_power_law(sizes, losses):
             slope, intercept = np.polyfit(np.log10(np.asarray(sizes, dtype=float)),
                                           np.log10(np.asarray(losses, dtype=float)), 1)
             return 10 ** intercept, -slope
-    """),
+    """,
+    ),
 ]

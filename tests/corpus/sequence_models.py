@@ -1,4 +1,5 @@
 """Chapter 1 answers: plausible bugs and correct alternatives (see ``corpus/__init__.py``)."""
+
 from corpus import alternative, bug
 
 RNN_LOOP = """
@@ -18,18 +19,47 @@ def rnn_loop(step="torch.tanh(x[:, t] @ W_xh + h @ W_hh + b)", start="h0", stack
 
 
 ENTRIES = [
-    bug("rnn_forward", "W_hh transposed", rnn_loop(step="torch.tanh(x[:, t] @ W_xh + h @ W_hh.T + b)"),
-        fails=("one_step_matches_formula", "matches_reference_over_time"), says="W_hh transposed"),
-    bug("rnn_forward", "bias missing", rnn_loop(step="torch.tanh(x[:, t] @ W_xh + h @ W_hh)"),
-        fails=("matches_reference_over_time",), says="bias b is not added"),
-    bug("rnn_forward", "h0 ignored", rnn_loop(start="torch.zeros_like(h0)"),
-        fails=("one_step_matches_formula", "matches_reference_over_time"), says="h0 is ignored"),
-    bug("rnn_forward", "outputs hold h_0..h_{T-1}", rnn_loop(stacked="[h0] + states[:-1]"),
-        fails=("matches_reference_over_time",), says="it holds h_0..h_{T-1}"),
-    bug("rnn_forward", "tanh written with exp", rnn_loop(
-        step="(torch.exp(2 * (x[:, t] @ W_xh + h @ W_hh + b)) - 1) / (torch.exp(2 * (x[:, t] @ W_xh + h @ W_hh + b)) + 1)"),
-        fails=("long_saturated_sequence_matches_torch_rnn",), says="overflows"),
-    bug("rnn_forward", "updates h0 in place", """
+    bug(
+        "rnn_forward",
+        "W_hh transposed",
+        rnn_loop(step="torch.tanh(x[:, t] @ W_xh + h @ W_hh.T + b)"),
+        fails=("one_step_matches_formula", "matches_reference_over_time"),
+        says="W_hh transposed",
+    ),
+    bug(
+        "rnn_forward",
+        "bias missing",
+        rnn_loop(step="torch.tanh(x[:, t] @ W_xh + h @ W_hh)"),
+        fails=("matches_reference_over_time",),
+        says="bias b is not added",
+    ),
+    bug(
+        "rnn_forward",
+        "h0 ignored",
+        rnn_loop(start="torch.zeros_like(h0)"),
+        fails=("one_step_matches_formula", "matches_reference_over_time"),
+        says="h0 is ignored",
+    ),
+    bug(
+        "rnn_forward",
+        "outputs hold h_0..h_{T-1}",
+        rnn_loop(stacked="[h0] + states[:-1]"),
+        fails=("matches_reference_over_time",),
+        says="it holds h_0..h_{T-1}",
+    ),
+    bug(
+        "rnn_forward",
+        "tanh written with exp",
+        rnn_loop(
+            step="(torch.exp(2 * (x[:, t] @ W_xh + h @ W_hh + b)) - 1) / (torch.exp(2 * (x[:, t] @ W_xh + h @ W_hh + b)) + 1)"
+        ),
+        fails=("long_saturated_sequence_matches_torch_rnn",),
+        says="overflows",
+    ),
+    bug(
+        "rnn_forward",
+        "updates h0 in place",
+        """
         import torch
 
         def rnn_forward(x, h0, W_xh, W_hh, b):
@@ -38,8 +68,14 @@ ENTRIES = [
                 h.copy_(torch.tanh(x[:, t] @ W_xh + h @ W_hh + b))
                 states.append(h.clone())
             return torch.stack(states, dim=1), h
-    """, fails=("one_step_matches_formula",), says="in place"),
-    alternative("rnn_forward", "preallocated outputs, addmm, unbind over time", """
+    """,
+        fails=("one_step_matches_formula",),
+        says="in place",
+    ),
+    alternative(
+        "rnn_forward",
+        "preallocated outputs, addmm, unbind over time",
+        """
         import torch
 
         def rnn_forward(x, h0, W_xh, W_hh, b):
@@ -49,8 +85,12 @@ ENTRIES = [
                 h = torch.tanh(torch.addmm(b, x_t, W_xh) + torch.mm(h, W_hh))
                 outputs[:, t] = h
             return outputs, outputs[:, -1]
-    """),
-    alternative("rnn_forward", "time-first einsum in float64", """
+    """,
+    ),
+    alternative(
+        "rnn_forward",
+        "time-first einsum in float64",
+        """
         import torch
 
         def rnn_forward(x, h0, W_xh, W_hh, b):
@@ -61,9 +101,12 @@ ENTRIES = [
                 states.append(h)
             outputs = torch.stack(states).transpose(0, 1).to(x.dtype)
             return outputs, outputs[:, -1].clone()
-    """),
-
-    bug("hidden_state_jacobian_norms", "autograd.functional.jacobian", """
+    """,
+    ),
+    bug(
+        "hidden_state_jacobian_norms",
+        "autograd.functional.jacobian",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -85,8 +128,14 @@ ENTRIES = [
                 h = torch.tanh(x[:, t] @ W_xh + h @ W_hh + b)
                 states.append(h)
             return torch.stack(states, dim=1), h
-    """, fails=("matches_autograd", "long_sequence_matches_reference"), says="autograd"),
-    bug("hidden_state_jacobian_norms", "autograd.grad row by row", """
+    """,
+        fails=("matches_autograd", "long_sequence_matches_reference"),
+        says="autograd",
+    ),
+    bug(
+        "hidden_state_jacobian_norms",
+        "autograd.grad row by row",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -96,8 +145,14 @@ ENTRIES = [
                 states.append(h)
             rows = [torch.autograd.grad(h[0, i], states, retain_graph=True) for i in range(h.shape[1])]
             return torch.stack([torch.cat([row[t] for row in rows]).norm() for t in range(len(states))]).detach()
-    """, fails=("matches_autograd",), says="autograd"),
-    bug("hidden_state_jacobian_norms", "tanh derivative forgotten", """
+    """,
+        fails=("matches_autograd",),
+        says="autograd",
+    ),
+    bug(
+        "hidden_state_jacobian_norms",
+        "tanh derivative forgotten",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -107,8 +162,14 @@ ENTRIES = [
                 product = product @ W_hh.T
                 norms.append(product.norm())
             return torch.stack(norms[::-1])
-    """, fails=("matches_autograd",), says="tanh derivative is missing"),
-    bug("hidden_state_jacobian_norms", "Jacobians multiplied in the wrong order", """
+    """,
+        fails=("matches_autograd",),
+        says="tanh derivative is missing",
+    ),
+    bug(
+        "hidden_state_jacobian_norms",
+        "Jacobians multiplied in the wrong order",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -122,8 +183,14 @@ ENTRIES = [
                 product = ((1 - states[s] ** 2)[:, None] * W_hh.T) @ product
                 norms.append(product.norm())
             return torch.stack(norms[::-1])
-    """, fails=("matches_autograd",), says="wrong order"),
-    bug("hidden_state_jacobian_norms", "entries in reverse order", """
+    """,
+        fails=("matches_autograd",),
+        says="wrong order",
+    ),
+    bug(
+        "hidden_state_jacobian_norms",
+        "entries in reverse order",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -137,8 +204,14 @@ ENTRIES = [
                 product = product @ ((1 - states[s] ** 2)[:, None] * W_hh.T)
                 norms.append(product.norm())
             return torch.stack(norms)
-    """, fails=("matches_autograd",), says="reverse order"),
-    alternative("hidden_state_jacobian_norms", "explicit diag, transposed product built from the left", """
+    """,
+        fails=("matches_autograd",),
+        says="reverse order",
+    ),
+    alternative(
+        "hidden_state_jacobian_norms",
+        "explicit diag, transposed product built from the left",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -155,8 +228,12 @@ ENTRIES = [
                 transposed = step.T @ transposed
                 norms.append(torch.linalg.norm(transposed))
             return torch.tensor(norms[::-1]).float()
-    """),
-    alternative("hidden_state_jacobian_norms", "Jacobians from the sech^2 of the pre-activations", """
+    """,
+    ),
+    alternative(
+        "hidden_state_jacobian_norms",
+        "Jacobians from the sech^2 of the pre-activations",
+        """
         import torch
 
         def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
@@ -174,5 +251,6 @@ ENTRIES = [
                 product = product @ (derivative.unsqueeze(1) * W_hh.t())
                 norms[t - 1] = torch.sqrt((product ** 2).sum())
             return norms
-    """),
+    """,
+    ),
 ]
