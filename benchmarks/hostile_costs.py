@@ -6,7 +6,8 @@ running the cells, 900 s per notebook, per-function budgets of 10x the reference
 
 One submission of each kind, graded in one run of the command: a correct one (for scale), an
 infinite loop in every graded function, an infinite loop at the top of the notebook, code that
-sleeps just under the per-call limit in every call, a notebook that is a directory, a FIFO.
+sleeps just under the per-call limit in every call, a memory bomb spread over three
+processes in every call, a notebook that is a directory, a FIFO.
 """
 
 import argparse
@@ -37,12 +38,19 @@ def kinds(release: Path, chapter: str) -> dict:
     correct = filled_notebook(release, {"*": alternative})
     loops = {name: f"def {name}(*args, **kwargs):\n    while True:\n        pass" for name in names}
     sleeps = {name: f"import time\n\ndef {name}(*args, **kwargs):\n    time.sleep(59)" for name in names}
+    # Three processes, each asking for far more than the sandbox's memory (all its processes together).
+    bombs = {
+        name: f"import os\n\ndef {name}(*args, **kwargs):\n    for _ in range(2):\n        if os.fork() == 0:\n"
+        "            break\n    hog = [b'x' * (1 << 30) for _ in range(64)]"
+        for name in names
+    }
     top_loop = filled_notebook(release, {"*": alternative + "\n\nwhile True:\n    pass"})
     return {
         "correct": correct,
         "infinite_loop_in_functions": filled_notebook(release, loops),
         "infinite_loop_at_top": top_loop,
         "slow_just_under_the_call_limit": filled_notebook(release, sleeps),
+        "memory_bomb_in_three_processes": filled_notebook(release, bombs),
         "directory": lambda path: path.mkdir(),
         "fifo": os.mkfifo,
     }
