@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from classroom import CORRECT
 from nbgrader.api import Gradebook
 
 from autograder.course import create_course
@@ -35,15 +36,6 @@ LIMITS = ["--call-seconds", "6", "--cell-seconds", "8", "--notebook-seconds", "1
 FUNCTIONS = ("softmax", "scaled_dot_product_attention", "causal_mask")
 POINTS = {"softmax": 3, "scaled_dot_product_attention": 9, "causal_mask": 2}
 
-CORRECT = {
-    "softmax": "import torch\n\ndef softmax(x, dim=-1):\n"
-    "    e = (x - x.max(dim=dim, keepdim=True).values).exp()\n    return e / e.sum(dim=dim, keepdim=True)",
-    "scaled_dot_product_attention": "import math\n\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
-    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
-    "    if mask is not None:\n        scores = scores.masked_fill(~mask, -math.inf)\n"
-    "    weights = softmax(scores)\n    return weights @ v, weights",
-    "causal_mask": "def causal_mask(n):\n    return torch.ones(n, n, dtype=torch.bool).tril()",
-}
 WRONG = {  # plausible bugs: partial credit, so an attack that raised it would show
     "softmax": "import torch\n\ndef softmax(x, dim=-1):\n    return x.exp() / x.exp().sum(dim=dim, keepdim=True)",
     "scaled_dot_product_attention": CORRECT["scaled_dot_product_attention"].replace(" / math.sqrt(q.shape[-1])", ""),
