@@ -29,9 +29,11 @@ if TYPE_CHECKING:  # imported where needed: nbformat costs seconds
 if oracle.HAS_REFERENCE:  # the course's checkout: submissions run confined (instructors' official grades)
     from autograder.sandbox import Limits
     from autograder.sandbox import Sandbox as LearnerProcess
+    from autograder.sandbox import SandboxError as ProcessError  # noqa: F401 (for the CLI)
 else:  # the learner's kit: the learner's own code, on their own machine, in a plain child process
     from autograder.local import Limits
     from autograder.local import LocalProcess as LearnerProcess
+    from autograder.local import LocalProcessError as ProcessError  # noqa: F401 (for the CLI)
 
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
 MAX_NOTEBOOK_BYTES = 100 << 20
