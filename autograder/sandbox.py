@@ -326,6 +326,9 @@ class Sandbox:
             self._ended = True
             try:
                 self.control.send(b"k")
+            except OSError:  # the watcher saw the child end, reported it and left first
+                pass
+            try:
                 ready, _, _ = select.select([self.control], [], [], 30)
                 if ready:
                     self.exit_status = json.loads(self.control.recv(4096) or "{}").get("status")

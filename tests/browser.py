@@ -13,6 +13,8 @@ import functools
 import http.server
 import itertools
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -57,7 +59,7 @@ class Site:
 
 class Browser:
     def __init__(self, width: int = 1280, height: int = 900):
-        self.profile = tempfile.TemporaryDirectory()
+        self.profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [
                 "chromium",
@@ -77,6 +79,7 @@ class Browser:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helpers (zygote, crashpad) share its process group
         )
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         for _ in range(300):
@@ -133,8 +136,12 @@ class Browser:
 
     def close(self) -> None:
         self.socket.close()
-        self.process.terminate()
+        os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=30)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # helpers that outlived it would still write the profile
+        except ProcessLookupError:
+            pass
         self.profile.cleanup()
 
     def __enter__(self) -> Browser:
