@@ -18,7 +18,8 @@ The proxy works in one of three ways:
 
 A call that returns an object that is not plain data (an instance of a reference class) returns
 the real object where the reference is; the kit cannot replay it, and a sub-check that asks for
-one is undecided there (chapter 6's comparisons of the whole model with the reference model).
+one would be undecided there. So checks ask for plain data: chapter 6 compares a learner's model
+with ``stack_logits(weights, tokens, ...)`` of the reference, not with a reference model object.
 """
 
 from __future__ import annotations

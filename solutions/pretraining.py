@@ -155,3 +155,47 @@ class MaskedLM(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return _logits(self, tokens, None)
+
+
+# ---------------------------------------------------------------------------------------
+# For the grader: the stack's logits from plain data (a state dict and the constructor's
+# arguments), which the learner's kit can record, and the same with one thing changed, which
+# names a learner's mistake when their logits match it.
+
+
+def parameter_shapes(vocab_size, d_model, num_heads, d_ff, num_layers, max_len) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of the models' state dict, in its order (the position table is a buffer, not in it)."""
+    model = CausalLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def stack_logits(
+    weights: dict,
+    tokens: torch.Tensor,
+    config: dict,
+    causal: bool,
+    *,
+    norm_first: bool = True,
+    final_norm: bool = True,
+    rows: str = "first",
+    embedding_scale: float = 1.0,
+    blocks: bool = True,
+) -> torch.Tensor:
+    """Logits (B, T, V), float64 and in eval() mode, of the stack built with ``config`` (the models'
+    arguments) holding ``weights`` (a state dict, see :func:`parameter_shapes`) for tokens (B, T);
+    ``causal`` picks the mask (CausalLM's or MaskedLM's). The keywords change one thing: the blocks'
+    norm placement, the final LayerNorm, which rows of the position table T tokens get ("first",
+    "last" or "none"), a factor on the token embeddings, and whether the blocks run at all
+    (blocks=False is what dropout=1.0 in train() mode leaves: every block returns its input)."""
+    model = CausalLM(**config).double().eval()
+    model.load_state_dict({key: value.double() for key, value in weights.items()})
+    length = tokens.shape[-1]
+    table = model.positions
+    positions = {"first": table[:length], "last": table[len(table) - length :], "none": 0.0}[rows]
+    mask = causal_mask(length) if causal else None
+    with torch.no_grad():
+        x = model.token_embedding(tokens) * embedding_scale + positions
+        for block in model.blocks if blocks else ():
+            block.norm_first = norm_first
+            x = block(x, mask)
+        return model.head(model.norm(x) if final_norm else x)

@@ -198,9 +198,6 @@ print(json.dumps(verdicts))
 # child process; the official side is the sandbox's.
 
 
-UNDECIDABLE = "works with the reference's own"
-
-
 def _jobs() -> list[dict]:
     """Every corpus entry (its graded name only) and every chapter's whole-module alternative."""
     jobs = []
@@ -248,19 +245,14 @@ def test_kit_and_official_grader_agree_on_the_corpus(kit, tmp_path):
     stdout, stderr = kit_side.communicate(timeout=3600)
     assert kit_side.returncode == 0, stderr[-3000:]
     local = json.loads(stdout)
-    disagreements, undecided = [], set()
+    disagreements = []
     for job in jobs:
         official = officially[job["id"]]
         assert len(local[job["id"]]) == len(official), job["id"]
-        for o, m in zip(official, local[job["id"]]):
-            if UNDECIDABLE in m[3]:
-                undecided.add(tuple(o[:2]))
-            elif o != m[:3]:
-                disagreements.append((job["id"], o, m[3]))
+        # A sub-check the kit cannot decide (a bug led the checks to inputs the kit never recorded) is
+        # reported as not passed: it agrees only where the official grade fails it too.
+        disagreements += [(job["id"], o, m[3]) for o, m in zip(official, local[job["id"]]) if o != m[:3]]
     assert not disagreements, "\n".join(map(str, disagreements))  # (job, official verdict, the kit's message)
-    # Known and said: chapter 6's comparisons of the whole model with the reference model (not yet
-    # recordable: they use the reference's modules, not its functions) are decided officially only.
-    assert {function for function, _ in undecided} <= {"CausalLM", "MaskedLM"}
     assert len(jobs) >= len(REGISTRY) + sum(len(entries(c.topic)) for c in REGISTRY)
 
 

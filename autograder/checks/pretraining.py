@@ -671,15 +671,10 @@ STACK_HINT = (
 )
 
 
-def _reference_model(reference_class, config):
-    """The reference in float64, its weights and the learner-facing shapes of its state_dict."""
-    return reference_class(**config).double().eval()
-
-
-def _weights(gen, reference):
+def _weights(gen, config):
+    """Random weights for the reference's state dict (its names and shapes), drawn from ``gen``."""
     weights = {}
-    for key, value in reference.state_dict().items():
-        shape = tuple(value.shape)
+    for key, shape in ref.parameter_shapes(**config).items():
         if key == "token_embedding.weight":
             weights[key] = randn(gen, *shape)
         elif key.endswith("weight") and len(shape) == 2:
@@ -691,13 +686,11 @@ def _weights(gen, reference):
     return weights
 
 
-def _loaded_pair(student, gen, reference_class, dropout=None):
-    """(model, reference, config): the learner's model and the float64 reference holding the same random
-    weights, loaded through the learner's own load_state_dict."""
+def _loaded(student, gen, dropout=None):
+    """(model, weights, config): the learner's model holding random weights, loaded through its own
+    load_state_dict by the contract's names."""
     config = _config(gen)
-    reference = _reference_model(reference_class, config)
-    weights = _weights(gen, reference)
-    reference.load_state_dict({key: value.double() for key, value in weights.items()})
+    weights = _weights(gen, config)
     model = student(**config) if dropout is None else student(**config, dropout=dropout)
     state = model.state_dict()
     if not isinstance(state, dict):
@@ -709,46 +702,33 @@ def _loaded_pair(student, gen, reference_class, dropout=None):
     for key, value in weights.items():
         expect_shape(state[key], value.shape, f"the model's {key}")
     model.load_state_dict({**state, **weights})
-    return model, reference, config
+    return model, weights, config
 
 
-def _stack(reference, tokens, causal, norm_first=True, final_norm=True, rows="first", scale=1.0):
-    """The reference stack with one thing changed (float64, no grad): the blocks' order, the final
-    LayerNorm, which rows of the position table a sequence of T tokens gets, the embeddings' scale."""
-    length = tokens.shape[-1]
-    table = reference.positions
-    positions = {"first": table[:length], "last": table[table.shape[0] - length :], "none": 0.0}[rows]
-    with torch.no_grad():
-        x = reference.token_embedding(tokens) * scale + positions
-        mask = torch.ones(length, length, dtype=torch.bool).tril() if causal else None
-        for block in reference.blocks:
-            block.norm_first = norm_first
-            try:
-                x = block(x, mask)
-            finally:
-                block.norm_first = True
-        return reference.head(reference.norm(x) if final_norm else x)
+def _stack_bugs(weights, config, tokens, causal):
+    """(the reference stack's logits with one mistake, what the mistake is), for the mistakes a learner makes."""
 
+    def stack(**change):
+        return ref.stack_logits(weights, tokens, config, causal, **change)
 
-def _stack_bugs(reference, tokens, causal):
-    length, max_len = tokens.shape[-1], reference.positions.shape[0]
+    length, max_len = tokens.shape[-1], config["max_len"]
     bugs = [
         (
-            _stack(reference, tokens, causal, norm_first=False),
+            stack(norm_first=False),
             "the blocks are Post-LN (norm_first=False); the model's blocks are Pre-LN (norm_first=True)",
         ),
         (
-            _stack(reference, tokens, causal, final_norm=False),
+            stack(final_norm=False),
             "the final LayerNorm (norm) is not applied: the head reads norm(x), the output of the last block "
             "normalized",
         ),
-        (_stack(reference, tokens, causal, rows="none"), "no position encoding is added to the token embeddings"),
+        (stack(rows="none"), "no position encoding is added to the token embeddings"),
         (
-            _stack(reference, tokens, causal, scale=math.sqrt(reference.token_embedding.embedding_dim)),
+            stack(embedding_scale=math.sqrt(config["d_model"])),
             "the token embeddings are multiplied by sqrt(d_model); here they are added to the positions as they are",
         ),
         (
-            _stack(reference, tokens, not causal),
+            ref.stack_logits(weights, tokens, config, not causal),
             "a causal mask is used; the masked LM reads both sides"
             if not causal
             else "no causal mask is used; position t must read tokens 0..t only",
@@ -757,7 +737,7 @@ def _stack_bugs(reference, tokens, causal):
     if length < max_len:
         bugs.append(
             (
-                _stack(reference, tokens, causal, rows="last"),
+                stack(rows="last"),
                 f"a sequence of {length} < max_len tokens gets the LAST {length} rows of the position table; "
                 f"it gets the first ones, rows 0..{length - 1}",
             )
@@ -765,32 +745,24 @@ def _stack_bugs(reference, tokens, causal):
     return bugs
 
 
-def _expect_stack(model, reference, tokens, causal, what):
-    expected = _stack(reference, tokens, causal)
-    diagnoses = _stack_bugs(reference, tokens, causal)
-    expect_close(model(tokens), expected, what, diagnoses=diagnoses)
+def _expect_stack(model, weights, config, tokens, causal, what):
+    expected = ref.stack_logits(weights, tokens, config, causal)
+    expect_close(model(tokens), expected, what, diagnoses=_stack_bugs(weights, config, tokens, causal))
 
 
-def _full_dropout(reference, tokens):
-    """Logits at dropout=1.0 in train() mode: every block returns its input (each sublayer's output is
-    dropped before the residual addition), so the head reads norm(token_embedding + positions)."""
-    with torch.no_grad():
-        x = reference.token_embedding(tokens) + reference.positions[: tokens.shape[-1]]
-        return reference.head(reference.norm(x)), reference.head(reference.norm(torch.zeros_like(x)))
-
-
-def _reference_checks(suite, reference_class, causal):
+def _reference_checks(suite, causal):
     kind = "CausalLM" if causal else "MaskedLM"
 
     @suite.check(points=2)
     def matches_the_reference_stack(student, gen):
         """Same weights, same logits: embeddings plus sinusoidal positions, Pre-LN blocks, final LayerNorm, head."""
-        model, reference, config = _loaded_pair(student, gen, reference_class)
+        model, weights, config = _loaded(student, gen)
         model.eval()
         tokens = _tokens(gen, config)
         _expect_stack(
             model,
-            reference,
+            weights,
+            config,
             tokens,
             causal,
             f"{kind}'s logits for {config['max_len']} = max_len tokens, with the weights of the reference",
@@ -798,7 +770,7 @@ def _reference_checks(suite, reference_class, causal):
 
     @suite.check(points=1)
     def shorter_sequences_use_the_first_position_rows(student, gen):
-        model, reference, config = _loaded_pair(student, gen, reference_class)
+        model, weights, config = _loaded(student, gen)
         model.eval()
         tokens, length = _tokens(gen, config), randint(gen, 3, config["max_len"] - 2)
         if causal:
@@ -814,7 +786,8 @@ def _reference_checks(suite, reference_class, causal):
                 )
         _expect_stack(
             model,
-            reference,
+            weights,
+            config,
             tokens[:, :length],
             causal,
             f"{kind}'s logits for {length} < max_len = {config['max_len']} tokens, with the weights of the reference",
@@ -822,17 +795,21 @@ def _reference_checks(suite, reference_class, causal):
 
     @suite.check(points=1)
     def dropout_acts_inside_the_blocks(student, gen):
-        """dropout=1.0 in train() mode drops every sublayer's output in every block (and nothing else);
+        """dropout=1.0 in train() mode drops every sublayer's output in every block (and nothing else):
+        every block returns its input, so the logits are head(norm(token_embedding + positions));
         dropout=0.0 in train() mode drops nothing."""
-        model, reference, config = _loaded_pair(student, gen, reference_class, dropout=1.0)
+        model, weights, config = _loaded(student, gen, dropout=1.0)
         tokens = _tokens(gen, config, length=randint(gen, 3, config["max_len"]))
-        expected, from_zero = _full_dropout(reference, tokens)
+        expected = ref.stack_logits(weights, tokens, config, causal, blocks=False)
         diagnoses = [
             (
-                _stack(reference, tokens, causal),
+                ref.stack_logits(weights, tokens, config, causal),
                 "nothing was dropped: pass dropout to every TransformerBlock(..., dropout=dropout)",
             ),
-            (from_zero, "the embeddings are dropped; dropout acts inside the blocks only"),
+            (
+                ref.stack_logits(weights, tokens, config, causal, blocks=False, rows="none", embedding_scale=0.0),
+                "the embeddings are dropped; dropout acts inside the blocks only",
+            ),
             (torch.zeros_like(expected), "the logits are dropped; dropout acts inside the blocks only"),
         ]
         model.train()
@@ -843,13 +820,18 @@ def _reference_checks(suite, reference_class, causal):
             "outputs dropped: the logits are head(norm(token_embedding + positions)))",
             diagnoses=diagnoses,
         )
-        model, reference, config = _loaded_pair(student, gen, reference_class, dropout=0.0)
+        model, weights, config = _loaded(student, gen, dropout=0.0)
         tokens = _tokens(gen, config)
         model.train()
         _expect_stack(
-            model, reference, tokens, causal, f"{kind}(..., dropout=0.0) in train() mode, which must drop nothing,"
+            model,
+            weights,
+            config,
+            tokens,
+            causal,
+            f"{kind}(..., dropout=0.0) in train() mode, which must drop nothing,",
         )
 
 
-_reference_checks(causal, ref.CausalLM, causal=True)
-_reference_checks(masked, ref.MaskedLM, causal=False)
+_reference_checks(causal, causal=True)
+_reference_checks(masked, causal=False)
