@@ -12,6 +12,7 @@ import math
 import torch
 
 from autograder.oracle import reference
+from autograder.student import StudentError
 from autograder.suite import (
     CheckFailed,
     Suite,
@@ -30,6 +31,22 @@ softmax = Suite("softmax")
 attention = Suite("scaled_dot_product_attention")
 causal = Suite("causal_mask")
 SUITES = {s.function: s for s in (softmax, attention, causal)}
+
+
+FLOAT32_HINT = "look for .float(), or tensors made without dtype=..."
+
+
+def _expect_float64(actual, expected: torch.Tensor, what: str, keep: str):
+    """``actual`` keeps float64 and its precision (``keep``: what to look for when it does not)."""
+    actual = expect_shape(actual, expected.shape, what)
+    if actual.dtype != torch.float64:
+        raise CheckFailed(f"{what} has dtype {actual.dtype}: it must keep the inputs' dtype ({keep})")
+    if is_close(actual, expected, rtol=1e-5, atol=1e-7) and not is_close(actual, expected, rtol=1e-10, atol=1e-12):
+        raise CheckFailed(
+            f"{what} agrees with the expected values only to about float32 precision: part of the "
+            f"computation ran in float32 ({keep})"
+        )
+    expect_close(actual, expected, what, rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,17 +92,18 @@ def matches_reference_on_last_dim(student, gen):
 
 @softmax.check(points=1)
 def respects_dim_argument(student, gen):
-    x = randn(gen, *distinct_sizes(gen, (2, 5), (3, 7), (2, 6)))
+    """On float64 logits: the result keeps their dtype and their precision."""
+    x = randn(gen, *distinct_sizes(gen, (2, 5), (3, 7), (2, 6)), dtype=torch.float64)
+    over_last_dim = ref.softmax(x, dim=-1)
     for dim in (0, 1, -3):
         expected = ref.softmax(x, dim=dim)
-        expect_close(
-            student(x, dim=dim),
-            expected,
-            f"softmax(x, dim={dim})",
-            diagnoses=[
-                (ref.softmax(x, dim=-1), "the dim argument is ignored (it always normalizes over the last dimension)"),
-            ],
-        )
+        result = student(x, dim=dim)
+        if is_close(result, over_last_dim):
+            raise CheckFailed(
+                f"softmax(x, dim={dim}) is wrong: the dim argument is ignored (it always normalizes over the "
+                "last dimension)"
+            )
+        _expect_float64(result, expected, f"softmax(x, dim={dim}) for a float64 x", FLOAT32_HINT)
 
 
 @softmax.check(points=1)
@@ -215,7 +233,7 @@ def _expect_attention(student, q, k, v, mask, what):
     return output
 
 
-@attention.check(points=2)
+@attention.check(points=1)
 def matches_reference(student, gen):
     _expect_attention(student, *_qkv(gen), None, "")
 
@@ -269,6 +287,44 @@ def stable_for_large_scores(student, gen):
     output, weights = _result(student, q, k, v)
     expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
     expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
+
+
+def _attention_gradients(q, k, v, mask, grad_output):
+    """The truth: d <output, grad_output> / d (q, k, v) from torch.autograd on the formula
+    written here, in float64 (never through the learner's code)."""
+    q, k, v = (a.detach().double().requires_grad_(True) for a in (q, k, v))
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~mask, float("-inf"))
+    output = torch.softmax(scores, dim=-1) @ v
+    return torch.autograd.grad(output, (q, k, v), grad_output.double())
+
+
+@attention.check(points=1)
+def float64_output_and_gradients(student, gen):
+    """float64 inputs give a float64 output at float64 precision, and autograd reaches q, k and v
+    (through the weights too, not only through v); with a mask."""
+    q, k, v = (a.double() for a in _qkv(gen, batch=(2,)))
+    mask = random_mask(gen, (q.shape[-2], k.shape[-2]))
+    expected_output, _ = ref.scaled_dot_product_attention(q, k, v, mask)
+    grad_output = randn(gen, *expected_output.shape, dtype=torch.float64)
+    expected_grads = _attention_gradients(q, k, v, mask, grad_output)
+    output, _ = _result(student, q, k, v, mask)
+    _expect_float64(output, expected_output, "output for float64 inputs", FLOAT32_HINT)
+    try:
+        _, grads = student.with_grad((q, k, v), grad_output, range(3), mask=mask)
+    except StudentError as error:
+        if "does not require grad" not in str(error):
+            raise
+        raise CheckFailed(
+            "output carries no gradient: autograd cannot back-propagate through scaled_dot_product_attention. "
+            "Something cut it from the graph: .detach(), .data, torch.no_grad(), .item() or a NumPy round trip"
+        ) from None
+    for name, grad, truth in zip("qkv", grads, expected_grads):
+        if grad is None or not grad.abs().sum() > 0:
+            raise CheckFailed(
+                f"no gradient reaches {name}: autograd cannot see how the output depends on it. Look for "
+                ".detach(), .data or torch.no_grad() on the scores or the weights"
+            )
+        expect_close(grad, truth, f"the gradient of output with respect to {name}", rtol=1e-8, atol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------

@@ -354,11 +354,23 @@ def output_and_per_head_weights_shapes(student, gen):
     expect_shape(output, (batch, n, heads * d_head), "model(x)[0] (the output of self-attention), (B, N, D),")
 
 
+BUILT_IN_ATTENTION = {"multi_head_attention_forward", "_native_multi_head_attention"}  # nn.MultiheadAttention's
+
+
 @mha.check(points=3)
 def self_attention_matches_pytorch(student, gen):
+    """Also the exercise's rule: built from split_heads, merge_heads and chapter 2's attention, not
+    from torch.nn.MultiheadAttention."""
     batch, n, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads)
     x = randn(gen, batch, n, heads * d_head)
+    _, functions = model.functions(x)
+    if BUILT_IN_ATTENTION & set(functions):
+        raise CheckFailed(
+            "forward calls PyTorch's own multi-head attention (nn.MultiheadAttention or "
+            "F.multi_head_attention_forward); the exercise is to build it from split_heads, merge_heads and "
+            "chapter 2's scaled_dot_product_attention"
+        )
     _compare(model, weights, heads, (x, x, x), None, "model(x)", (x,), "self-attention")
     _compare(model, weights, heads, (x, x, x), None, "model(x, x, x)", (x, x, x), "self-attention")
 

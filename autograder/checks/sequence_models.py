@@ -6,6 +6,9 @@ pass written here (never through the learner's code). Typical bugs are recompute
 inputs so that a matching answer gets a message naming the bug. Expected values are computed
 before the learner's code is called. ``hidden_state_jacobian_norms`` is traced: an answer that
 computed gradients with autograd (reverse or forward mode) fails, as the contract rules out.
+``rnn_forward`` must also keep float64 inputs in float64, pass gradients back to every input
+(chapter 1 trains nothing, but an RNN that autograd cannot see through cannot be trained), and
+not call ``torch.nn.RNN``, which the exercise rules out.
 """
 
 import math
@@ -13,7 +16,8 @@ import math
 import torch
 
 from autograder.oracle import reference
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, randint, randn
+from autograder.student import StudentError
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
 
 ref = reference("sequence_models")
 
@@ -96,7 +100,7 @@ def returns_outputs_and_last_state(student, gen):
     expect_shape(h_T, (B, H), "h_T (B, H)")
 
 
-@forward.check(points=2)
+@forward.check(points=1)
 def one_step_matches_formula(student, gen):
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), 1)
     expected = torch.tanh(x[:, 0] @ W_xh + h0 @ W_hh + b)[:, None]
@@ -112,11 +116,23 @@ def one_step_matches_formula(student, gen):
     )
 
 
+BUILT_IN_RNN = {"rnn_tanh", "rnn_relu", "rnn_tanh_cell", "rnn_relu_cell"}  # what nn.RNN and nn.RNNCell call
+
+
 @forward.check(points=2)
 def matches_reference_over_time(student, gen):
+    """Also the exercise's rule: a loop of its own, not torch.nn.RNN."""
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 6, 12))
     expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
-    outputs, _ = _forward(student, x, h0, W_xh, W_hh, b)
+    result, functions = student.functions(x, h0, W_xh, W_hh, b)
+    if BUILT_IN_RNN & set(functions):
+        raise CheckFailed(
+            "rnn_forward calls PyTorch's own RNN (torch.nn.RNN or nn.RNNCell); the exercise is to write "
+            "the recurrence yourself: a Python loop over time with @ and torch.tanh"
+        )
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise CheckFailed(f"rnn_forward should return a tuple (outputs, h_T), got {type(result).__name__}")
+    outputs, _ = result
     expect_close(outputs, expected, "outputs (h_1..h_T)", diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
 
 
@@ -164,6 +180,55 @@ def long_saturated_sequence_matches_torch_rnn(student, gen):
     expect_close(h_T, expected_h_T[0], "h_T of a long sequence, compared with torch.nn.RNN's final hidden state")
 
 
+def _gradients(x, h0, W_xh, W_hh, b, grad_outputs):
+    """The truth: d <outputs, grad_outputs> / d (x, h0, W_xh, W_hh, b) from torch.autograd on
+    a float64 forward pass written here."""
+    inputs = [a.detach().double().requires_grad_(True) for a in (x, h0, W_xh, W_hh, b)]
+    outputs = _buggy_states(*inputs)
+    return torch.autograd.grad(outputs, inputs, grad_outputs.double())
+
+
+@forward.check(points=1)
+def float64_outputs_and_gradients(student, gen):
+    """float64 inputs give float64 states at float64 precision, and autograd reaches every input
+    through the loop (the gradient of outputs, by back-propagation through time)."""
+    x, h0, W_xh, W_hh, b = (a.double() for a in _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 5, 9)))
+    expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
+    grad_outputs = randn(gen, *expected.shape, dtype=torch.float64)
+    expected_grads = _gradients(x, h0, W_xh, W_hh, b, grad_outputs)
+    outputs = _forward(student, x, h0, W_xh, W_hh, b)[0]
+    expect_shape(outputs, expected.shape, "outputs for float64 inputs")
+    if outputs.dtype != torch.float64:
+        raise CheckFailed(
+            f"outputs for float64 inputs have dtype {outputs.dtype}: the states were computed or stored in "
+            "another precision (a buffer made with torch.zeros/empty without dtype=x.dtype, .float(), ...); "
+            "keep the inputs' dtype"
+        )
+    if is_close(outputs, expected, rtol=1e-5, atol=1e-7) and not is_close(outputs, expected, rtol=1e-10, atol=1e-12):
+        raise CheckFailed(
+            "outputs for float64 inputs agree with the expected values only to about float32 precision: part "
+            "of the computation ran in float32 (look for .float(), or tensors made without dtype=x.dtype)"
+        )
+    expect_close(outputs, expected, "outputs for float64 inputs", rtol=1e-10, atol=1e-12)
+    try:
+        _, grads = student.with_grad((x, h0, W_xh, W_hh, b), grad_outputs, range(5))
+    except StudentError as error:
+        if "does not require grad" not in str(error):
+            raise
+        raise CheckFailed(
+            "outputs carry no gradient: autograd cannot back-propagate through rnn_forward. Something cut "
+            "the states from the graph: .detach(), .data, torch.no_grad(), .item(), .tolist() or a NumPy "
+            "round trip"
+        ) from None
+    for name, grad, truth in zip(("x", "h0", "W_xh", "W_hh", "b"), grads, expected_grads):
+        if grad is None:
+            raise CheckFailed(
+                f"no gradient reaches {name}: autograd cannot see how outputs depend on it. Look for "
+                ".detach(), .data, torch.no_grad() or a copy made outside autograd (torch.tensor(...), NumPy)"
+            )
+        expect_close(grad, truth, f"the gradient of outputs with respect to {name}", rtol=1e-8, atol=1e-10)
+
+
 # ---------------------------------------------------------------------------------------
 # hidden_state_jacobian_norms
 
@@ -182,17 +247,18 @@ def autograd_jacobian_norms(x, h0, W_xh, W_hh, b) -> torch.Tensor:
     return torch.linalg.matrix_norm(jacobians)
 
 
-def _buggy_norms(states, W_hh, derivative="state", order="right", transpose_hh=False, earliest=1):
+def _buggy_norms(states, W_hh, derivative="state", order="right", transpose_hh=False, earliest=1, ord="fro"):
     """||d h_T / d h_t||_F for t = earliest..T by the chain rule, possibly with a typical bug.
 
     ``states`` (T + 1, H) holds h_0..h_T. ``derivative`` is the diagonal factor of the step
     J_s = d h_s / d h_{s-1}: "state" (1 - h_s^2, right), "none" (tanh' forgotten) or
-    "previous" (1 - h_{s-1}^2); ``order="left"`` multiplies each step further back on the wrong side.
+    "previous" (1 - h_{s-1}^2); ``order="left"`` multiplies each step further back on the wrong side;
+    ``ord=2`` takes spectral norms instead of Frobenius norms.
     """
     T, H = states.shape[0] - 1, states.shape[1]
     W = W_hh if transpose_hh else W_hh.T
     product = torch.eye(H, dtype=states.dtype)
-    norms = [torch.linalg.matrix_norm(product)]
+    norms = [torch.linalg.matrix_norm(product, ord=ord)]
     for s in range(T, earliest, -1):
         factor = {
             "state": 1 - states[s] ** 2,
@@ -201,7 +267,7 @@ def _buggy_norms(states, W_hh, derivative="state", order="right", transpose_hh=F
         }[derivative]
         step = factor[:, None] * W
         product = product @ step if order == "right" else step @ product
-        norms.append(torch.linalg.matrix_norm(product))
+        norms.append(torch.linalg.matrix_norm(product, ord=ord))
     return torch.stack(norms[::-1])
 
 
@@ -235,6 +301,15 @@ def _jacobian_bugs(x, h0, W_xh, W_hh, b):
             "the entries are in reverse order: entry 0 is d h_T / d h_1 (the farthest "
             "state), the last entry is d h_T / d h_T = I",
         ),
+        (
+            _buggy_norms(states, W_hh, ord=2),
+            "these are spectral norms (largest singular values); return Frobenius norms, the square root of "
+            "the sum of squared entries (torch.linalg.matrix_norm's default)",
+        ),
+        (
+            _buggy_norms(states, W_hh) / math.sqrt(states.shape[1]),
+            "every norm is divided by sqrt(H): return ||d h_T / d h_t||_F itself, so the last entry is sqrt(H)",
+        ),
     ]
 
 
@@ -260,11 +335,13 @@ def shape_and_last_entry_is_identity(student, gen):
     T = randint(gen, 4, 9)
     args = _inputs(gen, T)
     H = args[1].shape[1]
-    diagnoses = [(wrong[-1:], explanation) for wrong, explanation in _jacobian_bugs(*args)[-2:]] + [
+    # Off by one and reversed are told apart by the last entry alone; a last entry of 1 is not (the
+    # spectral norm of I, or a Frobenius norm divided by sqrt(H)): the other sub-checks tell those apart.
+    diagnoses = [(wrong[-1:], explanation) for wrong, explanation in _jacobian_bugs(*args)[-4:-2]] + [
         (
             torch.ones(1),
-            "it is 1, the spectral norm (largest singular value) of I; return Frobenius norms, "
-            "the square root of the sum of squared entries, so ||I||_F = sqrt(H)",
+            "it is 1, not ||I||_F = sqrt(H) (the square root of the sum of squared entries); 1 is the "
+            "spectral norm of I, or a Frobenius norm divided by sqrt(H)",
         )
     ]
     norms = _norms(student, args)
