@@ -115,6 +115,109 @@ SOFTMAX = [
             return torch.movedim(exps / exps.sum(-1, keepdim=True), -1, dim)
     """,
     ),
+    bug(
+        "softmax",
+        "dim ignored for the sum",
+        """
+        def softmax(x, dim=-1):
+            exps = (x - x.amax(dim=dim, keepdim=True)).exp()
+            return exps / exps.sum(dim=-1, keepdim=True)
+    """,
+        fails=["respects_dim_argument"],
+    ),
+    bug(
+        "softmax",
+        "sum without keepdim",
+        """
+        def softmax(x, dim=-1):
+            exps = (x - x.amax(dim=dim, keepdim=True)).exp()
+            return exps / exps.sum(dim=dim)
+    """,
+        fails=["matches_reference_on_last_dim", "respects_dim_argument"],
+    ),
+    bug(
+        "softmax",
+        "logits clamped instead of shifted",
+        """
+        def softmax(x, dim=-1):
+            exps = x.clamp(max=80).exp()
+            return exps / exps.sum(dim=dim, keepdim=True)
+    """,
+        fails=["stable_for_large_logits"],
+    ),
+    bug(
+        "softmax",
+        "shift by the mean",
+        """
+        def softmax(x, dim=-1):
+            exps = (x - x.mean(dim=dim, keepdim=True)).exp()
+            return exps / exps.sum(dim=dim, keepdim=True)
+    """,
+        fails=["stable_for_large_logits"],
+    ),
+    bug(
+        "softmax",
+        "computed in float32",
+        """
+        def softmax(x, dim=-1):
+            x = x.float()
+            exps = (x - x.amax(dim=dim, keepdim=True)).exp()
+            return exps / exps.sum(dim=dim, keepdim=True)
+    """,
+        fails=["respects_dim_argument"],
+        says="dtype torch.float32",
+    ),
+    bug(
+        "softmax",
+        "normalised over the whole tensor",
+        """
+        def softmax(x, dim=-1):
+            exps = (x - x.amax(dim=dim, keepdim=True)).exp()
+            return exps / exps.sum()
+    """,
+        fails=["matches_reference_on_last_dim", "respects_dim_argument"],
+    ),
+    bug(
+        "softmax",
+        "max along dim 0 whatever dim is",
+        """
+        def softmax(x, dim=-1):
+            exps = (x - x.amax(dim=0, keepdim=True)).exp()
+            return exps / exps.sum(dim=dim, keepdim=True)
+    """,
+        fails=["matches_reference_on_last_dim"],
+    ),
+    alternative(
+        "softmax",
+        "own log-sum-exp",
+        """
+        def softmax(x, dim=-1):
+            m = x.amax(dim=dim, keepdim=True)
+            lse = m + (x - m).exp().sum(dim=dim, keepdim=True).log()
+            return (x - lse).exp()
+    """,
+    ),
+    alternative(
+        "softmax",
+        "float64 internals, movedim to the end",
+        """
+        def softmax(x, dim=-1):
+            y = x.double().movedim(dim, -1)
+            y = y - y.max(dim=-1, keepdim=True).values
+            e = torch.exp(y)
+            return (e * (1.0 / e.sum(-1, keepdim=True))).movedim(-1, dim).to(x.dtype)
+    """,
+    ),
+    alternative(
+        "softmax",
+        "torch.max with keepdim, torch.div",
+        """
+        def softmax(x, dim=-1):
+            biggest, _ = torch.max(x, dim, True)
+            e = torch.exp(torch.sub(x, biggest))
+            return torch.div(e, torch.sum(e, dim, True))
+    """,
+    ),
 ]
 
 
@@ -329,6 +432,129 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     return (weights @ v.double()).to(v.dtype), weights.to(q.dtype)
 """),
     ),
+    bug(
+        "scaled_dot_product_attention",
+        "scale by d_k",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / q.shape[-1]
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        fails=["matches_reference", "batch_and_head_dimensions"],
+        says="divided by d_k",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "d_k read from q.shape[1]",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        fails=["batch_and_head_dimensions"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "transposed weights times v",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights.transpose(-2, -1) @ v, weights
+    """,
+        fails=["matches_reference"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "k.transpose(1, 2)",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            kt = k.transpose(1, 2) if k.dim() > 2 else k.T
+            scores = q @ kt / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        fails=["batch_and_head_dimensions", "mask_blocks_keys"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "weights detached",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1).detach()
+            return weights @ v, weights
+    """,
+        fails=["float64_output_and_gradients"],
+        says="no gradient reaches q",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "computed in float32",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            q, k, v = q.float(), k.float(), v.float()
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        fails=["float64_output_and_gradients"],
+        says="dtype torch.float32",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "mask transposed",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask.transpose(-2, -1), float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        fails=["mask_blocks_keys"],
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "einsum, q scaled first, torch.where with finfo.min",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = torch.einsum("...qd,...kd->...qk", q / q.size(-1) ** 0.5, k)
+            if mask is not None:
+                scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
+            weights = scores.softmax(-1)
+            return torch.einsum("...qk,...kv->...qv", weights, v), weights
+    """,
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "float64 internals, additive mask",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            dtype = q.dtype
+            q64, k64, v64 = q.double(), k.double(), v.double()
+            scores = q64 @ k64.transpose(-1, -2) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                bias = torch.zeros(mask.shape, dtype=torch.float64).masked_fill(~mask, float("-inf"))
+                scores = scores + bias
+            weights = torch.softmax(scores, dim=-1)
+            return (weights @ v64).to(dtype), weights.to(dtype)
+    """,
+    ),
 ]
 
 CAUSAL = [
@@ -421,6 +647,39 @@ CAUSAL = [
 
         def causal_mask(n):
             return torch.tril(torch.ones(n, n)) == 1
+    """,
+    ),
+    bug(
+        "causal_mask",
+        "sliced from a precomputed 10 x 10 mask",
+        """
+        _MASK = torch.ones(10, 10, dtype=torch.bool).tril()
+
+        def causal_mask(n):
+            return _MASK[:n, :n]
+    """,
+        fails=["bool_square_shape"],
+        says="has shape (10, 10)",
+    ),
+    bug(
+        "causal_mask",
+        "one row too many",
+        """
+        def causal_mask(n):
+            return torch.ones(n + 1, n, dtype=torch.bool).tril()
+    """,
+        fails=["bool_square_shape", "true_on_and_below_diagonal"],
+    ),
+    alternative(
+        "causal_mask",
+        "loops",
+        """
+        def causal_mask(n):
+            mask = torch.zeros(n, n, dtype=torch.bool)
+            for i in range(n):
+                for j in range(i + 1):
+                    mask[i, j] = True
+            return mask
     """,
     ),
 ]

@@ -69,6 +69,73 @@ SPLIT = [
             return x.view(batch, n, num_heads, -1).permute(0, 2, 1, 3).contiguous()
     """,
     ),
+    bug(
+        "split_heads",
+        "permute to (B, H, d_head, N)",
+        """
+        def split_heads(x, num_heads):
+            B, N, D = x.shape
+            return x.reshape(B, N, num_heads, D // num_heads).permute(0, 2, 3, 1)
+    """,
+        fails=["shape_b_h_n_dhead"],
+    ),
+    bug(
+        "split_heads",
+        "d_head from the token count",
+        """
+        def split_heads(x, num_heads):
+            B, N, D = x.shape
+            return x.reshape(B, N, num_heads, N // num_heads).transpose(1, 2)
+    """,
+        fails=["shape_b_h_n_dhead"],
+    ),
+    bug(
+        "split_heads",
+        "batch and tokens flattened, then reshaped",
+        """
+        def split_heads(x, num_heads):
+            B, N, D = x.shape
+            flat = x.reshape(B * N, num_heads, D // num_heads).transpose(0, 1)
+            return flat.reshape(B, num_heads, N, D // num_heads)
+    """,
+        fails=["head_h_holds_features_of_block_h"],
+    ),
+    bug(
+        "split_heads",
+        "heads in reverse order",
+        """
+        def split_heads(x, num_heads):
+            return torch.stack(x.chunk(num_heads, dim=-1)[::-1], dim=1)
+    """,
+        fails=["head_h_holds_features_of_block_h"],
+    ),
+    bug(
+        "split_heads",
+        "chunked along the tokens",
+        """
+        def split_heads(x, num_heads):
+            B, N, D = x.shape
+            return x.reshape(B, num_heads, N // num_heads, D).reshape(B, num_heads, N, D // num_heads)
+    """,
+        fails=["head_h_holds_features_of_block_h"],
+    ),
+    alternative(
+        "split_heads",
+        "unflatten and movedim",
+        """
+        def split_heads(x, num_heads):
+            return x.unflatten(-1, (num_heads, -1)).movedim(-2, 1)
+    """,
+    ),
+    alternative(
+        "split_heads",
+        "loop over heads with slices",
+        """
+        def split_heads(x, num_heads):
+            d = x.shape[-1] // num_heads
+            return torch.stack([x[..., h * d:(h + 1) * d] for h in range(num_heads)], dim=1)
+    """,
+    ),
 ]
 
 MERGE = [
@@ -131,6 +198,54 @@ MERGE = [
         """
         def merge_heads(x):
             return x.permute(0, 2, 1, 3).flatten(start_dim=2)
+    """,
+    ),
+    bug(
+        "merge_heads",
+        "heads concatenated in reverse order",
+        """
+        def merge_heads(x):
+            return torch.cat(list(x.unbind(1))[::-1], dim=-1)
+    """,
+        fails=["inverse_of_split_heads"],
+    ),
+    bug(
+        "merge_heads",
+        "tokens moved in front of the batch",
+        """
+        def merge_heads(x):
+            B, H, N, d = x.shape
+            return x.permute(2, 0, 1, 3).reshape(B, N, H * d)
+    """,
+        fails=["inverse_of_split_heads"],
+    ),
+    bug(
+        "merge_heads",
+        "H and N swapped when unpacking",
+        """
+        def merge_heads(x):
+            B, N, H, d = x.shape
+            return x.transpose(1, 2).reshape(B, N, H * d)
+    """,
+        fails=["shape_b_n_d"],
+    ),
+    bug(
+        "merge_heads",
+        "sum over the heads tiled",
+        """
+        def merge_heads(x):
+            B, H, N, d = x.shape
+            return x.sum(dim=1).repeat(1, 1, H)
+    """,
+        fails=["inverse_of_split_heads"],
+    ),
+    alternative(
+        "merge_heads",
+        "movedim, contiguous, view",
+        """
+        def merge_heads(x):
+            B, H, N, d = x.shape
+            return x.movedim(1, 2).contiguous().view(B, N, H * d)
     """,
     ),
 ]
@@ -394,6 +509,295 @@ def from_heads(x):
 """,
             helpers="\n",
         ),
+    ),
+    bug(
+        "MultiHeadAttention",
+        "w_k used for the values",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def _split(self, x):
+                B, N, D = x.shape
+                return x.reshape(B, N, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+            def _merge(self, x):
+                B, H, N, d = x.shape
+                return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                q, k, v = self._split(self.w_q(query)), self._split(self.w_k(key)), self._split(self.w_k(value))
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return self.w_o(self._merge(out)), weights
+    """,
+        fails=["self_attention_matches_pytorch", "cross_attention_matches_pytorch"],
+    ),
+    bug(
+        "MultiHeadAttention",
+        "dropout on the weights",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def _split(self, x):
+                B, N, D = x.shape
+                return x.reshape(B, N, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+            def _merge(self, x):
+                B, H, N, d = x.shape
+                return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                q, k, v = self._split(self.w_q(query)), self._split(self.w_k(key)), self._split(self.w_v(value))
+                _, weights = scaled_dot_product_attention(q, k, v, mask)
+                weights = nn.functional.dropout(weights, p=0.1, training=self.training)
+                return self.w_o(self._merge(weights @ v)), weights
+    """,
+        fails=["self_attention_matches_pytorch"],
+    ),
+    bug(
+        "MultiHeadAttention",
+        "scaled twice",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def _split(self, x):
+                B, N, D = x.shape
+                return x.reshape(B, N, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+            def _merge(self, x):
+                B, H, N, d = x.shape
+                return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                q, k, v = self._split(self.w_q(query)), self._split(self.w_k(key)), self._split(self.w_v(value))
+                q = q / math.sqrt(q.shape[-1])
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return self.w_o(self._merge(out)), weights
+    """,
+        fails=["self_attention_matches_pytorch"],
+    ),
+    bug(
+        "MultiHeadAttention",
+        "sequence-first reading of batch-first inputs",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def _split(self, x):
+                B, N, D = x.shape
+                return x.reshape(B, N, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+            def _merge(self, x):
+                B, H, N, d = x.shape
+                return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+                q, k, v = self._split(self.w_q(query)), self._split(self.w_k(key)), self._split(self.w_v(value))
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return self.w_o(self._merge(out)).transpose(0, 1), weights
+    """,
+        fails=["output_and_per_head_weights_shapes"],
+    ),
+    bug(
+        "MultiHeadAttention",
+        "mask squeezed to (B, N_k)",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def _split(self, x):
+                B, N, D = x.shape
+                return x.reshape(B, N, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+            def _merge(self, x):
+                B, H, N, d = x.shape
+                return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                q, k, v = self._split(self.w_q(query)), self._split(self.w_k(key)), self._split(self.w_v(value))
+                if mask is not None:
+                    mask = mask.squeeze()
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return self.w_o(self._merge(out)), weights
+    """,
+        fails=["masks_of_each_documented_shape"],
+    ),
+    bug(
+        "MultiHeadAttention",
+        "torch.nn.MultiheadAttention inside",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                D = query.shape[-1]
+                w = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])
+                bq = None if self.w_q.bias is None else torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+                attn_mask = None
+                if mask is not None:
+                    m = torch.broadcast_to(mask, (query.shape[0], self.num_heads, query.shape[1], key.shape[1]))
+                    attn_mask = ~m.reshape(-1, query.shape[1], key.shape[1])
+                out, weights = nn.functional.multi_head_attention_forward(
+                    query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), D, self.num_heads, w, bq,
+                    None, None, False, 0.0, self.w_o.weight, self.w_o.bias, training=False, need_weights=True,
+                    attn_mask=attn_mask, average_attn_weights=False)
+                return out.transpose(0, 1), weights
+    """,
+        fails=["self_attention_matches_pytorch"],
+        says="PyTorch's own multi-head attention",
+    ),
+    alternative(
+        "MultiHeadAttention",
+        "fused projection for self-attention, einsum heads",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                assert d_model % num_heads == 0
+                self.heads, self.d_head = num_heads, d_model // num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def forward(self, query, key=None, value=None, mask=None):
+                if key is None and value is None:
+                    w = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])
+                    b = None if self.w_q.bias is None else torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+                    q, k, v = nn.functional.linear(query, w, b).chunk(3, dim=-1)
+                else:
+                    key = query if key is None else key
+                    value = key if value is None else value
+                    q, k, v = self.w_q(query), self.w_k(key), self.w_v(value)
+                q, k, v = (t.unflatten(-1, (self.heads, self.d_head)) for t in (q, k, v))  # (B, N, H, d)
+                scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.d_head)
+                if mask is not None:
+                    scores = scores.masked_fill(~mask, float("-inf"))
+                weights = scores.softmax(dim=-1)
+                out = torch.einsum("bhqk,bkhd->bqhd", weights, v).flatten(2)
+                return self.w_o(out), weights
+    """,
+    ),
+    alternative(
+        "MultiHeadAttention",
+        "loop over heads with weight slices",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                nn.Module.__init__(self)
+                self.num_heads = num_heads
+                for name in ("w_q", "w_k", "w_v", "w_o"):
+                    setattr(self, name, nn.Linear(d_model, d_model, bias=bias))
+
+            def forward(self, query, key=None, value=None, mask=None):
+                if key is None:
+                    key = query
+                if value is None:
+                    value = key
+                q, k, v = self.w_q(query), self.w_k(key), self.w_v(value)
+                d = q.shape[-1] // self.num_heads
+                outs, all_weights = [], []
+                for h in range(self.num_heads):
+                    part = slice(h * d, (h + 1) * d)
+                    m = None
+                    if mask is not None:
+                        m = torch.broadcast_to(mask, (q.shape[0], self.num_heads, q.shape[1], k.shape[1]))[:, h]
+                    out, weights = scaled_dot_product_attention(q[..., part], k[..., part], v[..., part], m)
+                    outs.append(out)
+                    all_weights.append(weights)
+                return self.w_o(torch.cat(outs, dim=-1)), torch.stack(all_weights, dim=1)
+    """,
+    ),
+    alternative(
+        "MultiHeadAttention",
+        "ModuleDict-free, projections through F.linear and own helpers",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def _split(self, x):
+                B, N, D = x.shape
+                return x.reshape(B, N, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+            def _merge(self, x):
+                B, H, N, d = x.shape
+                return x.transpose(1, 2).reshape(B, N, H * d)
+
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                F = nn.functional
+                q = self._split(F.linear(query, self.w_q.weight, self.w_q.bias))
+                k = self._split(F.linear(key, self.w_k.weight, self.w_k.bias))
+                v = self._split(F.linear(value, self.w_v.weight, self.w_v.bias))
+                if mask is not None and mask.dim() == 2:
+                    mask = mask[None, None]
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return F.linear(self._merge(out), self.w_o.weight, self.w_o.bias), weights
+    """,
     ),
 ]
 
