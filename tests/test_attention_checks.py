@@ -66,9 +66,19 @@ def softmax_wrong_axis(x, dim=-1):
     return ref.softmax(x, 0)
 
 
+def softmax_in_float32(x, dim=-1):
+    return ref.softmax(x.float(), dim)
+
+
+def softmax_float32_round_trip(x, dim=-1):
+    return ref.softmax(x.float(), dim).to(x.dtype)
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
+        (softmax_in_float32, "has dtype torch.float32"),
+        (softmax_float32_round_trip, "only to about float32 precision"),
         (softmax_naive, "exp() overflows"),
         (softmax_ignores_dim, "dim argument is ignored"),
         (softmax_wrong_axis, "normalizes over dim 0"),
@@ -134,9 +144,26 @@ def only_2d(q, k, v, mask=None):
     return ref.scaled_dot_product_attention(q, k, v, mask)
 
 
+def weights_detached(q, k, v, mask=None):
+    output, weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    return weights.detach() @ v, weights
+
+
+def everything_detached(q, k, v, mask=None):
+    output, weights = ref.scaled_dot_product_attention(q, k, v, mask)
+    return output.detach(), weights
+
+
+def attention_in_float32(q, k, v, mask=None):
+    return ref.scaled_dot_product_attention(q.float(), k.float(), v.float(), mask)
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
+        (weights_detached, "no gradient reaches q"),
+        (everything_detached, "output carries no gradient"),
+        (attention_in_float32, "has dtype torch.float32"),
         (no_scaling, "not divided by sqrt(d_k)"),
         (scaled_by_d_k, "divided by d_k"),
         (softmax_over_queries, "softmax runs over the queries"),
@@ -204,3 +231,10 @@ def test_a_wrong_scale_is_named_by_the_size_used_at_every_seed(size, name):
         # where N_q = N_k (square masks) both are named as possible; elsewhere only the size used
         alone = [message for message in named if "more than one" not in message]
         assert alone and not any(f"sqrt({o})" in message for o in others for message in alone), (seed, alone)
+
+
+def test_causal_mask_cut_from_a_fixed_table_loses_points(seed):
+    """The notebook's sentences are 10 words long; a mask sliced from a 16 x 16 table fails on longer ones."""
+    table = torch.ones(16, 16, dtype=torch.bool).tril()
+    results = run_suite("attention", "causal_mask", lambda n: table[:n, :n], seed)
+    assert "has shape (16, 16)" in messages(results)

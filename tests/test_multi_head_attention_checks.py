@@ -261,6 +261,36 @@ class IgnoresBiasArgument(Learner):
         super().__init__(d_model, num_heads)
 
 
+class TorchMultiheadAttentionInside(Learner):
+    """The four projections are there, but forward hands them to PyTorch's own attention."""
+
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        batch, n_q, n_k = query.shape[0], query.shape[1], key.shape[1]
+        attn_mask = None
+        if mask is not None:
+            attn_mask = ~mask.expand(batch, self.num_heads, n_q, n_k).reshape(-1, n_q, n_k)
+        bias = None if self.w_q.bias is None else torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+        output, weights = nn.functional.multi_head_attention_forward(
+            *(t.transpose(0, 1) for t in (query, key, value)),
+            query.shape[-1],
+            self.num_heads,
+            torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight]),
+            bias,
+            None,
+            None,
+            False,
+            0.0,
+            self.w_o.weight,
+            self.w_o.bias,
+            need_weights=True,
+            attn_mask=attn_mask,
+            average_attn_weights=False,
+        )
+        return output.transpose(0, 1), weights
+
+
 def test_loop_over_heads_gets_full_marks(seed):
     results = run_suite(TOPIC, "MultiHeadAttention", LoopOverHeads, seed)
     assert score(results) == full_marks("MultiHeadAttention"), messages(results)
@@ -280,6 +310,7 @@ def test_loop_over_heads_gets_full_marks(seed):
         (OutProjNamedLikePyTorch, "there is no submodule w_o"),
         (FusedQkvModule, "there is no submodule w_q"),
         (IgnoresBiasArgument, "has a bias although"),
+        (TorchMultiheadAttentionInside, "calls PyTorch's own multi-head attention"),
     ],
 )
 def test_attention_bug_loses_marks(bug, fragment, seed):

@@ -141,9 +141,46 @@ def returns_outputs_only(x, h0, W_xh, W_hh, b):
     return ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
 
 
+def float32_buffer(x, h0, W_xh, W_hh, b):
+    outputs, h_T = ref.rnn_forward(x, h0, W_xh, W_hh, b)
+    buffer = torch.zeros(outputs.shape)  # float32, whatever x is
+    buffer[:] = outputs
+    return buffer, h_T
+
+
+def float32_round_trip(x, h0, W_xh, W_hh, b):
+    outputs, h_T = ref.rnn_forward(*(a.float() for a in (x, h0, W_xh, W_hh, b)))
+    return outputs.to(x.dtype), h_T.to(x.dtype)
+
+
+def states_detached(x, h0, W_xh, W_hh, b):
+    states = states_loop(x, h0, W_xh, W_hh, b, lambda x_t, h: torch.tanh(x_t @ W_xh + h @ W_hh + b).detach())
+    return torch.stack(states, dim=1), states[-1]
+
+
+def input_weights_through_numpy(x, h0, W_xh, W_hh, b):
+    return ref.rnn_forward(x, h0, torch.from_numpy(W_xh.detach().numpy()), W_hh, b)
+
+
+def torch_nn_rnn(x, h0, W_xh, W_hh, b):
+    rnn = torch.nn.RNN(W_xh.shape[0], W_xh.shape[1], batch_first=True, dtype=x.dtype)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(W_xh.T)
+        rnn.weight_hh_l0.copy_(W_hh.T)
+        rnn.bias_ih_l0.copy_(b)
+        rnn.bias_hh_l0.zero_()
+    outputs, h_T = rnn(x, h0[None])
+    return outputs, h_T[0]
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
+        (float32_buffer, "have dtype torch.float32"),
+        (float32_round_trip, "only to about float32 precision"),
+        (states_detached, "outputs carry no gradient"),
+        (input_weights_through_numpy, "no gradient reaches W_xh"),
+        (torch_nn_rnn, "calls PyTorch's own RNN"),
         (outputs_hold_h0_to_h_T_minus_1, "it holds h_0..h_{T-1}"),
         (missing_tanh, "tanh is missing"),
         (w_hh_transposed, "W_hh transposed"),
@@ -216,6 +253,10 @@ def spectral_norm(x, h0, W_xh, W_hh, b):
     return torch.stack(norms[::-1])
 
 
+def divided_by_sqrt_H(x, h0, W_xh, W_hh, b):
+    return ref.hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b) / W_hh.shape[0] ** 0.5
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
@@ -225,13 +266,20 @@ def spectral_norm(x, h0, W_xh, W_hh, b):
         (w_hh_not_transposed, "uses W_hh where W_hh^T belongs"),
         (includes_h0_drops_identity, "off by one"),
         (reversed_entries, "reverse order"),
-        (spectral_norm, "the spectral norm"),
+        (spectral_norm, "these are spectral norms"),
+        (divided_by_sqrt_H, "every norm is divided by sqrt(H)"),
     ],
 )
 def test_jacobian_bug_loses_points(bug, fragment, seed):
     results = run_suite("sequence_models", "hidden_state_jacobian_norms", bug, seed)
     assert score(results) < SUITES["hidden_state_jacobian_norms"].max_score
     assert fragment in messages(results)
+
+
+def test_normalised_norms_are_not_called_spectral(seed):
+    """Both give a last entry of 1; only the whole vector tells them apart, and says which."""
+    text = messages(run_suite("sequence_models", "hidden_state_jacobian_norms", divided_by_sqrt_H, seed))
+    assert "these are spectral norms" not in text and "or a Frobenius norm divided by sqrt(H)" in text
 
 
 # ---------------------------------------------------------------------------------------
