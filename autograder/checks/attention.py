@@ -33,18 +33,22 @@ causal = Suite("causal_mask")
 SUITES = {s.function: s for s in (softmax, attention, causal)}
 
 
-FLOAT32_HINT = "look for .float(), or tensors made without dtype=..."
+def _expect_float64(actual, expected: torch.Tensor, what: str, precise: bool):
+    """``actual`` keeps the float64 dtype of the inputs and, with ``precise``, float64 precision.
 
-
-def _expect_float64(actual, expected: torch.Tensor, what: str, keep: str):
-    """``actual`` keeps float64 and its precision (``keep``: what to look for when it does not)."""
+    (Attention is not held to float64 precision: a scale computed as torch.sqrt(torch.tensor(d_k))
+    is float32, correct for the float32 tensors the chapter uses, and no bug.)"""
     actual = expect_shape(actual, expected.shape, what)
+    hint = "look for .float(), or tensors made without dtype=..."
     if actual.dtype != torch.float64:
-        raise CheckFailed(f"{what} has dtype {actual.dtype}: it must keep the inputs' dtype ({keep})")
+        raise CheckFailed(f"{what} has dtype {actual.dtype}: it must keep the inputs' dtype ({hint})")
+    if not precise:
+        expect_close(actual, expected, what)
+        return
     if is_close(actual, expected, rtol=1e-5, atol=1e-7) and not is_close(actual, expected, rtol=1e-10, atol=1e-12):
         raise CheckFailed(
             f"{what} agrees with the expected values only to about float32 precision: part of the "
-            f"computation ran in float32 ({keep})"
+            f"computation ran in float32 ({hint})"
         )
     expect_close(actual, expected, what, rtol=1e-10, atol=1e-12)
 
@@ -103,7 +107,7 @@ def respects_dim_argument(student, gen):
                 f"softmax(x, dim={dim}) is wrong: the dim argument is ignored (it always normalizes over the "
                 "last dimension)"
             )
-        _expect_float64(result, expected, f"softmax(x, dim={dim}) for a float64 x", FLOAT32_HINT)
+        _expect_float64(result, expected, f"softmax(x, dim={dim}) for a float64 x", precise=True)
 
 
 @softmax.check(points=1)
@@ -300,7 +304,7 @@ def _attention_gradients(q, k, v, mask, grad_output):
 
 @attention.check(points=1)
 def float64_output_and_gradients(student, gen):
-    """float64 inputs give a float64 output at float64 precision, and autograd reaches q, k and v
+    """float64 inputs give a float64 output, and autograd reaches q, k and v
     (through the weights too, not only through v); with a mask."""
     q, k, v = (a.double() for a in _qkv(gen, batch=(2,)))
     mask = random_mask(gen, (q.shape[-2], k.shape[-2]))
@@ -308,7 +312,7 @@ def float64_output_and_gradients(student, gen):
     grad_output = randn(gen, *expected_output.shape, dtype=torch.float64)
     expected_grads = _attention_gradients(q, k, v, mask, grad_output)
     output, _ = _result(student, q, k, v, mask)
-    _expect_float64(output, expected_output, "output for float64 inputs", FLOAT32_HINT)
+    _expect_float64(output, expected_output, "output for float64 inputs", precise=False)
     try:
         _, grads = student.with_grad((q, k, v), grad_output, range(3), mask=mask)
     except StudentError as error:
@@ -324,7 +328,7 @@ def float64_output_and_gradients(student, gen):
                 f"no gradient reaches {name}: autograd cannot see how the output depends on it. Look for "
                 ".detach(), .data or torch.no_grad() on the scores or the weights"
             )
-        expect_close(grad, truth, f"the gradient of output with respect to {name}", rtol=1e-8, atol=1e-10)
+        expect_close(grad, truth, f"the gradient of output with respect to {name}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def float64_outputs_and_gradients(student, gen):
         raise CheckFailed(
             f"outputs for float64 inputs have dtype {outputs.dtype}: the states were computed or stored in "
             "another precision (a buffer made with torch.zeros/empty without dtype=x.dtype, .float(), ...); "
-            "keep the inputs' dtype"
+            "keep the inputs' dtype (the notebook's parallel-sweep cell compares float64 states to 1e-9)"
         )
     if is_close(outputs, expected, rtol=1e-5, atol=1e-7) and not is_close(outputs, expected, rtol=1e-10, atol=1e-12):
         raise CheckFailed(

@@ -422,6 +422,32 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     ),
     alternative(
         "scaled_dot_product_attention",
+        "the scale as a float32 tensor, torch.sqrt(torch.tensor(d_k))",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            d_k = torch.tensor(k.shape[-1], dtype=torch.float32)
+            scores = torch.matmul(q, k.transpose(-2, -1)) / torch.sqrt(d_k)
+            if mask is not None:
+                scores = scores.masked_fill(mask == 0, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return torch.matmul(weights, v), weights
+    """,
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "a 0/1 float mask mixed into the scores",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                keep = mask.to(scores.dtype)
+                scores = scores * keep + (1.0 - keep) * -1e9
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+    ),
+    alternative(
+        "scaled_dot_product_attention",
         "float64 throughout, cast back",
         _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
