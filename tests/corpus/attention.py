@@ -218,6 +218,26 @@ SOFTMAX = [
             return torch.div(e, torch.sum(e, dim, True))
     """,
     ),
+    bug(
+        "softmax",
+        "argmax indices subtracted instead of the max",
+        """
+        def softmax(x, dim=-1):
+            exps = (x - x.max(dim=dim, keepdim=True)[1]).exp()
+            return exps / exps.sum(dim=dim, keepdim=True)
+    """,
+        fails=["stable_for_large_logits"],
+    ),
+    alternative(
+        "softmax",
+        "max without keepdim, unsqueezed back",
+        """
+        def softmax(x, dim=-1):
+            m = x.max(dim).values.unsqueeze(dim)
+            e = (x - m).exp()
+            return e / e.sum(dim).unsqueeze(dim)
+    """,
+    ),
 ]
 
 
@@ -581,6 +601,53 @@ def scaled_dot_product_attention(q, k, v, mask=None):
             return (weights @ v64).to(dtype), weights.to(dtype)
     """,
     ),
+    bug(
+        "scaled_dot_product_attention",
+        "leading dims flattened into one sequence",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            lead = q.shape[:-2]
+            q2, k2, v2 = q.reshape(-1, q.shape[-1]), k.reshape(-1, k.shape[-1]), v.reshape(-1, v.shape[-1])
+            scores = q2 @ k2.T / math.sqrt(q.shape[-1])
+            weights = torch.softmax(scores, dim=-1)
+            out = weights @ v2
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            if not lead:
+                if mask is not None:
+                    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+                    out = weights @ v2
+                return out, weights
+            return out.reshape(*lead, n_q, -1), weights[:n_q, :n_k].expand(*lead, n_q, n_k)
+    """,
+        fails=["batch_and_head_dimensions", "mask_blocks_keys"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "the scale applied to v",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores / math.sqrt(q.shape[-1]), dim=-1)
+            return weights @ (v / math.sqrt(q.shape[-1])), weights
+    """,
+        fails=["matches_reference", "batch_and_head_dimensions"],
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "mask == 0, a 2-D mask unsqueezed, baddbmm-free matmul",
+        """
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / q.shape[-1] ** 0.5)
+            if mask is not None:
+                while mask.dim() < scores.dim():
+                    mask = mask.unsqueeze(0)
+                scores = scores.masked_fill(mask == 0, -float("inf"))
+            weights = scores.softmax(dim=-1)
+            return torch.matmul(weights, v), weights
+    """,
+    ),
 ]
 
 CAUSAL = [
@@ -706,6 +773,25 @@ CAUSAL = [
                 for j in range(i + 1):
                     mask[i, j] = True
             return mask
+    """,
+    ),
+    bug(
+        "causal_mask",
+        "uint8 mask",
+        """
+        def causal_mask(n):
+            return torch.ones(n, n, dtype=torch.uint8).tril()
+    """,
+        fails=["bool_square_shape"],
+    ),
+    alternative(
+        "causal_mask",
+        "numpy tril made a tensor",
+        """
+        import numpy as np
+
+        def causal_mask(n):
+            return torch.from_numpy(np.tril(np.ones((n, n), dtype=bool)))
     """,
     ),
 ]

@@ -799,6 +799,64 @@ def from_heads(x):
                 return F.linear(self._merge(out), self.w_o.weight, self.w_o.bias), weights
     """,
     ),
+    bug(
+        "MultiHeadAttention",
+        "every mask viewed as a padding mask (B, 1, 1, N_k)",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.num_heads = num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                B, N, D = query.shape
+                def split(x):
+                    return x.reshape(x.shape[0], x.shape[1], self.num_heads, D // self.num_heads).transpose(1, 2)
+                q, k, v = split(self.w_q(query)), split(self.w_k(key)), split(self.w_v(value))
+                if mask is not None:
+                    mask = mask.reshape(mask.shape[0], 1, 1, -1)
+                out, weights = scaled_dot_product_attention(q, k, v, mask)
+                return self.w_o(out.transpose(1, 2).reshape(B, N, D)), weights
+    """,
+        fails=["masks_of_each_documented_shape"],
+    ),
+    alternative(
+        "MultiHeadAttention",
+        "scale folded into q, a cached causal buffer, 3-D masks accepted",
+        """
+        class MultiHeadAttention(nn.Module):
+            def __init__(self, d_model, num_heads, bias=True):
+                super().__init__()
+                self.h, self.d = num_heads, d_model // num_heads
+                self.w_q = nn.Linear(d_model, d_model, bias=bias)
+                self.w_k = nn.Linear(d_model, d_model, bias=bias)
+                self.w_v = nn.Linear(d_model, d_model, bias=bias)
+                self.w_o = nn.Linear(d_model, d_model, bias=bias)
+                self.register_buffer("unused", torch.ones(4, 4, dtype=torch.bool).tril(), persistent=False)
+
+            def forward(self, query, key=None, value=None, mask=None):
+                key = query if key is None else key
+                value = key if value is None else value
+                B, n_q, D = query.shape
+                q = self.w_q(query).view(B, n_q, self.h, self.d).transpose(1, 2) * self.d ** -0.5
+                k = self.w_k(key).view(B, -1, self.h, self.d).transpose(1, 2)
+                v = self.w_v(value).view(B, -1, self.h, self.d).transpose(1, 2)
+                scores = q @ k.transpose(-2, -1)
+                if mask is not None:
+                    if mask.dim() == 3:
+                        mask = mask.unsqueeze(1)
+                    scores = scores.masked_fill(~mask, float("-inf"))
+                weights = torch.softmax(scores, dim=-1)
+                out = (weights @ v).transpose(1, 2).contiguous().view(B, n_q, D)
+                return self.w_o(out), weights
+    """,
+    ),
 ]
 
 ENTRIES = SPLIT + MERGE + MHA

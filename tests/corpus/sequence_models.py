@@ -606,4 +606,40 @@ ENTRIES = [
             return torch.stack(norms).flip(0).to(dtype)
     """,
     ),
+    bug(
+        "rnn_forward",
+        "h_0 used at every step",
+        """
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            states = [torch.tanh(x[:, t] @ W_xh + h0 @ W_hh + b) for t in range(x.shape[1])]
+            return torch.stack(states, dim=1), states[-1]
+    """,
+        fails=["matches_reference_over_time", "last_state_is_h_T"],
+    ),
+    bug(
+        "rnn_forward",
+        "stacked time-first, then reshaped to batch-first",
+        """
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            h, states = h0, []
+            for t in range(x.shape[1]):
+                h = torch.tanh(x[:, t] @ W_xh + h @ W_hh + b)
+                states.append(h)
+            return torch.stack(states).reshape(x.shape[0], x.shape[1], -1), h
+    """,
+        fails=["matches_reference_over_time"],
+    ),
+    alternative(
+        "rnn_forward",
+        "in-place tanh_ on its own pre-activations, F.linear",
+        """
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            h, states = h0, []
+            for t in range(x.size(1)):
+                a = nn.functional.linear(x[:, t], W_xh.T, b) + h @ W_hh
+                h = a.tanh_()
+                states.append(h)
+            return torch.stack(states, 1), states[-1]
+    """,
+    ),
 ]
