@@ -4,7 +4,8 @@ Every sub-check compares the learner's answer with ``solutions.attention`` on in
 from the seeded generator; where a typical bug gives a recognizable answer, the failure
 message names the bug. Expected values are computed before the learner's code runs, and the
 sizes a message may name (N_q, N_k, d_k, d_v) are drawn pairwise distinct, so that a named
-size cannot be another one in disguise.
+size cannot be another one in disguise. float64 inputs must give float64 results (softmax at
+float64 precision), and attention must pass gradients back to q, k and v.
 """
 
 import math

@@ -6,7 +6,8 @@ its own ``load_state_dict``, and compared with ``torch.nn.MultiheadAttention`` h
 same weights (float64). Typical bugs are recomputed on the same inputs to name them; the
 sizes are drawn distinct (B, N, H, d_head, D), so that a bug cannot hide behind two equal sizes
 (a scale of sqrt(H) when H = d_head) and a named size is the one meant. Expected values are
-computed before the learner's code runs.
+computed before the learner's code runs. A forward that hands the work to PyTorch's own
+multi-head attention fails, as the exercise rules out.
 """
 
 import math
