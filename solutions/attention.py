@@ -14,8 +14,8 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """exp(x) / sum(exp(x)) along ``dim``, for any shape.
 
     Subtracting the maximum along ``dim`` first leaves the result unchanged (the factor
-    exp(-max) cancels) and keeps exp() from overflowing for logits like 1e4. ``x`` is left
-    unchanged.
+    exp(-max) cancels) and keeps exp() from overflowing for logits like 1e4. The result has the
+    dtype of ``x``; ``x`` is left unchanged.
     """
     shifted = x - x.amax(dim=dim, keepdim=True)
     exps = shifted.exp()
@@ -28,7 +28,8 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     q: (..., N_q, d_k), k: (..., N_k, d_k), v: (..., N_k, d_v); mask: bool, broadcastable to
     (..., N_q, N_k), True where a query may attend. Returns ``(output, weights)`` with output
     (..., N_q, d_v) and weights (..., N_q, N_k), each row of weights summing to 1 over the keys.
-    The inputs are left unchanged.
+    Works in the inputs' dtype and stays differentiable with respect to q, k and v. The inputs
+    are left unchanged.
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if mask is not None:

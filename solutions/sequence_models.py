@@ -17,7 +17,8 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_xh: torch.Tensor, W_hh: tor
     x: (B, T, D_in), h0: (B, H), W_xh: (D_in, H), W_hh: (H, H), b: (H,). Returns
     ``(outputs, h_T)``: outputs (B, T, H) holds h_1..h_T (``outputs[:, t - 1]`` is h_t, so
     h_0 is not in it) and h_T (B, H) is the last state, equal to ``outputs[:, -1]``.
-    The inputs are left unchanged.
+    Works in the inputs' dtype (float64 in, float64 out) and stays differentiable: autograd
+    reaches every input through outputs. The inputs are left unchanged.
     """
     inputs = x @ W_xh + b  # every time step's input term at once: it does not depend on h
     h = h0
