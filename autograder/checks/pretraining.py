@@ -49,14 +49,14 @@ def _pair(result, what):
 def _expect_tokens(actual, expected, what, diagnoses=()):
     """Exact equality of integer tensors; a known wrong answer (even of another shape) is named."""
     actual = as_tensor(actual, what)
+    if actual.dtype != expected.dtype:
+        raise CheckFailed(f"{what} should keep the dtype of the tokens ({expected.dtype}), got {actual.dtype}")
     if actual.shape == expected.shape and torch.equal(actual, expected):
         return
     for wrong, explanation in diagnoses:
         if actual.shape == wrong.shape and torch.equal(actual, wrong):
             raise CheckFailed(f"{what} is wrong: {explanation}")
     expect_shape(actual, expected.shape, what)
-    if actual.dtype != expected.dtype:
-        raise CheckFailed(f"{what} should keep the dtype of the tokens ({expected.dtype}), got {actual.dtype}")
     if not torch.equal(actual, expected):
         raise CheckFailed(
             f"{what} differs from the expected tokens at {int((actual != expected).sum())} "
@@ -87,7 +87,8 @@ def _check_shift(student, tokens, what):
         targets,
         expected_targets,
         f"targets for {what}",
-        [(tokens[..., :-1], "inputs and targets are swapped: targets are tokens[..., 1:]")] + bugs,
+        [(tokens[..., :-1], "targets are tokens[..., :-1], the inputs; they must be tokens[..., 1:], the next tokens")]
+        + bugs,
     )
 
 
@@ -113,6 +114,9 @@ def any_leading_dimensions(student, gen):
 
 # ---------------------------------------------------------------------------------------
 # language_model_loss
+
+
+LIBRARY_LOSSES = {"cross_entropy", "nll_loss", "nll_loss2d", "nll_loss_nd", "cross_entropy_loss"}
 
 
 def _loss(student, logits, labels, **kwargs):
@@ -168,11 +172,26 @@ def matches_cross_entropy(student, gen):
     diagnoses = _loss_bugs(logits, labels) + [
         (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")
     ]
+    _, functions = student.functions(logits, labels)
+    used = sorted(LIBRARY_LOSSES & set(functions))
+    if used:
+        raise CheckFailed(
+            f"language_model_loss calls {', '.join(used)}, the library loss the checks compare with; the "
+            "exercise is to write it from torch.log_softmax (or torch.logsumexp) and indexing"
+        )
     expect_close(
         _loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored", diagnoses=diagnoses
     )
     flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1)
     expect_close(_loss(student, flat_logits, flat_labels), expected, "the loss for logits of shape (N, V)")
+    precise = _loss(student, logits.double(), labels)
+    if precise.dtype != torch.float64:
+        raise CheckFailed(
+            f"the loss for float64 logits is {precise.dtype}: keep the dtype of the logits (no .float() "
+            "or float32 tensors in the computation)"
+        )
+    expected = F.cross_entropy(logits.double().reshape(-1, vocab), labels.reshape(-1))
+    expect_close(precise, expected, "the loss for float64 logits", rtol=1e-10, atol=1e-12)
 
 
 @loss.check(points=2)
@@ -373,6 +392,7 @@ def selection_rate_follows_mask_prob(student, gen):
                 ),
             ],
         )
+    _expect_independent_selection(student, gen)
     edges = ((0.0, 0, "no position"), (1.0, int(ordinary.sum()), "every non-special position"))
     for mask_prob, expected, what in edges:
         _, labels = _mask(
@@ -383,6 +403,36 @@ def selection_rate_follows_mask_prob(student, gen):
                 f"mask_prob={mask_prob} must select {what}, got {int((labels != IGNORE).sum())} "
                 f"of {int(ordinary.sum())}"
             )
+
+
+def _expect_independent_selection(student, gen, calls=200, shape=(2, 10), mask_prob=0.15):
+    """Independent selection makes the number of selected positions of a call binomial, variance
+    n p (1 - p) (2.55 here); choosing a fixed count (of the tensor or of each row) makes it constant.
+    The sample variance of 200 calls falls below a third of 2.55 with odds far below one in a million."""
+    tokens = _corpus(gen, shape, 30, SPECIALS, 0.0)
+    seeds = torch.randint(0, 2**31, (calls,), generator=gen).tolist()
+    counts = torch.tensor(
+        [
+            float(
+                (
+                    _mask(
+                        student, tokens, MASK_ID, 30, mask_prob=mask_prob, generator=torch.Generator().manual_seed(s)
+                    )[1]
+                    != IGNORE
+                ).sum()
+            )
+            for s in seeds
+        ],
+        dtype=torch.float64,
+    )
+    expected = tokens.numel() * mask_prob * (1 - mask_prob)
+    if counts.var() < expected / 3:
+        raise CheckFailed(
+            f"over {calls} calls on {tokens.numel()} tokens with mask_prob={mask_prob}, the number of selected "
+            f"positions has variance {counts.var():.2f} (mean {counts.mean():.2f}); selecting each position "
+            f"independently gives about {expected:.2f}: select every position on its own with probability "
+            "mask_prob (torch.rand(...) < mask_prob), not a fixed number of positions"
+        )
 
 
 @masking.check(points=2)
@@ -442,7 +492,7 @@ def replaces_80_10_10(student, gen):
 
 @masking.check(points=1)
 def random_tokens_come_from_every_ordinary_id(student, gen):
-    vocab, specials, mask_id = 12, (0, 5, 7, 11), 7
+    vocab, specials, mask_id = 12, (0, 5, 7, 9), 7  # the last id, 11, is an ordinary one
     tokens = _corpus(gen, (40, 500), vocab, specials, 0.0)
     inputs, labels = _mask(student, tokens, mask_id, vocab, mask_prob=0.6, generator=gen, special_token_ids=specials)
     _check_structure(tokens, inputs, labels, mask_id, vocab, specials, 0.6)
@@ -701,6 +751,14 @@ def _loaded(student, gen, dropout=None):
         raise CheckFailed(f"the model has no parameter {missing[0]}: {STACK_HINT} (its parameters include: {found})")
     for key, value in weights.items():
         expect_shape(state[key], value.shape, f"the model's {key}")
+    extra = [key for key in state if key not in weights and not _is_buffer(model, key)]
+    if extra:
+        hint = (
+            "the position table is fixed, not trained: store it with register_buffer(..., persistent=False)"
+            if any("position" in key for key in extra)
+            else STACK_HINT
+        )
+        raise CheckFailed(f"the model has parameter(s) {extra} that the contract does not have: {hint}")
     model.load_state_dict({**state, **weights})
     return model, weights, config
 
