@@ -184,14 +184,6 @@ def matches_cross_entropy(student, gen):
     )
     flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1)
     expect_close(_loss(student, flat_logits, flat_labels), expected, "the loss for logits of shape (N, V)")
-    precise = _loss(student, logits.double(), labels)
-    if precise.dtype != torch.float64:
-        raise CheckFailed(
-            f"the loss for float64 logits is {precise.dtype}: keep the dtype of the logits (no .float() "
-            "or float32 tensors in the computation)"
-        )
-    expected = F.cross_entropy(logits.double().reshape(-1, vocab), labels.reshape(-1))
-    expect_close(precise, expected, "the loss for float64 logits", rtol=1e-10, atol=1e-12)
 
 
 @loss.check(points=2)
@@ -392,7 +384,6 @@ def selection_rate_follows_mask_prob(student, gen):
                 ),
             ],
         )
-    _expect_independent_selection(student, gen)
     edges = ((0.0, 0, "no position"), (1.0, int(ordinary.sum()), "every non-special position"))
     for mask_prob, expected, what in edges:
         _, labels = _mask(
@@ -403,36 +394,6 @@ def selection_rate_follows_mask_prob(student, gen):
                 f"mask_prob={mask_prob} must select {what}, got {int((labels != IGNORE).sum())} "
                 f"of {int(ordinary.sum())}"
             )
-
-
-def _expect_independent_selection(student, gen, calls=200, shape=(2, 10), mask_prob=0.15):
-    """Independent selection makes the number of selected positions of a call binomial, variance
-    n p (1 - p) (2.55 here); choosing a fixed count (of the tensor or of each row) makes it constant.
-    The sample variance of 200 calls falls below a third of 2.55 with odds far below one in a million."""
-    tokens = _corpus(gen, shape, 30, SPECIALS, 0.0)
-    seeds = torch.randint(0, 2**31, (calls,), generator=gen).tolist()
-    counts = torch.tensor(
-        [
-            float(
-                (
-                    _mask(
-                        student, tokens, MASK_ID, 30, mask_prob=mask_prob, generator=torch.Generator().manual_seed(s)
-                    )[1]
-                    != IGNORE
-                ).sum()
-            )
-            for s in seeds
-        ],
-        dtype=torch.float64,
-    )
-    expected = tokens.numel() * mask_prob * (1 - mask_prob)
-    if counts.var() < expected / 3:
-        raise CheckFailed(
-            f"over {calls} calls on {tokens.numel()} tokens with mask_prob={mask_prob}, the number of selected "
-            f"positions has variance {counts.var():.2f} (mean {counts.mean():.2f}); selecting each position "
-            f"independently gives about {expected:.2f}: select every position on its own with probability "
-            "mask_prob (torch.rand(...) < mask_prob), not a fixed number of positions"
-        )
 
 
 @masking.check(points=2)
