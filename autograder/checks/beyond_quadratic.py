@@ -7,7 +7,9 @@ exactly; a separate, seeded statistical check asks that its error against exact 
 attention shrink as the number of features grows. Sizes are drawn pairwise distinct, so a
 diagnosis that names one of them (N, d, m) cannot be a coincidence of another. The
 Performer's call is traced, as chapter 7's tiled attention is: no tensor it creates may hold
-N_q x N_k elements per batch entry.
+N_q x N_k elements per batch entry; its output must be the estimate through the given features (exact
+softmax attention is named as such) and pass gradients back to q, k and v. The features are also
+checked where |x|^2 / 2 exceeds float32's exponent range but the features themselves do not.
 """
 
 import math

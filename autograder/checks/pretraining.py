@@ -1,7 +1,8 @@
 """Checks for chapter 6: ``shift_for_next_token``, ``language_model_loss``, ``mask_tokens``,
 ``CausalLM`` and ``MaskedLM``.
 
-``mask_tokens`` is random: its structure (labels, special tokens, untouched positions) is
+``language_model_loss`` may not call the library loss it is compared with (``F.cross_entropy``,
+``F.nll_loss``: the calls are recorded). ``mask_tokens`` is random: its structure (labels, special tokens, untouched positions) is
 checked exactly, its proportions statistically on large samples, with tolerances of
 ``Z`` binomial standard errors, so a correct implementation with any random stream passes
 (a false failure has odds below one in a million per proportion) while the typical bugs,
