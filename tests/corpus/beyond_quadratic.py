@@ -1211,4 +1211,36 @@ ENTRIES = [
             return math.exp(intercept), -slope
     """,
     ),
+    alternative(
+        "positive_random_features",
+        "einsum, scale inside the exponent",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            proj = torch.einsum("...nd,md->...nm", x, omega)
+            return torch.exp(proj - 0.5 * x.pow(2).sum(-1, keepdim=True) - 0.5 * math.log(omega.shape[0]))
+    """,
+    ),
+    alternative(
+        "performer_attention",
+        "einsum, values augmented with a ones column",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            scale = q.shape[-1] ** -0.25
+            qf = positive_random_features(q * scale, omega)
+            kf = positive_random_features(k * scale, omega)
+            ones = torch.ones(*v.shape[:-1], 1, dtype=v.dtype)
+            both = torch.einsum("...nm,...nv->...mv", kf, torch.cat([v, ones], dim=-1))
+            out = torch.einsum("...qm,...mv->...qv", qf, both)
+            return out[..., :-1] / out[..., -1:]
+    """,
+    ),
 ]
