@@ -52,6 +52,14 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, omega
     return (q_features @ summary) / normalizer
 
 
+def performer_attention_grads(q, k, v, omega, grad_output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the grader, as plain data: the gradients (dq, dk, dv) of :func:`performer_attention`,
+    back-propagated from ``grad_output`` (shaped like its output)."""
+    q, k, v = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    performer_attention(q, k, v, omega).backward(grad_output)
+    return q.grad, k.grad, v.grad
+
+
 def training_flops(n_params: float, n_tokens: float) -> float:
     """Floating-point operations to train a dense transformer of ``n_params`` parameters on
     ``n_tokens`` tokens: about 6 N D (2 N D for the forward pass, twice that backward;

@@ -439,3 +439,39 @@ def test_stack_compared_with_the_reference(change, check, fragment, seed):
 def test_masked_lm_with_last_rows_is_told_which_rows(seed):
     results = run_suite("pretraining", "MaskedLM", _stack_with("MaskedLM", rows="last"), seed)
     assert "gets the LAST" in messages(results)
+
+
+# --- red team: classes of mistake the checks must catch --------------------------------------
+
+
+def test_float_tokens_lose_points_with_their_dtype_named(seed):
+    results = run_suite(
+        "pretraining", "shift_for_next_token", lambda t: (t[..., :-1].float(), t[..., 1:].float()), seed
+    )
+    assert score(results) == 0 and "should keep the dtype of the tokens" in messages(results)
+
+
+def loss_by_the_library(logits, labels, ignore_index=-100):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)
+
+
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [(loss_by_the_library, "the library loss the checks compare with")],
+)
+def test_the_library_loss_loses_the_comparison(bug, fragment, seed):
+    results = {r.check: r for r in run_suite("pretraining", "language_model_loss", bug, seed)}
+    assert not results["matches_cross_entropy"].passed and fragment in results["matches_cross_entropy"].message
+
+
+def test_a_trained_position_table_loses_the_stack_checks(seed):
+    class TrainedTable(ref.CausalLM):
+        def __init__(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0):
+            super().__init__(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout)
+            table = self.positions
+            del self.positions
+            self.positions = nn.Parameter(table)
+
+    results = {r.check: r for r in run_suite("pretraining", "CausalLM", TrainedTable, seed)}
+    assert "fixed, not trained" in results["matches_the_reference_stack"].message
+    assert results["uses_positions"].passed

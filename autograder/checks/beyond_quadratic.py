@@ -7,7 +7,9 @@ exactly; a separate, seeded statistical check asks that its error against exact 
 attention shrink as the number of features grows. Sizes are drawn pairwise distinct, so a
 diagnosis that names one of them (N, d, m) cannot be a coincidence of another. The
 Performer's call is traced, as chapter 7's tiled attention is: no tensor it creates may hold
-N_q x N_k elements per batch entry.
+N_q x N_k elements per batch entry; its output must be the estimate through the given features (exact
+softmax attention is named as such) and pass gradients back to q, k and v. The features are also
+checked where |x|^2 / 2 exceeds float32's exponent range but the features themselves do not.
 """
 
 import math
@@ -16,7 +18,8 @@ import numbers
 import torch
 
 from autograder.oracle import reference
-from autograder.suite import CheckFailed, Suite, expect_bounded, expect_close, expect_shape, randint, randn
+from autograder.student import StudentError
+from autograder.suite import CheckFailed, Suite, as_tensor, expect_bounded, expect_close, expect_shape, randint, randn
 
 ref = reference("beyond_quadratic")
 
@@ -196,6 +199,24 @@ def matches_definition(student, gen):
         "phi(x) = exp(x omega^T - |x|^2/2) / sqrt(m)",
         diagnoses=_feature_bugs(x, omega),
     )
+    _expect_stable_features(student, gen)
+
+
+def _expect_stable_features(student, gen):
+    """|x|^2 / 2 beyond float32's exp range (about 88) while the features themselves are moderate:
+    the rows of omega are x / 2 plus noise, so x omega^T - |x|^2 / 2 stays near 0."""
+    n, d, m = _distinct(gen, [(5, 7), (3, 4), (9, 12)])
+    x = randn(gen, n, d)
+    x = x / x.norm(dim=-1, keepdim=True) * (14.0 + 2.0 * torch.rand(n, 1, generator=gen))  # |x|^2 / 2 ~ 100-128
+    omega = torch.cat([x / 2 + randn(gen, n, d, scale=0.05), randn(gen, m - n, d)])
+    result = student(x, omega)
+    if not torch.isfinite(as_tensor(result, "phi(x)")).all():
+        raise CheckFailed(
+            "phi(x) is inf or NaN for |x|^2 / 2 of about 100, where exp(x omega^T - |x|^2 / 2) itself is of "
+            "moderate size: exp(x omega^T) and exp(|x|^2 / 2) overflow on their own, so subtract in the "
+            "exponent and take exp once"
+        )
+    expect_close(result, ref.positive_random_features(x, omega), "phi(x) for |x|^2 / 2 of about 100")
 
 
 @features.check(points=1)
@@ -229,7 +250,14 @@ def _performer_bugs(q, k, v, omega):
         numerator = q_features @ (k_features.transpose(-2, -1) @ v)
         return numerator / (q_features @ k_features.sum(-2).unsqueeze(-1)) if normalize else numerator
 
+    exact = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d), dim=-1) @ v
     return [
+        (
+            exact,
+            "it is exact softmax attention, not the Performer's estimate of it: compute the output through the "
+            "random features q' = phi(q d^(-1/4)) and k' = phi(k d^(-1/4)) of the given omega, as "
+            "q' (k'^T v) / q' (k'^T 1)",
+        ),
         (
             approx(q, k),
             "q and k are not scaled by d^(-1/4) before the features: the kernel must estimate "
@@ -276,6 +304,20 @@ def matches_reference_for_the_same_features(student, gen):
         "performer_attention(q, k, v, omega)",
         diagnoses=_performer_bugs(q, k, v, omega),
     )
+    grad_output = randn(gen, 2, n_q, d_v)
+    try:
+        _, grads = student.with_grad((q, k, v, omega), grad_output, grad_inputs=(0, 1, 2))
+    except StudentError as error:
+        if "grad" not in str(error):
+            raise
+        raise CheckFailed(
+            "no gradient flows back to q, k and v: the output is cut off from the graph (.detach(), "
+            "torch.no_grad(), .item() or a NumPy round trip), so a model using it could not learn"
+        ) from None
+    for name, grad, expected in zip("qkv", grads, ref.performer_attention_grads(q, k, v, omega, grad_output)):
+        if grad is None:
+            raise CheckFailed(f"no gradient reaches {name}: it is detached from the output (.detach(), .data)")
+        expect_close(grad, expected, f"the gradient with respect to {name}")
 
 
 @performer.check(points=2)
@@ -357,7 +399,11 @@ def _chinchilla_bugs(compute, r):
         (math.sqrt(compute / r), "6 N D = C is not used: N = sqrt(C / r) leaves out the 6"),
         (compute / (6 * r), "N^2 = C / (6 r): take the square root"),
         (math.sqrt(compute / (6 * r)) / r, "the ratio is applied the wrong way round: D = r N tokens for N parameters"),
-    ]
+    ] + (
+        [(math.sqrt(compute / 120), "the tokens_per_parameter argument is ignored: 20 is used whatever it is")]
+        if r != 20
+        else []
+    )
 
 
 def _expect_optimum(student, compute, r, what, *args, **kwargs):
@@ -412,6 +458,10 @@ def _power_law_bugs(sizes, losses):
         "alpha": [
             (-alpha, "alpha has the wrong sign: loss = a * size^(-alpha), so alpha is minus the slope"),
             (-linear_slope.item(), "the losses are not log-transformed: fit log(loss) against log(size)"),
+            (
+                ref.fit_power_law(sorted(sizes), losses)[1],
+                "the sizes were reordered (sorted) without their losses: each size must stay paired with its loss",
+            ),
         ],
     }
 
@@ -436,6 +486,10 @@ def recovers_an_exact_power_law(student, gen):
 def least_squares_in_log_space(student, gen):
     sizes = [float(2 ** randint(gen, 3 * i + 8, 3 * i + 9)) for i in range(randint(gen, 5, 7))]
     losses = [3.0 * s**-0.1 * math.exp(0.05 * torch.randn((), generator=gen).item()) for s in sizes]
+    order = torch.randperm(len(sizes), generator=gen).tolist()  # the points in no particular order
+    if order == sorted(order):
+        order = order[::-1]
+    sizes, losses = [sizes[i] for i in order], [losses[i] for i in order]
     _expect_fit(student, sizes, losses, "fit_power_law(sizes, noisy losses) (lists)", 1e-6)
     _expect_fit(
         student,

@@ -1,7 +1,8 @@
 """Checks for chapter 6: ``shift_for_next_token``, ``language_model_loss``, ``mask_tokens``,
 ``CausalLM`` and ``MaskedLM``.
 
-``mask_tokens`` is random: its structure (labels, special tokens, untouched positions) is
+``language_model_loss`` may not call the library loss it is compared with (``F.cross_entropy``,
+``F.nll_loss``: the calls are recorded). ``mask_tokens`` is random: its structure (labels, special tokens, untouched positions) is
 checked exactly, its proportions statistically on large samples, with tolerances of
 ``Z`` binomial standard errors, so a correct implementation with any random stream passes
 (a false failure has odds below one in a million per proportion) while the typical bugs,
@@ -49,14 +50,14 @@ def _pair(result, what):
 def _expect_tokens(actual, expected, what, diagnoses=()):
     """Exact equality of integer tensors; a known wrong answer (even of another shape) is named."""
     actual = as_tensor(actual, what)
+    if actual.dtype != expected.dtype:
+        raise CheckFailed(f"{what} should keep the dtype of the tokens ({expected.dtype}), got {actual.dtype}")
     if actual.shape == expected.shape and torch.equal(actual, expected):
         return
     for wrong, explanation in diagnoses:
         if actual.shape == wrong.shape and torch.equal(actual, wrong):
             raise CheckFailed(f"{what} is wrong: {explanation}")
     expect_shape(actual, expected.shape, what)
-    if actual.dtype != expected.dtype:
-        raise CheckFailed(f"{what} should keep the dtype of the tokens ({expected.dtype}), got {actual.dtype}")
     if not torch.equal(actual, expected):
         raise CheckFailed(
             f"{what} differs from the expected tokens at {int((actual != expected).sum())} "
@@ -87,7 +88,8 @@ def _check_shift(student, tokens, what):
         targets,
         expected_targets,
         f"targets for {what}",
-        [(tokens[..., :-1], "inputs and targets are swapped: targets are tokens[..., 1:]")] + bugs,
+        [(tokens[..., :-1], "targets are tokens[..., :-1], the inputs; they must be tokens[..., 1:], the next tokens")]
+        + bugs,
     )
 
 
@@ -113,6 +115,9 @@ def any_leading_dimensions(student, gen):
 
 # ---------------------------------------------------------------------------------------
 # language_model_loss
+
+
+LIBRARY_LOSSES = {"cross_entropy", "nll_loss", "nll_loss2d", "nll_loss_nd", "cross_entropy_loss"}
 
 
 def _loss(student, logits, labels, **kwargs):
@@ -168,6 +173,13 @@ def matches_cross_entropy(student, gen):
     diagnoses = _loss_bugs(logits, labels) + [
         (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")
     ]
+    _, functions = student.functions(logits, labels)
+    used = sorted(LIBRARY_LOSSES & set(functions))
+    if used:
+        raise CheckFailed(
+            f"language_model_loss calls {', '.join(used)}, the library loss the checks compare with; the "
+            "exercise is to write it from torch.log_softmax (or torch.logsumexp) and indexing"
+        )
     expect_close(
         _loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored", diagnoses=diagnoses
     )
@@ -442,7 +454,7 @@ def replaces_80_10_10(student, gen):
 
 @masking.check(points=1)
 def random_tokens_come_from_every_ordinary_id(student, gen):
-    vocab, specials, mask_id = 12, (0, 5, 7, 11), 7
+    vocab, specials, mask_id = 12, (0, 5, 7, 9), 7  # the last id, 11, is an ordinary one
     tokens = _corpus(gen, (40, 500), vocab, specials, 0.0)
     inputs, labels = _mask(student, tokens, mask_id, vocab, mask_prob=0.6, generator=gen, special_token_ids=specials)
     _check_structure(tokens, inputs, labels, mask_id, vocab, specials, 0.6)
@@ -701,6 +713,14 @@ def _loaded(student, gen, dropout=None):
         raise CheckFailed(f"the model has no parameter {missing[0]}: {STACK_HINT} (its parameters include: {found})")
     for key, value in weights.items():
         expect_shape(state[key], value.shape, f"the model's {key}")
+    extra = [key for key in state if key not in weights and not _is_buffer(model, key)]
+    if extra:
+        hint = (
+            "the position table is fixed, not trained: store it with register_buffer(..., persistent=False)"
+            if any("position" in key for key in extra)
+            else STACK_HINT
+        )
+        raise CheckFailed(f"the model has parameter(s) {extra} that the contract does not have: {hint}")
     model.load_state_dict({**state, **weights})
     return model, weights, config
 

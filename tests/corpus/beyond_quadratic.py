@@ -531,4 +531,716 @@ ENTRIES = [
             return 10 ** intercept, -slope
     """,
     ),
+    # --- red team: more answers -----------------------------------------------------------------
+    bug(
+        "sliding_window_mask",
+        "global columns only",
+        """
+        import torch
+
+        def sliding_window_mask(n, window, global_positions=()):
+            i = torch.arange(n)
+            mask = (i[:, None] - i[None, :]).abs() <= window
+            for p in global_positions:
+                mask[:, p] = True
+            return mask
+    """,
+        fails=("global_positions_read_and_are_read",),
+        says="its row is missing",
+    ),
+    bug(
+        "sliding_window_mask",
+        "window read as the total width",
+        """
+        import torch
+
+        def sliding_window_mask(n, window, global_positions=()):
+            i = torch.arange(n)
+            mask = (i[:, None] - i[None, :]).abs() <= window // 2
+            for p in global_positions:
+                mask[p, :] = True
+                mask[:, p] = True
+            return mask
+    """,
+        fails=("band_of_width_window",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "sliding_window_mask",
+        "tril and triu swapped",
+        """
+        import torch
+
+        def sliding_window_mask(n, window, global_positions=()):
+            ones = torch.ones(n, n, dtype=torch.bool)
+            mask = ones.tril(-window) & ones.triu(window)
+            for p in global_positions:
+                mask[p, :] = True
+                mask[:, p] = True
+            return mask
+    """,
+        fails=("band_of_width_window", "window_zero_and_window_beyond_n"),
+        says="sliding_window_mask(",
+    ),
+    alternative(
+        "sliding_window_mask",
+        "tril and triu",
+        """
+        import torch
+
+        def sliding_window_mask(n, window, global_positions=()):
+            ones = torch.ones(n, n, dtype=torch.bool)
+            mask = ones.tril(window) & ones.triu(-window)
+            for p in global_positions:
+                mask[p, :] = True
+                mask[:, p] = True
+            return mask
+    """,
+    ),
+    alternative(
+        "sliding_window_mask",
+        "cdist of positions",
+        """
+        import torch
+
+        def sliding_window_mask(n, window, global_positions=()):
+            pos = torch.arange(n, dtype=torch.float64)[:, None]
+            mask = torch.cdist(pos, pos, p=1) <= window
+            g = torch.isin(torch.arange(n), torch.tensor(list(global_positions), dtype=torch.int64))
+            return mask | g.unsqueeze(0) | g.unsqueeze(1)
+    """,
+    ),
+    bug(
+        "positive_random_features",
+        "sqrt of d, not m",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[1])
+    """,
+        fails=("matches_definition", "estimates_the_softmax_kernel"),
+        says="differs from the expected value",
+    ),
+    bug(
+        "positive_random_features",
+        "norm over the sequence axis",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-2, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+    """,
+        fails=("shape_batch_by_features", "matches_definition"),
+        says="RuntimeError",
+    ),
+    bug(
+        "positive_random_features",
+        "norm without the half",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True)) / math.sqrt(omega.shape[0])
+    """,
+        fails=("matches_definition",),
+        says="it should subtract |x|^2 / 2",
+    ),
+    bug(
+        "positive_random_features",
+        "omega not transposed",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+    """,
+        fails=("shape_batch_by_features", "matches_definition"),
+        says="RuntimeError",
+    ),
+    bug(
+        "positive_random_features",
+        "norm without keepdim",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-1) / 2) / math.sqrt(omega.shape[0])
+    """,
+        fails=("shape_batch_by_features", "matches_definition"),
+        says="RuntimeError",
+    ),
+    bug(
+        "positive_random_features",
+        "exponentials divided separately (overflow)",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.T) / torch.exp((x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+    """,
+        fails=("matches_definition",),
+        says="overflow on their own",
+    ),
+    bug(
+        "positive_random_features",
+        "torch.mm: 2-D only",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(torch.mm(x, omega.t()) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+    """,
+        fails=("shape_batch_by_features",),
+        says="self must be a matrix",
+    ),
+    alternative(
+        "positive_random_features",
+        "float64 inside, vector_norm",
+        """
+        import torch
+
+        def positive_random_features(x, omega):
+            xd, od = x.double(), omega.double()
+            sq = torch.linalg.vector_norm(xd, dim=-1, keepdim=True) ** 2
+            return (torch.exp(xd @ od.mT - sq / 2) * od.shape[0] ** -0.5).to(x.dtype)
+    """,
+    ),
+    alternative(
+        "positive_random_features",
+        "matmul with omega.mT, rsqrt",
+        """
+        import torch
+
+        def positive_random_features(x, omega):
+            m = torch.tensor(float(omega.shape[0]), dtype=x.dtype)
+            return torch.exp(torch.matmul(x, omega.mT) - (x ** 2).sum(dim=-1).unsqueeze(-1) / 2) * torch.rsqrt(m)
+    """,
+    ),
+    bug(
+        "performer_attention",
+        "d^-1/2 on both",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.5
+            qf = positive_random_features(q * s, omega)
+            kf = positive_random_features(k * s, omega)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="each scaled by 1/sqrt(d)",
+    ),
+    bug(
+        "performer_attention",
+        "scale from d_v",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = v.shape[-1] ** -0.25
+            qf = positive_random_features(q * s, omega)
+            kf = positive_random_features(k * s, omega)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "performer_attention",
+        "d^-1/2 on the queries only",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            qf = positive_random_features(q * q.shape[-1] ** -0.5, omega)
+            kf = positive_random_features(k, omega)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "performer_attention",
+        "normaliser sums the features",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.25
+            qf = positive_random_features(q * s, omega)
+            kf = positive_random_features(k * s, omega)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf.sum(-1, keepdim=True) * kf.sum(-1).sum(-1)[..., None, None])
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "performer_attention",
+        "normaliser without unsqueeze",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.25
+            qf = positive_random_features(q * s, omega)
+            kf = positive_random_features(k * s, omega)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2))
+    """,
+        fails=("output_shape", "matches_reference_for_the_same_features"),
+        says="RuntimeError",
+    ),
+    bug(
+        "performer_attention",
+        "draws its own omega",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.25
+            omega = torch.randn(omega.shape)
+            qf = positive_random_features(q * s, omega)
+            kf = positive_random_features(k * s, omega)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "performer_attention",
+        "exact softmax attention in row blocks",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            d = q.shape[-1]
+            rows = []
+            for start in range(0, q.shape[-2], 1):
+                scores = q[..., start:start + 1, :] @ k.transpose(-2, -1) / math.sqrt(d)
+                rows.append(torch.softmax(scores, dim=-1) @ v)
+            return torch.cat(rows, dim=-2)
+    """,
+        fails=("matches_reference_for_the_same_features", "never_forms_the_score_matrix"),
+        says="it is exact softmax attention",
+    ),
+    bug(
+        "performer_attention",
+        "exact softmax attention in key blocks (online softmax)",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            d = q.shape[-1]
+            n_k = k.shape[-2]
+            out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
+            top = torch.full((*q.shape[:-1], 1), -math.inf, dtype=q.dtype)
+            total = torch.zeros((*q.shape[:-1], 1), dtype=q.dtype)
+            for j in range(n_k):
+                s = (q * k[..., j:j + 1, :]).sum(-1, keepdim=True) / math.sqrt(d)
+                new_top = torch.maximum(top, s)
+                scale = torch.exp(top - new_top)
+                e = torch.exp(s - new_top)
+                out = out * scale + e * v[..., j:j + 1, :]
+                total = total * scale + e
+                top = new_top
+            return out / total
+    """,
+        fails=("matches_reference_for_the_same_features", "never_forms_the_score_matrix"),
+        says="it is exact softmax attention",
+    ),
+    bug(
+        "performer_attention",
+        "uniform average of the values",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            return v.mean(-2, keepdim=True).expand(*q.shape[:-1], v.shape[-1]).clone()
+    """,
+        fails=("matches_reference_for_the_same_features", "error_shrinks_as_features_grow"),
+        says="it should shrink about as 1/sqrt(m)",
+    ),
+    bug(
+        "performer_attention",
+        "features detached",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.25
+            qf = positive_random_features(q * s, omega).detach()
+            kf = positive_random_features(k * s, omega).detach()
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="no gradient reaches q",
+    ),
+    alternative(
+        "performer_attention",
+        "log-space features with cancelling stabilisers",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            d = q.shape[-1]
+            qs, ks = q * d ** -0.25, k * d ** -0.25
+            lq = qs @ omega.T - (qs * qs).sum(-1, keepdim=True) / 2
+            lk = ks @ omega.T - (ks * ks).sum(-1, keepdim=True) / 2
+            qf = torch.exp(lq - lq.amax(-1, keepdim=True))
+            kf = torch.exp(lk - lk.amax(dim=(-2, -1), keepdim=True))
+            kv = kf.transpose(-2, -1) @ v
+            return (qf @ kv) / (qf @ kf.sum(-2, keepdim=True).transpose(-2, -1))
+    """,
+    ),
+    alternative(
+        "performer_attention",
+        "float64, keys accumulated in chunks",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            scale = q.shape[-1] ** -0.25
+            qf = positive_random_features(q.double() * scale, omega.double())
+            kf = positive_random_features(k.double() * scale, omega.double())
+            vd = v.double()
+            kv = torch.zeros(*kf.shape[:-2], kf.shape[-1], v.shape[-1], dtype=torch.float64)
+            ksum = torch.zeros(*kf.shape[:-2], kf.shape[-1], dtype=torch.float64)
+            for start in range(0, k.shape[-2], 3):
+                block = kf[..., start:start + 3, :]
+                kv = kv + block.transpose(-2, -1) @ vd[..., start:start + 3, :]
+                ksum = ksum + block.sum(-2)
+            out = (qf @ kv) / (qf * ksum.unsqueeze(-2)).sum(-1, keepdim=True)
+            return out.to(v.dtype)
+    """,
+    ),
+    bug(
+        "training_flops",
+        "6N + D",
+        """
+        def training_flops(n_params, n_tokens):
+            return 6 * n_params + n_tokens
+    """,
+        fails=("six_flops_per_parameter_per_token",),
+        says="expected 3.15e+23",
+    ),
+    bug(
+        "training_flops",
+        "in petaflops",
+        """
+        def training_flops(n_params, n_tokens):
+            return 6 * n_params * n_tokens / 1e15
+    """,
+        fails=("six_flops_per_parameter_per_token",),
+        says="expected 3.15e+23",
+    ),
+    bug(
+        "training_flops",
+        "8ND",
+        """
+        def training_flops(n_params, n_tokens):
+            return 8 * n_params * n_tokens
+    """,
+        fails=("six_flops_per_parameter_per_token",),
+        says="expected 3.15e+23",
+    ),
+    bug(
+        "training_flops",
+        "3ND (backward counted once)",
+        """
+        def training_flops(n_params, n_tokens):
+            return 3 * n_params * n_tokens
+    """,
+        fails=("six_flops_per_parameter_per_token",),
+        says="expected 3.15e+23",
+    ),
+    alternative(
+        "training_flops",
+        "math.prod",
+        """
+        import math
+
+        def training_flops(n_params, n_tokens):
+            return float(math.prod((6, n_params, n_tokens)))
+    """,
+    ),
+    alternative(
+        "training_flops",
+        "numpy product",
+        """
+        import numpy as np
+
+        def training_flops(n_params, n_tokens):
+            return float(np.float64(n_params) * np.float64(n_tokens) * 6)
+    """,
+    ),
+    bug(
+        "chinchilla_optimal",
+        "r outside the root",
+        """
+        import math
+
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n = math.sqrt(compute / 6) / tokens_per_parameter
+            return n, tokens_per_parameter * n
+    """,
+        fails=("compute_is_six_n_d_with_d_equal_r_n", "default_ratio_is_twenty"),
+        says="n_params of chinchilla_optimal",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "no square root",
+        """
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n = compute / (6 * tokens_per_parameter)
+            return n, tokens_per_parameter * n
+    """,
+        fails=("compute_is_six_n_d_with_d_equal_r_n",),
+        says="take the square root",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "ratio hard-coded",
+        """
+        import math
+
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n = math.sqrt(compute / 120)
+            return n, 20 * n
+    """,
+        fails=("compute_is_six_n_d_with_d_equal_r_n",),
+        says="the tokens_per_parameter argument is ignored",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "r multiplies inside the root",
+        """
+        import math
+
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n = math.sqrt(compute * tokens_per_parameter / 6)
+            return n, tokens_per_parameter * n
+    """,
+        fails=("compute_is_six_n_d_with_d_equal_r_n", "default_ratio_is_twenty"),
+        says="n_params of chinchilla_optimal",
+    ),
+    bug(
+        "chinchilla_optimal",
+        "precedence: C / sqrt(6r)",
+        """
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n = compute / (6 * tokens_per_parameter) ** 0.5
+            return n, tokens_per_parameter * n
+    """,
+        fails=("compute_is_six_n_d_with_d_equal_r_n", "default_ratio_is_twenty"),
+        says="n_params of chinchilla_optimal",
+    ),
+    alternative(
+        "chinchilla_optimal",
+        "numpy",
+        """
+        import numpy as np
+
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n = np.sqrt(np.float64(compute) / 6.0 / tokens_per_parameter)
+            return float(n), float(n * tokens_per_parameter)
+    """,
+    ),
+    alternative(
+        "chinchilla_optimal",
+        "power one half",
+        """
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n_params = (compute / 6 / tokens_per_parameter) ** 0.5
+            return n_params, n_params * tokens_per_parameter
+    """,
+    ),
+    bug(
+        "fit_power_law",
+        "polyfit's coefficients unpacked in the wrong order",
+        """
+        import numpy as np
+
+        def fit_power_law(sizes, losses):
+            intercept, slope = np.polyfit(np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(losses, dtype=float)), 1)
+            return float(np.exp(intercept)), float(-slope)
+    """,
+        fails=("recovers_an_exact_power_law", "least_squares_in_log_space"),
+        says="alpha of fit_power_law",
+    ),
+    bug(
+        "fit_power_law",
+        "log10 fit, e^intercept",
+        """
+        import numpy as np
+
+        def fit_power_law(sizes, losses):
+            slope, intercept = np.polyfit(np.log10(np.asarray(sizes, dtype=float)), np.log10(np.asarray(losses, dtype=float)), 1)
+            return float(np.exp(intercept)), float(-slope)
+    """,
+        fails=("recovers_an_exact_power_law",),
+        says="exponentiated with e",
+    ),
+    bug(
+        "fit_power_law",
+        "regresses log size on log loss",
+        """
+        import numpy as np
+
+        def fit_power_law(sizes, losses):
+            x = np.log(np.asarray(sizes, dtype=float))
+            y = np.log(np.asarray(losses, dtype=float))
+            slope, intercept = np.polyfit(y, x, 1)
+            alpha = -1 / slope
+            return float(np.exp(-intercept / slope)), float(alpha)
+    """,
+        fails=("least_squares_in_log_space",),
+        says="alpha of fit_power_law",
+    ),
+    bug(
+        "fit_power_law",
+        "sorts sizes only",
+        """
+        import numpy as np
+
+        def fit_power_law(sizes, losses):
+            sizes = sorted(float(s) for s in sizes)
+            slope, intercept = np.polyfit(np.log(sizes), np.log(np.asarray(losses, dtype=float)), 1)
+            return float(np.exp(intercept)), float(-slope)
+    """,
+        fails=("least_squares_in_log_space",),
+        says="without their losses",
+    ),
+    bug(
+        "fit_power_law",
+        "mean of consecutive slopes",
+        """
+        import math
+
+        def fit_power_law(sizes, losses):
+            xs = [math.log(float(s)) for s in sizes]
+            ys = [math.log(float(l)) for l in losses]
+            slopes = [(ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i]) for i in range(len(xs) - 1)]
+            slope = sum(slopes) / len(slopes)
+            intercept = sum(ys) / len(ys) - slope * sum(xs) / len(xs)
+            return math.exp(intercept), -slope
+    """,
+        fails=("least_squares_in_log_space",),
+        says="alpha of fit_power_law",
+    ),
+    alternative(
+        "fit_power_law",
+        "torch.linalg.lstsq",
+        """
+        import torch
+
+        def fit_power_law(sizes, losses):
+            x = torch.log(torch.as_tensor(sizes, dtype=torch.float64).reshape(-1))
+            y = torch.log(torch.as_tensor(losses, dtype=torch.float64).reshape(-1, 1))
+            design = torch.stack([torch.ones_like(x), x], dim=1)
+            coef = torch.linalg.lstsq(design, y).solution[:, 0]
+            return float(coef[0].exp()), float(-coef[1])
+    """,
+    ),
+    alternative(
+        "fit_power_law",
+        "statistics.linear_regression",
+        """
+        import math
+        import statistics
+
+        def fit_power_law(sizes, losses):
+            xs = [math.log(float(s)) for s in sizes]
+            ys = [math.log(float(l)) for l in losses]
+            slope, intercept = statistics.linear_regression(xs, ys)
+            return math.exp(intercept), -slope
+    """,
+    ),
+    alternative(
+        "positive_random_features",
+        "einsum, scale inside the exponent",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            proj = torch.einsum("...nd,md->...nm", x, omega)
+            return torch.exp(proj - 0.5 * x.pow(2).sum(-1, keepdim=True) - 0.5 * math.log(omega.shape[0]))
+    """,
+    ),
+    alternative(
+        "performer_attention",
+        "einsum, values augmented with a ones column",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            scale = q.shape[-1] ** -0.25
+            qf = positive_random_features(q * scale, omega)
+            kf = positive_random_features(k * scale, omega)
+            ones = torch.ones(*v.shape[:-1], 1, dtype=v.dtype)
+            both = torch.einsum("...nm,...nv->...mv", kf, torch.cat([v, ones], dim=-1))
+            out = torch.einsum("...qm,...mv->...qv", qf, both)
+            return out[..., :-1] / out[..., -1:]
+    """,
+    ),
 ]

@@ -551,7 +551,7 @@ ENTRIES = [
         "learned position embeddings instead of the sinusoidal table",
         learned_positions("CausalLM"),
         fails=("matches_the_reference_stack",),
-        says="differs from the expected value",
+        says="the position table is fixed, not trained",
     ),
     bug(
         "CausalLM",
@@ -623,5 +623,599 @@ ENTRIES = [
         "MaskedLM",
         "persistent table sliced with narrow, an all-True mask",
         sequential_style("MaskedLM", "mask = torch.ones(length, length, dtype=torch.bool)"),
+    ),
+    # --- red team: more answers to the functions -----------------------------------------------
+    bug(
+        "shift_for_next_token",
+        "targets equal the inputs",
+        """
+        def shift_for_next_token(tokens):
+            return tokens[..., :-1], tokens[..., :-1]
+    """,
+        fails=("shifts_a_single_sequence", "any_leading_dimensions"),
+        says="targets are tokens[..., :-1], the inputs",
+    ),
+    bug(
+        "shift_for_next_token",
+        "assumes a 2-D batch",
+        """
+        def shift_for_next_token(tokens):
+            return tokens[:, :-1], tokens[:, 1:]
+    """,
+        fails=("shifts_a_single_sequence", "any_leading_dimensions"),
+        says="expected (2, 3, 8)",
+    ),
+    bug(
+        "shift_for_next_token",
+        "roll wraps around",
+        """
+        import torch
+
+        def shift_for_next_token(tokens):
+            return tokens, torch.roll(tokens, -1, dims=-1)
+    """,
+        fails=("shifts_a_single_sequence",),
+        says="nothing is shifted",
+    ),
+    bug(
+        "shift_for_next_token",
+        "flattens the batch into one stream",
+        """
+        def shift_for_next_token(tokens):
+            flat = tokens.reshape(-1)
+            return flat[:-1], flat[1:]
+    """,
+        fails=("shifts_along_time_in_a_batch", "any_leading_dimensions"),
+        says="has shape",
+    ),
+    bug(
+        "shift_for_next_token",
+        "length read from dim 1",
+        """
+        def shift_for_next_token(tokens):
+            t = tokens.shape[1]
+            return tokens[..., : t - 1], tokens[..., 1:t]
+    """,
+        fails=("shifts_a_single_sequence", "any_leading_dimensions"),
+        says="IndexError",
+    ),
+    bug(
+        "shift_for_next_token",
+        "float tokens",
+        """
+        def shift_for_next_token(tokens):
+            return tokens[..., :-1].float(), tokens[..., 1:].float()
+    """,
+        fails=("shifts_a_single_sequence", "shifts_along_time_in_a_batch", "any_leading_dimensions"),
+        says="should keep the dtype of the tokens",
+    ),
+    alternative(
+        "shift_for_next_token",
+        "narrow",
+        """
+        def shift_for_next_token(tokens):
+            n = tokens.size(-1) - 1
+            return tokens.narrow(-1, 0, n), tokens.narrow(-1, 1, n)
+    """,
+    ),
+    alternative(
+        "shift_for_next_token",
+        "movedim views",
+        """
+        def shift_for_next_token(tokens):
+            t = tokens.movedim(-1, 0)
+            return t[:-1].movedim(0, -1), t[1:].movedim(0, -1)
+    """,
+    ),
+    bug(
+        "language_model_loss",
+        "bits instead of nats",
+        """
+        import math
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+            keep = labels != ignore_index
+            lp = torch.log_softmax(logits[keep], -1)
+            return -lp.gather(-1, labels[keep, None]).mean() / math.log(2)
+    """,
+        fails=("matches_cross_entropy",),
+        says="it is in bits",
+    ),
+    bug(
+        "language_model_loss",
+        "per-sequence mean then mean over sequences",
+        """
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            keep = labels != ignore_index
+            nll = -torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+            nll = torch.where(keep, nll, torch.zeros_like(nll))
+            if nll.dim() == 1:
+                return nll.sum() / keep.sum()
+            return (nll.sum(-1) / keep.sum(-1)).mean()
+    """,
+        fails=("ignores_positions_labelled_minus_100",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "language_model_loss",
+        "assumes 3-D logits",
+        """
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            B, T, V = logits.shape
+            logits, labels = logits.reshape(B * T, V), labels.reshape(B * T)
+            keep = labels != ignore_index
+            lp = torch.log_softmax(logits[keep], -1)
+            return -lp.gather(-1, labels[keep, None]).mean()
+    """,
+        fails=("matches_cross_entropy", "stable_for_large_logits"),
+        says="not enough values to unpack",
+    ),
+    bug(
+        "language_model_loss",
+        "global max subtraction",
+        """
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+            keep = labels != ignore_index
+            z = logits[keep] - logits.max()
+            lp = z - z.exp().sum(-1, keepdim=True).log()
+            return -lp.gather(-1, labels[keep, None]).mean()
+    """,
+        fails=("stable_for_large_logits",),
+        says="infinite or NaN",
+    ),
+    bug(
+        "language_model_loss",
+        "log_softmax over dim 0",
+        """
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+            keep = labels != ignore_index
+            lp = torch.log_softmax(logits[keep], 0)
+            return -lp.gather(-1, labels[keep, None]).mean()
+    """,
+        fails=("matches_cross_entropy", "gradient_reaches_the_logits"),
+        says="differs from the expected value",
+    ),
+    bug(
+        "language_model_loss",
+        "F.cross_entropy, which the exercise forbids",
+        """
+        import torch.nn.functional as F
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)
+    """,
+        fails=("matches_cross_entropy",),
+        says="the library loss the checks compare with",
+    ),
+    alternative(
+        "language_model_loss",
+        "logsumexp minus the label's logit",
+        """
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            keep = labels != ignore_index
+            z = logits[keep]
+            y = labels[keep]
+            return (torch.logsumexp(z, -1) - z.gather(-1, y[:, None])[:, 0]).mean()
+    """,
+    ),
+    alternative(
+        "language_model_loss",
+        "weighted sum over all positions",
+        """
+        import torch
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            keep = labels != ignore_index
+            safe = torch.where(keep, labels, torch.zeros_like(labels))
+            nll = -torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+            weights = keep.to(nll.dtype)
+            return (nll * weights).sum() / weights.sum()
+    """,
+    ),
+    bug(
+        "mask_tokens",
+        "random ids assume the special ids come first",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            action = torch.rand(tokens.shape, generator=generator)
+            rnd = torch.randint(len(special_token_ids), vocab_size, tokens.shape, generator=generator)
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), rnd, inputs)
+            return inputs, labels
+    """,
+        fails=("never_selects_special_tokens", "random_tokens_come_from_every_ordinary_id"),
+        says="random replacements must be drawn from the non-special ids only",
+    ),
+    bug(
+        "mask_tokens",
+        "random ids miss the last id",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            action = torch.rand(tokens.shape, generator=generator)
+            ordinary = torch.tensor([i for i in range(vocab_size - 1) if i not in special_token_ids])
+            rnd = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), rnd, inputs)
+            return inputs, labels
+    """,
+        fails=("random_tokens_come_from_every_ordinary_id",),
+        says="ids [11] never appear",
+    ),
+    bug(
+        "mask_tokens",
+        "labels at every position",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = tokens.clone()
+            action = torch.rand(tokens.shape, generator=generator)
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
+            rnd = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), rnd, inputs)
+            return inputs, labels
+    """,
+        fails=("labels_and_inputs_follow_the_rules",),
+        says="labels equal the tokens everywhere",
+    ),
+    bug(
+        "mask_tokens",
+        "80 percent mask, 20 percent random, none unchanged",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            action = torch.rand(tokens.shape, generator=generator)
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
+            rnd = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8), rnd, inputs)
+            return inputs, labels
+    """,
+        fails=("replaces_80_10_10",),
+        says="no selected position kept its token",
+    ),
+    bug(
+        "mask_tokens",
+        "float labels",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens.float(), -100.0)
+            action = torch.rand(tokens.shape, generator=generator)
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
+            rnd = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), rnd, inputs)
+            return inputs, labels
+    """,
+        fails=("returns_inputs_and_labels",),
+        says="labels should be int64",
+    ),
+    bug(
+        "mask_tokens",
+        "assumes a 2-D batch of tokens",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            B, T = tokens.shape
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(B, T, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            action = torch.rand(B, T, generator=generator)
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
+            rnd = ordinary[torch.randint(len(ordinary), (B, T), generator=generator)]
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), rnd, inputs)
+            return inputs, labels
+    """,
+        fails=("returns_inputs_and_labels",),
+        says="not enough values to unpack",
+    ),
+    bug(
+        "mask_tokens",
+        "keeps the original where the random token is drawn (90/10/0)",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            action = torch.rand(tokens.shape, generator=generator)
+            inputs = torch.where(selected & (action < 0.9), mask_token_id, tokens)
+            return inputs, labels
+    """,
+        fails=("replaces_80_10_10",),
+        says="90% of selected positions became [MASK]",
+    ),
+    alternative(
+        "mask_tokens",
+        "one uniform draw decides selection and action",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            u = torch.rand(tokens.shape, generator=generator, dtype=torch.float64)
+            special = torch.zeros(tokens.shape, dtype=torch.bool)
+            for s in special_token_ids:
+                special |= tokens == s
+            selected = (u < mask_prob) & ~special
+            labels = tokens.clone()
+            labels[~selected] = -100
+            ordinary = [i for i in range(vocab_size) if i not in set(special_token_ids)]
+            picks = torch.randint(len(ordinary), tokens.shape, generator=generator)
+            rnd = torch.tensor(ordinary, dtype=torch.int64)[picks]
+            inputs = tokens.clone()
+            inputs[selected & (u < 0.8 * mask_prob)] = mask_token_id
+            r = selected & (u >= 0.8 * mask_prob) & (u < 0.9 * mask_prob)
+            inputs[r] = rnd[r]
+            return inputs, labels
+    """,
+    ),
+    alternative(
+        "mask_tokens",
+        "bernoulli and multinomial",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            special = torch.isin(tokens, torch.as_tensor(list(special_token_ids), dtype=torch.int64))
+            selected = torch.bernoulli(torch.full(tokens.shape, mask_prob), generator=generator).bool() & ~special
+            choice = torch.multinomial(torch.tensor([0.8, 0.1, 0.1]), tokens.numel(), replacement=True,
+                                       generator=generator).view(tokens.shape)
+            weights = torch.ones(vocab_size)
+            weights[list(special_token_ids)] = 0
+            rnd = torch.multinomial(weights, tokens.numel(), replacement=True, generator=generator).view(tokens.shape)
+            inputs = torch.where(selected & (choice == 0), torch.full_like(tokens, mask_token_id), tokens)
+            inputs = torch.where(selected & (choice == 1), rnd, inputs)
+            labels = torch.where(selected, tokens, torch.full_like(tokens, -100))
+            return inputs, labels
+    """,
+    ),
+    alternative(
+        "mask_tokens",
+        "rejection sampling for the random ids",
+        """
+        import torch
+
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            specials = torch.tensor(sorted(set(special_token_ids)), dtype=torch.int64)
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~torch.isin(tokens, specials)
+            action = torch.rand(tokens.shape, generator=generator)
+            rnd = torch.randint(vocab_size, tokens.shape, generator=generator)
+            bad = torch.isin(rnd, specials)
+            while bad.any():
+                rnd[bad] = torch.randint(vocab_size, (int(bad.sum()),), generator=generator)
+                bad = torch.isin(rnd, specials)
+            inputs = tokens.clone()
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, inputs)
+            inputs = torch.where(selected & (action >= 0.9), inputs, torch.where(selected & (action >= 0.8), rnd, inputs))
+            labels = torch.full_like(tokens, -100)
+            labels[selected] = tokens[selected]
+            return inputs, labels
+    """,
+    ),
+    # --- red team: more model answers ---------------------------------------------------------
+    *[
+        entry
+        for name in ("CausalLM", "MaskedLM")
+        for entry in (
+            bug(
+                name,
+                "positions sliced by the batch size",
+                model(name, ("self.positions[:T]", "self.positions[: tokens.shape[0]]")),
+                fails=("logits_shape", "matches_the_reference_stack"),
+                says="must match the size of tensor",
+            ),
+            bug(
+                name,
+                "head without a bias",
+                model(name, ("nn.Linear(d_model, vocab_size)", "nn.Linear(d_model, vocab_size, bias=False)")),
+                fails=("matches_the_reference_stack",),
+                says="has no parameter head.bias",
+            ),
+            bug(
+                name,
+                "returns log-probabilities instead of logits",
+                model(
+                    name,
+                    ("return self.head(self.norm(x))", "return torch.log_softmax(self.head(self.norm(x)), dim=-1)"),
+                ),
+                fails=("matches_the_reference_stack", "shorter_sequences_use_the_first_position_rows"),
+                says="differs from the expected value",
+            ),
+            bug(
+                name,
+                "the batch flattened into one long sequence",
+                model(
+                    name,
+                    (
+                        "x = self.token_embedding(tokens) + self.positions[:T]",
+                        "x = (self.token_embedding(tokens) + self.positions[:T]).reshape(1, -1, self.head.in_features)",
+                    ),
+                    ("mask = causal_mask(T)", "mask = causal_mask(x.shape[1])") if name == "CausalLM" else ("", ""),
+                    (
+                        "return self.head(self.norm(x))",
+                        "return self.head(self.norm(x)).reshape(tokens.shape[0], T, -1)",
+                    ),
+                ),
+                fails=("batch_rows_are_independent",),
+                says="the rows of a batch must not attend to each other",
+            ),
+            bug(
+                name,
+                "the sinusoidal table as a trained parameter",
+                model(
+                    name,
+                    (
+                        'self.register_buffer("positions", sinusoidal_positional_encoding(max_len, d_model), '
+                        "persistent=False)",
+                        "self.positions = nn.Parameter(sinusoidal_positional_encoding(max_len, d_model))",
+                    ),
+                ),
+                fails=("matches_the_reference_stack",),
+                says="the position table is fixed, not trained",
+            ),
+            bug(
+                name,
+                "positions from row 1 of a longer table",
+                model(
+                    name,
+                    (
+                        "sinusoidal_positional_encoding(max_len, d_model)",
+                        "sinusoidal_positional_encoding(max_len + 1, d_model)",
+                    ),
+                    ("self.positions[:T]", "self.positions[1 : T + 1]"),
+                ),
+                fails=("matches_the_reference_stack", "shorter_sequences_use_the_first_position_rows"),
+                says="differs from the expected value",
+            ),
+            bug(
+                name,
+                "dropout on the logits",
+                model(
+                    name,
+                    (
+                        "        self.head = nn.Linear(d_model, vocab_size)\n",
+                        "        self.head = nn.Linear(d_model, vocab_size)\n        self.drop = nn.Dropout(dropout)\n",
+                    ),
+                    ("return self.head(self.norm(x))", "return self.drop(self.head(self.norm(x)))"),
+                ),
+                fails=("dropout_acts_inside_the_blocks",),
+                says="the logits are dropped",
+            ),
+        )
+    ],
+    bug(
+        "CausalLM",
+        "the mask of max_len, not sliced to T",
+        model(
+            "CausalLM",
+            (
+                "        self.head = nn.Linear(d_model, vocab_size)\n",
+                "        self.head = nn.Linear(d_model, vocab_size)\n"
+                '        self.register_buffer("mask", causal_mask(max_len), persistent=False)\n',
+            ),
+            ("mask = causal_mask(T)", "mask = self.mask"),
+        ),
+        fails=("logits_shape", "shorter_sequences_use_the_first_position_rows"),
+        says="must match the size of tensor",
+    ),
+    bug(
+        "CausalLM",
+        "the mask sized by the batch",
+        model("CausalLM", ("mask = causal_mask(T)", "mask = causal_mask(tokens.shape[0])")),
+        fails=("logits_shape", "future_tokens_never_change_earlier_logits"),
+        says="must match the size of tensor",
+    ),
+    bug(
+        "CausalLM",
+        "the mask is True on the diagonal and the future",
+        model("CausalLM", ("mask = causal_mask(T)", "mask = ~causal_mask(T) | torch.eye(T, dtype=torch.bool)")),
+        fails=("future_tokens_never_change_earlier_logits", "each_position_reads_itself_and_the_past"),
+        says="the model sees the future",
+    ),
+    alternative(
+        "CausalLM",
+        "a (1, 1, T, T) mask from triu, the head applied by hand",
+        model(
+            "CausalLM",
+            ("mask = causal_mask(T)", "mask = ~torch.ones(1, 1, T, T, dtype=torch.bool, device=tokens.device).triu(1)"),
+            ("return self.head(self.norm(x))", "return self.norm(x) @ self.head.weight.T + self.head.bias"),
+        ),
+    ),
+    alternative(
+        "CausalLM",
+        "a mask compared from aranges, positions by narrow",
+        model(
+            "CausalLM",
+            ("self.positions[:T]", "self.positions.narrow(0, 0, T).unsqueeze(0)"),
+            ("mask = causal_mask(T)", "mask = torch.arange(T)[None, :] <= torch.arange(T)[:, None]"),
+        ),
+    ),
+    bug(
+        "MaskedLM",
+        "embeddings scaled by sqrt(d_model)",
+        model("MaskedLM", SCALED),
+        fails=("matches_the_reference_stack",),
+        says="multiplied by sqrt(d_model)",
+    ),
+    bug(
+        "MaskedLM",
+        "dropout on the embeddings",
+        embedding_dropout("MaskedLM"),
+        fails=("dropout_acts_inside_the_blocks",),
+        says="the embeddings are dropped",
+    ),
+    bug(
+        "MaskedLM",
+        "each position masked out of its own attention",
+        model("MaskedLM", ("mask = None", "mask = ~torch.eye(T, dtype=torch.bool)")),
+        fails=("matches_the_reference_stack",),
+        says="differs from the expected value",
+    ),
+    bug(
+        "MaskedLM",
+        "token id 0 masked out as padding",
+        model("MaskedLM", ("mask = None", "mask = (tokens != 0)[:, None, None, :]")),
+        fails=("matches_the_reference_stack",),
+        says="differs from the expected value",
+    ),
+    alternative(
+        "MaskedLM",
+        "positions by index, the blocks applied with functools.reduce",
+        """
+import functools
+
+
+class MaskedLM(nn.Module):
+    def __init__(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0):
+        nn.Module.__init__(self)
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        self.register_buffer("positions", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
+        self.blocks = nn.ModuleList([TransformerBlock(d_model, num_heads, d_ff, True, dropout) for _ in range(num_layers)])
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, tokens):
+        pos = self.positions[torch.arange(tokens.size(1), device=tokens.device)]
+        x = functools.reduce(lambda h, block: block(h), self.blocks, self.token_embedding(tokens) + pos)
+        return self.head(self.norm(x))
+""",
     ),
 ]
