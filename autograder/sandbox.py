@@ -337,8 +337,14 @@ class Sandbox:
         return self.exit_status
 
     def run_cells(self, cells: list[str]) -> list[str | None]:
-        """Execute the submission's code cells in order; one error message (or None) per cell."""
-        return self.request({"op": "run_cells", "cells": cells}, self.limits.setup_seconds)
+        """Execute the submission's code cells in order; one error message (or None) per cell.
+        Raises StudentError when the reply is not that (code that rewrote the child's replies)."""
+        errors = self.request({"op": "run_cells", "cells": cells}, self.limits.setup_seconds)
+        if not (
+            isinstance(errors, list) and len(errors) == len(cells) and all(e is None or type(e) is str for e in errors)
+        ):
+            raise StudentError("your code sent back something that is not a reply")
+        return [e if e is None else e[: protocol.MAX_ERROR_CHARS] for e in errors]
 
     def request(self, message, seconds: float | None = None):
         """Send ``message`` (see :mod:`autograder.protocol`); the value of its reply. Raises
@@ -358,8 +364,8 @@ class Sandbox:
             self._end(self._memory_message())
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise StudentError("your code sent back something that is not a reply")
-        if not reply["ok"]:
-            raise StudentError(str(reply.get("error")))
+        if not reply["ok"]:  # the child caps its messages; code that rewrote its replies gets the same cap
+            raise StudentError(str(reply.get("error"))[: protocol.MAX_ERROR_CHARS])
         return reply.get("value")
 
     def _end(self, why: str):
