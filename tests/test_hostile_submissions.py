@@ -7,7 +7,8 @@ modules through the stack (``sys._getframe(1).f_globals`` of a cell is
 the submission's own points, with a message: never its grade row (a crash in the grader),
 never gigabytes of report, never another student's grade. A cell copied in Jupyter keeps
 its nbgrader metadata; the written answer in one of two copies must reach `autograded/`
-and formgrader."""
+and formgrader. Processes that spin in sessions of their own get the CPU of one core, not
+the machine's, so the submissions graded beside them keep their time."""
 
 import copy
 import json
@@ -22,6 +23,7 @@ from classroom import CORRECT
 from nbgrader.api import Gradebook
 
 from autograder.course import create_course
+from autograder.sandbox import Limits, Sandbox
 from notebooks import filled_notebook, nbgrader_meta, write
 
 pytestmark = pytest.mark.xdist_group("hostile_submissions")  # one course, graded once
@@ -199,3 +201,35 @@ def test_a_large_written_answer_with_html_is_kept_verbatim_for_manual_grading(co
         assert gradebook.find_grade("softmax_check", ASSIGNMENT, ASSIGNMENT, "correct").auto_score == 3
     autograded = nbformat.read(course["path"] / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
     assert [c.source for c in autograded.cells if nbgrader_meta(c).get("grade_id") == WRITTEN] == [HTML_ANSWER]
+
+
+SPINNERS = """
+import os
+for _ in range(8):
+    if os.fork() == 0:
+        os.setsid()  # a session of its own: the scheduler's autogroup would give each its share
+        while True:
+            pass
+"""
+
+
+def _host_has_a_cpu_controller() -> bool:
+    v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup/cgroup.controllers")
+    return os.access(v1, os.W_OK) or (v2.exists() and "cpu" in v2.read_text().split())
+
+
+@pytest.mark.skipif(not _host_has_a_cpu_controller(), reason="no writable cgroup cpu controller here")
+def test_spinning_processes_share_one_core_not_the_machine():
+    """Each spinner in a session of its own would get its own share of the machine (the
+    scheduler's autogroups); in the sandbox's cpu group they share one core."""
+    with Sandbox(Limits(call_seconds=15, setup_seconds=30)) as sandbox:
+        assert sandbox.run_cells([SPINNERS + "import os\nme = os.getpid()"]) == [None]
+        cpu = [f for f in sandbox.group.folders if (f / "cpu.max").exists() or (f / "cpu.cfs_quota_us").exists()]
+        assert len(cpu) == 1, sandbox.group.folders
+        assert len((cpu[0] / "cgroup.procs").read_text().split()) == 9  # the child and its 8 spinners
+        if (cpu[0] / "cpu.max").exists():
+            assert (cpu[0] / "cpu.max").read_text().split() == ["100000", "100000"]
+        else:
+            assert (cpu[0] / "cpu.cfs_quota_us").read_text().strip() == (
+                cpu[0] / "cpu.cfs_period_us"
+            ).read_text().strip()
