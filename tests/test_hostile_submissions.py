@@ -13,6 +13,7 @@ the machine's, so the submissions graded beside them keep their time."""
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,26 @@ ANSWER = "One matrix product computes every score at once; there are N^2 of them
 HTML_ANSWER = "<script>alert('grader')</script><img src=x onerror=alert(1)>\n\n**N^2** scores. " + "More. " * 150_000
 
 
+SEED_HUNT = """
+import glob, os
+def causal_mask(n):
+    found = ["HUNTED", *(f"{{k}}={{v}}" for k, v in os.environ.items())]
+    for path in [*glob.glob("/proc/*/environ"), *glob.glob("/proc/*/cmdline"), {config!r}, "/proc/1/root" + {config!r}]:
+        try:
+            found.append(open(path, "rb").read().decode(errors="replace"))
+        except OSError as error:
+            found.append(type(error).__name__)
+    raise ValueError(" ".join(found))
+"""
+
+
 def submissions(release: Path) -> dict:
     correct = filled_notebook(release, CORRECT)
-    notebooks = {"correct": correct}
+    config = str(release.parent.parent.parent / "nbgrader_config.py")
+    notebooks = {
+        "correct": correct,
+        "seed_hunt": filled_notebook(release, {**CORRECT, "causal_mask": SEED_HUNT.format(config=config)}),
+    }
     for student, (answers, cell) in ATTACKS.items():
         notebook = filled_notebook(release, answers)
         notebook.cells.append(nbformat.v4.new_code_cell(cell))
@@ -153,7 +171,7 @@ def scores(course, student) -> dict:
 def test_every_submission_gets_its_grade_row(course):
     run = course["run"]
     assert run.returncode == 0 and "could not grade 0" in run.stdout, run.stdout + run.stderr
-    assert f"graded {len(ATTACKS) + 3}," in run.stdout
+    assert f"graded {len(ATTACKS) + 4}," in run.stdout
 
 
 @pytest.mark.parametrize(
@@ -178,6 +196,16 @@ def test_huge_learner_texts_are_capped_in_every_report(course, student):
     assert (folder / f"{ASSIGNMENT}.ipynb").stat().st_size < 1_000_000
     feedback = course["path"] / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html"
     assert feedback.stat().st_size < 2_000_000
+
+
+def test_the_private_seed_is_nowhere_a_submission_can_read(course):
+    """Not in its environment, not in any process's it can see, not in the course's config:
+    what its code found comes back in its failure message, which holds no seed."""
+    seed = re.search(r'"AUTOGRADER_SEED", "(\d+)"', (course["path"] / "nbgrader_config.py").read_text()).group(1)
+    outputs = " ".join(t["output"] for t in results(course, "seed_hunt")["tests"])
+    assert "HUNTED" in outputs and "PATH=/usr/bin:/bin" in outputs  # the hunt ran and reported
+    assert seed not in outputs
+    assert scores(course, "seed_hunt") == pytest.approx({**POINTS, "causal_mask": 0})
 
 
 def test_a_written_answer_in_a_copied_cell_reaches_formgrader(course):
