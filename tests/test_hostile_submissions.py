@@ -24,6 +24,7 @@ from classroom import CORRECT
 from nbgrader.api import Gradebook
 
 from autograder.course import create_course
+from autograder.leaderboard import leaderboard
 from autograder.sandbox import Limits, Sandbox
 from notebooks import filled_notebook, nbgrader_meta, write
 
@@ -261,3 +262,10 @@ def test_spinning_processes_share_one_core_not_the_machine():
             assert (cpu[0] / "cpu.cfs_quota_us").read_text().strip() == (
                 cpu[0] / "cpu.cfs_period_us"
             ).read_text().strip()
+
+
+def test_a_notebook_that_ends_its_sandbox_gets_a_leaderboard_note_not_a_crash():
+    """Gradescope's run (autograder/gradescope.py) writes results.json after the leaderboard:
+    a submission whose cells end the sandbox must still get its results."""
+    board = leaderboard("06_pretraining", ["import os\nos._exit(3)"])
+    assert board.entries == [] and "ended the grading process" in board.note
