@@ -1,8 +1,11 @@
-"""Per-sandbox memory and process caps with Linux control groups.
+"""Per-sandbox memory, process and CPU caps with Linux control groups.
 
 One group per sandbox, created by the grader (root) below its own group: ``memory.max`` and
 ``pids.max`` with cgroup v2 where the host has the memory and pids controllers there,
-otherwise the v1 ``memory`` (``memory.limit_in_bytes``) and ``pids`` hierarchies. The
+otherwise the v1 ``memory`` (``memory.limit_in_bytes``) and ``pids`` hierarchies; where the
+cpu controller is there too, ``cpu.max`` (v1: ``cpu.cfs_quota_us``) caps the sandbox's
+processes together at a number of cores, so a submission that forks spinning processes (each
+in a session of its own) cannot starve the sandboxes of other submissions graded beside it. The
 sandbox's child joins the group before any learner code runs (it writes to the
 ``cgroup.procs`` descriptors this module opens), so everything it forks is in it: the
 processes of one sandbox together cannot use more than its memory, and when they try, the
@@ -20,12 +23,13 @@ from itertools import count
 from pathlib import Path
 
 _numbers = count()
+PERIOD = 100_000  # microseconds: the CPU cap's accounting period (the kernel's default)
 
 
 @dataclass
 class Group:
     version: str  # "v2" or "v1"
-    folders: list[Path]  # the group's folder in each hierarchy (v1: memory, then pids if mounted)
+    folders: list[Path]  # the group's folder in each hierarchy (v1: memory, then pids and cpu if mounted)
     procs: list[int] = field(default_factory=list)  # open cgroup.procs descriptors, for the child
 
     def oom_kills(self) -> int:
@@ -103,8 +107,9 @@ def _parents() -> tuple[str, list[Path]] | None:
         _folder(p, r, own["memory"]) for p, r, t, o in mounts if t == "cgroup" and "memory" in o and "memory" in own
     ]
     pids = [_folder(p, r, own["pids"]) for p, r, t, o in mounts if t == "cgroup" and "pids" in o and "pids" in own]
+    cpu = [_folder(p, r, own["cpu"]) for p, r, t, o in mounts if t == "cgroup" and "cpu" in o and "cpu" in own]
     if memory and os.access(memory[0], os.W_OK):
-        return "v1", memory[:1] + [p for p in pids[:1] if os.access(p, os.W_OK)]
+        return "v1", memory[:1] + [f for f in pids[:1] + cpu[:1] if os.access(f, os.W_OK)]
     return None
 
 
@@ -117,9 +122,10 @@ def available() -> str | None:
     return found[0] if found else None
 
 
-def create(memory_bytes: int, processes: int) -> Group | None:
-    """A new group capped at ``memory_bytes`` and ``processes``; None where the host has no
-    writable memory controller (the sandbox then relies on per-process limits only)."""
+def create(memory_bytes: int, processes: int, cores: float = 1.0) -> Group | None:
+    """A new group capped at ``memory_bytes``, ``processes`` and (where the cpu controller is
+    there) ``cores`` CPUs; None where the host has no writable memory controller (the sandbox
+    then relies on per-process limits only)."""
     try:
         found = _parents()
     except (OSError, ValueError):
@@ -138,9 +144,14 @@ def create(memory_bytes: int, processes: int) -> Group | None:
                 _write(folder / "memory.max", memory_bytes)
                 _write(folder / "memory.swap.max", 0, optional=True)
                 _write(folder / "pids.max", processes)
+                if (folder / "cpu.max").exists():
+                    _write(folder / "cpu.max", f"{round(cores * PERIOD)} {PERIOD}")
             elif (folder / "memory.limit_in_bytes").exists():
                 _write(folder / "memory.limit_in_bytes", memory_bytes)
                 _write(folder / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)  # no escape to swap
+            elif (folder / "cpu.cfs_quota_us").exists():
+                _write(folder / "cpu.cfs_period_us", PERIOD)
+                _write(folder / "cpu.cfs_quota_us", round(cores * PERIOD))
             else:
                 _write(folder / "pids.max", processes)
             group.procs.append(os.open(folder / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
@@ -150,7 +161,7 @@ def create(memory_bytes: int, processes: int) -> Group | None:
     return group
 
 
-def _write(path: Path, value: int, optional: bool = False):
+def _write(path: Path, value, optional: bool = False):
     try:
         path.write_text(str(value))
     except OSError:

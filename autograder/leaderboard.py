@@ -72,8 +72,8 @@ def leaderboard(chapter: str, cells: list[str], hidden=()) -> Leaderboard:
     if board is None:
         return Leaderboard([])
     with Sandbox(LIMITS, hidden=hidden, deadline=time.monotonic() + LIMITS.notebook_seconds) as box:
-        box.run_cells(cells)
-        try:
+        try:  # cells that exit, loop or forge their reply end the sandbox here: no entry, a note
+            box.run_cells(cells)
             return board(box)
         except StudentError as error:
             return Leaderboard([], f"No leaderboard entry: {error}")

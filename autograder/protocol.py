@@ -279,7 +279,7 @@ class Session:
                 exec(compile(source, filename, "exec"), self.namespace)
                 errors.append(None)
             except BaseException as error:  # SystemExit too: one bad cell does not end grading
-                errors.append(f"{type(error).__name__}: {error}")
+                errors.append(f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
         return errors
 
     def handle(self, request):

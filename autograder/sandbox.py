@@ -5,7 +5,7 @@ the libraries chapters use, then forks a fresh child per sandbox in milliseconds
 server and its children are confined, and what they can see, is
 :mod:`autograder.confinement` (bubblewrap with an allow-list of folders, fresh private
 ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run`` per child, no network, own pid namespace,
-an unprivileged uid of its own per live sandbox); the memory and processes of each sandbox
+an unprivileged uid of its own per live sandbox); the memory, processes and CPU (one core) of each sandbox
 together are capped by a control group of its own (:mod:`autograder.cgroups`); each
 process also has limits on CPU time, address space, file size, open files and processes.
 Requests have a wall clock each and per notebook, replies a cap on their size.
@@ -71,6 +71,7 @@ class Limits:
     file_bytes: int = 64 << 20
     scratch_bytes: int = 256 << 20
     processes: int = 64
+    cpu_cores: float = 1.0  # all its processes together (a control group): neighbours keep theirs
     reply_bytes: int = 256 << 20
     setup_seconds: float = 120.0
     call_seconds: float = 60.0
@@ -272,7 +273,7 @@ class Sandbox:
         confined = server.confinement == "bwrap"
         # Unconfined, Python may live where another uid cannot read it (/root): the child keeps the grader's.
         self.uid, self.uid_lock = claim_uid() if confined else (None, None)
-        self.group = cgroups.create(self.limits.memory_bytes, self.limits.processes)
+        self.group = cgroups.create(self.limits.memory_bytes, self.limits.processes, self.limits.cpu_cores)
         spec = {
             "uid": self.uid,
             "limits": asdict(self.limits),
@@ -337,8 +338,14 @@ class Sandbox:
         return self.exit_status
 
     def run_cells(self, cells: list[str]) -> list[str | None]:
-        """Execute the submission's code cells in order; one error message (or None) per cell."""
-        return self.request({"op": "run_cells", "cells": cells}, self.limits.setup_seconds)
+        """Execute the submission's code cells in order; one error message (or None) per cell.
+        Raises StudentError when the reply is not that (code that rewrote the child's replies)."""
+        errors = self.request({"op": "run_cells", "cells": cells}, self.limits.setup_seconds)
+        if not (
+            isinstance(errors, list) and len(errors) == len(cells) and all(e is None or type(e) is str for e in errors)
+        ):
+            raise StudentError("your code sent back something that is not a reply")
+        return [e if e is None else e[: protocol.MAX_ERROR_CHARS] for e in errors]
 
     def request(self, message, seconds: float | None = None):
         """Send ``message`` (see :mod:`autograder.protocol`); the value of its reply. Raises
@@ -358,8 +365,8 @@ class Sandbox:
             self._end(self._memory_message())
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             raise StudentError("your code sent back something that is not a reply")
-        if not reply["ok"]:
-            raise StudentError(str(reply.get("error")))
+        if not reply["ok"]:  # the child caps its messages; code that rewrote its replies gets the same cap
+            raise StudentError(str(reply.get("error"))[: protocol.MAX_ERROR_CHARS])
         return reply.get("value")
 
     def _end(self, why: str):

@@ -130,7 +130,12 @@ def read_frame(read, max_header: int, max_body: int) -> tuple[str, object]:
     for dtype, shape, nbytes in specs:  # sizes checked above: this allocates at most max_body bytes
         data = torch.empty(nbytes, dtype=torch.uint8)
         _read_into(read, memoryview(data.numpy()))
-        tensors.append(data.view(dtype).reshape(shape))
+        try:  # an empty tensor's shape can still overflow torch's sizes ([0, 2**63], [2**62, 2**62, 0])
+            tensors.append(data.view(dtype).reshape(shape))
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise WireError(
+                f"a tensor's shape {str(shape)[:80]} is not one torch can hold ({type(error).__name__})"
+            ) from None
     counter = [0]
     return header["id"], _from_json(header.get("value"), tensors, 0, counter)
 

@@ -121,7 +121,7 @@ def _sanitized(plan: Plan, student: str, name: str, notebook):
         "nbgrader": {"notebook": name, "assignment": plan.assignment, "student": student, "db_url": plan.db_url}
     }
     try:
-        notebook = copy.deepcopy(notebook)
+        notebook = _without_duplicate_ids(copy.deepcopy(notebook))
         for preprocessor in SANITIZERS:
             notebook, resources = preprocessor(config=plan.config).preprocess(notebook, resources)
         return notebook, None
@@ -131,6 +131,30 @@ def _sanitized(plan: Plan, student: str, name: str, notebook):
             f"the nbgrader metadata of {name}.ipynb is broken ({type(error).__name__}), "
             "so the feedback shows the released notebook; your code was graded"
         )
+
+
+def _without_duplicate_ids(notebook):
+    """The notebook with one cell per grade_id (a cell copied in Jupyter keeps its nbgrader
+    metadata): the last copy whose answer changed, else the last copy; the other copies stay as
+    plain cells. nbgrader's DeduplicateIds would keep the last copy even when the answer was
+    written in another, and leave the others an empty nbgrader mapping on which OverwriteCells
+    fails, so the feedback would show the release and the written answer would be lost."""
+    copies = {}
+    for cell in notebook.cells:
+        if nbgrader_utils.is_grade(cell) or nbgrader_utils.is_solution(cell) or nbgrader_utils.is_locked(cell):
+            copies.setdefault(cell.metadata.nbgrader.get("grade_id"), []).append(cell)
+    for cells in copies.values():
+        answered = [
+            c
+            for c in cells
+            if nbgrader_utils.is_solution(c)
+            and c.metadata.nbgrader.get("checksum") != nbgrader_utils.compute_checksum(c)
+        ]
+        keep = (answered or cells)[-1]
+        for cell in cells:
+            if cell is not keep:
+                del cell.metadata["nbgrader"]
+    return notebook
 
 
 def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | None, note: str | None):
