@@ -96,7 +96,9 @@ BUILT_IN_NORMS = {  # what F.layer_norm, nn.LayerNorm and the other normalizatio
 def _expect_norm(student, x, weight, bias, eps, what, atol):
     expected = F.layer_norm(x.double(), (x.shape[-1],), weight.double(), bias.double(), eps)
     diagnoses = _norm_bugs(x, weight, bias, eps)
-    result, functions = student.functions(x, weight, bias) if eps == 1e-5 else student.functions(x, weight, bias, eps=eps)
+    result, functions = (
+        student.functions(x, weight, bias) if eps == 1e-5 else student.functions(x, weight, bias, eps=eps)
+    )
     if BUILT_IN_NORMS & set(functions):
         raise CheckFailed(
             "layer_norm calls a normalization of PyTorch (F.layer_norm, torch.layer_norm, nn.LayerNorm, group_norm, "
