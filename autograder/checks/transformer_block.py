@@ -858,6 +858,11 @@ def _expect_count(student, args, kwargs, note=""):
     per_block, expected_per_block = value_deeper - value, expected_deeper - expected
     if matches:
         explanation = "; or ".join(dict.fromkeys(matches))
+    elif abs(per_block) < 0.5:
+        explanation = (
+            f"one more layer adds nothing to your count ({_call_text(deeper, kwargs)} is the same): count each part "
+            "of the model described above the exercise, with n_layers blocks"
+        )
     elif abs(per_block - expected_per_block) >= 0.5:
         explanation = (
             f"one more layer adds {per_block:,.0f} to your count ({_call_text(deeper, kwargs)} minus {call}), "
