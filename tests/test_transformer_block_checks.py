@@ -236,8 +236,14 @@ def torch_std_squared(x, weight, bias, eps=1e-5):
     return (x - x.mean(-1, keepdim=True)) / torch.sqrt(std**2 + eps) * weight + bias
 
 
-def test_torch_std_squared_gets_full_marks(seed):
-    results = run_suite(TOPIC, "layer_norm", torch_std_squared, seed)
+def float64_result(x, weight, bias, eps=1e-5):
+    """Correct: a float64 answer for a float32 x loses nothing."""
+    return ref.layer_norm(x.double(), weight.double(), bias.double(), eps)
+
+
+@pytest.mark.parametrize("answer", [torch_std_squared, float64_result])
+def test_other_correct_layer_norms_get_full_marks(answer, seed):
+    results = run_suite(TOPIC, "layer_norm", answer, seed)
     assert all(r.passed for r in results), messages(results)
 
 

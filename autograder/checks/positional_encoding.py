@@ -2,7 +2,7 @@
 
 Every sub-check compares the learner's answer with ``solutions.positional_encoding`` or tests
 a property the encoding must have (dot products that depend only on the offset, rotations
-that keep norms). Typical bugs are recomputed on the same inputs so that the failure message
+that keep norms, a gradient that is the inverse rotation of the output's). Typical bugs are recomputed on the same inputs so that the failure message
 can name them: sine and cosine swapped, the GPT-NeoX "halves" layout instead of interleaved
 pairs, the exponent i/D instead of 2i/D, positions counted from 1, the base or the positions
 argument ignored, a rotation in the wrong direction, a map that is not a rotation.
