@@ -876,7 +876,8 @@ def _expect_count(student, args, kwargs, note=""):
     else:
         explanation = (
             f"each block is counted right ({expected_per_block:,}); the difference, {value - expected:+,.0f}, is "
-            "outside the blocks: check the embeddings, the final LayerNorm and the output projection"
+            "outside the blocks: check the embeddings, the final LayerNorm and the output projection (only "
+            "parameters count, not buffers such as a mask)"
         )
     raise CheckFailed(f"{call} is {value:,.0f}, expected {expected:,}{note}: {explanation}")
 

@@ -1439,4 +1439,29 @@ class TransformerBlock(nn.Module):
             return int(total + d_model * (1 + biases))
     """,
     ),
+    bug(
+        "count_parameters",
+        "a meta-device model counted through state_dict(): a causal-mask buffer, the tied matrix twice",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            d_ff = d_ff or 4 * d_model
+            with torch.device("meta"):
+                model = nn.Module()
+                model.tokens, model.positions = nn.Embedding(vocab_size, d_model), nn.Embedding(n_ctx, d_model)
+                model.register_buffer("causal", torch.ones(n_ctx, n_ctx, dtype=torch.bool).tril())
+                model.blocks = nn.ModuleList(
+                    nn.ModuleList([*(nn.Linear(d_model, d_model, bias=biases) for _ in range(4)),
+                                   nn.Linear(d_model, d_ff, bias=biases), nn.Linear(d_ff, d_model, bias=biases),
+                                   nn.LayerNorm(d_model, bias=biases), nn.LayerNorm(d_model, bias=biases)])
+                    for _ in range(n_layers)
+                )
+                model.final_norm = nn.LayerNorm(d_model, bias=biases)
+                model.head = nn.Linear(d_model, vocab_size, bias=False)
+                if tied_embeddings:
+                    model.head.weight = model.tokens.weight
+            return sum(tensor.numel() for tensor in model.state_dict().values())
+    """,
+        fails=("default_gpt_configurations",),
+        says="outside the blocks",
+    ),
 ]
