@@ -210,6 +210,10 @@ def detached_statistics(x, weight, bias, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
+def bert_default_eps(x, weight, bias, eps=1e-12):
+    return ref.layer_norm(x, weight, bias, eps)
+
+
 def calls_f_layer_norm(x, weight, bias, eps=1e-5):
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
 
@@ -260,6 +264,7 @@ def test_other_correct_layer_norms_get_full_marks(answer, seed):
         (over_dim_minus_2, "normalizes over dim -2"),
         (subtracts_the_mean_in_place, "a leaf Variable that requires grad"),
         (detached_statistics, "the gradient with respect to x"),
+        (bert_default_eps, "the default eps is 1e-5"),
         (calls_f_layer_norm, "calls a normalization of PyTorch"),
         (calls_group_norm, "calls a normalization of PyTorch"),
         (float32_result, "it should keep the dtype of x"),

@@ -75,6 +75,14 @@ def _norm_bugs(x, weight, bias, eps):
         )
     if eps != 1e-5:
         bugs.append((_normalized(x, 1e-5) * w + b, "the eps argument is ignored (1e-5 is used instead)"))
+    else:
+        bugs += [
+            (
+                _normalized(x, other) * w + b,
+                f"this is the result for eps = {other:g}; the default eps is 1e-5, as in F.layer_norm",
+            )
+            for other in (1e-6, 1e-12)  # the defaults of some other libraries and models (BERT: 1e-12)
+        ]
     return bugs
 
 

@@ -295,6 +295,17 @@ ENTRIES = [
             return torch.addcmul(bias, centered / torch.sqrt(var + eps), weight)
     """,
     ),
+    bug(
+        "layer_norm",
+        "BERT's default eps, 1e-12",
+        """
+        def layer_norm(x, weight, bias, eps=1e-12):
+            centered = x - x.mean(-1, keepdim=True)
+            return centered / torch.sqrt(centered.pow(2).mean(-1, keepdim=True) + eps) * weight + bias
+    """,
+        fails=("rows_of_nearly_equal_values",),
+        says="the default eps is 1e-5",
+    ),
     # --- FeedForward --------------------------------------------------------------------------
     bug(
         "FeedForward",
