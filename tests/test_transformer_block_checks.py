@@ -469,6 +469,12 @@ class TorchAttention(_Block):
         return self.attn(h, h, h, attn_mask=None if mask is None else ~mask)[0]
 
 
+class PostLNFeedForwardOfTheSum(_Block):
+    def post(self, x, mask):
+        h = x + self.attend(x, mask)
+        return self.norm2(self.norm1(h) + self.feed_forward(h))
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
@@ -480,6 +486,7 @@ class TorchAttention(_Block):
         (NormsSwapped, "norm1 and norm2 are swapped"),
         (ResidualOfNormalized, "the residual path carries the normalized x"),
         (ParallelSublayers, "the feed-forward network reads the block's input"),
+        (PostLNFeedForwardOfTheSum, "reads x + attn(x) before norm1"),
         (MaskIgnored, "the mask is ignored"),
         (MaskInverted, "is the mask inverted"),
         (DropoutAlwaysOn, "in eval() mode"),

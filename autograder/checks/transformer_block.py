@@ -535,6 +535,9 @@ def _variant(layer, x, mask, order, attn_residual=True, ffn_residual=True, swap_
             return h + feed_forward(h)
         if order == "parallel":
             return x + attend(norm1(x)) + feed_forward(norm2(x))
+        if order == "post_ffn_of_the_sum":
+            h = x + attend(x)
+            return norm2(norm1(h) + feed_forward(h))
     raise ValueError(order)
 
 
@@ -575,6 +578,12 @@ def _block_bugs(layer, x, mask, norm_first):
             _variant(layer, x, mask, "parallel"),
             "the feed-forward network reads the block's input; it must read the output of the attention "
             "sublayer: x = x + attn(norm1(x)), then x = x + ffn(norm2(x))",
+        )
+    else:
+        yield (
+            _variant(layer, x, mask, "post_ffn_of_the_sum"),
+            "the feed-forward network reads x + attn(x) before norm1; in Post-LN it reads the normalized sum, "
+            "x = norm1(x + attn(x)), then x = norm2(x + ffn(x))",
         )
     if mask is not None:
         yield _variant(layer, x, None, order), "the mask is ignored: pass it to self.attn(..., mask=mask)"

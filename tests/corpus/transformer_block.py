@@ -960,6 +960,7 @@ class TransformerBlock(nn.Module):
 """
         ),
         fails=("post_ln_matches_pytorch",),
+        says="reads x + attn(x) before norm1",
     ),
     bug(
         "TransformerBlock",
