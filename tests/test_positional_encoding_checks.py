@@ -57,6 +57,17 @@ def rope_rotate_every_two(x, positions=None, base=10000.0):
     return x * angles.cos().to(x.dtype) + rotated_pairs * angles.sin().to(x.dtype)
 
 
+def rope_float32_angles_into_empty_like(x, positions=None, base=10000.0):
+    """LLaMA-style float32 angles (also for a float64 x), written into a fresh tensor by slices."""
+    positions = torch.arange(x.shape[-2]) if positions is None else positions
+    angles = torch.outer(positions.float(), 1.0 / base ** (torch.arange(0, x.shape[-1], 2).float() / x.shape[-1]))
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    out = torch.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * cos - x[..., 1::2] * sin
+    out[..., 1::2] = x[..., 0::2] * sin + x[..., 1::2] * cos
+    return out
+
+
 def rope_matrices(x, positions=None, base=10000.0):
     """Explicit 2 x 2 rotation matrices, applied with einsum in float64."""
     n, d = x.shape[-2], x.shape[-1]
@@ -81,7 +92,14 @@ def test_correct_encodings_get_full_marks(answer, seed):
 
 @pytest.mark.parametrize(
     "answer",
-    [ref.apply_rotary_embedding, alternative.apply_rotary_embedding, rope_loops, rope_rotate_every_two, rope_matrices],
+    [
+        ref.apply_rotary_embedding,
+        alternative.apply_rotary_embedding,
+        rope_loops,
+        rope_rotate_every_two,
+        rope_matrices,
+        rope_float32_angles_into_empty_like,
+    ],
 )
 def test_correct_rotary_embeddings_get_full_marks(answer, seed):
     results = run_suite(TOPIC, ROPE, answer, seed)
@@ -234,6 +252,15 @@ def rope_float32_only(x, positions=None, base=10000.0):
     return ref.apply_rotary_embedding(x.float(), positions, base)
 
 
+def rope_through_numpy(x, positions=None, base=10000.0):
+    """Right values, but computed outside autograd: no gradient reaches x."""
+    return torch.from_numpy(ref.apply_rotary_embedding(x.detach().double(), positions, base).numpy()).to(x.dtype)
+
+
+def rope_detached(x, positions=None, base=10000.0):
+    return ref.apply_rotary_embedding(x.detach(), positions, base)
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
@@ -248,6 +275,8 @@ def rope_float32_only(x, positions=None, base=10000.0):
         (rope_per_column_angles, "each column gets its own angle"),
         (rope_complex_output, "is a complex tensor"),
         (rope_float32_only, "it should stay float64"),
+        (rope_through_numpy, "no gradient reaches x"),
+        (rope_detached, "no gradient reaches x"),
     ],
 )
 def test_rotary_bugs_lose_points(bug, fragment, seed):

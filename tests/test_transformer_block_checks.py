@@ -29,6 +29,24 @@ def test_layer_norm_matches_f_layer_norm(eps):
     torch.testing.assert_close(ref.layer_norm(x, weight.double(), bias.double(), eps), expected)
 
 
+class FeedForwardAliasedInSequential(nn.Module):
+    """Correct: linear1 and linear2 also sit in an nn.Sequential, so state_dict() lists them twice."""
+
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__()
+        self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.net = nn.Sequential(self.linear1, act, nn.Dropout(dropout), self.linear2)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_feed_forward_aliased_in_a_sequential_gets_full_marks(seed):
+    results = run_suite(TOPIC, "FeedForward", FeedForwardAliasedInSequential, seed)
+    assert all(r.passed for r in results), messages(results)
+
+
 def test_feed_forward_matches_sequential():
     model = ref.FeedForward(6, 17, activation="gelu")
     sequential = nn.Sequential(model.linear1, nn.GELU(), model.linear2)
@@ -192,6 +210,47 @@ def detached_statistics(x, weight, bias, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
 
 
+def bert_default_eps(x, weight, bias, eps=1e-12):
+    return ref.layer_norm(x, weight, bias, eps)
+
+
+def calls_f_layer_norm(x, weight, bias, eps=1e-5):
+    return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+
+def calls_group_norm(x, weight, bias, eps=1e-5):
+    flat = x.reshape(-1, x.shape[-1], 1)
+    return F.group_norm(flat, 1, eps=eps).reshape(x.shape) * weight + bias
+
+
+def float32_result(x, weight, bias, eps=1e-5):
+    return ref.layer_norm(x.float(), weight.float(), bias.float(), eps)
+
+
+def std_squared_back(x, weight, bias, eps=1e-5):
+    """sqrt(var) has an infinite slope at var = 0: NaN gradients for a constant row."""
+    centered = x - x.mean(-1, keepdim=True)
+    std = centered.pow(2).mean(-1, keepdim=True).sqrt()
+    return centered / torch.sqrt(std * std + eps) * weight + bias
+
+
+def torch_std_squared(x, weight, bias, eps=1e-5):
+    """Correct: torch.std's backward is 0, not NaN, at a zero spread."""
+    std = x.std(-1, unbiased=False, keepdim=True)
+    return (x - x.mean(-1, keepdim=True)) / torch.sqrt(std**2 + eps) * weight + bias
+
+
+def float64_result(x, weight, bias, eps=1e-5):
+    """Correct: a float64 answer for a float32 x loses nothing."""
+    return ref.layer_norm(x.double(), weight.double(), bias.double(), eps)
+
+
+@pytest.mark.parametrize("answer", [torch_std_squared, float64_result])
+def test_other_correct_layer_norms_get_full_marks(answer, seed):
+    results = run_suite(TOPIC, "layer_norm", answer, seed)
+    assert all(r.passed for r in results), messages(results)
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
@@ -205,6 +264,11 @@ def detached_statistics(x, weight, bias, eps=1e-5):
         (over_dim_minus_2, "normalizes over dim -2"),
         (subtracts_the_mean_in_place, "a leaf Variable that requires grad"),
         (detached_statistics, "the gradient with respect to x"),
+        (bert_default_eps, "the default eps is 1e-5"),
+        (calls_f_layer_norm, "calls a normalization of PyTorch"),
+        (calls_group_norm, "calls a normalization of PyTorch"),
+        (float32_result, "it should keep the dtype of x"),
+        (std_squared_back, "contains NaN or inf for a row of equal values"),
     ],
 )
 def test_layer_norm_bugs_lose_points(bug, fragment, seed):
@@ -405,6 +469,12 @@ class TorchAttention(_Block):
         return self.attn(h, h, h, attn_mask=None if mask is None else ~mask)[0]
 
 
+class PostLNFeedForwardOfTheSum(_Block):
+    def post(self, x, mask):
+        h = x + self.attend(x, mask)
+        return self.norm2(self.norm1(h) + self.feed_forward(h))
+
+
 @pytest.mark.parametrize(
     "bug, fragment",
     [
@@ -416,6 +486,7 @@ class TorchAttention(_Block):
         (NormsSwapped, "norm1 and norm2 are swapped"),
         (ResidualOfNormalized, "the residual path carries the normalized x"),
         (ParallelSublayers, "the feed-forward network reads the block's input"),
+        (PostLNFeedForwardOfTheSum, "reads x + attn(x) before norm1"),
         (MaskIgnored, "the mask is ignored"),
         (MaskInverted, "is the mask inverted"),
         (DropoutAlwaysOn, "in eval() mode"),
@@ -515,6 +586,43 @@ def returns_numpy_integer(*args, **kwargs):
 )
 def test_count_parameters_bugs_lose_points(bug, fragment, seed):
     _assert_loses_points("count_parameters", bug, fragment, seed)
+
+
+def three_attention_biases(*args, biases=True, **kwargs):
+    d_model, n_layers = args[1], args[0]
+    return _count(*args, biases=biases, **kwargs) - n_layers * d_model * int(biases)
+
+
+def one_norm_per_block(*args, biases=True, **kwargs):
+    n_layers, d_model = args[0], args[1]
+    return _count(*args, biases=biases, **kwargs) - n_layers * d_model * (1 + int(biases))
+
+
+def linear2_weight_forgotten(*args, d_ff=None, **kwargs):
+    n_layers, d_model = args[0], args[1]
+    return _count(*args, d_ff=d_ff, **kwargs) - n_layers * d_model * (d_ff or 4 * d_model)
+
+
+def one_position_too_many(*args, **kwargs):
+    return _count(*args, **kwargs) + args[1]
+
+
+@pytest.mark.parametrize(
+    "bug, fragment",
+    [
+        (three_attention_biases, "four biases per block"),
+        (one_norm_per_block, "each block has two LayerNorms"),
+        (linear2_weight_forgotten, "one more layer adds"),
+        (one_position_too_many, "is outside the blocks"),
+    ],
+)
+def test_count_parameters_names_a_bug_only_when_two_depths_agree(bug, fragment, seed):
+    """Per-block mistakes of d_model parameters used to be named "the final LayerNorm" when n_layers
+    made the totals coincide; the count of one more layer tells them apart."""
+    results = run_suite(TOPIC, "count_parameters", bug, seed)
+    text = messages(results)
+    assert fragment in text
+    assert "final LayerNorm (after the last block) is not counted" not in text
 
 
 def test_count_parameters_accepts_numpy_integers(seed):

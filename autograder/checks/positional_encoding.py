@@ -2,7 +2,7 @@
 
 Every sub-check compares the learner's answer with ``solutions.positional_encoding`` or tests
 a property the encoding must have (dot products that depend only on the offset, rotations
-that keep norms). Typical bugs are recomputed on the same inputs so that the failure message
+that keep norms, a gradient that is the inverse rotation of the output's). Typical bugs are recomputed on the same inputs so that the failure message
 can name them: sine and cosine swapped, the GPT-NeoX "halves" layout instead of interleaved
 pairs, the exponent i/D instead of 2i/D, positions counted from 1, the base or the positions
 argument ignored, a rotation in the wrong direction, a map that is not a rotation.
@@ -15,6 +15,7 @@ Expected values and the wrong values of typical bugs are computed before the lea
 import torch
 
 from autograder.oracle import reference
+from autograder.student import StudentError
 from autograder.suite import CheckFailed, Suite, as_tensor, expect_close, expect_shape, is_close, randint, randn
 
 ref = reference("positional_encoding")
@@ -308,7 +309,35 @@ def preserves_norms(student, gen):
         )
 
 
-@rotary.check(points=2)
+@rotary.check(points=1)
+def gradient_is_the_inverse_rotation(student, gen):
+    """RoPE sits inside a trained model: the gradient must reach x. A rotation's transpose is the
+    rotation backwards, so the gradient with respect to x is grad_output turned by -theta."""
+    x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 8) * 2 + 1, _even_width(gen, 4, 16))
+    positions = torch.randperm(300, generator=gen)[: x.shape[-2]]
+    grad_output = randn(gen, *x.shape)
+    expected = ref.apply_rotary_embedding(grad_output.double(), -positions)
+    no_gradient = (
+        "no gradient reaches x through apply_rotary_embedding(x, positions): compute it with differentiable "
+        "torch operations (no .detach(), .numpy(), .item() or torch.no_grad() on the way)"
+    )
+    try:
+        _, grads = student.with_grad((x,), grad_output, grad_inputs=(0,), positions=positions)
+    except StudentError as error:
+        if "does not require grad" in str(error):  # autograd's words for an output cut off from x
+            raise CheckFailed(no_gradient) from None
+        raise
+    if grads[0] is None:
+        raise CheckFailed(no_gradient)
+    expect_close(
+        grads[0],
+        expected,
+        "the gradient of apply_rotary_embedding(x, positions) with respect to x (grad_output turned back by -theta)",
+        atol=_atol(300),
+    )
+
+
+@rotary.check(points=1)
 def dot_products_depend_only_on_offset(student, gen):
     n, d = randint(gen, 4, 8) * 2 + 1, _even_width(gen, 4, 16)
     q, k = randn(gen, d).expand(n, d).contiguous(), randn(gen, d).expand(n, d).contiguous()

@@ -10,11 +10,13 @@ value is exactly zero, so the FFN must return linear2's bias, a Pre-LN block its
 Post-LN block norm2(norm1(x)); with d_ff < d_model the FFN's hidden vector is recovered from
 its output by least squares, so each hidden unit can be seen dropped or rescaled by 1 / (1 - p).
 ``count_parameters`` is compared with ``solutions.transformer_block``, whose formula the
-tests verify against real module stacks, and must return an int. Typical bugs are recomputed
+tests verify against real module stacks, and must return an int; a wrong count is asked again
+for one more layer, so that the message can say whether the blocks or the rest are miscounted. Typical bugs are recomputed
 on the same inputs, before the learner's code is called; sizes are drawn so that the
 dimensions a message names are distinct.
 """
 
+import itertools
 import math
 
 import torch
@@ -73,6 +75,14 @@ def _norm_bugs(x, weight, bias, eps):
         )
     if eps != 1e-5:
         bugs.append((_normalized(x, 1e-5) * w + b, "the eps argument is ignored (1e-5 is used instead)"))
+    else:
+        bugs += [
+            (
+                _normalized(x, other) * w + b,
+                f"this is the result for eps = {other:g}; the default eps is 1e-5, as in F.layer_norm",
+            )
+            for other in (1e-6, 1e-12)  # the defaults of some other libraries and models (BERT: 1e-12)
+        ]
     return bugs
 
 
@@ -80,10 +90,35 @@ def _norm_params(gen, d):
     return 1.0 + randn(gen, d, scale=0.5), randn(gen, d, scale=0.5)
 
 
+BUILT_IN_NORMS = {  # what F.layer_norm, nn.LayerNorm and the other normalizations of PyTorch call
+    "layer_norm",
+    "native_layer_norm",
+    "group_norm",
+    "native_group_norm",
+    "instance_norm",
+    "batch_norm",
+    "native_batch_norm",
+    "rms_norm",
+}
+
+
 def _expect_norm(student, x, weight, bias, eps, what, atol):
     expected = F.layer_norm(x.double(), (x.shape[-1],), weight.double(), bias.double(), eps)
     diagnoses = _norm_bugs(x, weight, bias, eps)
-    result = student(x, weight, bias) if eps == 1e-5 else student(x, weight, bias, eps=eps)
+    result, functions = (
+        student.functions(x, weight, bias) if eps == 1e-5 else student.functions(x, weight, bias, eps=eps)
+    )
+    if BUILT_IN_NORMS & set(functions):
+        raise CheckFailed(
+            "layer_norm calls a normalization of PyTorch (F.layer_norm, torch.layer_norm, nn.LayerNorm, group_norm, "
+            "...); the exercise is to build it from elementary operations such as mean and sqrt"
+        )
+    if (
+        isinstance(result, torch.Tensor)
+        and result.is_floating_point()
+        and torch.finfo(result.dtype).eps > torch.finfo(x.dtype).eps  # float64 answers are accepted, as everywhere
+    ):
+        raise CheckFailed(f"{what} has dtype {result.dtype}; it should keep the dtype of x, {x.dtype}")
     constant_row = bool((x.amax(-1) == x.amin(-1)).any())
     if (
         constant_row
@@ -100,11 +135,15 @@ def _expect_norm(student, x, weight, bias, eps, what, atol):
 
 @norm.check(points=2)
 def matches_f_layer_norm(student, gen):
+    """Also the exercise's rules: elementary operations, not PyTorch's normalizations; a float64 x stays float64."""
     d = randint(gen, 8, 13)  # longer than every other dimension: normalizing over the wrong one cannot pass
     weight, bias = _norm_params(gen, d)
     for shape in ((randint(gen, 2, 3), randint(gen, 4, 7), d), (randint(gen, 3, 6), d)):
         x = randn(gen, *shape, scale=2.0) + randn(gen, *shape[:-1], 1, scale=3.0)  # each row with its own offset
         _expect_norm(student, x, weight, bias, 1e-5, f"layer_norm(x of shape {shape}, weight, bias)", atol=1e-5)
+    x = randn(gen, randint(gen, 3, 6), d, dtype=torch.float64)
+    weight, bias = weight.double(), bias.double()
+    _expect_norm(student, x, weight, bias, 1e-5, "layer_norm(x, weight, bias) for a float64 x", atol=1e-5)
 
 
 @norm.check(points=2)
@@ -139,8 +178,10 @@ def uses_the_eps_argument(student, gen):
 
 @norm.check(points=1)
 def gradients_match_f_layer_norm(student, gen):
+    """Also through a row of equal values (variance 0), where F.layer_norm's gradient is finite."""
     d = randint(gen, 7, 11)
     x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 6), d)
+    x[0, 0] = 1.5  # a constant row
     weight, bias = _norm_params(gen, d)
     grad_output = randn(gen, *x.shape)
     inputs = [t.double().requires_grad_() for t in (x, weight, bias)]
@@ -149,6 +190,13 @@ def gradients_match_f_layer_norm(student, gen):
     for grad, tensor, name in zip(grads, inputs, ("x", "weight", "bias")):
         if grad is None:
             raise CheckFailed(f"no gradient reaches {name}: compute layer_norm with differentiable torch operations")
+        if isinstance(grad, torch.Tensor) and grad.shape == tensor.shape and not torch.isfinite(grad).all():
+            raise CheckFailed(
+                f"the gradient with respect to {name} contains NaN or inf for a row of equal values (variance 0), "
+                "where F.layer_norm's gradient is finite: something in the graph has an infinite slope at a zero "
+                "variance (such as sqrt(var) taken before eps is added); compute the variance as the mean of the "
+                "squared deviations and take sqrt(var + eps)"
+            )
         expect_close(grad, tensor.grad, f"the gradient with respect to {name}", atol=1e-4)
 
 
@@ -186,7 +234,9 @@ def _loaded(model, gen, shapes, what, hint):
     state = model.state_dict()
     _expect_state(state, shapes, what, hint)
     weights = _random_weights(gen, shapes)
-    model.load_state_dict({**state, **weights})
+    # Only the contract's keys: a module that also registers linear1 under another name (in an nn.Sequential)
+    # lists its parameters twice, and loading the stale copy as well would undo the new weights.
+    model.load_state_dict(weights, strict=False)
     return {key: value.double() for key, value in weights.items()}
 
 
@@ -485,6 +535,9 @@ def _variant(layer, x, mask, order, attn_residual=True, ffn_residual=True, swap_
             return h + feed_forward(h)
         if order == "parallel":
             return x + attend(norm1(x)) + feed_forward(norm2(x))
+        if order == "post_ffn_of_the_sum":
+            h = x + attend(x)
+            return norm2(norm1(h) + feed_forward(h))
     raise ValueError(order)
 
 
@@ -526,6 +579,12 @@ def _block_bugs(layer, x, mask, norm_first):
             "the feed-forward network reads the block's input; it must read the output of the attention "
             "sublayer: x = x + attn(norm1(x)), then x = x + ffn(norm2(x))",
         )
+    else:
+        yield (
+            _variant(layer, x, mask, "post_ffn_of_the_sum"),
+            "the feed-forward network reads x + attn(x) before norm1; in Post-LN it reads the normalized sum, "
+            "x = norm1(x + attn(x)), then x = norm2(x + ffn(x))",
+        )
     if mask is not None:
         yield _variant(layer, x, None, order), "the mask is ignored: pass it to self.attn(..., mask=mask)"
 
@@ -533,6 +592,11 @@ def _block_bugs(layer, x, mask, norm_first):
 def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="relu", what=None):
     layer = _pytorch_layer(weights, sizes, norm_first, activation)
     expected = _run_layer(layer, x, mask)
+    diagnoses = _block_bugs(layer, x, mask, norm_first)
+    if activation != "relu":
+        relu_block = _run_layer(_pytorch_layer(weights, sizes, norm_first), x, mask)
+        why = f"the FFN uses ReLU although activation={activation!r}: pass the block's activation to FeedForward"
+        diagnoses = itertools.chain(diagnoses, [(relu_block, why)])
     output = model(x) if mask is None else model(x, mask=mask)
     what = what or f"TransformerBlock(norm_first={norm_first})(x{'' if mask is None else ', mask'})"
     if (
@@ -545,7 +609,7 @@ def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="r
             f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
             "Here True means MAY attend (PyTorch's src_mask uses the opposite convention)"
         )
-    expect_close(output, expected, what, diagnoses=_block_bugs(layer, x, mask, norm_first))
+    expect_close(output, expected, what, diagnoses=diagnoses)
 
 
 @block.check(points=1)
@@ -748,6 +812,18 @@ def _count_bugs(args, kwargs):
         )
     if d_ff != 4 * d_model:
         bugs.append((ref.count_parameters(*args, **{**kwargs, "d_ff": None}), "the d_ff argument is ignored"))
+    else:
+        bugs.append(
+            (ref.count_parameters(*args, **{**kwargs, "d_ff": d_model}), "d_ff=None must mean d_ff = 4 * d_model")
+        )
+    if biases:
+        bugs += [
+            (expected - n_layers * d_model, "the attention has four biases per block (w_q, w_k, w_v and w_o)"),
+            (
+                expected + n_layers * (d_ff - d_model),
+                "linear2's bias has d_model entries (its output width), not d_ff",
+            ),
+        ]
     bugs += [
         (expected - n_ctx * d_model, "the learned position embedding (n_ctx x d_model) is not counted"),
         (
@@ -756,6 +832,7 @@ def _count_bugs(args, kwargs):
         ),
         (expected - norm, "the final LayerNorm (after the last block) is not counted"),
         (expected - 2 * n_layers * norm, "the two LayerNorms inside each block are not counted"),
+        (expected - n_layers * norm, "each block has two LayerNorms, norm1 and norm2"),
         (
             expected - n_layers * (d_model**2 + d_model * int(biases)),
             "the attention's output projection w_o is not counted",
@@ -779,8 +856,12 @@ def _as_number(result):
 
 
 def _expect_count(student, args, kwargs, note=""):
-    expected = ref.count_parameters(*args, **kwargs)
-    bugs = _count_bugs(args, kwargs)
+    """A wrong count is also asked for one more layer: a typical bug is named only when it explains both
+    counts (sizes can make two mistakes give one number); otherwise the message says whether the
+    count per block or the count outside the blocks is wrong."""
+    deeper = (args[0] + 1, *args[1:])
+    expected, expected_deeper = ref.count_parameters(*args, **kwargs), ref.count_parameters(*deeper, **kwargs)
+    bugs, bugs_deeper = _count_bugs(args, kwargs), _count_bugs(deeper, kwargs)
     call = _call_text(args, kwargs)
     result = student(*args, **kwargs)
     value = _as_number(result)
@@ -788,8 +869,33 @@ def _expect_count(student, args, kwargs, note=""):
         raise CheckFailed(f"{call} should return a number (an int), got {type(result).__name__}")
     if abs(value - expected) < 0.5:
         return
-    matches = [why for wrong, why in bugs if abs(value - wrong) < 0.5]  # sizes can collide
-    explanation = "; or ".join(matches) or "count each part of the model described above the exercise"
+    value_deeper = _as_number(student(*deeper, **kwargs))
+    if value_deeper is None:
+        raise CheckFailed(f"{call} is {value:,.0f}, expected {expected:,}{note}")
+    matches = [
+        why
+        for (wrong, why), (wrong_deeper, _) in zip(bugs, bugs_deeper)
+        if abs(value - wrong) < 0.5 and abs(value_deeper - wrong_deeper) < 0.5
+    ]
+    per_block, expected_per_block = value_deeper - value, expected_deeper - expected
+    if matches:
+        explanation = "; or ".join(dict.fromkeys(matches))
+    elif abs(per_block) < 0.5:
+        explanation = (
+            f"one more layer adds nothing to your count ({_call_text(deeper, kwargs)} is the same): count each part "
+            "of the model described above the exercise, with n_layers blocks"
+        )
+    elif abs(per_block - expected_per_block) >= 0.5:
+        explanation = (
+            f"one more layer adds {per_block:,.0f} to your count ({_call_text(deeper, kwargs)} minus {call}), "
+            f"but a block has {expected_per_block:,} parameters: check the block's attention, FFN and LayerNorms"
+        )
+    else:
+        explanation = (
+            f"each block is counted right ({expected_per_block:,}); the difference, {value - expected:+,.0f}, is "
+            "outside the blocks: check the embeddings, the final LayerNorm and the output projection (only "
+            "parameters count, not buffers such as a mask)"
+        )
     raise CheckFailed(f"{call} is {value:,.0f}, expected {expected:,}{note}: {explanation}")
 
 

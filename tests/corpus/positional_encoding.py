@@ -143,6 +143,163 @@ SINUSOIDAL = [
             return torch.stack((torch.sin(angles), torch.cos(angles)), dim=2).reshape(num_positions, d_model)
     """,
     ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "cosine columns use their own column index as exponent",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            j = torch.arange(d_model, dtype=torch.float32)
+            angles = torch.arange(num_positions, dtype=torch.float32)[:, None] / base ** (j / d_model)
+            pe = torch.zeros(num_positions, d_model)
+            pe[:, 0::2] = angles[:, 0::2].sin()
+            pe[:, 1::2] = angles[:, 1::2].cos()
+            return pe
+    """,
+        fails=("matches_reference",),
+        says="uses the exponent (2i+1)/D",
+    ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "positions from num_positions's square twin (uses d_model rows)",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            i = torch.arange(0, d_model, 2, dtype=torch.float32)
+            angles = torch.arange(num_positions, dtype=torch.float32)[:, None] / base ** (i / num_positions)
+            pe = torch.zeros(num_positions, d_model)
+            pe[:, 0::2] = angles.sin()
+            pe[:, 1::2] = angles.cos()
+            return pe
+    """,
+        fails=("matches_reference",),
+    ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "angle times base^(2i/D) instead of divided",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            i = torch.arange(0, d_model, 2, dtype=torch.float32)
+            angles = torch.arange(num_positions, dtype=torch.float32)[:, None] * base ** (i / d_model)
+            pe = torch.zeros(num_positions, d_model)
+            pe[:, 0::2] = angles.sin()
+            pe[:, 1::2] = angles.cos()
+            return pe
+    """,
+        fails=("matches_reference",),
+    ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "log10 instead of natural log in the exp formulation",
+        """
+        import math
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log10(base) / d_model))
+            angles = torch.arange(num_positions, dtype=torch.float32)[:, None] * div
+            pe = torch.zeros(num_positions, d_model)
+            pe[:, 0::2] = angles.sin()
+            pe[:, 1::2] = angles.cos()
+            return pe
+    """,
+        fails=("matches_reference", "respects_base"),
+    ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "transposed (d_model, num_positions)",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            i = torch.arange(0, d_model, 2, dtype=torch.float32)
+            angles = torch.arange(num_positions, dtype=torch.float32)[None, :] / base ** (i[:, None] / d_model)
+            pe = torch.zeros(d_model, num_positions)
+            pe[0::2] = angles.sin()
+            pe[1::2] = angles.cos()
+            return pe
+    """,
+        fails=("shape_for_odd_lengths_and_various_widths",),
+        says="has shape",
+    ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "frequencies hard-coded for d_model=128",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            i = torch.arange(0, d_model, 2, dtype=torch.float32)
+            angles = torch.arange(num_positions, dtype=torch.float32)[:, None] / base ** (i / 128)
+            pe = torch.zeros(num_positions, d_model)
+            pe[:, 0::2] = angles.sin()
+            pe[:, 1::2] = angles.cos()
+            return pe
+    """,
+        fails=("matches_reference",),
+    ),
+    bug(
+        "sinusoidal_positional_encoding",
+        "random values of the right shape",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            return torch.rand(num_positions, d_model) * 2 - 1
+    """,
+        fails=("matches_reference", "dot_products_depend_only_on_offset"),
+        says="should depend only on k",
+    ),
+    alternative(
+        "sinusoidal_positional_encoding",
+        "python loops over positions and pairs with math",
+        """
+        import math
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            rows = []
+            for p in range(num_positions):
+                row = []
+                for i in range(d_model // 2):
+                    angle = p / base ** (2 * i / d_model)
+                    row += [math.sin(angle), math.cos(angle)]
+                rows.append(row)
+            return torch.tensor(rows, dtype=torch.float32).reshape(num_positions, d_model)
+    """,
+    ),
+    alternative(
+        "sinusoidal_positional_encoding",
+        "complex exponentials, imag/real stacked",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            freqs = torch.pow(torch.tensor(base, dtype=torch.float64),
+                              -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+            angles = torch.outer(torch.arange(num_positions, dtype=torch.float64), freqs)
+            z = torch.polar(torch.ones_like(angles), angles)
+            return torch.stack((z.imag, z.real), dim=-1).reshape(num_positions, d_model).float()
+    """,
+    ),
+    alternative(
+        "sinusoidal_positional_encoding",
+        "built in NumPy, converted at the end",
+        """
+        import numpy as np
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            angles = np.arange(num_positions)[:, None] * np.power(base, -np.arange(0, d_model, 2) / d_model)
+            table = np.empty((num_positions, d_model))
+            table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles)
+            return torch.from_numpy(table).float()
+    """,
+    ),
 ]
 
 ROTARY = [
@@ -306,6 +463,177 @@ ROTARY = [
             rotation = torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)  # (N, D/2, 2, 2)
             pairs = x.double().unflatten(-1, (d // 2, 2))
             return (rotation @ pairs.unsqueeze(-1)).squeeze(-1).flatten(-2).to(x.dtype)
+    """,
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "default positions start at 1",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            if positions is None:
+                positions = torch.arange(1, n + 1)
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            angles = positions.to(torch.float64)[:, None] * inv
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            a, b = x[..., 0::2], x[..., 1::2]
+            return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
+    """,
+        fails=("position_zero_is_not_rotated",),
+        says="positions start at 1",
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "only the first position is used, then counted up (assumes contiguous positions)",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            start = 0 if positions is None else int(positions[0])
+            positions = torch.arange(start, start + n)
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            angles = positions.to(torch.float64)[:, None] * inv
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            a, b = x[..., 0::2], x[..., 1::2]
+            return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
+    """,
+        fails=("explicit_positions",),
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "frequencies from N instead of D (square inputs hide it)",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            if positions is None:
+                positions = torch.arange(n)
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / n)
+            angles = positions.to(torch.float64)[:, None] * inv
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            a, b = x[..., 0::2], x[..., 1::2]
+            return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
+    """,
+        fails=("matches_reference", "batch_and_head_dimensions"),
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "(B, N, H, D) layout assumed: positions on dim -3",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-3] if x.dim() > 2 else x.shape[-2], x.shape[-1]
+            if positions is None:
+                positions = torch.arange(n)
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            angles = positions.to(torch.float64)[:, None] * inv
+            if x.dim() > 2:
+                angles = angles[:, None, :]
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            a, b = x[..., 0::2], x[..., 1::2]
+            return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
+    """,
+        fails=("batch_and_head_dimensions",),
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "numpy round trip (no gradient)",
+        """
+        import numpy as np
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            arr = x.detach().cpu().numpy()
+            n, d = arr.shape[-2], arr.shape[-1]
+            pos = np.arange(n) if positions is None else np.asarray(positions)
+            angles = pos[:, None] * base ** (-np.arange(0, d, 2) / d)
+            a, b = arr[..., 0::2], arr[..., 1::2]
+            out = np.stack((a * np.cos(angles) - b * np.sin(angles), a * np.sin(angles) + b * np.cos(angles)), -1)
+            return torch.from_numpy(out.reshape(arr.shape)).to(x.dtype)
+    """,
+        fails=("gradient_is_the_inverse_rotation",),
+        says="no gradient reaches x",
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "catches every exception and returns x",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            try:
+                n, d = x.shape[-2], x.shape[-1]
+                if positions is None:
+                    positions = torch.arange(n)
+                inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+                angles = positions.to(torch.float64)[None, :] * inv[:, None]
+                cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+                a, b = x[..., 0::2], x[..., 1::2]
+                return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
+            except Exception:
+                return x.clone()
+    """,
+        fails=("matches_reference",),
+    ),
+    alternative(
+        "apply_rotary_embedding",
+        "explicit 2x2 rotation matrices and einsum",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            if positions is None:
+                positions = torch.arange(n)
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            angles = positions.to(torch.float64)[:, None] * inv
+            c, s = angles.cos(), angles.sin()
+            rot = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2).to(x.dtype)  # (N, D/2, 2, 2)
+            pairs = x.unflatten(-1, (d // 2, 2))
+            return torch.einsum("npij,...npj->...npi", rot, pairs).flatten(-2)
+    """,
+    ),
+    alternative(
+        "apply_rotary_embedding",
+        "a loop over the pairs, columns gathered with torch.cat",
+        """
+        import math
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            p = torch.arange(n, dtype=torch.float64) if positions is None else positions.to(torch.float64)
+            columns = []
+            for i in range(d // 2):
+                theta = (p * math.pow(base, -2 * i / d))[:, None]
+                cos, sin = theta.cos().to(x.dtype), theta.sin().to(x.dtype)
+                a, b = x[..., 2 * i:2 * i + 1], x[..., 2 * i + 1:2 * i + 2]
+                columns += [a * cos - b * sin, a * sin + b * cos]
+            return torch.cat(columns, dim=-1)
+    """,
+    ),
+    alternative(
+        "apply_rotary_embedding",
+        "LLaMA-style float32 frequencies",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            if positions is None:
+                positions = torch.arange(n)
+            freqs = 1.0 / (base ** (torch.arange(0, d, 2)[: d // 2].float() / d))
+            angles = torch.outer(positions.float(), freqs)
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            out = torch.empty_like(x)
+            out[..., 0::2] = x[..., 0::2] * cos - x[..., 1::2] * sin
+            out[..., 1::2] = x[..., 0::2] * sin + x[..., 1::2] * cos
+            return out
     """,
     ),
 ]

@@ -38,6 +38,11 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 """
 
+SELF_ATTENTION = """
+    def sa(self, x, mask):
+        return self.attn(x, x, x, mask=mask)[0]
+"""
+
 ENTRIES = [
     # --- layer_norm ---------------------------------------------------------------------------
     bug(
@@ -129,6 +134,177 @@ ENTRIES = [
             var = torch.einsum("...d,...d->...", centered, centered)[..., None] / d
             return torch.addcmul(bias, centered / (var + eps).sqrt(), weight)
     """,
+    ),
+    bug(
+        "layer_norm",
+        "keepdim missing (square inputs broadcast)",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            mean = x.mean(-1)
+            var = ((x - mean) ** 2).mean(-1)
+            return (x - mean) / (var + eps).sqrt() * weight + bias
+    """,
+        fails=("matches_f_layer_norm",),
+    ),
+    bug(
+        "layer_norm",
+        "E[x^2] - E[x]^2 in float32 (cancellation)",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            mean = x.mean(-1, keepdim=True)
+            var = (x * x).mean(-1, keepdim=True) - mean * mean
+            return (x - mean) / (var + eps).sqrt() * weight + bias
+    """,
+        fails=("rows_of_nearly_equal_values",),
+    ),
+    bug(
+        "layer_norm",
+        "statistics detached",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            mean = x.mean(-1, keepdim=True).detach()
+            var = x.var(-1, unbiased=False, keepdim=True).detach()
+            return (x - mean) / (var + eps).sqrt() * weight + bias
+    """,
+        fails=("gradients_match_f_layer_norm",),
+    ),
+    alternative(
+        "layer_norm",
+        "variance as torch.std(unbiased=False) ** 2",
+        """
+        import torch
+
+        def layer_norm(x, weight, bias, eps=1e-5):
+            mean = x.mean(-1, keepdim=True)
+            std = x.std(-1, unbiased=False, keepdim=True)
+            return (x - mean) / torch.sqrt(std ** 2 + eps) * weight + bias
+    """,
+    ),
+    bug(
+        "layer_norm",
+        "a hand-made std, sqrt(var), squared back (NaN gradient on a constant row)",
+        """
+        import torch
+
+        def layer_norm(x, weight, bias, eps=1e-5):
+            centered = x - x.mean(-1, keepdim=True)
+            std = centered.pow(2).mean(-1, keepdim=True).sqrt()
+            return centered / torch.sqrt(std * std + eps) * weight + bias
+    """,
+        fails=("gradients_match_f_layer_norm",),
+        says="contains NaN or inf for a row of equal values",
+    ),
+    bug(
+        "layer_norm",
+        "float64 input computed in float32",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            x32 = x.float()
+            mean = x32.mean(-1, keepdim=True)
+            var = ((x32 - mean) ** 2).mean(-1, keepdim=True)
+            return ((x32 - mean) / (var + eps).sqrt() * weight.float() + bias.float())
+    """,
+        fails=("matches_f_layer_norm",),
+        says="it should keep the dtype of x",
+    ),
+    bug(
+        "layer_norm",
+        "weight and bias swapped",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            mean = x.mean(-1, keepdim=True)
+            var = ((x - mean) ** 2).mean(-1, keepdim=True)
+            return (x - mean) / (var + eps).sqrt() * bias + weight
+    """,
+        fails=("matches_f_layer_norm",),
+        says="weight and bias are swapped",
+    ),
+    bug(
+        "layer_norm",
+        "torch.layer_norm (forbidden library call)",
+        """
+        import torch
+
+        def layer_norm(x, weight, bias, eps=1e-5):
+            return torch.layer_norm(x, x.shape[-1:], weight, bias, eps)
+    """,
+        fails=("matches_f_layer_norm",),
+        says="calls a normalization of PyTorch",
+    ),
+    bug(
+        "layer_norm",
+        "nn.LayerNorm module with copied parameters (forbidden)",
+        """
+        import torch
+        from torch import nn
+
+        def layer_norm(x, weight, bias, eps=1e-5):
+            norm = nn.LayerNorm(x.shape[-1], eps=eps).to(x.dtype)
+            with torch.no_grad():
+                norm.weight.copy_(weight)
+                norm.bias.copy_(bias)
+            return norm(x)
+    """,
+        fails=("matches_f_layer_norm",),
+        says="calls a normalization of PyTorch",
+    ),
+    bug(
+        "layer_norm",
+        "mean over the last two dimensions",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            mean = x.mean((-2, -1), keepdim=True)
+            var = ((x - mean) ** 2).mean((-2, -1), keepdim=True)
+            return (x - mean) / (var + eps).sqrt() * weight + bias
+    """,
+        fails=("matches_f_layer_norm",),
+    ),
+    alternative(
+        "layer_norm",
+        "var_mean and rsqrt",
+        """
+        import torch
+
+        def layer_norm(x, weight, bias, eps=1e-5):
+            var, mean = torch.var_mean(x, dim=-1, unbiased=False, keepdim=True)
+            return (x - mean) * torch.rsqrt(var + eps) * weight + bias
+    """,
+    ),
+    alternative(
+        "layer_norm",
+        "float64 internals, cast back",
+        """
+        def layer_norm(x, weight, bias, eps=1e-5):
+            h = x.double()
+            centered = h - h.mean(-1, keepdim=True)
+            var = centered.square().mean(-1, keepdim=True)
+            return (centered / (var + eps).sqrt() * weight.double() + bias.double()).to(x.dtype)
+    """,
+    ),
+    alternative(
+        "layer_norm",
+        "means as matrix products with a ones vector",
+        """
+        import torch
+
+        def layer_norm(x, weight, bias, eps=1e-5):
+            d = x.shape[-1]
+            ones = torch.ones(d, 1, dtype=x.dtype) / d
+            centered = x - x @ ones
+            var = (centered * centered) @ ones
+            return torch.addcmul(bias, centered / torch.sqrt(var + eps), weight)
+    """,
+    ),
+    bug(
+        "layer_norm",
+        "BERT's default eps, 1e-12",
+        """
+        def layer_norm(x, weight, bias, eps=1e-12):
+            centered = x - x.mean(-1, keepdim=True)
+            return centered / torch.sqrt(centered.pow(2).mean(-1, keepdim=True) + eps) * weight + bias
+    """,
+        fails=("rows_of_nearly_equal_values",),
+        says="the default eps is 1e-5",
     ),
     # --- FeedForward --------------------------------------------------------------------------
     bug(
@@ -296,6 +472,209 @@ ENTRIES = [
                 h = self.drop(h)
                 out = h @ self.linear2.weight.double().T + self.linear2.bias.double()
                 return out.to(x.dtype)
+    """,
+    ),
+    bug(
+        "FeedForward",
+        "dropout on the hidden activation and the output",
+        """
+        ACT = {"relu": F.relu, "gelu": F.gelu}
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                return self.dropout(self.linear2(self.dropout(ACT[self.activation](self.linear1(x)))))
+    """,
+        fails=("dropout_acts_on_the_hidden_activation",),
+        says="the output of linear2 is dropped",
+    ),
+    bug(
+        "FeedForward",
+        "F.dropout without the training flag (active in eval)",
+        """
+        ACT = {"relu": F.relu, "gelu": F.gelu}
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                return self.linear2(F.dropout(ACT[self.activation](self.linear1(x)), self.dropout.p))
+    """,
+        fails=("dropout_only_in_training",),
+        says="must be off after model.eval()",
+    ),
+    bug(
+        "FeedForward",
+        "tanh-approximate GELU",
+        """
+        ACT = {"relu": F.relu, "gelu": F.gelu}
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                h = self.linear1(x)
+                h = F.gelu(h, approximate="tanh") if self.activation == "gelu" else F.relu(h)
+                return self.linear2(self.dropout(h))
+    """,
+        fails=("gelu_network_matches",),
+        says="tanh approximation",
+    ),
+    bug(
+        "FeedForward",
+        "activation also on the output",
+        """
+        ACT = {"relu": F.relu, "gelu": F.gelu}
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                act = ACT[self.activation]
+                return act(self.linear2(self.dropout(act(self.linear1(x)))))
+    """,
+        fails=("relu_network_matches",),
+        says="also applied after linear2",
+    ),
+    bug(
+        "FeedForward",
+        "a fresh nn.Dropout in forward (always training)",
+        """
+        ACT = {"relu": F.relu, "gelu": F.gelu}
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                return self.linear2(nn.Dropout(self.dropout.p)(ACT[self.activation](self.linear1(x))))
+    """,
+        fails=("dropout_only_in_training",),
+        says="must be off after model.eval()",
+    ),
+    bug(
+        "FeedForward",
+        "dropout argument ignored",
+        """
+        ACT = {"relu": F.relu, "gelu": F.gelu}
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                return self.linear2(ACT[self.activation](self.linear1(x)))
+    """,
+        fails=("dropout_acts_on_the_hidden_activation",),
+        says="nothing was dropped",
+    ),
+    bug(
+        "FeedForward",
+        "linear layers without bias",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff, bias=False)
+                self.linear2 = nn.Linear(d_ff, d_model, bias=False)
+                self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                return self.linear2(self.dropout(self.act(self.linear1(x))))
+    """,
+        fails=("has_linear1_and_linear2",),
+        says="has no parameter linear1.bias",
+    ),
+    alternative(
+        "FeedForward",
+        "Sequential that shares the named linears",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                act = {"relu": nn.ReLU(), "gelu": nn.GELU()}[activation]
+                self.net = nn.Sequential(self.linear1, act, nn.Dropout(dropout), self.linear2)
+
+            def forward(self, x):
+                return self.net(x)
+    """,
+    ),
+    alternative(
+        "FeedForward",
+        "functional dropout with self.training, weights used directly",
+        """
+        import torch
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.p = dropout
+                self.gelu = activation == "gelu"
+
+            def forward(self, x):
+                h = torch.matmul(x, self.linear1.weight.t()) + self.linear1.bias
+                h = F.gelu(h) if self.gelu else torch.clamp(h, min=0)
+                h = F.dropout(h, self.p, self.training)
+                return torch.addmm(self.linear2.bias, h.reshape(-1, h.shape[-1]),
+                                   self.linear2.weight.t()).reshape(*x.shape[:-1], -1)
+    """,
+    ),
+    alternative(
+        "FeedForward",
+        "exact GELU written with erf, einsum",
+        """
+        import math
+        import torch
+
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.drop = nn.Dropout(dropout)
+
+            def forward(self, x):
+                h = torch.einsum("...i,oi->...o", x, self.linear1.weight) + self.linear1.bias
+                if self.activation == "gelu":
+                    h = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))
+                else:
+                    h = h * (h > 0)
+                return self.linear2(self.drop(h))
     """,
     ),
     # --- TransformerBlock ---------------------------------------------------------------------
@@ -482,6 +861,275 @@ class TransformerBlock(nn.Module):
         return self._pre(x, mask) if self.norm_first else self._post(x, mask)
 """),
     ),
+    bug(
+        "TransformerBlock",
+        "parallel attention and FFN (GPT-J) in Pre-LN",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            return x + self.dropout(self.sa(self.norm1(x), mask)) + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("pre_ln_matches_pytorch",),
+        says="the feed-forward network reads the block's input",
+    ),
+    bug(
+        "TransformerBlock",
+        "Pre-LN residual taken from the normalized stream",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            h = self.norm1(x)
+            x = h + self.dropout(self.sa(h, mask))
+            h = self.norm2(x)
+            return h + self.dropout(self.ffn(h))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("pre_ln_matches_pytorch",),
+        says="the residual path carries the normalized x",
+    ),
+    bug(
+        "TransformerBlock",
+        "dropout on the residual sum",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = self.dropout(x + self.sa(self.norm1(x), mask))
+            return self.dropout(x + self.ffn(self.norm2(x)))
+        x = self.norm1(self.dropout(x + self.sa(x, mask)))
+        return self.norm2(self.dropout(x + self.ffn(x)))
+"""
+        ),
+        fails=("dropout_on_each_sublayer_output",),
+        says="the residual stream itself is dropped",
+    ),
+    bug(
+        "TransformerBlock",
+        "activation not passed to the FFN",
+        block(
+            """
+class TransformerBlock(nn.Module):
+    def __init__(self, d_model, num_heads, d_ff, norm_first, dropout=0.0, activation="relu"):
+        super().__init__()
+        self.norm_first = norm_first
+        self.attn = MultiHeadAttention(d_model, num_heads)
+        self.ffn = FeedForward(d_model, d_ff, dropout=dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self.dropout(self.attn(h, h, h, mask=mask)[0])
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.attn(x, x, x, mask=mask)[0]))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("gelu_activation",),
+        says="pass the block's activation to FeedForward",
+    ),
+    bug(
+        "TransformerBlock",
+        "Post-LN FFN reads the un-normalized sum",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        h = x + self.dropout(self.sa(x, mask))
+        x = self.norm1(h)
+        return self.norm2(x + self.dropout(self.ffn(h)))
+"""
+        ),
+        fails=("post_ln_matches_pytorch",),
+        says="reads x + attn(x) before norm1",
+    ),
+    bug(
+        "TransformerBlock",
+        "mask inverted (PyTorch's convention)",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        mask = None if mask is None else ~mask
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("causal_mask_in_both_orders",),
+        says="is the mask inverted?",
+    ),
+    bug(
+        "TransformerBlock",
+        "Pre-LN block ends with an extra LayerNorm",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            x = x + self.dropout(self.ffn(self.norm2(x)))
+            return F.layer_norm(x, x.shape[-1:])
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("pre_ln_matches_pytorch",),
+    ),
+    bug(
+        "TransformerBlock",
+        "F.dropout on sublayer outputs without the training flag",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        p = self.dropout.p
+        if self.norm_first:
+            x = x + F.dropout(self.sa(self.norm1(x), mask), p)
+            return x + F.dropout(self.ffn(self.norm2(x)), p)
+        x = self.norm1(x + F.dropout(self.sa(x, mask), p))
+        return self.norm2(x + F.dropout(self.ffn(x), p))
+"""
+        ),
+        fails=("dropout_only_in_training",),
+        says="must be off after model.eval()",
+    ),
+    bug(
+        "TransformerBlock",
+        "dropout on the attention sublayer only",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.ffn(self.norm2(x))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.ffn(x))
+"""
+        ),
+        fails=("dropout_on_each_sublayer_output",),
+        says="the feed-forward sublayer's output is not dropped",
+    ),
+    bug(
+        "TransformerBlock",
+        "norm_first read the other way round",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if not self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("post_ln_matches_pytorch", "pre_ln_matches_pytorch"),
+        says="but norm_first=False asks for Post-LN",
+    ),
+    alternative(
+        "TransformerBlock",
+        "PyTorch-style _sa_block/_ff_block with two dropout modules",
+        block(
+            """
+class TransformerBlock(nn.Module):
+    def __init__(self, d_model, num_heads, d_ff, norm_first, dropout=0.0, activation="relu"):
+        super().__init__()
+        self.norm_first = norm_first
+        self.attn = MultiHeadAttention(d_model, num_heads)
+        self.ffn = FeedForward(d_model, d_ff, activation, dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def _sa_block(self, x, mask):
+        return self.dropout1(self.attn(x, mask=mask)[0])
+
+    def _ff_block(self, x):
+        return self.dropout2(self.ffn(x))
+
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), mask)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, mask))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+"""
+        ),
+    ),
+    alternative(
+        "TransformerBlock",
+        "functional dropout with self.training and a sublayer helper",
+        block(
+            """
+class TransformerBlock(nn.Module):
+    def __init__(self, d_model, num_heads, d_ff, norm_first, dropout=0.0, activation="relu"):
+        super().__init__()
+        self.attn = MultiHeadAttention(d_model, num_heads)
+        self.ffn = FeedForward(d_model, d_ff, activation=activation, dropout=dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.pre, self.p = norm_first, dropout
+
+    def residual(self, x, sublayer, norm):
+        if self.pre:
+            return x + F.dropout(sublayer(norm(x)), self.p, self.training)
+        return norm(x + F.dropout(sublayer(x), self.p, self.training))
+
+    def forward(self, x, mask=None):
+        x = self.residual(x, lambda h: self.attn(h, h, h, mask)[0], self.norm1)
+        return self.residual(x, self.ffn, self.norm2)
+"""
+        ),
+    ),
+    alternative(
+        "TransformerBlock",
+        "norms in a ModuleList-free dict lookup, residual variable",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        residual = x
+        if self.norm_first:
+            out = self.sa(self.norm1(residual), mask)
+            residual = residual + self.dropout(out)
+            out = self.ffn(self.norm2(residual))
+            return residual + self.dropout(out)
+        residual = self.norm1(residual + self.dropout(self.sa(residual, mask)))
+        return self.norm2(residual + self.dropout(self.ffn(residual)))
+"""
+        ),
+    ),
     # --- count_parameters ---------------------------------------------------------------------
     bug(
         "count_parameters",
@@ -582,5 +1230,250 @@ class TransformerBlock(nn.Module):
             head = 0 if tied_embeddings else vocab_size * d_model
             return int(embeddings + n_layers * per_block + final_norm + head)
     """,
+    ),
+    bug(
+        "count_parameters",
+        "no position embedding",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations",),
+        says="position embedding (n_ctx x d_model) is not counted",
+    ),
+    bug(
+        "count_parameters",
+        "tied flag inverted",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (V * D if tied_embeddings else 0)
+    """,
+        fails=("default_gpt_configurations", "untied_embeddings"),
+        says="is a separate matrix and must be counted",
+    ),
+    bug(
+        "count_parameters",
+        "untied head counted with a bias",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D + V)
+    """,
+        fails=("untied_embeddings",),
+        says="the output projection has no bias",
+    ),
+    bug(
+        "count_parameters",
+        "biases=False also drops the LayerNorm gains",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (2 * D) * b
+            return V * D + n_ctx * D + L * block + 2 * D * b + (0 if tied_embeddings else V * D)
+    """,
+        fails=("without_biases",),
+        says="the LayerNorm gains (weights) stay",
+    ),
+    bug(
+        "count_parameters",
+        "biases=False keeps the LayerNorm biases",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * 2 * D
+            return V * D + n_ctx * D + L * block + 2 * D + (0 if tied_embeddings else V * D)
+    """,
+        fails=("without_biases",),
+        says="must drop the LayerNorm biases too",
+    ),
+    bug(
+        "count_parameters",
+        "d_ff argument ignored (12 D^2 + 13 D per block)",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 12 * D * D + 9 * D * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("explicit_d_ff",),
+        says="the d_ff argument is ignored",
+    ),
+    bug(
+        "count_parameters",
+        "FFN biases counted as 2 d_ff",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + 2 * F_ * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations",),
+        says="linear2's bias has d_model entries",
+    ),
+    bug(
+        "count_parameters",
+        "attention biases for w_q, w_k, w_v only",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 3 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations", "explicit_d_ff"),
+        says="four biases per block",
+    ),
+    bug(
+        "count_parameters",
+        "one LayerNorm per block",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations",),
+        says="two LayerNorms, norm1 and norm2",
+    ),
+    bug(
+        "count_parameters",
+        "the 12 L D^2 approximation",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            return 12 * n_layers * d_model ** 2
+    """,
+        fails=("default_gpt_configurations",),
+        says="only the 12 d_model^2 weights",
+    ),
+    bug(
+        "count_parameters",
+        "d_ff=None treated as d_model",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations",),
+        says="d_ff=None must mean d_ff = 4 * d_model",
+    ),
+    bug(
+        "count_parameters",
+        "linear2's weight forgotten",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + n_ctx * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations",),
+        says="one more layer adds",
+    ),
+    bug(
+        "count_parameters",
+        "position table counted with n_ctx + 1 rows",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            F_ = 4 * d_model if d_ff is None else d_ff
+            D, L, V, b = d_model, n_layers, vocab_size, int(biases)
+            block = 4 * D * D + 4 * D * b + 2 * D * F_ + (F_ + D) * b + 2 * (D + D * b)
+            return V * D + (n_ctx + 1) * D + L * block + (D + D * b) + (0 if tied_embeddings else V * D)
+    """,
+        fails=("default_gpt_configurations",),
+        says="outside the blocks",
+    ),
+    alternative(
+        "count_parameters",
+        "build the model on the meta device, count unique parameters",
+        """
+        import torch
+        from torch import nn
+
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            d_ff = d_ff or 4 * d_model
+            with torch.device("meta"):
+                tokens = nn.Embedding(vocab_size, d_model)
+                modules = [tokens, nn.Embedding(n_ctx, d_model), nn.LayerNorm(d_model, bias=biases)]
+                for _ in range(n_layers):
+                    modules += [nn.Linear(d_model, d_model, bias=biases) for _ in range(4)]
+                    modules += [nn.Linear(d_model, d_ff, bias=biases), nn.Linear(d_ff, d_model, bias=biases)]
+                    modules += [nn.LayerNorm(d_model, bias=biases), nn.LayerNorm(d_model, bias=biases)]
+                head = nn.Linear(d_model, vocab_size, bias=False)
+                if tied_embeddings:
+                    head.weight = tokens.weight
+                modules.append(head)
+            unique = {id(p): p for m in modules for p in m.parameters()}
+            return sum(p.numel() for p in unique.values())
+    """,
+    ),
+    alternative(
+        "count_parameters",
+        "component dictionary",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            if d_ff is None:
+                d_ff = 4 * d_model
+            bias = 1 if biases else 0
+            linear = lambda n_in, n_out: n_in * n_out + bias * n_out
+            norm = d_model + bias * d_model
+            block = {"attention": 4 * linear(d_model, d_model),
+                     "ffn": linear(d_model, d_ff) + linear(d_ff, d_model),
+                     "norms": 2 * norm}
+            parts = {"tokens": vocab_size * d_model, "positions": n_ctx * d_model,
+                     "blocks": n_layers * sum(block.values()), "final norm": norm,
+                     "head": 0 if tied_embeddings else d_model * vocab_size}
+            return sum(parts.values())
+    """,
+    ),
+    alternative(
+        "count_parameters",
+        "bool arithmetic and integer expansion",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            f = d_ff if d_ff is not None else d_model * 4
+            per_block = d_model * (4 * d_model + 2 * f) + biases * (5 * d_model + f) + 2 * d_model * (1 + biases)
+            total = d_model * (vocab_size * (2 - tied_embeddings) + n_ctx) + n_layers * per_block
+            return int(total + d_model * (1 + biases))
+    """,
+    ),
+    bug(
+        "count_parameters",
+        "a meta-device model counted through state_dict(): a causal-mask buffer, the tied matrix twice",
+        """
+        def count_parameters(n_layers, d_model, vocab_size, n_ctx, d_ff=None, biases=True, tied_embeddings=True):
+            d_ff = d_ff or 4 * d_model
+            with torch.device("meta"):
+                model = nn.Module()
+                model.tokens, model.positions = nn.Embedding(vocab_size, d_model), nn.Embedding(n_ctx, d_model)
+                model.register_buffer("causal", torch.ones(n_ctx, n_ctx, dtype=torch.bool).tril())
+                model.blocks = nn.ModuleList(
+                    nn.ModuleList([*(nn.Linear(d_model, d_model, bias=biases) for _ in range(4)),
+                                   nn.Linear(d_model, d_ff, bias=biases), nn.Linear(d_ff, d_model, bias=biases),
+                                   nn.LayerNorm(d_model, bias=biases), nn.LayerNorm(d_model, bias=biases)])
+                    for _ in range(n_layers)
+                )
+                model.final_norm = nn.LayerNorm(d_model, bias=biases)
+                model.head = nn.Linear(d_model, vocab_size, bias=False)
+                if tied_embeddings:
+                    model.head.weight = model.tokens.weight
+            return sum(tensor.numel() for tensor in model.state_dict().values())
+    """,
+        fails=("default_gpt_configurations",),
+        says="outside the blocks",
     ),
 ]
