@@ -47,7 +47,8 @@ def apply_rotary_embedding(
         x'_{2i}   = x_{2i} cos(theta) - x_{2i+1} sin(theta)
         x'_{2i+1} = x_{2i} sin(theta) + x_{2i+1} cos(theta)
 
-    Returns a new tensor of x's shape and dtype (``x`` and ``positions`` are left unchanged).
+    Returns a new tensor of x's shape and dtype, differentiable with respect to x (``x`` and
+    ``positions`` are left unchanged).
     Rotations keep norms, and
     ``<R_m q, R_n k>`` depends on the positions only through ``m - n``.
     """
