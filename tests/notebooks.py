@@ -6,6 +6,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.chapters import CHAPTERS as REGISTRY
+from autograder.checks import suites
 from autograder.release import student_view
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,3 +47,8 @@ def write(notebook, path: Path) -> Path:
     """Save ``notebook`` as Jupyter does (sources as lists of lines on disk)."""
     nbformat.write(notebook, str(path))
     return path
+
+
+def sub_check_count(topic: str) -> int:
+    """How many sub-checks the graded names of a chapter topic have (each is one test in results.json)."""
+    return sum(len(suite.checks) for suite in suites(topic).values())
