@@ -31,6 +31,7 @@ from autograder.suite import (
     RTOL,
     CheckFailed,
     Suite,
+    distinct_sizes,
     expect_bounded,
     expect_close,
     expect_shape,
@@ -165,6 +166,10 @@ def _expect_state(result, expected, inputs, what):
         expect_close(value, want, f"{name} {what}")
 
 
+# The online checks draw B_q, B_k and d_v all different: a sum or max over the wrong axis of a
+# (B_q, B_k) block, or a transposed block, cannot broadcast its way to the right shape.
+
+
 def _state(gen, batch, b_q, d_v, scores_seen):
     """A consistent state after having seen ``scores_seen`` (..., b_q, n) with random values."""
     v_seen = randn(gen, *batch, scores_seen.shape[-1], d_v, dtype=scores_seen.dtype)
@@ -175,7 +180,7 @@ def _state(gen, batch, b_q, d_v, scores_seen):
 
 @online.check(points=1)
 def first_block_from_empty_state(student, gen):
-    b_q, b_k, d_v = randint(gen, 3, 9), randint(gen, 4, 11), randint(gen, 2, 7)
+    b_q, b_k, d_v = distinct_sizes(gen, (3, 9), (4, 11), (2, 7))
     acc, row_max, row_sum = torch.zeros(b_q, d_v), torch.full((b_q,), NEG_INF), torch.zeros(b_q)
     scores, v_block = randn(gen, b_q, b_k, scale=2.0), randn(gen, b_k, d_v)
     inputs = (acc, row_max, row_sum, scores, v_block)
@@ -185,7 +190,7 @@ def first_block_from_empty_state(student, gen):
 
 @online.check(points=1)
 def rescales_when_max_grows(student, gen):
-    batch, b_q, b_k, d_v = (2,), randint(gen, 4, 9), randint(gen, 5, 12), randint(gen, 3, 7)
+    batch, (b_q, b_k, d_v) = (2,), distinct_sizes(gen, (4, 9), (5, 12), (3, 7))
     acc, row_max, row_sum = _state(gen, batch, b_q, d_v, randn(gen, *batch, b_q, randint(gen, 3, 8)))
     scores = randn(gen, *batch, b_q, b_k) + 3.0  # most rows see a larger maximum in this block
     inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v))
@@ -195,7 +200,7 @@ def rescales_when_max_grows(student, gen):
 
 @online.check(points=1)
 def keeps_max_when_block_is_smaller(student, gen):
-    b_q, b_k, d_v = randint(gen, 3, 8), randint(gen, 4, 9), randint(gen, 2, 6)
+    b_q, b_k, d_v = distinct_sizes(gen, (3, 8), (4, 9), (2, 6))
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, randint(gen, 3, 8)) + 4.0)
     scores = randn(gen, b_q, b_k) - 2.0
     inputs = (acc, row_max, row_sum, scores, randn(gen, b_k, d_v))
@@ -234,7 +239,7 @@ def folding_masked_blocks_gives_attention(student, gen):
 
 @online.check(points=1)
 def large_scores_stay_finite(student, gen):
-    b_q, b_k, d_v = randint(gen, 3, 7), randint(gen, 4, 9), randint(gen, 2, 5)
+    b_q, b_k, d_v = distinct_sizes(gen, (3, 7), (4, 9), (2, 5))
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, 5, scale=1e3))
     inputs = (acc, row_max, row_sum, randn(gen, b_q, b_k, scale=1e4), randn(gen, b_k, d_v))
     expected = _reference_update(inputs)
@@ -245,7 +250,7 @@ def large_scores_stay_finite(student, gen):
 
 @online.check(points=1)
 def float64_state_stays_float64(student, gen):
-    batch, b_q, b_k, d_v = (2,), randint(gen, 3, 8), randint(gen, 4, 9), randint(gen, 2, 6)
+    batch, (b_q, b_k, d_v) = (2,), distinct_sizes(gen, (3, 8), (4, 9), (2, 6))
     scores_seen = randn(gen, *batch, b_q, randint(gen, 3, 8), dtype=torch.float64)
     acc, row_max, row_sum = _state(gen, batch, b_q, d_v, scores_seen)
     scores = randn(gen, *batch, b_q, b_k, scale=2.0, dtype=torch.float64) + 1.0

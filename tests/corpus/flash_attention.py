@@ -777,6 +777,17 @@ RED_TEAM = [
     ),
     bug(
         "online_softmax_update",
+        "red: row_sum adds the block's column sums (square blocks only)",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(dim=-2)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
         "red: max over the query axis",
         """
         def online_softmax_update(acc, row_max, row_sum, scores, v_block):
@@ -1579,6 +1590,10 @@ RED_TEAM_VERDICTS = {
     ("online_softmax_update", "block-local max without -inf guard (nan on a row masked in a later block)"): (
         ("folding_masked_blocks_gives_attention",),
         "NaN or infinite",
+    ),
+    ("online_softmax_update", "row_sum adds the block's column sums (square blocks only)"): (
+        ("first_block_from_empty_state", "rescales_when_max_grows", "float64_state_stays_float64"),
+        "raised",
     ),
     ("online_softmax_update", "max over the query axis"): (("first_block_from_empty_state",), "raised"),
     ("online_softmax_update", "transposed weights times values (square blocks only)"): (
