@@ -292,8 +292,9 @@ def _attention(q, k, v, causal=False, scaled=True):
     return ch2.softmax(s) @ v.double(), s.logsumexp(-1)
 
 
-def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False):
-    """The output of a tiled forward that never rescales acc (nor row_sum, unless ``rescale_sum``)."""
+def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False, rescale_acc=False):
+    """The output of a tiled forward that rescales neither acc nor row_sum when the maximum grows,
+    except the one that ``rescale_sum`` or ``rescale_acc`` names."""
     s, v = _scores(q, k, causal), v.double()
     n_q, n_k = s.shape[-2:]
     out = torch.empty(*s.shape[:-1], v.shape[-1], dtype=torch.float64)
@@ -308,6 +309,8 @@ def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False)
             p = torch.exp(tile - shift[..., None])
             if rescale_sum:
                 row_sum = row_sum * torch.exp(old_max - shift)
+            if rescale_acc:
+                acc = acc * torch.exp(old_max - shift)[..., None]
             acc, row_sum = acc + p @ v[..., k0 : k0 + block_k, :], row_sum + p.sum(-1)
         out[..., q0 : q0 + block_q, :] = acc / row_sum[..., None]
     return out
@@ -328,6 +331,14 @@ def _output_bugs(q, k, v, causal, blocks):
             _tiled_without_rescale(q, k, v, causal, *b, rescale_sum=True),
             "row_sum is rescaled but the accumulator acc is not: when a later key block raises the running "
             "maximum, acc must be multiplied by exp(old max - new max) too",
+        )
+        for b in blocks
+    ]
+    bugs += [
+        (
+            _tiled_without_rescale(q, k, v, causal, *b, rescale_acc=True),
+            "acc is rescaled but row_sum is not: when a later key block raises the running maximum, row_sum "
+            "must be multiplied by exp(old max - new max) too",
         )
         for b in blocks
     ]
@@ -559,6 +570,7 @@ def float64_inputs_give_float64(student, gen):
         )
         expected_output, expected_lse = _attention(q, k, v, causal)
         what = f"for float64 q, k, v (causal={causal}, N={n}, block_q={blocks[0]}, block_k={blocks[1]})"
+        _expect_attention((output, lse), q, k, v, causal, [blocks], what)  # names the bug when one fits
         _expect_float64(output, expected_output, f"output {what}")
         _expect_float64(lse, expected_lse, f"lse {what}")
 
@@ -776,6 +788,8 @@ def float64_inputs_give_float64(student, gen):
             "flash_attention_backward",
         )
         what = f"for float64 inputs (causal={causal}, N={n}, block_q={blocks[0]}, block_k={blocks[1]})"
+        case = (q, k, v, output, lse, grad_output)
+        _expect_grads(grads, case, causal, expected, what)  # names the bug when one fits
         for grad, want, name in zip(grads, expected, ("dq", "dk", "dv")):
             _expect_float64(grad, want, f"{name} {what}")
 

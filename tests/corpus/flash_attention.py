@@ -1698,7 +1698,7 @@ RED_TEAM_VERDICTS = {
     ("flash_attention_triton", "causal mask drops the diagonal"): (("causal_attention",), "NaN for query 0"),
     ("flash_attention_triton", "keys past n_k not masked"): (("sizes_not_powers_of_two",), ""),
     ("flash_attention_triton", "no column mask on d (reads the next row)"): (("sizes_not_powers_of_two",), ""),
-    ("flash_attention_triton", "row_sum not rescaled"): (("matches_attention",), ""),
+    ("flash_attention_triton", "row_sum not rescaled"): (("matches_attention",), "row_sum is not"),
     ("flash_attention_triton", "k read with q's strides"): (("batch_and_head_dims",), ""),
     ("flash_attention_triton", "grid drops the last partial query block"): (("sizes_not_powers_of_two",), ""),
     ("flash_attention_triton", "every slice reads slice 0 of k and v"): (("batch_and_head_dims",), ""),
