@@ -100,6 +100,8 @@ class NumelRecorder(TorchDispatchMode):
 
     def _hold(self, t):
         """Count ``t``'s storage while ``t`` lives (a view's base lives as long as the view)."""
+        if t.layout != torch.strided or t.device.type == "meta":
+            return  # sparse and meta tensors have no plain storage to count
         key = (t.device, t.untyped_storage().data_ptr())
         if key in self.live:
             self.live[key][0] += 1
