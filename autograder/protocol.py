@@ -102,13 +102,17 @@ class NumelRecorder(TorchDispatchMode):
         """Count ``t``'s storage while ``t`` lives (a view's base lives as long as the view)."""
         if t.layout != torch.strided or t.device.type == "meta":
             return  # sparse and meta tensors have no plain storage to count
-        key = (t.device, t.untyped_storage().data_ptr())
+        try:
+            storage = t.untyped_storage()
+            key = (t.device, storage.data_ptr())
+        except (RuntimeError, NotImplementedError):
+            return  # torch.func's wrapped tensors (vmap, grad) have no storage of their own
         if key in self.live:
             self.live[key][0] += 1
-        elif t._is_view() or t.untyped_storage().nbytes() == 0:
+        elif t._is_view() or storage.nbytes() == 0:
             return  # a view of an input, or nothing allocated
         else:
-            self.live[key] = [1, t.untyped_storage().nbytes() // t.element_size()]
+            self.live[key] = [1, storage.nbytes() // t.element_size()]
             self.elements += self.live[key][1]
             self.peak = max(self.peak, self.elements)
         weakref.finalize(t, self._release, key)
