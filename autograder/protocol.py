@@ -18,6 +18,7 @@ import numbers
 import secrets
 import socket
 import traceback
+import weakref
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -69,8 +70,10 @@ def plain(value, wrap):
 
 class NumelRecorder(TorchDispatchMode):
     """Records the shape of every tensor that any aten operation produces, the operations'
-    names, and whether any of them computed gradients (ran inside autograd's backward pass,
-    or is a derivative formula such as ``tanh_backward``, which forward-mode AD also uses)."""
+    names, whether any of them computed gradients (ran inside autograd's backward pass,
+    or is a derivative formula such as ``tanh_backward``, which forward-mode AD also uses),
+    and ``peak``: the most elements that the tensors created so far held at one time (each
+    storage counted once, while any tensor using it lives; views allocate nothing)."""
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -82,6 +85,7 @@ class NumelRecorder(TorchDispatchMode):
         super().__init__()
         self.shapes, self.ops = [], set()
         self.autograd = False
+        self.live, self.elements, self.peak = {}, 0, 0  # storage address -> [tensors using it, elements]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops.add(func.overloadpacket.__name__)
@@ -91,7 +95,35 @@ class NumelRecorder(TorchDispatchMode):
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
                 self.shapes.append(tuple(t.shape))
+                self._hold(t)
         return out
+
+    def _hold(self, t):
+        """Count ``t``'s storage while ``t`` lives (a view's base lives as long as the view)."""
+        if t.layout != torch.strided or t.device.type == "meta":
+            return  # sparse and meta tensors have no plain storage to count
+        try:
+            storage = t.untyped_storage()
+            key = (t.device, storage.data_ptr())
+        except (RuntimeError, NotImplementedError):
+            return  # torch.func's wrapped tensors (vmap, grad) have no storage of their own
+        if key in self.live:
+            self.live[key][0] += 1
+        elif t._is_view() or storage.nbytes() == 0:
+            return  # a view of an input, or nothing allocated
+        else:
+            self.live[key] = [1, storage.nbytes() // t.element_size()]
+            self.elements += self.live[key][1]
+            self.peak = max(self.peak, self.elements)
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key):
+        entry = self.live.get(key)
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] == 0:
+                self.elements -= entry[1]
+                del self.live[key]
 
 
 def saved_shapes(output, limit=10000) -> list:
@@ -174,7 +206,8 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
       (first) output is back-propagated with ``grad_output``, grads are theirs;
     - ``"trace"``: ``(result, trace)``, with ``trace`` a dict: ``created``, the shapes of every
       tensor created during the call; ``ops``, the names of the aten operations it ran;
-      ``autograd``, whether any operation computed gradients;
+      ``autograd``, whether any operation computed gradients; ``peak``, the most elements the
+      tensors it created held at one time;
       and, when ``grad_inputs`` is given, the call runs as in ``"grad"`` (backward traced too)
       with ``grads`` and ``saved`` (:func:`saved_shapes` of the output, before backward).
 
@@ -202,7 +235,9 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
             trace = {}
             with NumelRecorder() as recorder:
                 result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
-            trace.update(created=recorder.shapes, ops=sorted(recorder.ops), autograd=recorder.autograd)
+            trace.update(
+                created=recorder.shapes, ops=sorted(recorder.ops), autograd=recorder.autograd, peak=recorder.peak
+            )
             return result, trace
         if mode == "functions":
             with FunctionRecorder() as recorder:

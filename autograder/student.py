@@ -30,6 +30,7 @@ class Trace:
     ops: list  # the names of the aten operations that ran (e.g. "mm", "exp")
     autograd: bool  # whether any operation computed gradients (autograd's backward, forward-mode AD)
     saved: list = dataclasses.field(default_factory=list)  # shapes kept for backward by autograd.Function nodes
+    peak: int = 0  # the most elements that the tensors the call created held at one time
 
 
 class StudentError(Exception):

@@ -13,7 +13,11 @@ tile-skipping rule that is wrong for some alignment cannot hide behind lucky siz
 
 The tiling checks trace every tensor the learner's call creates (forward and backward, causal
 or not) and every tensor an ``autograd.Function`` keeps for backward, and bound the largest by
-the inputs' size or one (block_q, block_k) tile per batch x head (:func:`_expect_tiled`).
+the inputs' size or one (block_q, block_k) tile per batch x head (:func:`_expect_tiled`); they
+also bound what the created tensors hold at one time (:func:`_expect_small_peak`: tiles kept in a
+list add up to the full matrix), find scores against all N_k keys at once (a row is small but is
+not a tile), and fail answers that run PyTorch's own attention or compute gradients with autograd.
+Float64 inputs must give float64 results at float64 precision (a bare ``torch.zeros`` is float32).
 """
 
 import math
@@ -27,6 +31,7 @@ from autograder.suite import (
     RTOL,
     CheckFailed,
     Suite,
+    distinct_sizes,
     expect_bounded,
     expect_close,
     expect_shape,
@@ -68,6 +73,28 @@ def _tuple(result, n, what):
             + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
         )
     return result
+
+
+F64_RTOL, F64_ATOL = 1e-10, 1e-12  # float64 answers must agree far beyond float32's 1e-7
+
+
+def _expect_float64(value, expected, what):
+    """``value`` is float64 and agrees with ``expected`` to float64 precision. An answer that
+    agrees only to float32 precision computed some part in float32: torch.zeros, torch.full
+    and torch.tensor make float32 tensors unless given ``dtype`` (or use ``x.new_zeros``)."""
+    value = expect_shape(value, expected.shape, what)
+    if value.dtype != torch.float64:
+        raise CheckFailed(
+            f"{what} has dtype {value.dtype}, but the inputs are float64: results keep the inputs' dtype "
+            "(make new tensors with dtype=q.dtype, or q.new_zeros / q.new_full, not a bare torch.zeros)"
+        )
+    if is_close(value, expected) and not is_close(value, expected, F64_RTOL, F64_ATOL):
+        raise CheckFailed(
+            f"{what} agrees with the float64 reference only to about float32 precision (largest difference "
+            f"{(value.detach() - expected).abs().max().item():.3g}): some part is computed in float32; "
+            "torch.zeros, torch.full, torch.ones and torch.tensor make float32 tensors unless given a dtype"
+        )
+    expect_close(value, expected, what, F64_RTOL, F64_ATOL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,9 +166,13 @@ def _expect_state(result, expected, inputs, what):
         expect_close(value, want, f"{name} {what}")
 
 
+# The online checks draw B_q, B_k and d_v all different: a sum or max over the wrong axis of a
+# (B_q, B_k) block, or a transposed block, cannot broadcast its way to the right shape.
+
+
 def _state(gen, batch, b_q, d_v, scores_seen):
     """A consistent state after having seen ``scores_seen`` (..., b_q, n) with random values."""
-    v_seen = randn(gen, *batch, scores_seen.shape[-1], d_v)
+    v_seen = randn(gen, *batch, scores_seen.shape[-1], d_v, dtype=scores_seen.dtype)
     row_max = scores_seen.amax(-1)
     weights = torch.exp(scores_seen - row_max[..., None])
     return weights @ v_seen, row_max, weights.sum(-1)
@@ -149,7 +180,7 @@ def _state(gen, batch, b_q, d_v, scores_seen):
 
 @online.check(points=1)
 def first_block_from_empty_state(student, gen):
-    b_q, b_k, d_v = randint(gen, 3, 9), randint(gen, 4, 11), randint(gen, 2, 7)
+    b_q, b_k, d_v = distinct_sizes(gen, (3, 9), (4, 11), (2, 7))
     acc, row_max, row_sum = torch.zeros(b_q, d_v), torch.full((b_q,), NEG_INF), torch.zeros(b_q)
     scores, v_block = randn(gen, b_q, b_k, scale=2.0), randn(gen, b_k, d_v)
     inputs = (acc, row_max, row_sum, scores, v_block)
@@ -157,9 +188,9 @@ def first_block_from_empty_state(student, gen):
     _expect_state(student(*inputs), expected, inputs, "after one block, from acc = 0, row_max = -inf, row_sum = 0")
 
 
-@online.check(points=2)
+@online.check(points=1)
 def rescales_when_max_grows(student, gen):
-    batch, b_q, b_k, d_v = (2,), randint(gen, 4, 9), randint(gen, 5, 12), randint(gen, 3, 7)
+    batch, (b_q, b_k, d_v) = (2,), distinct_sizes(gen, (4, 9), (5, 12), (3, 7))
     acc, row_max, row_sum = _state(gen, batch, b_q, d_v, randn(gen, *batch, b_q, randint(gen, 3, 8)))
     scores = randn(gen, *batch, b_q, b_k) + 3.0  # most rows see a larger maximum in this block
     inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v))
@@ -169,7 +200,7 @@ def rescales_when_max_grows(student, gen):
 
 @online.check(points=1)
 def keeps_max_when_block_is_smaller(student, gen):
-    b_q, b_k, d_v = randint(gen, 3, 8), randint(gen, 4, 9), randint(gen, 2, 6)
+    b_q, b_k, d_v = distinct_sizes(gen, (3, 8), (4, 9), (2, 6))
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, randint(gen, 3, 8)) + 4.0)
     scores = randn(gen, b_q, b_k) - 2.0
     inputs = (acc, row_max, row_sum, scores, randn(gen, b_k, d_v))
@@ -208,7 +239,7 @@ def folding_masked_blocks_gives_attention(student, gen):
 
 @online.check(points=1)
 def large_scores_stay_finite(student, gen):
-    b_q, b_k, d_v = randint(gen, 3, 7), randint(gen, 4, 9), randint(gen, 2, 5)
+    b_q, b_k, d_v = distinct_sizes(gen, (3, 7), (4, 9), (2, 5))
     acc, row_max, row_sum = _state(gen, (), b_q, d_v, randn(gen, b_q, 5, scale=1e3))
     inputs = (acc, row_max, row_sum, randn(gen, b_q, b_k, scale=1e4), randn(gen, b_k, d_v))
     expected = _reference_update(inputs)
@@ -217,17 +248,30 @@ def large_scores_stay_finite(student, gen):
     )
 
 
+@online.check(points=1)
+def float64_state_stays_float64(student, gen):
+    batch, (b_q, b_k, d_v) = (2,), distinct_sizes(gen, (3, 8), (4, 9), (2, 6))
+    scores_seen = randn(gen, *batch, b_q, randint(gen, 3, 8), dtype=torch.float64)
+    acc, row_max, row_sum = _state(gen, batch, b_q, d_v, scores_seen)
+    scores = randn(gen, *batch, b_q, b_k, scale=2.0, dtype=torch.float64) + 1.0
+    inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v, dtype=torch.float64))
+    expected = _reference_update(inputs)
+    got = _tuple(student(*inputs), 3, "online_softmax_update")
+    for value, want, name in zip(got, expected, ("acc", "row_max", "row_sum")):
+        _expect_float64(value, want, name)
+
+
 # ---------------------------------------------------------------------------------------
 # Attention in float64, and the typical wrong variants of it
 
 
-def _qkv(gen, batch=(), n_q=None, n_k=None, d=None, d_v=None, scale=1.0):
+def _qkv(gen, batch=(), n_q=None, n_k=None, d=None, d_v=None, scale=1.0, dtype=torch.float32):
     n_q, n_k = n_q or randint(gen, 20, 60), n_k or randint(gen, 20, 60)
     d, d_v = d or randint(gen, 5, 20), d_v or randint(gen, 3, 12)
     return (
-        randn(gen, *batch, n_q, d, scale=scale),
-        randn(gen, *batch, n_k, d, scale=scale),
-        randn(gen, *batch, n_k, d_v),
+        randn(gen, *batch, n_q, d, scale=scale, dtype=dtype),
+        randn(gen, *batch, n_k, d, scale=scale, dtype=dtype),
+        randn(gen, *batch, n_k, d_v, dtype=dtype),
     )
 
 
@@ -248,8 +292,9 @@ def _attention(q, k, v, causal=False, scaled=True):
     return ch2.softmax(s) @ v.double(), s.logsumexp(-1)
 
 
-def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False):
-    """The output of a tiled forward that never rescales acc (nor row_sum, unless ``rescale_sum``)."""
+def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False, rescale_acc=False):
+    """The output of a tiled forward that rescales neither acc nor row_sum when the maximum grows,
+    except the one that ``rescale_sum`` or ``rescale_acc`` names."""
     s, v = _scores(q, k, causal), v.double()
     n_q, n_k = s.shape[-2:]
     out = torch.empty(*s.shape[:-1], v.shape[-1], dtype=torch.float64)
@@ -264,6 +309,8 @@ def _tiled_without_rescale(q, k, v, causal, block_q, block_k, rescale_sum=False)
             p = torch.exp(tile - shift[..., None])
             if rescale_sum:
                 row_sum = row_sum * torch.exp(old_max - shift)
+            if rescale_acc:
+                acc = acc * torch.exp(old_max - shift)[..., None]
             acc, row_sum = acc + p @ v[..., k0 : k0 + block_k, :], row_sum + p.sum(-1)
         out[..., q0 : q0 + block_q, :] = acc / row_sum[..., None]
     return out
@@ -284,6 +331,14 @@ def _output_bugs(q, k, v, causal, blocks):
             _tiled_without_rescale(q, k, v, causal, *b, rescale_sum=True),
             "row_sum is rescaled but the accumulator acc is not: when a later key block raises the running "
             "maximum, acc must be multiplied by exp(old max - new max) too",
+        )
+        for b in blocks
+    ]
+    bugs += [
+        (
+            _tiled_without_rescale(q, k, v, causal, *b, rescale_acc=True),
+            "acc is rescaled but row_sum is not: when a later key block raises the running maximum, row_sum "
+            "must be multiplied by exp(old max - new max) too",
         )
         for b in blocks
     ]
@@ -379,12 +434,13 @@ def _length(gen, blocks):
 
 
 def _tiling_case(gen, causal, batch=(2, 2)):
-    """q, k, v and blocks for the tiling checks: N of 200..240, d = 8, d_v = 4, blocks of 24..40.
+    """q, k, v and blocks for the tiling checks: N_q of 200..240 (N_k = N_q when causal, else within 20 of it and
+    different, so a tensor with an N_k axis is recognized), d = 8, d_v = 4, blocks of 24..40.
     Per batch x head slice, the inputs (N x 12 <= 2880 elements) and one tile (<= 1560) stay
     well below a strip of scores (block x N >= 4800) or the full matrix (N^2 >= 40000)."""
     blocks = _blocks(gen, 24, 40)
     n_q = randint(gen, 200, 240)
-    n_k = n_q if causal else randint(gen, 200, 240)
+    n_k = n_q if causal else n_q + randint(gen, 1, 20) * (-1) ** randint(gen, 0, 1)
     return (*_qkv(gen, batch=batch, n_q=n_q, n_k=n_k, d=8, d_v=4), blocks)
 
 
@@ -421,6 +477,61 @@ def _expect_tiled(shapes, q, k, v, blocks, what):
     )
 
 
+LIBRARY_ATTENTION = ("scaled_dot_product", "flash_attention", "efficient_attention")  # parts of aten op names
+
+
+def _expect_own_work(trace, name, what, by_autograd="any"):
+    """The traced call did the work itself: no PyTorch attention kernel (``F.scaled_dot_product_attention``
+    and the fused kernels behind it), and no gradients from torch.autograd (``by_autograd``: "any" for a
+    plain function, where no operation may run under autograd's backward; "nested" for an
+    ``autograd.Function``, whose own backward runs under autograd but may not call derivative kernels)."""
+    library = sorted(op for op in trace.ops if any(part in op for part in LIBRARY_ATTENTION))
+    if library:
+        raise CheckFailed(
+            f"{name} ({what}) ran PyTorch's own attention ({', '.join(library)}, from "
+            "torch.nn.functional.scaled_dot_product_attention): compute the scores, the online softmax and "
+            "the weighted sum yourself, one tile at a time"
+        )
+    nested = sorted(op for op in trace.ops if "_backward" in op)
+    if (by_autograd == "any" and trace.autograd) or (by_autograd == "nested" and nested):
+        raise CheckFailed(
+            f"{name} ({what}) computes gradients with torch.autograd"
+            + (f" ({', '.join(nested)})" if nested else "")
+            + ": write the backward formulas (dv = p^T dO, ds = p * (dp - D), dq = ds k / sqrt(d), "
+            "dk = ds^T q / sqrt(d)) tile by tile, with p recomputed from lse"
+        )
+
+
+def _expect_small_peak(trace, q, k, v, blocks, what):
+    """At no time do the tensors the call created hold much more than a few copies of the inputs
+    and outputs plus a few tiles, per batch x head: tiles or rows of scores kept alive together (in a
+    list, a dict, a stack built at the end) add up to the N_q x N_k matrix, one small tensor at a time."""
+    n_q, n_k, d, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    slices = math.prod(q.shape[:-2])
+    budget = 4 * (n_q * (d + d_v + 1) + n_k * (d + d_v)) + 8 * blocks[0] * blocks[1]
+    if trace.peak > slices * budget:
+        raise CheckFailed(
+            f"{what} tensors that held {trace.peak} elements at one time, {trace.peak / slices:.0f} per batch x "
+            f"head slice ({slices} here), where {budget} are enough (a few copies of q, k, v, the output and lse, "
+            f"and a few {blocks[0]} x {blocks[1]} tiles); the full N_q x N_k matrix has {n_q * n_k}. "
+            "Fold each tile into the running state and let it go: keeping tiles or rows of scores or weights "
+            "(in a list, to stack or reuse later) stores the N_q x N_k matrix piece by piece"
+        )
+
+
+def _expect_keys_tiled(shapes, q, k, v, blocks, what):
+    """No scores against all N_k keys at once: no tensor (besides k or v transposed, and single rows
+    shared by all queries such as positions) whose last axis is N_k. ``N_k`` must differ from
+    N_q, d, d_v and the blocks (a row of scores, (..., 1, N_k), is small but is not a tile)."""
+    n_k, d, d_v = k.shape[-2], q.shape[-1], v.shape[-1]
+    for shape in shapes:
+        if len(shape) >= 2 and shape[-1] == n_k and shape[-2] not in (d, d_v) and math.prod(shape) > n_k:
+            raise CheckFailed(
+                f"{what} a tensor of shape {shape}: scores of queries against all N_k = {n_k} keys at once. "
+                f"Tile the keys too: block_k = {blocks[1]} keys at a time, folded in with the online softmax"
+            )
+
+
 # ---------------------------------------------------------------------------------------
 # flash_attention_forward
 
@@ -433,7 +544,7 @@ def returns_output_and_lse(student, gen):
     expect_shape(lse, (q.shape[-2],), "lse (N_q,): one log-sum-exp per query")
 
 
-@forward.check(points=2)
+@forward.check(points=1)
 def matches_attention(student, gen):
     blocks = _blocks(gen, 5, 11)
     q, k, v = _qkv(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
@@ -446,6 +557,22 @@ def matches_attention(student, gen):
         [blocks],
         f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}",
     )
+
+
+@forward.check(points=1)
+def float64_inputs_give_float64(student, gen):
+    blocks = _blocks(gen, 5, 11)
+    n = _length(gen, blocks)
+    q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n, dtype=torch.float64)
+    for causal in (False, True):
+        output, lse = _tuple(
+            student(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1]), 2, "flash_attention_forward"
+        )
+        expected_output, expected_lse = _attention(q, k, v, causal)
+        what = f"for float64 q, k, v (causal={causal}, N={n}, block_q={blocks[0]}, block_k={blocks[1]})"
+        _expect_attention((output, lse), q, k, v, causal, [blocks], what)  # names the bug when one fits
+        _expect_float64(output, expected_output, f"output {what}")
+        _expect_float64(lse, expected_lse, f"lse {what}")
 
 
 @forward.check(points=1)
@@ -520,8 +647,12 @@ def never_materializes_scores(student, gen):
         result, trace = student.traced(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1])
         output, _ = _tuple(result, 2, "flash_attention_forward")
         what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
-        _expect_output(output, q, k, v, causal, [blocks], f"output for {what}")
+        _expect_own_work(trace, "flash_attention_forward", what)
         _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
+        if not causal:
+            _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
+        _expect_small_peak(trace, q, k, v, blocks, f"flash_attention_forward({what}) kept")
+        _expect_output(output, q, k, v, causal, [blocks], f"output for {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -611,7 +742,7 @@ def returns_three_gradients(student, gen):
         expect_shape(grad, like.shape, f"{name} (same shape as {name[1]}; note N_q != N_k and d_v != d here)")
 
 
-@backward.check(points=2)
+@backward.check(points=1)
 def matches_autograd(student, gen):
     blocks = _blocks(gen, 5, 11)
     case = _backward_case(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
@@ -640,6 +771,27 @@ def causal_gradients(student, gen):
             expected,
             f"with causal=True, N={n}, block_q={block_q}, block_k={block_k}",
         )
+
+
+@backward.check(points=1)
+def float64_inputs_give_float64(student, gen):
+    blocks = _blocks(gen, 5, 11)
+    n = _length(gen, blocks)
+    q, k, v = _qkv(gen, batch=(2,), n_q=n, n_k=n, dtype=torch.float64)
+    grad_output = randn(gen, 2, n, v.shape[-1], dtype=torch.float64)
+    for causal in (False, True):
+        output, lse = _attention(q, k, v, causal)
+        expected = _autograd(q, k, v, grad_output, causal)
+        grads = _tuple(
+            student(q, k, v, output, lse, grad_output, causal=causal, block_q=blocks[0], block_k=blocks[1]),
+            3,
+            "flash_attention_backward",
+        )
+        what = f"for float64 inputs (causal={causal}, N={n}, block_q={blocks[0]}, block_k={blocks[1]})"
+        case = (q, k, v, output, lse, grad_output)
+        _expect_grads(grads, case, causal, expected, what)  # names the bug when one fits
+        for grad, want, name in zip(grads, expected, ("dq", "dk", "dv")):
+            _expect_float64(grad, want, f"{name} {what}")
 
 
 @backward.check(points=1)
@@ -693,8 +845,12 @@ def never_materializes_scores(student, gen):
         expected = _autograd(q, k, v, grad_output, causal)
         result, trace = student.traced(*case, causal=causal, block_q=blocks[0], block_k=blocks[1])
         what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
-        _expect_grads(result, case, causal, expected, f"for {what}")
+        _expect_own_work(trace, "flash_attention_backward", what)
         _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
+        if not causal:
+            _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
+        _expect_small_peak(trace, q, k, v, blocks, f"flash_attention_backward({what}) kept")
+        _expect_grads(result, case, causal, expected, f"for {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -816,11 +972,14 @@ def never_materializes_scores(student, gen):
             raise CheckFailed(
                 f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}"
             )
-        _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
+        _expect_own_work(trace, "FlashAttentionFunction", what, by_autograd="nested")
         _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
-        _expect_tiled(
-            trace.created, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, created"
-        )
+        created = f"FlashAttentionFunction (forward and backward), in {what}, created"
+        _expect_tiled(trace.created, q, k, v, blocks, created)
+        if not causal:
+            _expect_keys_tiled(trace.created, q, k, v, blocks, created)
+        _expect_small_peak(trace, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, kept")
+        _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ still stubs: an answer that needs a tiled forward or backward (``FlashAttentionF
 defines its own. Many bugs are one change to a correct answer: :func:`changed` makes them.
 """
 
+import dataclasses
 import textwrap
+from pathlib import Path
 
 from corpus import alternative, bug
 
@@ -561,7 +563,7 @@ FUNCTION_ENTRIES = [
     """,
         ),
         fails=("never_materializes_scores",),
-        says="the full N_q x N_k",
+        says="computes gradients with torch.autograd",
     ),
     bug(
         "FlashAttentionFunction",
@@ -754,4 +756,963 @@ TRITON_ENTRIES = [
     ),
 ]
 
-ENTRIES = ONLINE + FORWARD_ENTRIES + BACKWARD_ENTRIES + FUNCTION_ENTRIES + TRITON_ENTRIES
+# ---------------------------------------------------------------------------------------
+# Red-team answers, written from the learner's notebook before reading the checks
+
+RED_TEAM = [
+    # ------------------------------------------------------------------ online_softmax_update
+    bug(
+        "online_softmax_update",
+        "red: block-local max without -inf guard (nan on a row masked in a later block)",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            block_max = scores.amax(dim=-1)
+            new_max = torch.maximum(row_max, block_max)
+            p = torch.exp(scores - block_max[..., None])
+            grow = torch.exp(block_max - new_max)
+            old = torch.exp(row_max - new_max)
+            acc = acc * old[..., None] + (p @ v_block) * grow[..., None]
+            return acc, new_max, row_sum * old + p.sum(-1) * grow
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: row_sum adds the block's column sums (square blocks only)",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(dim=-2)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: max over the query axis",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.amax(dim=-2))
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(-1)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: transposed weights times values (square blocks only)",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            return acc * rescale[..., None] + p.transpose(-2, -1) @ v_block, new_max, row_sum * rescale + p.sum(-1)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: one max for all rows",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.max()).expand_as(row_max)
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(-1)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: 2-D only (dim=1)",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.max(dim=1).values)
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max.unsqueeze(-1))
+            return acc * rescale.unsqueeze(-1) + p @ v_block, new_max, row_sum * rescale + p.sum(-1)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: float32 internals for float64 inputs",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            acc, row_max, row_sum, scores, v_block = (t.float() for t in (acc, row_max, row_sum, scores, v_block))
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(-1)
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: normalised accumulator",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            rescale = torch.exp(row_max - new_max)
+            p = torch.exp(scores - new_max[..., None])
+            new_sum = row_sum * rescale + p.sum(-1)
+            acc = (acc * (row_sum * rescale)[..., None] + p @ v_block) / new_sum[..., None]
+            return acc, new_max, new_sum
+    """,
+    ),
+    bug(
+        "online_softmax_update",
+        "red: torch.softmax of the block folded in with block weights",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            rescale = torch.exp(row_max - new_max)
+            block_sum = torch.exp(scores - new_max[..., None]).sum(-1)
+            p = torch.softmax(scores, dim=-1)
+            return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + block_sum
+    """,
+    ),
+    alternative(
+        "online_softmax_update",
+        "red: einsum with block-local max and guards",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            block_max = scores.amax(dim=-1)
+            new_max = torch.maximum(row_max, block_max)
+            safe = torch.where(torch.isinf(new_max), torch.zeros_like(new_max), new_max)
+            old = torch.exp(row_max - safe)
+            safe_block = torch.where(torch.isinf(block_max), torch.zeros_like(block_max), block_max)
+            p = torch.exp(scores - safe_block.unsqueeze(-1))
+            grow = torch.where(torch.isinf(block_max), torch.zeros_like(block_max), torch.exp(safe_block - safe))
+            new_acc = old.unsqueeze(-1) * acc + grow.unsqueeze(-1) * torch.einsum("...qk,...kd->...qd", p, v_block)
+            return new_acc, new_max, old * row_sum + grow * p.sum(-1)
+    """,
+    ),
+    alternative(
+        "online_softmax_update",
+        "red: float64 internals, log-domain sum",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            dtype = acc.dtype
+            a, m, l, s, v = (t.double() for t in (acc, row_max, row_sum, scores, v_block))
+            new_m = torch.maximum(m, s.amax(-1))
+            shift = torch.nan_to_num(new_m, neginf=0.0)
+            old = torch.exp(m - shift)
+            p = torch.exp(s - shift[..., None])
+            new_a = a * old[..., None] + (p[..., :, :, None] * v[..., None, :, :]).sum(-2)
+            return new_a.to(dtype), new_m.to(dtype), (l * old + p.sum(-1)).to(dtype)
+    """,
+    ),
+    alternative(
+        "online_softmax_update",
+        "red: -inf replaced by a finite floor",
+        """
+        def online_softmax_update(acc, row_max, row_sum, scores, v_block):
+            floor = torch.finfo(scores.dtype).min
+            new_max = torch.maximum(row_max, scores.amax(dim=-1))
+            m = new_max.clamp(min=floor)
+            scale_old = torch.exp(row_max.clamp(min=floor) - m) * (row_sum > 0)
+            p = torch.exp(scores.clamp(min=floor) - m[..., None]) * (scores > float("-inf"))
+            return acc * scale_old[..., None] + torch.matmul(p, v_block), new_max, row_sum * scale_old + p.sum(-1)
+    """,
+    ),
+]
+
+RED_FOLD = """
+def _fold(acc, row_max, row_sum, scores, v_block):
+    new_max = torch.maximum(row_max, scores.amax(dim=-1))
+    shift = torch.where(new_max == float("-inf"), torch.zeros_like(new_max), new_max)
+    rescale = torch.exp(row_max - shift)
+    p = torch.exp(scores - shift[..., None])
+    return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(dim=-1)
+
+"""
+
+
+def red_forward(label, body, is_bug=True):
+    source = RED_FOLD + body
+    return (bug if is_bug else alternative)("flash_attention_forward", label, source)
+
+
+RED_FORWARD = """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    scale = {scale}
+    output = q.new_empty(*q.shape[:-1], v.shape[-1])
+    lse = q.new_empty(q.shape[:-1])
+    for q_start in range(0, {q_end_range}, block_q):
+        q_end = min(q_start + block_q, n_q)
+        acc = q.new_zeros(*q.shape[:-2], q_end - q_start, v.shape[-1])
+        row_max = q.new_full((*q.shape[:-2], q_end - q_start), float("-inf"))
+        row_sum = q.new_zeros(*q.shape[:-2], q_end - q_start)
+        for k_start in range(0, {k_end_range}, block_k):
+            k_end = min(k_start + block_k, n_k)
+            scores = q[..., q_start:q_end, :] @ k[..., k_start:k_end, :].transpose(-2, -1) * scale
+            if causal:
+                {mask}
+            acc, row_max, row_sum = _fold(acc, row_max, row_sum, scores, v[..., k_start:k_end, :])
+        output[..., q_start:q_end, :] = acc / row_sum[..., None]
+        lse[..., q_start:q_end] = {lse}
+    return output, lse
+"""
+RED_FORWARD_PARTS = dict(
+    scale="1.0 / math.sqrt(q.shape[-1])",
+    q_end_range="n_q",
+    k_end_range="min(q_end, n_k) if causal else n_k",
+    mask=(
+        "rows = torch.arange(q_start, q_end)[:, None]\n"
+        "                scores = scores.masked_fill(torch.arange(k_start, k_end)[None, :] > rows, float('-inf'))"
+    ),
+    lse="row_max + row_sum.log()",
+)
+
+
+def red_forward_changed(label, is_bug=True, **changes):
+    return red_forward(label, RED_FORWARD.format(**{**RED_FORWARD_PARTS, **changes}), is_bug)
+
+
+RED_TEAM += [
+    red_forward_changed("red: template as written is correct", is_bug=False),
+    red_forward_changed("red: scale 1/d", scale="1.0 / q.shape[-1]"),
+    red_forward_changed("red: scale by sqrt(d_v)", scale="1.0 / math.sqrt(v.shape[-1])"),
+    red_forward_changed("red: no scale", scale="1.0"),
+    red_forward_changed("red: last partial query block skipped", q_end_range="n_q - n_q % block_q"),
+    red_forward_changed(
+        "red: last partial key block skipped", k_end_range="(min(q_end, n_k) if causal else n_k) - n_k % block_k"
+    ),
+    red_forward_changed(
+        "red: causal mask with tile-local indices",
+        mask="scores = scores.masked_fill(torch.ones(q_end - q_start, k_end - k_start, dtype=torch.bool).triu(1), "
+        "float('-inf'))",
+    ),
+    red_forward_changed(
+        "red: causal mask drops the diagonal",
+        mask=(
+            "rows = torch.arange(q_start, q_end)[:, None]\n"
+            "                scores = scores.masked_fill(torch.arange(k_start, k_end)[None, :] >= rows, "
+            "float('-inf'))"
+        ),
+    ),
+    red_forward_changed(
+        "red: causal skips the diagonal block when not aligned", k_end_range="q_start + 1 if causal else n_k"
+    ),
+    red_forward_changed(
+        "red: causal loop bound by the block start (block_q != block_k misses keys)",
+        k_end_range="min(q_start + block_k, n_k) if causal else n_k",
+    ),
+    red_forward_changed("red: lse without log", lse="row_max + row_sum"),
+    red_forward_changed("red: lse of the max only", lse="row_max"),
+    red_forward_changed("red: lse without the max", lse="row_sum.log()"),
+    red_forward(
+        "red: full score matrix built row by row in float16 into a list",
+        """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    rows = []
+    for i in range(q.shape[-2]):
+        s = (q[..., i:i + 1, :] @ k.transpose(-2, -1) * scale).squeeze(-2)
+        if causal:
+            s = s.masked_fill(torch.arange(k.shape[-2]) > i, float("-inf"))
+        rows.append(s.half())
+    outs, lses = [], []
+    for s in rows:
+        s = s.to(q.dtype)
+        lse = torch.logsumexp(s, dim=-1)
+        outs.append((torch.exp(s - lse[..., None])[..., None, :] @ v).squeeze(-2))
+        lses.append(lse)
+    return torch.stack(outs, dim=-2), torch.stack(lses, dim=-1)
+""",
+    ),
+    red_forward(
+        "red: whole-row softmax per query, kept in a list",
+        """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    weights, lses = [], []
+    for i in range(q.shape[-2]):
+        s = (q[..., i:i + 1, :] @ k.transpose(-2, -1) * scale)
+        if causal:
+            s = s.masked_fill(torch.arange(k.shape[-2]) > i, float("-inf"))
+        lse = torch.logsumexp(s, dim=-1)
+        weights.append(torch.exp(s - lse[..., None]))
+        lses.append(lse)
+    return torch.cat([w @ v for w in weights], dim=-2), torch.cat(lses, dim=-1)
+""",
+    ),
+    red_forward(
+        "red: F.scaled_dot_product_attention plus a tiled lse",
+        """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    lse = q.new_empty(q.shape[:-1])
+    for q_start in range(0, q.shape[-2], block_q):
+        q_end = min(q_start + block_q, q.shape[-2])
+        m = q.new_full((*q.shape[:-2], q_end - q_start), float("-inf"))
+        l = torch.zeros_like(m)
+        for k_start in range(0, k.shape[-2], block_k):
+            k_end = min(k_start + block_k, k.shape[-2])
+            s = q[..., q_start:q_end, :] @ k[..., k_start:k_end, :].transpose(-2, -1) * scale
+            if causal:
+                s = s.masked_fill(torch.arange(k_start, k_end)[None, :] > torch.arange(q_start, q_end)[:, None],
+                                  float("-inf"))
+            new_m = torch.maximum(m, s.amax(-1))
+            l = l * torch.exp(m - new_m) + torch.exp(s - new_m[..., None]).sum(-1)
+            m = new_m
+        lse[..., q_start:q_end] = m + l.log()
+    return out, lse
+""",
+    ),
+    red_forward(
+        "red: PyTorch's fused CPU flash kernel",
+        """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)[:2]
+    return out, lse
+""",
+    ),
+    red_forward(
+        "red: float32 state for float64 inputs",
+        RED_FORWARD.format(**RED_FORWARD_PARTS)
+        .replace("acc = q.new_zeros(", "acc = torch.zeros(")
+        .replace("q_end - q_start, v.shape[-1])", "q_end - q_start, v.shape[-1], dtype=torch.float32)")
+        .replace("scores = q[", "scores = q.float()[")
+        .replace("@ k[", "@ k.float()[")
+        .replace("v[..., k_start:k_end, :])", "v.float()[..., k_start:k_end, :])")
+        .replace("row_max = q.new_full(", "row_max = torch.full(")
+        .replace('float("-inf"))\n        row_sum = q.new_zeros(', 'float("-inf"))\n        row_sum = torch.zeros('),
+    ),
+    red_forward(
+        "red: key blocks outer, FlashAttention-1 order",
+        """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    starts = list(range(0, n_q, block_q))
+    accs = [q.new_zeros(*q.shape[:-2], min(s + block_q, n_q) - s, v.shape[-1]) for s in starts]
+    maxes = [q.new_full(a.shape[:-1], float("-inf")) for a in accs]
+    sums = [q.new_zeros(a.shape[:-1]) for a in accs]
+    for k_start in range(0, n_k, block_k):
+        k_end = min(k_start + block_k, n_k)
+        kt = k[..., k_start:k_end, :].transpose(-2, -1)
+        for i, q_start in enumerate(starts):
+            q_end = min(q_start + block_q, n_q)
+            if causal and k_start > q_end - 1:
+                continue
+            s = torch.einsum("...qd,...dk->...qk", q[..., q_start:q_end, :] * scale, kt)
+            if causal:
+                future = torch.arange(k_start, k_end).view(1, -1) > torch.arange(q_start, q_end).view(-1, 1)
+                s = torch.where(future, torch.full_like(s, float("-inf")), s)
+            accs[i], maxes[i], sums[i] = _fold(accs[i], maxes[i], sums[i], s, v[..., k_start:k_end, :])
+    out = torch.cat([a / l.unsqueeze(-1) for a, l in zip(accs, sums)], dim=-2)
+    lse = torch.cat([m + torch.log(l) for m, l in zip(maxes, sums)], dim=-1)
+    return out, lse
+""",
+        is_bug=False,
+    ),
+    red_forward(
+        "red: float64 internals, every causal tile masked, no skipping",
+        """
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError("causal needs N_q == N_k")
+    lead, n_q, n_k = q.shape[:-2], q.shape[-2], k.shape[-2]
+    q64, k64, v64 = (t.reshape(-1, t.shape[-2], t.shape[-1]).double() for t in (q, k, v))
+    outs, lses = [], []
+    for q_start in range(0, n_q, block_q):
+        qb = q64[:, q_start:q_start + block_q] / math.sqrt(q.shape[-1])
+        rows = torch.arange(q_start, q_start + qb.shape[1])
+        acc = torch.zeros(qb.shape[0], qb.shape[1], v.shape[-1], dtype=torch.float64)
+        m = torch.full(qb.shape[:2], float("-inf"), dtype=torch.float64)
+        l = torch.zeros(qb.shape[:2], dtype=torch.float64)
+        for k_start in range(0, n_k, block_k):
+            s = torch.bmm(qb, k64[:, k_start:k_start + block_k].transpose(1, 2))
+            if causal:
+                cols = torch.arange(k_start, k_start + s.shape[2])
+                s = s.masked_fill(cols[None, None, :] > rows[None, :, None], float("-inf"))
+            acc, m, l = _fold(acc, m, l, s, v64[:, k_start:k_start + block_k])
+        outs.append(acc / l[..., None])
+        lses.append(m + l.log())
+    out = torch.cat(outs, 1).reshape(*lead, n_q, v.shape[-1]).to(q.dtype)
+    return out, torch.cat(lses, 1).reshape(*lead, n_q).to(q.dtype)
+""",
+        is_bug=False,
+    ),
+]
+
+RED_BACKWARD = """
+def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    delta = {delta}
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for k_start in range(0, {k_range}, block_k):
+        k_end = min(k_start + block_k, n_k)
+        kb, vb = k[..., k_start:k_end, :], v[..., k_start:k_end, :]
+        for q_start in range(0, {q_range}, block_q):
+            q_end = min(q_start + block_q, n_q)
+            if causal and {skip}:
+                continue
+            qb, dob = q[..., q_start:q_end, :], grad_output[..., q_start:q_end, :]
+            s = (qb @ kb.transpose(-2, -1)) * scale
+            if {mask_when}:
+                future = torch.arange(k_start, k_end)[None, :] > torch.arange(q_start, q_end)[:, None]
+                s = s.masked_fill(future, float("-inf"))
+            p = {p}
+            dv[..., k_start:k_end, :] += {dv}
+            ds = p * (dob @ vb.transpose(-2, -1) - {d_tile})
+            dq[..., q_start:q_end, :] += (ds @ kb) * {dq_scale}
+            dk[..., k_start:k_end, :] += {dk}
+    return dq, dk, dv
+"""
+RED_BACKWARD_PARTS = dict(
+    delta="(grad_output * output).sum(dim=-1)",
+    k_range="n_k",
+    q_range="n_q",
+    skip="q_end - 1 < k_start",
+    mask_when="causal",
+    p="torch.exp(s - lse[..., q_start:q_end, None])",
+    dv="p.transpose(-2, -1) @ dob",
+    d_tile="delta[..., q_start:q_end, None]",
+    dq_scale="scale",
+    dk="(ds.transpose(-2, -1) @ qb) * scale",
+)
+
+
+def red_backward_changed(label, is_bug=True, **changes):
+    return (bug if is_bug else alternative)(
+        "flash_attention_backward", label, RED_BACKWARD.format(**{**RED_BACKWARD_PARTS, **changes})
+    )
+
+
+RED_TEAM += [
+    red_backward_changed("red: template as written is correct", is_bug=False),
+    red_backward_changed("red: tile softmax instead of exp(s - lse)", p="torch.softmax(s, dim=-1)"),
+    red_backward_changed(
+        "red: D from the tile's own p and dp", d_tile="(p * (dob @ vb.transpose(-2, -1))).sum(-1, keepdim=True)"
+    ),
+    red_backward_changed("red: dq without the 1/sqrt(d)", dq_scale="1.0"),
+    red_backward_changed("red: dk without the 1/sqrt(d)", dk="ds.transpose(-2, -1) @ qb"),
+    red_backward_changed("red: causal mask not applied", mask_when="False"),
+    red_backward_changed("red: last partial key block skipped", k_range="n_k - n_k % block_k"),
+    red_backward_changed("red: last partial query block skipped", q_range="n_q - n_q % block_q"),
+    red_backward_changed("red: D summed over the wrong axis", delta="(grad_output * output).sum(dim=-2)"),
+    red_backward_changed(
+        "red: lse recomputed from the full rows, argument ignored",
+        p="torch.exp(s - torch.logsumexp((q @ k.transpose(-2, -1)) * scale + "
+        "torch.zeros(n_q, n_k).masked_fill(torch.ones(n_q, n_k, dtype=torch.bool).triu(1) & causal, "
+        "float('-inf')), -1)[..., q_start:q_end, None])",
+    ),
+    red_backward_changed(
+        "red: lse scaled by 1/sqrt(d) again", p="torch.exp(s - lse[..., q_start:q_end, None] * scale)"
+    ),
+    red_backward_changed(
+        "red: D from the key rows (square only)", d_tile="delta[..., k_start:k_end, None].transpose(-2, -1)"
+    ),
+    red_backward_changed(
+        "red: float32 tiles for float64 inputs",
+        p="torch.exp(s.float() - lse[..., q_start:q_end, None].float()).to(s.dtype)",
+    ),
+    bug(
+        "flash_attention_backward",
+        "red: backward by autograd through chapter 2 attention",
+        """
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            with torch.enable_grad():
+                q_, k_, v_ = (t.detach().requires_grad_() for t in (q, k, v))
+                mask = causal_mask(q.shape[-2]) if causal else None
+                out, _ = scaled_dot_product_attention(q_, k_, v_, mask)
+                return torch.autograd.grad(out, (q_, k_, v_), grad_output)
+    """,
+    ),
+    bug(
+        "flash_attention_backward",
+        "red: backward by autograd through a tiled forward with lse ignored",
+        """
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            with torch.enable_grad():
+                q_, k_, v_ = (t.detach().requires_grad_() for t in (q, k, v))
+                n_q, n_k = q.shape[-2], k.shape[-2]
+                outs = []
+                for q_start in range(0, n_q, block_q):
+                    q_end = min(q_start + block_q, n_q)
+                    m = q.new_full((*q.shape[:-2], q_end - q_start), float("-inf"))
+                    l = torch.zeros_like(m)
+                    a = q.new_zeros(*q.shape[:-2], q_end - q_start, v.shape[-1])
+                    for k_start in range(0, n_k, block_k):
+                        k_end = min(k_start + block_k, n_k)
+                        s = q_[..., q_start:q_end, :] @ k_[..., k_start:k_end, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+                        if causal:
+                            s = s.masked_fill(torch.arange(k_start, k_end)[None] > torch.arange(q_start, q_end)[:, None],
+                                              float("-inf"))
+                        new_m = torch.maximum(m, s.amax(-1)).detach()
+                        r = torch.exp(m - new_m)
+                        p = torch.exp(s - new_m[..., None])
+                        a, l, m = a * r[..., None] + p @ v_[..., k_start:k_end, :], l * r + p.sum(-1), new_m
+                    outs.append(a / l[..., None])
+                return torch.autograd.grad(torch.cat(outs, -2), (q_, k_, v_), grad_output)
+    """,
+    ),
+    bug(
+        "flash_attention_backward",
+        "red: full P recomputed from lse in one go",
+        """
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if causal:
+                s = s.masked_fill(~causal_mask(q.shape[-2]), float("-inf"))
+            p = torch.exp(s - lse[..., None])
+            dv = p.transpose(-2, -1) @ grad_output
+            ds = p * (grad_output @ v.transpose(-2, -1) - (grad_output * output).sum(-1, keepdim=True))
+            return ds @ k / math.sqrt(q.shape[-1]), ds.transpose(-2, -1) @ q / math.sqrt(q.shape[-1]), dv
+    """,
+    ),
+    bug(
+        "flash_attention_backward",
+        "red: first pass keeps every recomputed tile of p in a dict",
+        """
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            scale = 1.0 / math.sqrt(q.shape[-1])
+            tiles = {}
+            for i in range(0, n_q, block_q):
+                for j in range(0, n_k, block_k):
+                    s = q[..., i:i + block_q, :] @ k[..., j:j + block_k, :].transpose(-2, -1) * scale
+                    if causal:
+                        rows = torch.arange(i, min(i + block_q, n_q))[:, None]
+                        s = s.masked_fill(torch.arange(j, min(j + block_k, n_k))[None, :] > rows, float("-inf"))
+                    tiles[i, j] = torch.exp(s - lse[..., i:i + block_q, None])
+            delta = (grad_output * output).sum(-1)
+            dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+            for (i, j), p in tiles.items():
+                do = grad_output[..., i:i + block_q, :]
+                dv[..., j:j + block_k, :] += p.transpose(-2, -1) @ do
+                ds = p * (do @ v[..., j:j + block_k, :].transpose(-2, -1) - delta[..., i:i + block_q, None])
+                dq[..., i:i + block_q, :] += ds @ k[..., j:j + block_k, :] * scale
+                dk[..., j:j + block_k, :] += ds.transpose(-2, -1) @ q[..., i:i + block_q, :] * scale
+            return dq, dk, dv
+    """,
+    ),
+    alternative(
+        "flash_attention_backward",
+        "red: query blocks outer, einsum, D per block",
+        """
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            c = q.shape[-1] ** -0.5
+            dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+            for i in range(0, n_q, block_q):
+                qi, doi, oi = q[..., i:i + block_q, :], grad_output[..., i:i + block_q, :], output[..., i:i + block_q, :]
+                di = torch.einsum("...qd,...qd->...q", doi, oi)
+                rows = torch.arange(i, i + qi.shape[-2])
+                for j in range(0, min(n_k, i + qi.shape[-2]) if causal else n_k, block_k):
+                    kj, vj = k[..., j:j + block_k, :], v[..., j:j + block_k, :]
+                    s = torch.einsum("...qd,...kd->...qk", qi, kj) * c
+                    if causal:
+                        s = torch.where(torch.arange(j, j + kj.shape[-2]) > rows[:, None], float("-inf"), s)
+                    p = (s - lse[..., i:i + block_q].unsqueeze(-1)).exp()
+                    dv[..., j:j + block_k, :] += torch.einsum("...qk,...qd->...kd", p, doi)
+                    ds = p * (torch.einsum("...qd,...kd->...qk", doi, vj) - di.unsqueeze(-1))
+                    dq[..., i:i + block_q, :] += c * torch.einsum("...qk,...kd->...qd", ds, kj)
+                    dk[..., j:j + block_k, :] += c * torch.einsum("...qk,...qd->...kd", ds, qi)
+            return dq, dk, dv
+    """,
+    ),
+    alternative(
+        "flash_attention_backward",
+        "red: float64 internals, flattened batch, lists of blocks",
+        """
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            shape_q, shape_k, shape_v = q.shape, k.shape, v.shape
+            q3, k3, v3, o3, g3 = (t.reshape(-1, t.shape[-2], t.shape[-1]).double()
+                                  for t in (q, k, v, output, grad_output))
+            l2 = lse.reshape(-1, lse.shape[-1]).double()
+            scale = 1 / math.sqrt(shape_q[-1])
+            delta = (g3 * o3).sum(-1)
+            dqs = [torch.zeros_like(b) for b in q3.split(block_q, 1)]
+            dks, dvs = [], []
+            for j, (kj, vj) in enumerate(zip(k3.split(block_k, 1), v3.split(block_k, 1))):
+                dkj, dvj = torch.zeros_like(kj), torch.zeros_like(vj)
+                for i, (qi, gi) in enumerate(zip(q3.split(block_q, 1), g3.split(block_q, 1))):
+                    rows = torch.arange(i * block_q, i * block_q + qi.shape[1])
+                    cols = torch.arange(j * block_k, j * block_k + kj.shape[1])
+                    s = torch.bmm(qi, kj.transpose(1, 2)) * scale
+                    if causal:
+                        s = s.masked_fill(cols[None, None] > rows[None, :, None], float("-inf"))
+                    p = torch.exp(s - l2[:, i * block_q:i * block_q + qi.shape[1], None])
+                    dvj = dvj + torch.bmm(p.transpose(1, 2), gi)
+                    ds = p * (torch.bmm(gi, vj.transpose(1, 2)) - delta[:, i * block_q:i * block_q + qi.shape[1], None])
+                    dqs[i] = dqs[i] + torch.bmm(ds, kj) * scale
+                    dkj = dkj + torch.bmm(ds.transpose(1, 2), qi) * scale
+                dks.append(dkj)
+                dvs.append(dvj)
+            back = lambda parts, shape: torch.cat(parts, 1).reshape(shape).to(q.dtype)
+            return back(dqs, shape_q), back(dks, shape_k), back(dvs, shape_v)
+    """,
+    ),
+]
+
+RED_HELPERS = (
+    RED_FOLD
+    + RED_FORWARD.format(**RED_FORWARD_PARTS).replace("def flash_attention_forward", "def _fwd")
+    + RED_BACKWARD.format(**RED_BACKWARD_PARTS).replace("def flash_attention_backward", "def _bwd")
+)
+
+RED_FUNCTION = """
+
+class FlashAttentionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal=False, block_q=64, block_k=64):
+        {forward}
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        {backward}
+"""
+RED_FUNCTION_PARTS = dict(
+    forward=(
+        "output, lse = _fwd(q, k, v, causal, block_q, block_k)\n"
+        "        ctx.save_for_backward(q, k, v, output, lse)\n"
+        "        ctx.causal, ctx.block_q, ctx.block_k = causal, block_q, block_k\n"
+        "        return output"
+    ),
+    backward=(
+        "q, k, v, output, lse = ctx.saved_tensors\n"
+        "        dq, dk, dv = _bwd(q, k, v, output, lse, grad_output, ctx.causal, ctx.block_q, ctx.block_k)\n"
+        "        return dq, dk, dv, None, None, None"
+    ),
+)
+
+
+def red_function_changed(label, is_bug=True, **changes):
+    return (bug if is_bug else alternative)(
+        "FlashAttentionFunction", label, RED_HELPERS + RED_FUNCTION.format(**{**RED_FUNCTION_PARTS, **changes})
+    )
+
+
+RED_TEAM += [
+    red_function_changed("red: template as written is correct", is_bug=False),
+    red_function_changed(
+        "red: gradients of q and k swapped",
+        backward=RED_FUNCTION_PARTS["backward"].replace("dq, dk, dv, None", "dk, dq, dv, None"),
+    ),
+    red_function_changed(
+        "red: saves the N x N weights for backward",
+        forward=(
+            "output, lse = _fwd(q, k, v, causal, block_q, block_k)\n"
+            "        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
+            "        if causal:\n"
+            "            s = s.masked_fill(~causal_mask(q.shape[-2]), float('-inf'))\n"
+            "        ctx.save_for_backward(q, k, v, torch.softmax(s, -1))\n"
+            "        return output"
+        ),
+        backward=(
+            "q, k, v, p = ctx.saved_tensors\n"
+            "        dv = p.transpose(-2, -1) @ grad_output\n"
+            "        dp = grad_output @ v.transpose(-2, -1)\n"
+            "        ds = p * (dp - (p * dp).sum(-1, keepdim=True)) / math.sqrt(q.shape[-1])\n"
+            "        return ds @ k, ds.transpose(-2, -1) @ q, dv, None, None, None"
+        ),
+    ),
+    red_function_changed(
+        "red: saves the weights in float16 on ctx",
+        forward=(
+            "output, lse = _fwd(q, k, v, causal, block_q, block_k)\n"
+            "        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])\n"
+            "        if causal:\n"
+            "            s = s.masked_fill(~causal_mask(q.shape[-2]), float('-inf'))\n"
+            "        ctx.p = torch.softmax(s, -1).half()\n"
+            "        ctx.save_for_backward(q, k, v)\n"
+            "        return output"
+        ),
+        backward=(
+            "q, k, v = ctx.saved_tensors\n"
+            "        p = ctx.p.to(q.dtype)\n"
+            "        dv = p.transpose(-2, -1) @ grad_output\n"
+            "        dp = grad_output @ v.transpose(-2, -1)\n"
+            "        ds = p * (dp - (p * dp).sum(-1, keepdim=True)) / math.sqrt(q.shape[-1])\n"
+            "        return ds @ k, ds.transpose(-2, -1) @ q, dv, None, None, None"
+        ),
+    ),
+    red_function_changed(
+        "red: backward through autograd of F.scaled_dot_product_attention",
+        forward=(
+            "output, lse = _fwd(q, k, v, causal, block_q, block_k)\n"
+            "        ctx.save_for_backward(q, k, v)\n"
+            "        ctx.causal = causal\n"
+            "        return output"
+        ),
+        backward=(
+            "q, k, v = (t.detach().requires_grad_() for t in ctx.saved_tensors)\n"
+            "        with torch.enable_grad():\n"
+            "            out = F.scaled_dot_product_attention(q, k, v, is_causal=ctx.causal)\n"
+            "        return (*torch.autograd.grad(out, (q, k, v), grad_output), None, None, None)"
+        ),
+    ),
+    red_function_changed(
+        "red: forward returns (output, lse)",
+        forward=RED_FUNCTION_PARTS["forward"].replace("return output", "return output, lse"),
+    ),
+    red_function_changed(
+        "red: backward with its own block sizes",
+        is_bug=False,
+        backward=(
+            "q, k, v, output, lse = ctx.saved_tensors\n"
+            "        return (*_bwd(q, k, v, output, lse, grad_output, ctx.causal, 17, 23), None, None, None)"
+        ),
+    ),
+    red_function_changed(
+        "red: saves lse of the wrong sign",
+        forward=RED_FUNCTION_PARTS["forward"].replace(
+            "ctx.save_for_backward(q, k, v, output, lse)", "ctx.save_for_backward(q, k, v, output, -lse)"
+        ),
+    ),
+    red_function_changed(
+        "red: recomputes output and lse in backward",
+        is_bug=False,
+        forward=(
+            "ctx.save_for_backward(q, k, v)\n"
+            "        ctx.args = (causal, block_q, block_k)\n"
+            "        return _fwd(q, k, v, causal, block_q, block_k)[0]"
+        ),
+        backward=(
+            "q, k, v = ctx.saved_tensors\n"
+            "        output, lse = _fwd(q, k, v, *ctx.args)\n"
+            "        return (*_bwd(q, k, v, output, lse, grad_output.contiguous(), *ctx.args), None, None, None)"
+        ),
+    ),
+    red_function_changed(
+        "red: saves detached clones and a dict of settings",
+        is_bug=False,
+        forward=(
+            "output, lse = _fwd(q.detach(), k.detach(), v.detach(), causal, block_q, block_k)\n"
+            "        ctx.save_for_backward(q, k, v, output.clone(), lse.clone())\n"
+            "        ctx.settings = dict(causal=causal, block_q=block_q, block_k=block_k)\n"
+            "        return output"
+        ),
+        backward=(
+            "q, k, v, output, lse = ctx.saved_tensors\n"
+            "        grads = _bwd(q, k, v, output, lse, grad_output, **ctx.settings)\n"
+            "        return grads + (None,) * 3"
+        ),
+    ),
+    red_function_changed(
+        "red: marks the non-tensor inputs and returns per-input needs",
+        is_bug=False,
+        backward=(
+            "q, k, v, output, lse = ctx.saved_tensors\n"
+            "        dq, dk, dv = _bwd(q, k, v, output, lse, grad_output, ctx.causal, ctx.block_q, ctx.block_k)\n"
+            "        need = ctx.needs_input_grad\n"
+            "        return (dq if need[0] else None, dk if need[1] else None, dv if need[2] else None, None, None, None)"
+        ),
+    ),
+]
+
+# The Triton answers: the chapter's kernel and wrapper with one change each (asserted to apply).
+_SOLUTION_SOURCE = (Path(__file__).resolve().parents[2] / "solutions" / "flash_attention.py").read_text()
+RED_KERNEL = _SOLUTION_SOURCE[_SOLUTION_SOURCE.index("@triton.jit") : _SOLUTION_SOURCE.index("# fmt: on")]
+
+
+def red_kernel_changed(label, *changes, is_bug=True):
+    source = RED_KERNEL
+    for old, new in changes:
+        assert source.count(old) >= 1, old
+        source = source.replace(old, new)
+    return (bug if is_bug else alternative)("flash_attention_triton", label, source)
+
+
+RED_TEAM += [
+    red_kernel_changed(
+        "red: keys past n_k not masked", ("visible = offs_n[None, :] < n_k", "visible = offs_n[None, :] >= 0")
+    ),
+    red_kernel_changed(
+        "red: no column mask on d (reads the next row)",
+        (
+            "mask=(offs_m[:, None] < n_q) & (offs_d[None, :] < d), other=0.0)",
+            "mask=(offs_m[:, None] < n_q) & (offs_d[None, :] < BLOCK_D), other=0.0)",
+        ),
+        (
+            "mask=(offs_n[:, None] < n_k) & (offs_d[None, :] < d), other=0.0)",
+            "mask=(offs_n[:, None] < n_k) & (offs_d[None, :] < BLOCK_D), other=0.0)",
+        ),
+    ),
+    red_kernel_changed(
+        "red: causal mask drops the diagonal",
+        ("offs_n[None, :] <= offs_m[:, None]", "offs_n[None, :] < offs_m[:, None]"),
+    ),
+    red_kernel_changed(
+        "red: row_sum not rescaled", ("row_sum = row_sum * rescale + tl.sum(p, 1)", "row_sum = row_sum + tl.sum(p, 1)")
+    ),
+    red_kernel_changed(
+        "red: k read with q's strides",
+        ("k_ptr + b * stride_kb + offs_n[:, None] * stride_kn", "k_ptr + b * stride_qb + offs_n[:, None] * stride_qn"),
+    ),
+    red_kernel_changed(
+        "red: grid drops the last partial query block",
+        ("grid = (triton.cdiv(n_q, block), q3.shape[0])", "grid = (n_q // block, q3.shape[0])"),
+        ("out = torch.empty(", "out = torch.zeros("),
+    ),
+    red_kernel_changed(
+        "red: every slice reads slice 0 of k and v",
+        ("k_ptr + b * stride_kb", "k_ptr"),
+        ("v_ptr + b * stride_vb", "v_ptr"),
+    ),
+    red_kernel_changed(
+        "red: blocks 32 x 16, exp2, finite mask value",
+        is_bug=False,
+        *[
+            ('float("-inf"))\n        new_max', "-1.0e30)\n        new_max"),
+            ("rescale = tl.exp(row_max - new_max)", "rescale = tl.exp2((row_max - new_max) * 1.4426950408889634)"),
+            ("p = tl.exp(scores - new_max[:, None])", "p = tl.exp2((scores - new_max[:, None]) * 1.4426950408889634)"),
+            ("CAUSAL=causal, BLOCK_M=block, BLOCK_N=block,", "CAUSAL=causal, BLOCK_M=block, BLOCK_N=16,"),
+            ("    block = 64\n", "    block = 32\n"),
+        ],
+    ),
+    red_kernel_changed(
+        "red: q pre-scaled on load, output normalised in the wrapper's dtype",
+        is_bug=False,
+        *[
+            (
+                "mask=(offs_m[:, None] < n_q) & (offs_d[None, :] < d), other=0.0)",
+                "mask=(offs_m[:, None] < n_q) & (offs_d[None, :] < d), other=0.0) * scale",
+            ),
+            (
+                'scores = tl.dot(q, tl.trans(k), input_precision="ieee") * scale',
+                'scores = tl.dot(q, tl.trans(k), input_precision="ieee")',
+            ),
+            (
+                "q3, k3, v3 = (t.to(device).reshape(-1, t.shape[-2], t.shape[-1]).contiguous() for t in (q, k, v))",
+                "q3, k3, v3 = (t.to(device).flatten(0, -3).contiguous() if t.dim() > 2 else t.to(device)[None].contiguous()\n"
+                "                  for t in (q, k, v))",
+            ),
+        ],
+    ),
+]
+
+
+# What each red-team bug must lose, and a fragment of its diagnosis: (name, label) -> (fails, says).
+RED_TEAM_VERDICTS = {
+    ("online_softmax_update", "block-local max without -inf guard (nan on a row masked in a later block)"): (
+        ("folding_masked_blocks_gives_attention",),
+        "NaN or infinite",
+    ),
+    ("online_softmax_update", "row_sum adds the block's column sums (square blocks only)"): (
+        ("first_block_from_empty_state", "rescales_when_max_grows", "float64_state_stays_float64"),
+        "raised",
+    ),
+    ("online_softmax_update", "max over the query axis"): (("first_block_from_empty_state",), "raised"),
+    ("online_softmax_update", "transposed weights times values (square blocks only)"): (
+        ("first_block_from_empty_state",),
+        "raised",
+    ),
+    ("online_softmax_update", "one max for all rows"): (("first_block_from_empty_state",), "differs"),
+    ("online_softmax_update", "2-D only (dim=1)"): (("rescales_when_max_grows",), "raised"),
+    ("online_softmax_update", "float32 internals for float64 inputs"): (
+        ("float64_state_stays_float64",),
+        "the inputs are float64",
+    ),
+    ("online_softmax_update", "normalised accumulator"): (("first_block_from_empty_state",), "acc is normalized"),
+    ("online_softmax_update", "torch.softmax of the block folded in with block weights"): (
+        ("rescales_when_max_grows",),
+        "",
+    ),
+    ("flash_attention_forward", "scale 1/d"): (("matches_attention",), ""),
+    ("flash_attention_forward", "scale by sqrt(d_v)"): (("matches_attention",), ""),
+    ("flash_attention_forward", "no scale"): (("matches_attention",), "not divided by sqrt(d)"),
+    ("flash_attention_forward", "last partial query block skipped"): (("blocks_that_do_not_divide_n",), ""),
+    ("flash_attention_forward", "last partial key block skipped"): (
+        ("blocks_that_do_not_divide_n",),
+        "keys after the last full block",
+    ),
+    ("flash_attention_forward", "causal mask with tile-local indices"): (("causal_attention",), "which key blocks"),
+    ("flash_attention_forward", "causal mask drops the diagonal"): (("causal_attention",), "NaN for query 0"),
+    ("flash_attention_forward", "causal skips the diagonal block when not aligned"): (("causal_attention",), ""),
+    ("flash_attention_forward", "causal loop bound by the block start (block_q != block_k misses keys)"): (
+        ("causal_attention",),
+        "",
+    ),
+    ("flash_attention_forward", "lse without log"): (("matches_attention",), ""),
+    ("flash_attention_forward", "lse of the max only"): (("matches_attention",), "log(row_sum) is missing"),
+    ("flash_attention_forward", "lse without the max"): (("matches_attention",), "the running maximum is missing"),
+    ("flash_attention_forward", "full score matrix built row by row in float16 into a list"): (
+        ("never_materializes_scores",),
+        "Tile the keys too",
+    ),
+    ("flash_attention_forward", "whole-row softmax per query, kept in a list"): (
+        ("never_materializes_scores",),
+        "Tile the keys too",
+    ),
+    ("flash_attention_forward", "F.scaled_dot_product_attention plus a tiled lse"): (
+        ("never_materializes_scores",),
+        "",
+    ),
+    ("flash_attention_forward", "PyTorch's fused CPU flash kernel"): (("returns_output_and_lse",), "raised"),
+    ("flash_attention_forward", "float32 state for float64 inputs"): (
+        ("float64_inputs_give_float64",),
+        "float32 precision",
+    ),
+    ("flash_attention_backward", "tile softmax instead of exp(s - lse)"): (("recomputes_from_saved_lse",), ""),
+    ("flash_attention_backward", "D from the tile's own p and dp"): (("matches_autograd",), ""),
+    ("flash_attention_backward", "dq without the 1/sqrt(d)"): (("matches_autograd",), "sqrt(d) times too large"),
+    ("flash_attention_backward", "dk without the 1/sqrt(d)"): (("matches_autograd",), "sqrt(d) times too large"),
+    ("flash_attention_backward", "causal mask not applied"): (("causal_gradients",), ""),
+    ("flash_attention_backward", "last partial key block skipped"): (("blocks_that_do_not_divide_n",), ""),
+    ("flash_attention_backward", "last partial query block skipped"): (("blocks_that_do_not_divide_n",), ""),
+    ("flash_attention_backward", "D summed over the wrong axis"): (("returns_three_gradients",), "raised"),
+    ("flash_attention_backward", "lse recomputed from the full rows, argument ignored"): (
+        ("recomputes_from_saved_lse", "never_materializes_scores"),
+        "not recomputed from the lse argument",
+    ),
+    ("flash_attention_backward", "lse scaled by 1/sqrt(d) again"): (("recomputes_from_saved_lse",), ""),
+    ("flash_attention_backward", "D from the key rows (square only)"): (("matches_autograd",), ""),
+    ("flash_attention_backward", "float32 tiles for float64 inputs"): (
+        ("float64_inputs_give_float64",),
+        "float32 precision",
+    ),
+    ("flash_attention_backward", "backward by autograd through chapter 2 attention"): (
+        ("recomputes_from_saved_lse", "never_materializes_scores"),
+        "computes gradients with torch.autograd",
+    ),
+    ("flash_attention_backward", "backward by autograd through a tiled forward with lse ignored"): (
+        ("recomputes_from_saved_lse", "never_materializes_scores"),
+        "computes gradients with torch.autograd",
+    ),
+    ("flash_attention_backward", "first pass keeps every recomputed tile of p in a dict"): (
+        ("never_materializes_scores",),
+        "let it go",
+    ),
+    ("flash_attention_backward", "full P recomputed from lse in one go"): (
+        ("never_materializes_scores",),
+        "the full N_q x N_k",
+    ),
+    ("FlashAttentionFunction", "gradients of q and k swapped"): (("gradients_match_autograd",), ""),
+    ("FlashAttentionFunction", "saves the N x N weights for backward"): (
+        ("never_materializes_scores",),
+        "keeps for backward",
+    ),
+    ("FlashAttentionFunction", "saves the weights in float16 on ctx"): (("never_materializes_scores",), "keeps"),
+    ("FlashAttentionFunction", "backward through autograd of F.scaled_dot_product_attention"): (
+        ("never_materializes_scores",),
+        "",
+    ),
+    ("FlashAttentionFunction", "forward returns (output, lse)"): (
+        ("forward_returns_attention",),
+        "output tensor only",
+    ),
+    ("FlashAttentionFunction", "saves lse of the wrong sign"): (("gradients_match_autograd",), ""),
+    ("flash_attention_triton", "causal mask drops the diagonal"): (("causal_attention",), "NaN for query 0"),
+    ("flash_attention_triton", "keys past n_k not masked"): (("sizes_not_powers_of_two",), ""),
+    ("flash_attention_triton", "no column mask on d (reads the next row)"): (("sizes_not_powers_of_two",), ""),
+    ("flash_attention_triton", "row_sum not rescaled"): (("matches_attention",), "row_sum is not"),
+    ("flash_attention_triton", "k read with q's strides"): (("batch_and_head_dims",), ""),
+    ("flash_attention_triton", "grid drops the last partial query block"): (("sizes_not_powers_of_two",), ""),
+    ("flash_attention_triton", "every slice reads slice 0 of k and v"): (("batch_and_head_dims",), ""),
+}
+RED_TEAM = [
+    dataclasses.replace(entry, label=entry.label.removeprefix("red: "))
+    if not entry.bug
+    else dataclasses.replace(
+        entry,
+        label=entry.label.removeprefix("red: "),
+        fails=RED_TEAM_VERDICTS[entry.name, entry.label.removeprefix("red: ")][0],
+        says=RED_TEAM_VERDICTS[entry.name, entry.label.removeprefix("red: ")][1],
+    )
+    for entry in RED_TEAM
+]
+
+ENTRIES = ONLINE + FORWARD_ENTRIES + BACKWARD_ENTRIES + FUNCTION_ENTRIES + TRITON_ENTRIES + RED_TEAM
