@@ -42,7 +42,7 @@ def online_softmax_update(acc, row_max, row_sum, scores, v_block):
     exp(s_j - m'), so the old acc and row_sum are both multiplied by exp(m - m'). After the
     last block, attention's output is acc / row_sum and lse = row_max + log(row_sum).
     A row that has seen only masked keys keeps acc = 0, row_sum = 0, row_max = -inf.
-    The inputs are left unchanged (the new state is made of new tensors).
+    Works in the inputs' dtype. The inputs are left unchanged (the new state is made of new tensors).
     """
     new_max = torch.maximum(row_max, scores.amax(dim=-1))
     shift = torch.where(new_max == NEG_INF, torch.zeros_like(new_max), new_max)  # no (-inf) - (-inf)
@@ -69,7 +69,8 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     output (..., N_q, d_v) equals softmax(q k^T / sqrt(d)) v, and lse (..., N_q) is the
     log-sum-exp of each query's scaled scores. The outer loop runs over query blocks (the
     FlashAttention-2 split: each block is independent), the inner one over key blocks; with
-    ``causal``, key blocks entirely after a query block are skipped. The inputs are left unchanged.
+    ``causal``, key blocks entirely after a query block are skipped. Works in the inputs' dtype.
+    The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -102,7 +103,7 @@ def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, bl
       dv += p^T dO,   dp = dO v^T,   ds = p * (dp - D),
       dq += ds k / sqrt(d),   dk += ds^T q / sqrt(d).
     The outer loop runs over key blocks (each owns its dk, dv), the inner over query blocks.
-    The inputs are left unchanged.
+    Works in the inputs' dtype. The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
