@@ -72,8 +72,13 @@ class NumelRecorder(TorchDispatchMode):
     """Records the shape of every tensor that any aten operation produces, the operations'
     names, whether any of them computed gradients (ran inside autograd's backward pass,
     or is a derivative formula such as ``tanh_backward``, which forward-mode AD also uses),
-    and ``peak``: the most elements that the tensors created so far held at one time (each
-    storage counted once, while any tensor using it lives; views allocate nothing)."""
+    ``peak``: the most elements that the tensors created so far held at one time (each
+    storage counted once, while any tensor using it lives; views allocate nothing), and
+    ``multiply_adds``: the products that matrix multiplications computed (M x K x N for an
+    (M, K) @ (K, N) product, per batch entry), the work that tells one multiplication order
+    from another."""
+
+    MATRIX_PRODUCTS = {"mm": 0, "addmm": 1, "bmm": 0, "baddbmm": 1, "addbmm": 1, "mv": 0, "addmv": 1, "dot": 0}
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -86,9 +91,15 @@ class NumelRecorder(TorchDispatchMode):
         self.shapes, self.ops = [], set()
         self.autograd = False
         self.live, self.elements, self.peak = {}, 0, 0  # storage address -> [tensors using it, elements]
+        self.multiply_adds = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.add(func.overloadpacket.__name__)
+        op = func.overloadpacket.__name__
+        self.ops.add(op)
+        if op in self.MATRIX_PRODUCTS:
+            first = args[self.MATRIX_PRODUCTS[op]]  # (..., M, K), times (..., K, N) or (K,)
+            second = args[self.MATRIX_PRODUCTS[op] + 1]
+            self.multiply_adds += first.numel() * (second.shape[-1] if second.dim() > 1 else 1)
         if torch._C._current_graph_task_id() != -1 or "_backward" in func.__name__:
             self.autograd = True
         out = func(*args, **(kwargs or {}))
@@ -207,7 +218,7 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
     - ``"trace"``: ``(result, trace)``, with ``trace`` a dict: ``created``, the shapes of every
       tensor created during the call; ``ops``, the names of the aten operations it ran;
       ``autograd``, whether any operation computed gradients; ``peak``, the most elements the
-      tensors it created held at one time;
+      tensors it created held at one time; ``multiply_adds``, the matrix products' work;
       and, when ``grad_inputs`` is given, the call runs as in ``"grad"`` (backward traced too)
       with ``grads`` and ``saved`` (:func:`saved_shapes` of the output, before backward).
 
@@ -236,7 +247,11 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
             with NumelRecorder() as recorder:
                 result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
             trace.update(
-                created=recorder.shapes, ops=sorted(recorder.ops), autograd=recorder.autograd, peak=recorder.peak
+                created=recorder.shapes,
+                ops=sorted(recorder.ops),
+                autograd=recorder.autograd,
+                peak=recorder.peak,
+                multiply_adds=recorder.multiply_adds,
             )
             return result, trace
         if mode == "functions":

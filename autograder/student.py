@@ -31,6 +31,7 @@ class Trace:
     autograd: bool  # whether any operation computed gradients (autograd's backward, forward-mode AD)
     saved: list = dataclasses.field(default_factory=list)  # shapes kept for backward by autograd.Function nodes
     peak: int = 0  # the most elements that the tensors the call created held at one time
+    multiply_adds: int = 0  # the products matrix multiplications computed (M x K x N each)
 
 
 class StudentError(Exception):

@@ -7,7 +7,9 @@ exactly; a separate, seeded statistical check asks that its error against exact 
 attention shrink as the number of features grows. Sizes are drawn pairwise distinct, so a
 diagnosis that names one of them (N, d, m) cannot be a coincidence of another. The
 Performer's call is traced, as chapter 7's tiled attention is: no tensor it creates may hold
-N_q x N_k elements per batch entry; its output must be the estimate through the given features (exact
+N_q x N_k elements per batch entry, and its work (the matrix products' multiply-adds plus the
+elements it creates, counted by the trace) must grow linearly in N, which a blocked quadratic
+order (q' @ k'^T a few queries at a time) does not; its output must be the estimate through the given features (exact
 softmax attention is named as such) and pass gradients back to q, k and v. The features are also
 checked where |x|^2 / 2 exceeds float32's exponent range but the features themselves do not.
 """
@@ -320,10 +322,15 @@ def matches_reference_for_the_same_features(student, gen):
         expect_close(grad, expected, f"the gradient with respect to {name}")
 
 
+LINEAR_WORK = 12  # work allowed per batch entry, token and unit of m * (d + d_v + 1): the linear order's few passes
+
+
 @performer.check(points=2)
 def never_forms_the_score_matrix(student, gen):
-    """Traced: no tensor with N_q * N_k elements per batch entry (N_q, N_k >> m, d)."""
-    n_q, n_k = _distinct(gen, [(150, 190), (200, 240)])
+    """Traced: no tensor with N_q * N_k elements per batch entry (N_q, N_k >> m, d), and work
+    (matrix products' multiply-adds plus elements created) linear in N: multiplying q' by k'^T,
+    even a block of queries at a time, pairs every query with every key."""
+    n_q, n_k = _distinct(gen, [(600, 700), (750, 850)])
     d, d_v, m = 4, 6, 8
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m, batch=(2,), scale=0.5)
     result, trace = student.traced(q, k, v, omega)
@@ -344,6 +351,16 @@ def never_forms_the_score_matrix(student, gen):
         if math.prod(shape) >= n_q * n_k
         else "",
     )
+    work = trace.multiply_adds + sum(math.prod(shape) for shape in trace.created)
+    allowed = LINEAR_WORK * batch * n * m * (d + d_v + 1)
+    if work > allowed:
+        raise CheckFailed(
+            f"performer_attention did {work:,} units of work (multiply-adds of matrix products plus elements "
+            f"created) for {batch} sequences of {n_q} queries and {n_k} keys with m = {m} features; the linear "
+            f"order needs about batch x N x m x (d + d_v + 1), and {allowed:,} are allowed. The work grows as "
+            "N_q x N_k: some step pairs every query with every key (q' @ k'^T, even a block of queries at a "
+            "time). Multiply k'^T v (m x d_v) first, then q' by it"
+        )
 
 
 @performer.check(points=1)

@@ -229,6 +229,48 @@ ENTRIES = [
     ),
     bug(
         "performer_attention",
+        "quadratic order, a block of queries at a time (never the whole score matrix)",
+        """
+        import math, torch
+
+        def _phi(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.25
+            qf, kf = _phi(q * s, omega), _phi(k * s, omega)
+            rows = []
+            for start in range(0, q.shape[-2], 8):
+                a = qf[..., start : start + 8, :] @ kf.transpose(-2, -1)
+                rows.append((a @ v) / a.sum(-1, keepdim=True))
+            return torch.cat(rows, dim=-2)
+    """,
+        fails=["never_forms_the_score_matrix"],
+        says="pairs every query with every key",
+    ),
+    bug(
+        "performer_attention",
+        "einsum over every query-key pair, a query at a time",
+        """
+        import math, torch
+
+        def _phi(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
+        def performer_attention(q, k, v, omega):
+            s = q.shape[-1] ** -0.25
+            qf, kf = _phi(q * s, omega), _phi(k * s, omega)
+            out = []
+            for i in range(q.shape[-2]):
+                w = (qf[..., i, None, :] * kf).sum(-1)  # (..., N_k): this query against every key
+                out.append(torch.einsum("...k,...kd->...d", w, v) / w.sum(-1, keepdim=True))
+            return torch.stack(out, dim=-2)
+    """,
+        fails=["never_forms_the_score_matrix"],
+        says="pairs every query with every key",
+    ),
+    bug(
+        "performer_attention",
         "not normalized",
         """
         import math, torch
