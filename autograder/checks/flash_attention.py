@@ -152,18 +152,21 @@ def _reference_update(inputs):
     return ref.online_softmax_update(*(t.double() for t in inputs))
 
 
-def _expect_state(result, expected, inputs, what):
+def _expect_state(result, expected, inputs, what, rtol=None):
+    """``rtol`` (default: expect_close's) where float32 cannot do better, e.g. scores near 1e4,
+    whose spacing (about 1e-3) bounds the precision of any formulation of the update."""
+    tolerance = {} if rtol is None else {"rtol": rtol}
     got = _tuple(result, 3, "online_softmax_update")
     names = ("acc", "row_max", "row_sum")
     for value, want, name in zip(got, expected, names):
         expect_shape(value, want.shape, f"{name} {what}")
-    if all(is_close(g, e) for g, e in zip(got, expected)):
+    if all(is_close(g, e, **tolerance) for g, e in zip(got, expected)):
         return
     for explanation, wrong in _update_bugs(*inputs):
-        if all(is_close(g, w) for g, w in zip(got, wrong)):
+        if all(is_close(g, w, **tolerance) for g, w in zip(got, wrong)):
             raise CheckFailed(f"the new state {what} is wrong: {explanation}")
     for value, want, name in zip(got, expected, names):
-        expect_close(value, want, f"{name} {what}")
+        expect_close(value, want, f"{name} {what}", **tolerance)
 
 
 # The online checks draw B_q, B_k and d_v all different: a sum or max over the wrong axis of a
@@ -214,6 +217,8 @@ def folding_masked_blocks_gives_attention(student, gen):
     sizes = [randint(gen, 2, 7) for _ in range(randint(gen, 3, 5))]
     scores = randn(gen, *batch, b_q, sum(sizes), scale=2.0)
     scores[..., 1:] = scores[..., 1:].masked_fill(torch.rand(scores[..., 1:].shape, generator=gen) < 0.3, NEG_INF)
+    later = randint(gen, 1, len(sizes) - 1)  # a block that query 0 sees none of, after it has seen key 0
+    scores[..., 0, sum(sizes[:later]) : sum(sizes[: later + 1])] = NEG_INF
     v = randn(gen, *batch, sum(sizes), d_v)
     expected_output, expected_lse = ch2.softmax(scores.double()) @ v.double(), scores.double().logsumexp(-1)
     state = (torch.zeros(*batch, b_q, d_v), torch.full((*batch, b_q), NEG_INF), torch.zeros(*batch, b_q))
@@ -244,7 +249,11 @@ def large_scores_stay_finite(student, gen):
     inputs = (acc, row_max, row_sum, randn(gen, b_q, b_k, scale=1e4), randn(gen, b_k, d_v))
     expected = _reference_update(inputs)
     _expect_state(
-        student(*inputs), expected, inputs, "for scores near +-1e4 (exp() must only see scores minus the maximum)"
+        student(*inputs),
+        expected,
+        inputs,
+        "for scores near +-1e4 (exp() must only see scores minus the maximum)",
+        rtol=4e-3,
     )
 
 
