@@ -46,6 +46,10 @@ c.Autograde.autograde_preprocessors = [
 c.Execute.timeout = 120
 # A submission that deleted a grade cell gets it back (graded, not flagged for manual grading).
 c.OverwriteCells.add_missing_cells = True
+# Formgrader and the feedback HTML render written answers through this filter: a learner's <script>,
+# onerror= or javascript: link shows as text and never runs in the instructor's browser (autograder.safe_html).
+c.HTMLExporter.filters = {{"markdown2html": "autograder.safe_html.SafeMarkdown"}}
+c.HTMLExporter.sanitize_html = True  # and the HTML that learners' code displays
 # This course's private grading seed: official grades (`nbgrader autograde` and `python -m autograder
 # autograde`, which both read this file) draw the checks' inputs from it, not from the public seed 0
 # whose expected values the learners' kit holds. Keep this file away from learners.
