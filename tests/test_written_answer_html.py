@@ -1,10 +1,12 @@
 """A written answer full of script is shown to the instructor as text, never run: graded with the real
 `python -m autograder autograde`, rendered by the real `nbgrader generate_feedback` and by the real
 formgrader (a `jupyter server` with nbgrader's extension, started in the course directory and asked for
-the submission's page over HTTP), then parsed."""
+the submission's page over HTTP), then parsed; and the feedback page opened in a real Chromium, where
+none of the answer's script runs."""
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import Browser
 from bs4 import BeautifulSoup
 from nbgrader.api import Gradebook
 
@@ -120,6 +123,21 @@ def test_the_autograded_notebook_keeps_the_answer_as_written(course):
 def test_feedback_shows_the_answer_without_running_it(course):
     feedback = (course / "feedback" / "mallory" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     assert_safe_and_visible(feedback)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_no_script_of_the_answer_runs_in_a_browser(course):
+    feedback = course / "feedback" / "mallory" / ASSIGNMENT / f"{ASSIGNMENT}.html"
+    with Browser() as browser:
+        browser.send("Page.enable")
+        record = f"window.ran = []; window.{MARK} = vector => window.ran.push(vector);"
+        browser.send("Page.addScriptToEvaluateOnNewDocument", source=record)
+        browser.open(feedback.as_uri())
+        time.sleep(2)  # the failed image's onerror, the details' ontoggle
+        ran = browser.evaluate("window.ran")
+        shown = browser.evaluate("document.body.innerText")
+    assert ran == []
+    assert f"<script>{MARK}('script')</script>" in shown
 
 
 def test_formgrader_shows_the_answer_without_running_it(course):
