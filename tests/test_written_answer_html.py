@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser import Browser
 from bs4 import BeautifulSoup
@@ -59,6 +60,7 @@ scores = q @ k.transpose(-2, -1)
 
 <style>body {{ display: none }}</style>
 """
+OUTPUT = f"<table><tr><th>loss</th></tr><tr><td>1.25</td></tr></table><img src=y onerror=\"{MARK}('output')\">"
 VISIBLE = (
     "Why attention is parallel",
     "Every query attends to",
@@ -74,19 +76,31 @@ def run(*args: str, cwd: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    course = tmp_path_factory.mktemp("course")
-    run(sys.executable, "-m", "autograder", "course", str(course), ASSIGNMENT, cwd=course)
-    run(str(BIN / "nbgrader"), "generate_assignment", ASSIGNMENT, cwd=course)
+def submit(course: Path, student: str, display_cell: bool = False) -> None:
+    """The release with the hostile written answer, saved as Jupyter saves it, and (``display_cell``)
+    a cell at the end whose code displays hostile HTML when nbgrader runs it."""
     notebook = filled_notebook(course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", {})
     (written,) = [c for c in notebook.cells if nbgrader_meta(c).get("grade_id") == WRITTEN]
     written.source = ANSWER
-    folder = course / "submitted" / "mallory" / ASSIGNMENT
+    if display_cell:
+        notebook.cells.append(nbformat.v4.new_code_cell(f"from IPython.display import HTML\nHTML({OUTPUT!r})"))
+    folder = course / "submitted" / student / ASSIGNMENT
     folder.mkdir(parents=True)
     write(notebook, folder / f"{ASSIGNMENT}.ipynb")
     (folder / "timestamp.txt").write_text("2026-01-15 12:00:00.000000 UTC")
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """mallory graded by `python -m autograder autograde`, trudy (whose code displays HTML) by plain
+    `nbgrader autograde`, which runs it."""
+    course = tmp_path_factory.mktemp("course")
+    run(sys.executable, "-m", "autograder", "course", str(course), ASSIGNMENT, cwd=course)
+    run(str(BIN / "nbgrader"), "generate_assignment", ASSIGNMENT, cwd=course)
+    submit(course, "mallory")
     run(sys.executable, "-m", "autograder", "autograde", ASSIGNMENT, "--notebook-seconds", "120", cwd=course)
+    submit(course, "trudy", display_cell=True)
+    run(str(BIN / "nbgrader"), "autograde", ASSIGNMENT, "--student", "trudy", "--create", cwd=course)
     run(str(BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, cwd=course)
     return course
 
@@ -109,25 +123,31 @@ def learner_markup(html: str) -> list[str]:
     return found
 
 
-def assert_safe_and_visible(html: str) -> None:
+def assert_safe_and_visible(html: str, student: str) -> None:
     assert learner_markup(html) == []
     text = BeautifulSoup(html, "html.parser").get_text()
-    assert [v for v in VISIBLE if v not in text] == []
+    assert [v for v in VISIBLE + (("1.25",) if student == "trudy" else ()) if v not in text] == []
 
 
-def test_the_autograded_notebook_keeps_the_answer_as_written(course):
-    autograded = (course / "autograded" / "mallory" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+STUDENTS = pytest.mark.parametrize("student", ["mallory", "trudy"])
+
+
+@STUDENTS
+def test_the_autograded_notebook_keeps_the_answer_as_written(course, student):
+    autograded = (course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     assert f"<script>{MARK}('script')</script>" in autograded and "onerror=" in autograded
 
 
-def test_feedback_shows_the_answer_without_running_it(course):
-    feedback = (course / "feedback" / "mallory" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert_safe_and_visible(feedback)
+@STUDENTS
+def test_feedback_shows_the_answer_without_running_it(course, student):
+    feedback = (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert_safe_and_visible(feedback, student)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_no_script_of_the_answer_runs_in_a_browser(course):
-    feedback = course / "feedback" / "mallory" / ASSIGNMENT / f"{ASSIGNMENT}.html"
+@STUDENTS
+def test_no_script_of_the_answer_runs_in_a_browser(course, student):
+    feedback = course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html"
     with Browser() as browser:
         browser.send("Page.enable")
         record = f"window.ran = []; window.{MARK} = vector => window.ran.push(vector);"
@@ -140,9 +160,10 @@ def test_no_script_of_the_answer_runs_in_a_browser(course):
     assert f"<script>{MARK}('script')</script>" in shown
 
 
-def test_formgrader_shows_the_answer_without_running_it(course):
+@STUDENTS
+def test_formgrader_shows_the_answer_without_running_it(course, student):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        submission = gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, "mallory").id
+        submission = gradebook.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student).id
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -161,7 +182,7 @@ def test_formgrader_shows_the_answer_without_running_it(course):
         server.terminate()
         server.wait(timeout=30)
     assert 'class="panel panel-primary nbgrader_cell"' in html  # the formgrade page, not a login or error page
-    assert_safe_and_visible(html)
+    assert_safe_and_visible(html, student)
 
 
 def fetch(url: str, seconds: float = 120) -> str:
