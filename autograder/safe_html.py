@@ -4,9 +4,12 @@ nbgrader's formgrade and feedback templates render every markdown cell (a writte
 them) with ``markdown2html`` and never sanitize it, so ``<script>``, ``onerror=`` or a
 ``javascript:`` link in an answer would run in the instructor's formgrader page (with their Jupyter
 token) and in the feedback page. The course's nbgrader_config.py (autograder/course.py) replaces
-that filter with ``SafeMarkdown``: the same rendering, then an allowlist of the tags and attributes
-markdown produces. Any other tag is escaped, so the instructor reads its literal text; event
-handlers and script URLs are dropped. The notebooks themselves are untouched.
+that filter with ``SafeMarkdown``: the same rendering, then ``clean_html``, an allowlist of the tags
+and attributes markdown produces. Any other tag is escaped, so the instructor reads its literal text;
+event handlers and script URLs are dropped. ``clean_html`` also replaces nbconvert's filter of that
+name, which the templates apply to the HTML that learners' code displayed (``sanitize_html``).
+Maths stays TeX text for MathJax, which nbconvert loads with its ``Safe`` extension. The notebooks
+themselves are untouched.
 """
 
 from __future__ import annotations
