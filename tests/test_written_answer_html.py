@@ -1,8 +1,8 @@
 """A written answer full of script is shown to the instructor as text, never run: graded with the real
-`python -m autograder autograde`, rendered by the real `nbgrader generate_feedback` and by the real
-formgrader (a `jupyter server` with nbgrader's extension, started in the course directory and asked for
-the submission's page over HTTP), then parsed; and the feedback page opened in a real Chromium, where
-none of the answer's script runs."""
+`python -m autograder autograde` (and, with code that displays hostile HTML, plain `nbgrader autograde`),
+rendered by the real `nbgrader generate_feedback` and by the real formgrader (a `jupyter server` with
+nbgrader's extension, started in the course directory and asked for the submission's page over HTTP),
+then parsed; and the feedback page opened in a real Chromium, where none of the answer's script runs."""
 
 import os
 import secrets
