@@ -46,6 +46,14 @@ c.Autograde.autograde_preprocessors = [
 c.Execute.timeout = 120
 # A submission that deleted a grade cell gets it back (graded, not flagged for manual grading).
 c.OverwriteCells.add_missing_cells = True
+# Formgrader and the feedback HTML render written answers, and the HTML that learners' code displayed,
+# through autograder.safe_html: a learner's <script>, onerror= or javascript: link shows as text and never
+# runs in the instructor's browser.
+c.HTMLExporter.filters = {{
+    "markdown2html": "autograder.safe_html.SafeMarkdown",
+    "clean_html": "autograder.safe_html.clean_html",
+}}
+c.HTMLExporter.sanitize_html = True  # nbconvert's templates apply clean_html to outputs only when this is set
 # This course's private grading seed: official grades (`nbgrader autograde` and `python -m autograder
 # autograde`, which both read this file) draw the checks' inputs from it, not from the public seed 0
 # whose expected values the learners' kit holds. Keep this file away from learners.
