@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from classroom import CORRECT
+from classroom import ASSIGNMENT, CORRECT, ENV, nbgrader
 from nbgrader.api import Gradebook
 
 from autograder.course import create_course
@@ -30,10 +30,7 @@ from notebooks import filled_notebook, nbgrader_meta, write
 
 pytestmark = pytest.mark.xdist_group("hostile_submissions")  # one course, graded once
 
-ASSIGNMENT = "02_attention"
 WRITTEN = "written_parallel_and_expensive"
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # nbgrader runs `alembic`
 LIMITS = ["--call-seconds", "10", "--cell-seconds", "8", "--notebook-seconds", "120", "--memory-mb", "4096"]
 FUNCTIONS = ("softmax", "scaled_dot_product_attention", "causal_mask")
 POINTS = {"softmax": 3, "scaled_dot_product_attention": 9, "causal_mask": 2}
@@ -127,14 +124,6 @@ def _copied_written_cell(notebook):
     notebook.cells[index].source = ANSWER
     notebook.cells.insert(index + 1, stub)
     return notebook
-
-
-def nbgrader(course: Path, *args):
-    run = subprocess.run(
-        [str(BIN / "nbgrader"), *args], cwd=course, env=ENV, capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    return run
 
 
 @pytest.fixture(scope="module")
