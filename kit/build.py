@@ -4,20 +4,21 @@
    recording what the reference returned to the checks (:mod:`autograder.oracle`), and how long
    the reference takes to pass each suite (the kit's time budgets).
 2. Stage: copy the modules of ``autograder/`` that grading needs (none imports ``solutions``) into
-   ``build/kit/``, with the recording, ``kit/pyproject.toml`` and
-   ``kit/README.md``.
-3. Build the wheel there with pip, into a clean ``dist/``.
+   a temporary folder, with the recording, ``kit/pyproject.toml`` and ``kit/README.md``.
+3. Build the wheel there with pip, into a clean ``dist/`` (or ``--dist DIR``).
 
-    .venv/bin/python kit/build.py
+    .venv/bin/python kit/build.py [--dist DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # chapter 7's kernel runs in Triton's interpreter without a GPU
@@ -31,7 +32,6 @@ from autograder.grading import reference_seconds  # noqa: E402
 from autograder.student import KernelBackend, Student  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE = ROOT / "build" / "kit"
 DIST = ROOT / "dist"
 # What grading needs, and no module of the course's own machinery (the sandbox and batch, which
 # hide and call the reference; the book's rendering and the given code, which read `solutions/`;
@@ -75,22 +75,21 @@ def timings() -> dict[str, float]:
     return {f"{c.topic}.{name}": reference_seconds(c.topic, name) for c in CHAPTERS for name in c.graded_names}
 
 
-def stage(recorded: dict, seconds: dict[str, float]) -> None:
-    shutil.rmtree(STAGE, ignore_errors=True)
-    (STAGE / "autograder").mkdir(parents=True)
+def stage(recorded: dict, seconds: dict[str, float], folder: Path) -> None:
+    (folder / "autograder").mkdir(parents=True)
     for name in KIT_MODULES:
-        source, target = ROOT / "autograder" / name, STAGE / "autograder" / name
+        source, target = ROOT / "autograder" / name, folder / "autograder" / name
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy(source, target)
-    oracle.save(recorded, seconds, STAGE / "autograder" / oracle.RECORDING.name)
+    oracle.save(recorded, seconds, folder / "autograder" / oracle.RECORDING.name)
     for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / "kit" / name, STAGE / name)
+        shutil.copy(ROOT / "kit" / name, folder / name)
 
 
-def build_wheel() -> Path:
-    shutil.rmtree(DIST, ignore_errors=True)
+def build_wheel(folder: Path, dist: Path) -> Path:
+    shutil.rmtree(dist, ignore_errors=True)
     subprocess.run(
         [
             sys.executable,
@@ -101,22 +100,25 @@ def build_wheel() -> Path:
             "--no-deps",
             "--no-build-isolation",
             "--wheel-dir",
-            str(DIST),
-            str(STAGE),
+            str(dist),
+            str(folder),
         ],
         check=True,
     )
-    shutil.rmtree(STAGE / "build", ignore_errors=True)
-    (wheel,) = DIST.glob("*.whl")
+    (wheel,) = dist.glob("*.whl")
     return wheel
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=DIST, help="the folder the wheel is written to (emptied first)")
+    dist = parser.parse_args().dist.resolve()
     recorded = record()
-    stage(recorded, timings())
-    wheel = build_wheel()
+    with tempfile.TemporaryDirectory() as folder:
+        stage(recorded, timings(), Path(folder))
+        wheel = build_wheel(Path(folder), dist)
     calls = sum(len(c) for c in recorded.values())
     print(
-        f"{wheel.relative_to(ROOT)}: {wheel.stat().st_size / 1024:.0f} KiB, "
+        f"{wheel}: {wheel.stat().st_size / 1024:.0f} KiB, "
         f"{calls} reference calls recorded for {len(recorded)} sub-checks"
     )

@@ -35,12 +35,17 @@ ATTENTION = CHAPTERS[1]
 
 
 @pytest.fixture(scope="module")
-def wheel():
+def wheel(tmp_path_factory):
+    dist = tmp_path_factory.mktemp("dist")  # `make kit` writes dist/; the test keeps its wheel to itself
     run = subprocess.run(
-        [sys.executable, str(ROOT / "kit" / "build.py")], cwd=ROOT, capture_output=True, text=True, timeout=900
+        [sys.executable, str(ROOT / "kit" / "build.py"), "--dist", str(dist)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    wheels = list((ROOT / "dist").glob("*.whl"))
+    wheels = list(dist.glob("*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
 
