@@ -287,11 +287,16 @@ def padding_and_causal_masks_broadcast(student, gen):
 
 @attention.check(points=1)
 def stable_for_large_scores(student, gen):
-    q, k, v = _qkv(gen, scale=30.0)
-    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+    """Every key shares a feature of 30 and every query has 30 there: each scaled score is ~900 / sqrt(d_k)
+    (far above float32's exp() limit of ~88) plus a difference of order 1 between keys, so exp() of the
+    raw scores overflows while the weights stay far from one-hot (a wrong scale still shows here,
+    whatever the seed). Expected values in float64: formulations differ in float32's last bits."""
+    q, k, v = _qkv(gen)
+    q[..., 0], k[..., 0] = 30.0, 30.0
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q.double(), k.double(), v.double())
     output, weights = _result(student, q, k, v)
-    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
-    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
+    expect_close(weights, expected_weights, "weights for very large scores (q.k ~ 1e3)", rtol=5e-3, atol=1e-4)
+    expect_close(output, expected_output, "output for very large scores (q.k ~ 1e3)", rtol=5e-3, atol=1e-4)
 
 
 def _attention_gradients(q, k, v, mask, grad_output):
