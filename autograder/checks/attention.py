@@ -287,16 +287,23 @@ def padding_and_causal_masks_broadcast(student, gen):
 
 @attention.check(points=1)
 def stable_for_large_scores(student, gen):
-    """Every key shares a feature of 30 and every query has 30 there: each scaled score is ~900 / sqrt(d_k)
-    (far above float32's exp() limit of ~88) plus a difference of order 1 between keys, so exp() of the
-    raw scores overflows while the weights stay far from one-hot (a wrong scale still shows here,
-    whatever the seed). Expected values in float64: formulations differ in float32's last bits."""
+    """Two kinds of large scores. Spread out (|q.k| ~ 1e4 between keys): exp() of anything but the
+    scores minus their maximum overflows. Offset: every key shares a feature of 30 and every query has
+    30 there, so each scaled score is ~900 / sqrt(d_k) (far above float32's exp() limit of ~88) plus a
+    difference of order 1 between keys: the weights stay far from one-hot, so a wrong scale shows here
+    too, whatever the seed (expected values in float64: formulations differ in float32's last bits)."""
+    q, k, v = _qkv(gen, scale=30.0)
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
+    output, weights = _result(student, q, k, v)
+    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
+    expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
     q, k, v = _qkv(gen)
     q[..., 0], k[..., 0] = 30.0, 30.0
     expected_output, expected_weights = ref.scaled_dot_product_attention(q.double(), k.double(), v.double())
     output, weights = _result(student, q, k, v)
-    expect_close(weights, expected_weights, "weights for very large scores (q.k ~ 1e3)", rtol=5e-3, atol=1e-4)
-    expect_close(output, expected_output, "output for very large scores (q.k ~ 1e3)", rtol=5e-3, atol=1e-4)
+    what = "for scores of ~1e3 that differ by ~1 between keys"
+    expect_close(weights, expected_weights, f"weights {what}", rtol=5e-3, atol=1e-4)
+    expect_close(output, expected_output, f"output {what}", rtol=5e-3, atol=1e-4)
 
 
 def _attention_gradients(q, k, v, mask, grad_output):

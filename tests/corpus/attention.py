@@ -249,6 +249,22 @@ def _sdpa(body: str) -> str:
 ATTENTION = [
     bug(
         "scaled_dot_product_attention",
+        "its own softmax shifted by the scores' mean, not their maximum",
+        _sdpa("""
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    finite = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores))
+    exps = torch.exp(scores - finite.mean(-1, keepdim=True))
+    weights = exps / exps.sum(-1, keepdim=True)
+    return weights @ v, weights
+"""),
+        fails=["stable_for_large_scores"],
+        says="|q.k| ~ 1e4",
+    ),
+    bug(
+        "scaled_dot_product_attention",
         "scaled by sqrt(d_v)",
         _sdpa("""
 def scaled_dot_product_attention(q, k, v, mask=None):
