@@ -17,6 +17,7 @@ import linecache
 import numbers
 import secrets
 import socket
+import sys
 import traceback
 import weakref
 
@@ -114,8 +115,9 @@ class NumelRecorder(TorchDispatchMode):
         if t.layout != torch.strided or t.device.type == "meta":
             return  # sparse and meta tensors have no plain storage to count
         try:
-            storage = t.untyped_storage()
-            key = (t.device, storage.data_ptr())
+            with torch._C.DisableTorchFunction():  # the grader's look, not the learner's export
+                storage = t.untyped_storage()
+                key = (t.device, storage.data_ptr())
         except (RuntimeError, NotImplementedError):
             return  # torch.func's wrapped tensors (vmap, grad) have no storage of their own
         if key in self.live:
@@ -178,6 +180,61 @@ class FunctionRecorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class ExportRecorder(TorchFunctionMode):
+    """Records how values left PyTorch: ``exports``, the tensor methods that hand a floating-point
+    tensor of more than one element to NumPy, Python lists or raw memory; ``scalar_reads``, how
+    many floating-point values were read out one at a time (``.item()``, ``float(t)``); integer
+    tensors (positions, block starts) may leave freely. The memory and work that
+    the other recorders measure are PyTorch's: what is computed outside it, they cannot see."""
+
+    EXPORTS = {"numpy", "__array__", "tolist", "untyped_storage", "storage", "data_ptr", "__dlpack__"}
+    SCALAR_READS = {"item", "__float__"}
+
+    def __init__(self):
+        super().__init__()
+        self.exports, self.scalar_reads = set(), 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        values = args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point()  # not indices
+        if values and name in self.EXPORTS and args[0].numel() > 1:
+            self.exports.add(name)
+        elif values and name in self.SCALAR_READS:
+            self.scalar_reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+class KernelLaunches:
+    """Counts the Triton kernels launched while it is entered (``count``), compiled or run by
+    Triton's interpreter: a kernel's ``run``, which ``kernel[grid](...)`` calls, is wrapped. Without
+    Triton loaded there is nothing to launch and the count stays 0."""
+
+    CLASSES = (("triton.runtime.jit", "JITFunction"), ("triton.runtime.interpreter", "InterpretedFunction"))
+
+    def __init__(self):
+        self.count, self.patched = 0, []
+
+    def __enter__(self):
+        for module, name in self.CLASSES:
+            cls = getattr(sys.modules.get(module), name, None)
+            if cls is not None and "run" in vars(cls):
+                self.patched.append((cls, cls.run))
+                cls.run = self._counting(cls.run)
+        return self
+
+    def _counting(self, run):
+        def counted(kernel, *args, **kwargs):
+            if not kwargs.get("warmup"):
+                self.count += 1
+            return run(kernel, *args, **kwargs)
+
+        return counted
+
+    def __exit__(self, *exc):
+        for cls, run in self.patched:
+            cls.run = run
+
+
 def _tensor_arguments(args, kwargs):
     """(label, tensor) for every tensor among the arguments, nested in lists, tuples, dicts."""
     found = []
@@ -219,6 +276,8 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
       tensor created during the call; ``ops``, the names of the aten operations it ran;
       ``autograd``, whether any operation computed gradients; ``peak``, the most elements the
       tensors it created held at one time; ``multiply_adds``, the matrix products' work;
+      ``exports`` and ``scalar_reads``, how values left PyTorch (:class:`ExportRecorder`);
+      ``kernel_launches``, the Triton kernels it launched (:class:`KernelLaunches`);
       and, when ``grad_inputs`` is given, the call runs as in ``"grad"`` (backward traced too)
       with ``grads`` and ``saved`` (:func:`saved_shapes` of the output, before backward).
 
@@ -244,7 +303,7 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
     try:
         if mode == "trace":
             trace = {}
-            with NumelRecorder() as recorder:
+            with KernelLaunches() as launches, ExportRecorder() as exports, NumelRecorder() as recorder:
                 result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
             trace.update(
                 created=recorder.shapes,
@@ -252,6 +311,9 @@ def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
                 autograd=recorder.autograd,
                 peak=recorder.peak,
                 multiply_adds=recorder.multiply_adds,
+                exports=sorted(exports.exports),
+                scalar_reads=exports.scalar_reads,
+                kernel_launches=launches.count,
             )
             return result, trace
         if mode == "functions":

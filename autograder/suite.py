@@ -207,6 +207,25 @@ def expect_bounded(shapes, limit: int, what: str, allowed: str, describe=lambda 
         )
 
 
+def expect_computed_in_torch(trace, what: str, input_elements: int):
+    """Fail when the traced call took its values out of PyTorch: a rule about memory or work is
+    measured on PyTorch's operations, and NumPy arrays, Python lists or values read one at a time
+    (``trace.exports``, ``trace.scalar_reads``) escape it. ``input_elements``: how many elements
+    the inputs hold (reading a few scalars, such as a maximum per tile, stays far below half)."""
+    if trace.exports:
+        used = ", ".join(f"Tensor.{name}" for name in trace.exports)
+        raise CheckFailed(
+            f"{what} took tensors out of PyTorch ({used}): compute with PyTorch operations on tensors. "
+            "NumPy arrays and Python lists hide the memory and work this rule is about"
+        )
+    if trace.scalar_reads > input_elements // 2:
+        raise CheckFailed(
+            f"{what} read {trace.scalar_reads} values out of tensors one at a time (.item(), float(...)): "
+            "compute with PyTorch operations on whole tensors or tiles. Python numbers hide the memory and "
+            "work this rule is about"
+        )
+
+
 def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
     """Standard normal values drawn from ``gen`` (so a failing input can be reproduced)."""
     return torch.randn(*shape, generator=gen, dtype=dtype) * scale

@@ -43,6 +43,7 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, omega
     With q' = phi(q d^(-1/4)) and k' = phi(k d^(-1/4)) (so q' . k' estimates exp(q . k /
     sqrt(d))), output row i is sum_j (q'_i . k'_j) v_j / sum_j (q'_i . k'_j). Computed as
     q' (k'^T v) and q' (k'^T 1): no tensor of N_q x N_k elements is ever formed.
+    PyTorch operations only: the work bound is measured on them (NumPy would hide it).
     """
     scale = q.shape[-1] ** -0.25
     q_features = positive_random_features(q * scale, omega)  # (..., N_q, m)

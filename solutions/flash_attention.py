@@ -69,8 +69,9 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     output (..., N_q, d_v) equals softmax(q k^T / sqrt(d)) v, and lse (..., N_q) is the
     log-sum-exp of each query's scaled scores. The outer loop runs over query blocks (the
     FlashAttention-2 split: each block is independent), the inner one over key blocks; with
-    ``causal``, key blocks entirely after a query block are skipped. Works in the inputs' dtype.
-    The inputs are left unchanged.
+    ``causal``, key blocks entirely after a query block are skipped. PyTorch operations only
+    (the memory rule is measured on them: NumPy arrays and Python lists would hide it). Works in
+    the inputs' dtype. The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -103,7 +104,8 @@ def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, bl
       dv += p^T dO,   dp = dO v^T,   ds = p * (dp - D),
       dq += ds k / sqrt(d),   dk += ds^T q / sqrt(d).
     The outer loop runs over key blocks (each owns its dk, dv), the inner over query blocks.
-    Works in the inputs' dtype. The inputs are left unchanged.
+    PyTorch operations only, as in the forward pass. Works in the inputs' dtype. The inputs are
+    left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -135,7 +137,8 @@ class FlashAttentionFunction(torch.autograd.Function):
     ``FlashAttentionFunction.apply(q, k, v, causal=False, block_q=64, block_k=64)`` returns
     the output (..., N_q, d_v) only (arguments are positional, as ``apply`` requires). The
     forward saves q, k, v, the output and lse (O(N) memory beyond the inputs, no weights);
-    the backward recomputes the weights from lse. The inputs are left unchanged.
+    the backward recomputes the weights from lse, both in PyTorch operations. The inputs are left
+    unchanged.
     """
 
     @staticmethod

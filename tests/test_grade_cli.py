@@ -98,6 +98,8 @@ DEEP_METADATA = '{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {
         ('{"nbformat": 4, "cells": [], "n": ' + "9" * 10_000 + "}", "invalid JSON"),
         (b"\xff\xfe", "invalid JSON"),
     ],
+    # short ids: pytest puts the test's id in PYTEST_CURRENT_TEST, and a 200 kB one makes exec fail (E2BIG)
+    ids=["missing", "broken", "cells_not_a_list", "a_list", "deep_json", "deep_metadata", "huge_number", "not_utf8"],
 )
 def test_what_cannot_be_graded_exits_2_with_a_message(tmp_path, content, reason):
     path = tmp_path / "02_attention.ipynb"

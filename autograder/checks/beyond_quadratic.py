@@ -21,7 +21,17 @@ import torch
 
 from autograder.oracle import reference
 from autograder.student import StudentError
-from autograder.suite import CheckFailed, Suite, as_tensor, expect_bounded, expect_close, expect_shape, randint, randn
+from autograder.suite import (
+    CheckFailed,
+    Suite,
+    as_tensor,
+    expect_bounded,
+    expect_close,
+    expect_computed_in_torch,
+    expect_shape,
+    randint,
+    randn,
+)
 
 ref = reference("beyond_quadratic")
 
@@ -334,6 +344,7 @@ def never_forms_the_score_matrix(student, gen):
     d, d_v, m = 4, 6, 8
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m, batch=(2,), scale=0.5)
     result, trace = student.traced(q, k, v, omega)
+    expect_computed_in_torch(trace, "performer_attention on a long sequence", q.numel() + k.numel() + v.numel())
     expect_close(
         result,
         ref.performer_attention(q, k, v, omega),

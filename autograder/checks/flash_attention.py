@@ -34,6 +34,7 @@ from autograder.suite import (
     distinct_sizes,
     expect_bounded,
     expect_close,
+    expect_computed_in_torch,
     expect_shape,
     is_close,
     randint,
@@ -489,11 +490,12 @@ def _expect_tiled(shapes, q, k, v, blocks, what):
 LIBRARY_ATTENTION = ("scaled_dot_product", "flash_attention", "efficient_attention")  # parts of aten op names
 
 
-def _expect_own_work(trace, name, what, by_autograd="any"):
-    """The traced call did the work itself: no PyTorch attention kernel (``F.scaled_dot_product_attention``
+def _expect_own_work(trace, name, what, q, k, v, by_autograd="any"):
+    """The traced call did the work itself, in PyTorch (not NumPy or Python lists): no PyTorch attention kernel (``F.scaled_dot_product_attention``
     and the fused kernels behind it), and no gradients from torch.autograd (``by_autograd``: "any" for a
     plain function, where no operation may run under autograd's backward; "nested" for an
     ``autograd.Function``, whose own backward runs under autograd but may not call derivative kernels)."""
+    expect_computed_in_torch(trace, f"{name} ({what})", q.numel() + k.numel() + v.numel())
     library = sorted(op for op in trace.ops if any(part in op for part in LIBRARY_ATTENTION))
     if library:
         raise CheckFailed(
@@ -656,7 +658,7 @@ def never_materializes_scores(student, gen):
         result, trace = student.traced(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1])
         output, _ = _tuple(result, 2, "flash_attention_forward")
         what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
-        _expect_own_work(trace, "flash_attention_forward", what)
+        _expect_own_work(trace, "flash_attention_forward", what, q, k, v)
         _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
@@ -854,7 +856,7 @@ def never_materializes_scores(student, gen):
         expected = _autograd(q, k, v, grad_output, causal)
         result, trace = student.traced(*case, causal=causal, block_q=blocks[0], block_k=blocks[1])
         what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
-        _expect_own_work(trace, "flash_attention_backward", what)
+        _expect_own_work(trace, "flash_attention_backward", what, q, k, v)
         _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
@@ -981,7 +983,7 @@ def never_materializes_scores(student, gen):
             raise CheckFailed(
                 f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}"
             )
-        _expect_own_work(trace, "FlashAttentionFunction", what, by_autograd="nested")
+        _expect_own_work(trace, "FlashAttentionFunction", what, q, k, v, by_autograd="nested")
         _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
         created = f"FlashAttentionFunction (forward and backward), in {what}, created"
         _expect_tiled(trace.created, q, k, v, blocks, created)
@@ -1011,7 +1013,7 @@ ATTENTION_OPS = {
 
 
 def _kernel(student, q, k, v, causal=False):
-    """The kernel's output; fails when PyTorch, not the Triton kernel, computed the attention."""
+    """The kernel's output; fails when no Triton kernel ran, or PyTorch computed the attention."""
     output, trace = student.traced(q, k, v, causal=causal)
     used = sorted(ATTENTION_OPS.intersection(trace.ops))
     if used:
@@ -1020,17 +1022,35 @@ def _kernel(student, q, k, v, causal=False):
             "the scores, the online softmax and the weighted sum of values belong in "
             "flash_attention_kernel (tl.dot, tl.exp, tl.max), which the wrapper launches"
         )
+    if not trace.kernel_launches:
+        raise CheckFailed(
+            "flash_attention_triton launched no Triton kernel: the scores, the online softmax and the weighted "
+            "sum of values belong in flash_attention_kernel, which the wrapper launches with "
+            "flash_attention_kernel[grid](...)"
+        )
     return output
 
 
 def _expect_kernel_output(output, q, k, v, causal, what):
-    _expect_output(output, q, k, v, causal, [(b, b) for b in (16, 32, 64, 128)], f"output {what}")
+    _expect_output(output, q, k, v, causal, [(b, b) for b in (16, 32, 64, 128, 256, 512, 1024)], f"output {what}")
 
 
 @triton_kernel.check(points=2)
 def matches_attention(student, gen):
     q, k, v = _qkv(gen, n_q=randint(gen, 90, 128), n_k=randint(gen, 90, 128), d=32, d_v=16)
     _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False, f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=32")
+    # A key block as wide as the keys above never rescales: here the keys span many blocks of any
+    # width up to 1024, and later keys give larger scores, so the running maximum keeps growing.
+    q, k, v = _qkv(gen, n_q=randint(gen, 20, 40), n_k=randint(gen, 1100, 1500), d=16, d_v=8)
+    k = k * torch.linspace(0.5, 2.0, k.shape[-2])[:, None]
+    _expect_kernel_output(
+        _kernel(student, q, k, v),
+        q,
+        k,
+        v,
+        False,
+        f"for N_q={q.shape[-2]}, N_k={k.shape[-2]} (keys that span many blocks, later keys scoring higher)",
+    )
 
 
 @triton_kernel.check(points=1)

@@ -1285,4 +1285,25 @@ ENTRIES = [
             return out[..., :-1] / out[..., -1:]
     """,
     ),
+    bug(
+        "performer_attention",
+        "points without the work: the quadratic order in NumPy",
+        """
+        import numpy as np
+        import torch
+
+        def performer_attention(q, k, v, omega):
+            qn, kn, vn, w = (t.detach().numpy().astype(np.float64) for t in (q, k, v, omega))
+            scale = qn.shape[-1] ** -0.25
+
+            def phi(x):
+                x = x * scale
+                return np.exp(x @ w.T - (x * x).sum(-1, keepdims=True) / 2) / np.sqrt(w.shape[0])
+
+            a = phi(qn) @ np.swapaxes(phi(kn), -1, -2)
+            return torch.from_numpy(a @ vn / a.sum(-1, keepdims=True)).to(q.dtype)
+    """,
+        fails=["never_forms_the_score_matrix"],
+        says="took tensors out of PyTorch",
+    ),
 ]

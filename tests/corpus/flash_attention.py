@@ -1553,6 +1553,33 @@ RED_TEAM += [
         ("v_ptr + b * stride_vb", "v_ptr"),
     ),
     red_kernel_changed(
+        "red: 128-wide key tiles, acc not rescaled",
+        ("acc = acc * rescale[:, None] + tl.dot(", "acc = acc + tl.dot("),
+        ("CAUSAL=causal, BLOCK_M=block, BLOCK_N=block,", "CAUSAL=causal, BLOCK_M=block, BLOCK_N=128,"),
+    ),
+    red_kernel_changed(
+        "red: key tiles as wide as the keys (up to 1024), row_sum not rescaled",
+        ("row_sum = row_sum * rescale + tl.sum(p, 1)", "row_sum = row_sum + tl.sum(p, 1)"),
+        (
+            "CAUSAL=causal, BLOCK_M=block, BLOCK_N=block,",
+            "CAUSAL=causal, BLOCK_M=block, BLOCK_N=min(1024, max(16, triton.next_power_of_2(n_k))),",
+        ),
+    ),
+    red_kernel_changed(
+        "red: 256-wide key tiles, nothing rescaled",
+        ("row_sum = row_sum * rescale + tl.sum(p, 1)", "row_sum = row_sum + tl.sum(p, 1)"),
+        ("acc = acc * rescale[:, None] + tl.dot(", "acc = acc + tl.dot("),
+        ("CAUSAL=causal, BLOCK_M=block, BLOCK_N=block,", "CAUSAL=causal, BLOCK_M=block, BLOCK_N=256,"),
+    ),
+    red_kernel_changed(
+        "red: 128 x 256 tiles",
+        is_bug=False,
+        *[
+            ("CAUSAL=causal, BLOCK_M=block, BLOCK_N=block,", "CAUSAL=causal, BLOCK_M=block, BLOCK_N=256,"),
+            ("    block = 64\n", "    block = 128\n"),
+        ],
+    ),
+    red_kernel_changed(
         "red: blocks 32 x 16, exp2, finite mask value",
         is_bug=False,
         *[
@@ -1699,6 +1726,12 @@ RED_TEAM_VERDICTS = {
     ("flash_attention_triton", "keys past n_k not masked"): (("sizes_not_powers_of_two",), ""),
     ("flash_attention_triton", "no column mask on d (reads the next row)"): (("sizes_not_powers_of_two",), ""),
     ("flash_attention_triton", "row_sum not rescaled"): (("matches_attention",), "row_sum is not"),
+    ("flash_attention_triton", "128-wide key tiles, acc not rescaled"): (("matches_attention",), "acc is not"),
+    ("flash_attention_triton", "key tiles as wide as the keys (up to 1024), row_sum not rescaled"): (
+        ("matches_attention",),
+        "row_sum is not",
+    ),
+    ("flash_attention_triton", "256-wide key tiles, nothing rescaled"): (("matches_attention",), "are not rescaled"),
     ("flash_attention_triton", "k read with q's strides"): (("batch_and_head_dims",), ""),
     ("flash_attention_triton", "grid drops the last partial query block"): (("sizes_not_powers_of_two",), ""),
     ("flash_attention_triton", "every slice reads slice 0 of k and v"): (("batch_and_head_dims",), ""),
@@ -1715,4 +1748,208 @@ RED_TEAM = [
     for entry in RED_TEAM
 ]
 
-ENTRIES = ONLINE + FORWARD_ENTRIES + BACKWARD_ENTRIES + FUNCTION_ENTRIES + TRITON_ENTRIES + RED_TEAM
+# Points without the work, outside PyTorch: full attention in NumPy or Python lists leaves the tensors
+# the recorders measure small; the values are right, the memory rule is what they dodge.
+NUMPY_ATTENTION = """
+import numpy as np
+import torch
+
+
+def _attention(q, k, v, causal):
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if causal:
+        s = np.where(np.tril(np.ones(s.shape[-2:], dtype=bool)), s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    p = np.exp(s - m)
+    z = p.sum(-1, keepdims=True)
+    return p / z, (m + np.log(z))[..., 0]
+"""
+
+PYTHON_ATTENTION = """
+import math
+import torch
+
+
+def _attention(qs, ks, vs, causal, q, v):
+    \"\"\"Attention on nested lists (slice, row, column), returned as tensors shaped like q's.\"\"\"
+    outputs, lses = [], []
+    for qb, kb, vb in zip(qs, ks, vs):
+        out_rows, lse_row = [], []
+        for i, qi in enumerate(qb):
+            s = [sum(a * b for a, b in zip(qi, kj)) / math.sqrt(len(qi)) for kj in kb]
+            s = [x if not causal or j <= i else -math.inf for j, x in enumerate(s)]
+            m = max(s)
+            e = [math.exp(x - m) for x in s]
+            z = sum(e)
+            out_rows.append([sum(w * vj[c] for w, vj in zip(e, vb)) / z for c in range(len(vb[0]))])
+            lse_row.append(m + math.log(z))
+        outputs.append(out_rows)
+        lses.append(lse_row)
+    output = torch.tensor(outputs, dtype=q.dtype).reshape(*q.shape[:-1], v.shape[-1])
+    return output, torch.tensor(lses, dtype=q.dtype).reshape(q.shape[:-1])
+"""
+
+ESCAPES = [
+    alternative(
+        "flash_attention_forward",
+        "block starts from arange().tolist(), masked tiles skipped with .item()",
+        """
+        import math
+        import torch
+
+        def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            scale = 1 / math.sqrt(q.shape[-1])
+            outputs, lses = [], []
+            for q0 in torch.arange(0, n_q, block_q).tolist():
+                q1 = min(q0 + block_q, n_q)
+                qb = q[..., q0:q1, :]
+                m = torch.full(qb.shape[:-1], -math.inf, dtype=q.dtype)
+                l = torch.zeros(qb.shape[:-1], dtype=q.dtype)
+                acc = torch.zeros(*qb.shape[:-1], v.shape[-1], dtype=q.dtype)
+                for k0 in torch.arange(0, n_k, block_k).tolist():
+                    k1 = min(k0 + block_k, n_k)
+                    s = qb @ k[..., k0:k1, :].transpose(-2, -1) * scale
+                    if causal:
+                        s = s.masked_fill(torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None], -math.inf)
+                        if s.max().item() == -math.inf:
+                            continue  # every key of this tile is in every query's future
+                    m_new = torch.maximum(m, s.amax(-1))
+                    p = torch.exp(s - m_new[..., None])
+                    alpha = torch.exp(m - m_new)
+                    l = l * alpha + p.sum(-1)
+                    acc = acc * alpha[..., None] + p @ v[..., k0:k1, :]
+                    m = m_new
+                outputs.append(acc / l[..., None])
+                lses.append(m + torch.log(l))
+            return torch.cat(outputs, -2), torch.cat(lses, -1)
+    """,
+    ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: full attention in NumPy (.numpy())",
+        NUMPY_ATTENTION
+        + """
+
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    qn, kn, vn = (t.detach().numpy().astype(np.float64) for t in (q, k, v))
+    p, lse = _attention(qn, kn, vn, causal)
+    return torch.from_numpy(p @ vn).to(q.dtype), torch.from_numpy(lse).to(q.dtype)
+""",
+        fails=("never_materializes_scores",),
+        says="took tensors out of PyTorch (Tensor.numpy)",
+    ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: full attention in NumPy (np.asarray), back with torch.tensor",
+        NUMPY_ATTENTION
+        + """
+
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    qn, kn, vn = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
+    p, lse = _attention(qn, kn, vn, causal)
+    return torch.tensor(p @ vn, dtype=q.dtype), torch.tensor(lse, dtype=q.dtype)
+""",
+        fails=("never_materializes_scores",),
+        says="Tensor.__array__",
+    ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: scores as Python lists (.tolist())",
+        PYTHON_ATTENTION
+        + """
+
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    return _attention(*(t.reshape(-1, t.shape[-2], t.shape[-1]).tolist() for t in (q, k, v)), causal, q, v)
+""",
+        fails=("never_materializes_scores",),
+        says="Tensor.tolist",
+    ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: inputs read out with .item(), scores in Python",
+        PYTHON_ATTENTION
+        + """
+
+def _values(t):
+    return [[[x.item() for x in row] for row in s] for s in t.reshape(-1, t.shape[-2], t.shape[-1])]
+
+
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    return _attention(_values(q), _values(k), _values(v), causal, q, v)
+""",
+        fails=("never_materializes_scores",),
+        says="values out of tensors one at a time",
+    ),
+    bug(
+        "flash_attention_backward",
+        "points without the work: gradients in NumPy from lse",
+        """
+        import numpy as np
+        import torch
+
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            qn, kn, vn, o, l, do = (t.detach().numpy().astype(np.float64) for t in (q, k, v, output, lse, grad_output))
+            scale = 1 / np.sqrt(qn.shape[-1])
+            s = qn @ np.swapaxes(kn, -1, -2) * scale
+            if causal:
+                s = np.where(np.tril(np.ones(s.shape[-2:], dtype=bool)), s, -np.inf)
+            p = np.exp(s - l[..., None])
+            dv = np.swapaxes(p, -1, -2) @ do
+            dp = do @ np.swapaxes(vn, -1, -2)
+            ds = p * (dp - (do * o).sum(-1, keepdims=True))
+            dq, dk = ds @ kn * scale, np.swapaxes(ds, -1, -2) @ qn * scale
+            return tuple(torch.from_numpy(g).to(q.dtype) for g in (dq, dk, dv))
+    """,
+        fails=("never_materializes_scores",),
+        says="took tensors out of PyTorch",
+    ),
+    bug(
+        "flash_attention_triton",
+        "points without the work: the wrapper computes attention in NumPy, no kernel",
+        NUMPY_ATTENTION
+        + """
+
+def flash_attention_triton(q, k, v, causal=False):
+    qn, kn, vn = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
+    return torch.from_numpy(_attention(qn, kn, vn, causal)[0] @ vn).to(q.dtype)
+""",
+        fails=("matches_attention", "sizes_not_powers_of_two", "causal_attention", "batch_and_head_dims"),
+        says="launched no Triton kernel",
+    ),
+    bug(
+        "FlashAttentionFunction",
+        "points without the work: forward and backward in NumPy",
+        NUMPY_ATTENTION
+        + """
+
+class FlashAttentionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal=False, block_q=64, block_k=64):
+        qn, kn, vn = (t.detach().numpy().astype(np.float64) for t in (q, k, v))
+        p, lse = _attention(qn, kn, vn, causal)
+        output = torch.from_numpy(p @ vn).to(q.dtype)
+        ctx.save_for_backward(q, k, v)
+        ctx.causal = causal
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        q, k, v = ctx.saved_tensors
+        qn, kn, vn = (t.detach().numpy().astype(np.float64) for t in (q, k, v))
+        do = grad_output.detach().numpy().astype(np.float64)
+        p, _ = _attention(qn, kn, vn, ctx.causal)
+        o = p @ vn
+        scale = 1 / np.sqrt(qn.shape[-1])
+        dv = np.swapaxes(p, -1, -2) @ do
+        ds = p * (do @ np.swapaxes(vn, -1, -2) - (do * o).sum(-1, keepdims=True))
+        dq, dk = ds @ kn * scale, np.swapaxes(ds, -1, -2) @ qn * scale
+        grads = tuple(torch.from_numpy(g).to(q.dtype) for g in (dq, dk, dv))
+        return (*grads, None, None, None)
+""",
+        fails=("never_materializes_scores",),
+        says="took tensors out of PyTorch",
+    ),
+]
+
+ENTRIES = ONLINE + FORWARD_ENTRIES + BACKWARD_ENTRIES + FUNCTION_ENTRIES + TRITON_ENTRIES + RED_TEAM + ESCAPES
