@@ -1075,5 +1075,6 @@ def causal_attention(student, gen):
 
 @triton_kernel.check(points=1)
 def batch_and_head_dims(student, gen):
-    q, k, v = _qkv(gen, batch=(2, 3), n_q=randint(gen, 20, 40), n_k=randint(gen, 20, 40), d=16, d_v=8)
+    n_q, n_k = distinct_sizes(gen, (20, 40), (20, 40))  # k's slices start elsewhere than q's: strides matter
+    q, k, v = _qkv(gen, batch=(2, 3), n_q=n_q, n_k=n_k, d=16, d_v=8)
     _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")
