@@ -15,6 +15,7 @@ sandbox (see :mod:`autograder.confinement`).
 
 import linecache
 import numbers
+import os
 import secrets
 import socket
 import sys
@@ -235,6 +236,52 @@ class KernelLaunches:
             cls.run = run
 
 
+class RecorderGuard:
+    """Notes (``used``) when code outside torch and the grader calls one of PyTorch's switches that
+    turn modes off, which would hide its operations from the recorders: while entered, each switch
+    is replaced by a wrapper that looks at its caller. A reference taken before the guard is
+    entered is not seen (the sandbox's learner cells run before any grade; grade cells cannot help it)."""
+
+    SWITCHES = (
+        ("torch._C", "DisableTorchFunction"),
+        ("torch._C", "_DisableTorchDispatch"),
+        ("torch._C", "_ExcludeDispatchKeyGuard"),
+        ("torch._C", "_pop_torch_function_stack"),
+        ("torch._C", "_pop_torch_dispatch_stack"),
+        ("torch._C", "_unset_dispatch_mode"),
+        ("torch.utils._python_dispatch", "_disable_current_modes"),
+        ("torch.utils._python_dispatch", "_pop_mode"),
+        ("torch.utils._python_dispatch", "_pop_mode_temporarily"),
+        ("torch.overrides", "_pop_mode"),
+        ("torch.overrides", "_pop_mode_temporarily"),
+    )
+    TRUSTED = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
+
+    def __init__(self):
+        self.used, self.patched = set(), []
+
+    def __enter__(self):
+        for module_name, name in self.SWITCHES:
+            module = sys.modules.get(module_name)
+            original = getattr(module, name, None)
+            if original is not None:
+                self.patched.append((module, name, original))
+                setattr(module, name, self._watching(f"{module_name}.{name}", original))
+        return self
+
+    def _watching(self, label, original):
+        def watched(*args, **kwargs):
+            if not sys._getframe(1).f_code.co_filename.startswith(self.TRUSTED):
+                self.used.add(label)
+            return original(*args, **kwargs)
+
+        return watched
+
+    def __exit__(self, *exc):
+        for module, name, original in self.patched:
+            setattr(module, name, original)
+
+
 def _tensor_arguments(args, kwargs):
     """(label, tensor) for every tensor among the arguments, nested in lists, tuples, dicts."""
     found = []
@@ -301,32 +348,46 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
 
 def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
     try:
-        if mode == "trace":
-            trace = {}
-            with KernelLaunches() as launches, ExportRecorder() as exports, NumelRecorder() as recorder:
-                result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
-            trace.update(
-                created=recorder.shapes,
-                ops=sorted(recorder.ops),
-                autograd=recorder.autograd,
-                peak=recorder.peak,
-                multiply_adds=recorder.multiply_adds,
-                exports=sorted(exports.exports),
-                scalar_reads=exports.scalar_reads,
-                kernel_launches=launches.count,
-            )
-            return result, trace
-        if mode == "functions":
-            with FunctionRecorder() as recorder:
-                result = fn(*args, **kwargs)
-            return result, sorted(recorder.functions)
+        if mode in ("trace", "functions"):  # the calls whose operations are recorded
+            with RecorderGuard() as guard:
+                result = _recorded_call(fn, args, kwargs, mode, grad_output, grad_inputs)
+            if guard.used:
+                raise CallFailed(
+                    f"{name} called {', '.join(sorted(guard.used))}, which hides its operations from the "
+                    "grader, whose checks of how an answer computes then cannot see it: compute without it"
+                )
+            return result
         if mode == "grad":
             trace = {}
             result = _run(fn, args, kwargs, grad_output, grad_inputs, trace)
             return result, trace["grads"]
         return fn(*args, **kwargs)
+    except CallFailed:
+        raise
     except Exception as error:
         raise CallFailed(describe_exception(name, error)) from None
+
+
+def _recorded_call(fn, args, kwargs, mode, grad_output, grad_inputs):
+    """``(result, record)``: a ``"trace"`` dict, or the ``"functions"`` names."""
+    if mode == "trace":
+        trace = {}
+        with KernelLaunches() as launches, ExportRecorder() as exports, NumelRecorder() as recorder:
+            result = _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=True)
+        trace.update(
+            created=recorder.shapes,
+            ops=sorted(recorder.ops),
+            autograd=recorder.autograd,
+            peak=recorder.peak,
+            multiply_adds=recorder.multiply_adds,
+            exports=sorted(exports.exports),
+            scalar_reads=exports.scalar_reads,
+            kernel_launches=launches.count,
+        )
+        return result, trace
+    with FunctionRecorder() as recorder:
+        result = fn(*args, **kwargs)
+    return result, sorted(recorder.functions)
 
 
 def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):

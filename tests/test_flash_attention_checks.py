@@ -4,6 +4,7 @@ nothing, and typical bugs lose points with a message that names them."""
 import inspect
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -293,6 +294,30 @@ def test_peak_counts_each_storage_while_a_tensor_uses_it():
         del view, second, total
         third = torch.zeros(30)
     assert recorder.peak == 151 and recorder.elements == 30, (recorder.peak, recorder.elements, third.shape)
+
+
+def test_printing_and_integer_lists_inside_a_traced_call_cost_nothing(capsys):
+    """What the recorders must not mistake for escaping them: printing tensors (torch's printer
+    turns the modes off itself), integer block starts as a list, a per-tile ``.item()``."""
+
+    def forward(q, k, v, causal=False, block_q=64, block_k=64):
+        print(q[:2], torch.arange(0, q.shape[-2], block_q).tolist(), q.max().item())
+        return ref.flash_attention_forward(q, k, v, causal, block_q, block_k)
+
+    assert score(run_suite("flash_attention", "flash_attention_forward", forward)) == checks.forward.max_score
+    assert "tensor(" in capsys.readouterr().out
+
+
+def test_the_recorders_switches_are_restored_after_a_call():
+    """The guard puts PyTorch's mode switches back, even when the learner's call raises."""
+    from autograder.protocol import RecorderGuard
+
+    before = {name: getattr(sys.modules[module], name) for module, name in RecorderGuard.SWITCHES}
+    with pytest.raises(ZeroDivisionError), RecorderGuard() as guard:
+        with torch._C.DisableTorchFunction():
+            1 / 0
+    assert guard.used == {"torch._C.DisableTorchFunction"}
+    assert before == {name: getattr(sys.modules[module], name) for module, name in RecorderGuard.SWITCHES}
 
 
 @pytest.mark.parametrize("seed", range(200))

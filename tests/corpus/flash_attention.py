@@ -1905,6 +1905,41 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
         says="took tensors out of PyTorch",
     ),
     bug(
+        "flash_attention_forward",
+        "points without the work: NumPy behind torch._C.DisableTorchFunction",
+        NUMPY_ATTENTION
+        + """
+
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    with torch._C.DisableTorchFunction():  # the grader's function mode sees nothing in here
+        qn, kn, vn = (t.detach().numpy().astype(np.float64) for t in (q, k, v))
+    p, lse = _attention(qn, kn, vn, causal)
+    return torch.from_numpy(p @ vn).to(q.dtype), torch.from_numpy(lse).to(q.dtype)
+""",
+        fails=("never_materializes_scores",),
+        says="which hides its operations from the grader",
+    ),
+    bug(
+        "flash_attention_backward",
+        "points without the work: autograd with the dispatch modes turned off",
+        """
+        import torch
+        import torch.nn.functional as F
+        from torch.utils import _python_dispatch
+
+        def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, block_q=64, block_k=64):
+            with _python_dispatch._disable_current_modes(), torch.enable_grad():
+                q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
+                s = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
+                if causal:
+                    s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+                out = torch.softmax(s, -1) @ v
+                return torch.autograd.grad(out, (q, k, v), grad_output)
+    """,
+        fails=("never_materializes_scores",),
+        says="_disable_current_modes",
+    ),
+    bug(
         "flash_attention_triton",
         "points without the work: the wrapper computes attention in NumPy, no kernel",
         NUMPY_ATTENTION
