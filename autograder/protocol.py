@@ -237,10 +237,11 @@ class KernelLaunches:
 
 
 class RecorderGuard:
-    """Notes (``used``) when code outside torch and the grader calls one of PyTorch's switches that
-    turn modes off, which would hide its operations from the recorders: while entered, each switch
-    is replaced by a wrapper that looks at its caller. A reference taken before the guard is
-    entered is not seen (the sandbox's learner cells run before any grade; grade cells cannot help it)."""
+    """Notes (``used``) when code outside torch and the grader calls a switch that would hide its
+    operations from the recorders: PyTorch's switches that turn modes off, and a new thread or
+    process (modes do not follow the work there). While entered, each switch is replaced by a
+    wrapper that looks at its caller. A reference taken before the guard is entered is not seen
+    (the sandbox's learner cells run before any grade; grade cells cannot help it)."""
 
     SWITCHES = (
         ("torch._C", "DisableTorchFunction"),
@@ -254,6 +255,10 @@ class RecorderGuard:
         ("torch.utils._python_dispatch", "_pop_mode_temporarily"),
         ("torch.overrides", "_pop_mode"),
         ("torch.overrides", "_pop_mode_temporarily"),
+        ("threading", "Thread.start"),
+        ("os", "fork"),
+        ("os", "posix_spawn"),
+        ("subprocess", "Popen.__init__"),
     )
     TRUSTED = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
 
@@ -261,12 +266,15 @@ class RecorderGuard:
         self.used, self.patched = set(), []
 
     def __enter__(self):
-        for module_name, name in self.SWITCHES:
-            module = sys.modules.get(module_name)
-            original = getattr(module, name, None)
+        for module_name, path in self.SWITCHES:
+            *owner_path, name = path.split(".")
+            owner = sys.modules.get(module_name)
+            for part in owner_path:
+                owner = getattr(owner, part, None)
+            original = getattr(owner, name, None)
             if original is not None:
-                self.patched.append((module, name, original))
-                setattr(module, name, self._watching(f"{module_name}.{name}", original))
+                self.patched.append((owner, name, original))
+                setattr(owner, name, self._watching(f"{module_name}.{path}", original))
         return self
 
     def _watching(self, label, original):
@@ -278,8 +286,8 @@ class RecorderGuard:
         return watched
 
     def __exit__(self, *exc):
-        for module, name, original in self.patched:
-            setattr(module, name, original)
+        for owner, name, original in reversed(self.patched):
+            setattr(owner, name, original)
 
 
 def _tensor_arguments(args, kwargs):

@@ -73,6 +73,21 @@ SOFTMAX = [
     ),
     bug(
         "softmax",
+        "torch.softmax run in a worker thread, out of the grader's sight",
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        def softmax(x, dim=-1):
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(torch.softmax, x, dim).result()
+    """,
+        fails=["matches_reference_on_last_dim"],
+        says="threading.Thread.start",
+    ),
+    bug(
+        "softmax",
         "log_softmax().exp(), the built-in in disguise",
         """
         def softmax(x, dim=-1):

@@ -1306,4 +1306,27 @@ ENTRIES = [
         fails=["never_forms_the_score_matrix"],
         says="took tensors out of PyTorch",
     ),
+    bug(
+        "performer_attention",
+        "points without the work: the quadratic order in a worker thread",
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        def positive_random_features(x, omega):
+            return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True) / 2) / omega.shape[0] ** 0.5
+
+        def _quadratic(q, k, v, omega):
+            scale = q.shape[-1] ** -0.25
+            a = positive_random_features(q * scale, omega) @ positive_random_features(k * scale, omega).transpose(-2, -1)
+            return a @ v / a.sum(-1, keepdim=True)
+
+        def performer_attention(q, k, v, omega):
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(_quadratic, q, k, v, omega).result()
+    """,
+        fails=["never_forms_the_score_matrix"],
+        says="threading.Thread.start",
+    ),
 ]

@@ -1940,6 +1940,32 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
         says="_disable_current_modes",
     ),
     bug(
+        "flash_attention_forward",
+        "points without the work: full attention in a thread (modes stay behind)",
+        """
+        import math
+        import threading
+
+        import torch
+
+        def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+            result = {}
+
+            def full():
+                s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+                if causal:
+                    s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), -math.inf)
+                result["out"] = torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
+
+            worker = threading.Thread(target=full)
+            worker.start()
+            worker.join()
+            return result["out"]
+    """,
+        fails=("never_materializes_scores",),
+        says="threading.Thread.start",
+    ),
+    bug(
         "flash_attention_triton",
         "points without the work: the wrapper computes attention in NumPy, no kernel",
         NUMPY_ATTENTION
