@@ -169,15 +169,15 @@ def saved_shapes(output, limit=10000) -> list:
 
 
 class FunctionRecorder(TorchFunctionMode):
-    """Records the name of every torch function and tensor method called (e.g. ``"softmax"``).
-    A function mode, not a dispatch mode: entering a dispatch mode imports torch._dynamo (seconds)."""
+    """Records the name of every torch function and tensor method called (e.g. ``"softmax"``;
+    an aten overload called directly, ``torch.ops.aten.softmax.int``, as ``"softmax"``)."""
 
     def __init__(self):
         super().__init__()
         self.functions = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.functions.add(getattr(func, "__name__", str(func)))
+        self.functions.add(getattr(func, "__name__", str(func)).split(".")[0])
         return func(*args, **(kwargs or {}))
 
 
@@ -324,7 +324,8 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
     """Call the learner's ``fn``; returns the raw result, adjusted for ``mode``:
 
     - ``"plain"``: the result;
-    - ``"functions"``: ``(result, names)``, the sorted names of the torch functions it called;
+    - ``"functions"``: ``(result, names)``, the sorted names of the torch functions it called and
+      of the aten operations that ran (these also from TorchScript, which calls no Python function);
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
       (first) output is back-propagated with ``grad_output``, grads are theirs;
     - ``"trace"``: ``(result, trace)``, with ``trace`` a dict: ``created``, the shapes of every
@@ -393,9 +394,9 @@ def _recorded_call(fn, args, kwargs, mode, grad_output, grad_inputs):
             kernel_launches=launches.count,
         )
         return result, trace
-    with FunctionRecorder() as recorder:
+    with FunctionRecorder() as functions, NumelRecorder() as operations:
         result = fn(*args, **kwargs)
-    return result, sorted(recorder.functions)
+    return result, sorted(functions.functions | operations.ops)
 
 
 def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):

@@ -117,7 +117,15 @@ def any_leading_dimensions(student, gen):
 # language_model_loss
 
 
-LIBRARY_LOSSES = {"cross_entropy", "nll_loss", "nll_loss2d", "nll_loss_nd", "cross_entropy_loss"}
+LIBRARY_LOSSES = {  # F.cross_entropy, F.nll_loss and their aten operations
+    "cross_entropy",
+    "nll_loss",
+    "nll_loss2d",
+    "nll_loss_nd",
+    "cross_entropy_loss",
+    "nll_loss_forward",
+    "nll_loss2d_forward",
+}
 
 
 def _loss(student, logits, labels, **kwargs):

@@ -73,6 +73,34 @@ SOFTMAX = [
     ),
     bug(
         "softmax",
+        "torch.softmax inside a TorchScript function",
+        """
+        import torch
+
+        @torch.jit.script
+        def _softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+            return torch.softmax(x, dim)
+
+        def softmax(x, dim=-1):
+            return _softmax(x, dim)
+    """,
+        fails=["matches_reference_on_last_dim"],
+        says="PyTorch's own softmax",
+    ),
+    bug(
+        "softmax",
+        "the aten operator called directly (torch.ops.aten.softmax.int)",
+        """
+        import torch
+
+        def softmax(x, dim=-1):
+            return torch.ops.aten.softmax.int(x, dim)
+    """,
+        fails=["matches_reference_on_last_dim"],
+        says="PyTorch's own softmax",
+    ),
+    bug(
+        "softmax",
         "torch.softmax run in a worker thread, out of the grader's sight",
         """
         from concurrent.futures import ThreadPoolExecutor

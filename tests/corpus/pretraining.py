@@ -799,6 +799,23 @@ ENTRIES = [
         fails=("matches_cross_entropy",),
         says="the library loss the checks compare with",
     ),
+    bug(
+        "language_model_loss",
+        "F.cross_entropy inside a TorchScript function",
+        """
+        import torch
+        import torch.nn.functional as F
+
+        @torch.jit.script
+        def _loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)
+
+        def language_model_loss(logits, labels, ignore_index=-100):
+            return _loss(logits, labels, ignore_index)
+    """,
+        fails=("matches_cross_entropy",),
+        says="the library loss the checks compare with",
+    ),
     alternative(
         "language_model_loss",
         "logsumexp minus the label's logit",
