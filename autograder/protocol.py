@@ -13,6 +13,7 @@ Imports only the standard library, torch and :mod:`autograder.wire`: it also run
 sandbox (see :mod:`autograder.confinement`).
 """
 
+import importlib
 import linecache
 import numbers
 import os
@@ -236,58 +237,72 @@ class KernelLaunches:
             cls.run = run
 
 
+SWITCHES = (  # (module, attribute): what hides a call's operations from PyTorch's modes
+    ("torch._C", "DisableTorchFunction"),
+    ("torch._C", "_DisableTorchDispatch"),
+    ("torch._C", "_ExcludeDispatchKeyGuard"),
+    ("torch._C", "_pop_torch_function_stack"),
+    ("torch._C", "_pop_torch_dispatch_stack"),
+    ("torch._C", "_unset_dispatch_mode"),
+    ("torch.utils._python_dispatch", "_disable_current_modes"),
+    ("torch.utils._python_dispatch", "_pop_mode"),
+    ("torch.utils._python_dispatch", "_pop_mode_temporarily"),
+    ("torch.overrides", "_pop_mode"),
+    ("torch.overrides", "_pop_mode_temporarily"),
+    ("threading", "Thread.start"),  # modes are thread-local: work in another thread is not recorded
+    ("os", "fork"),
+    ("os", "posix_spawn"),
+    ("subprocess", "Popen.__init__"),
+)
+_WATCHING: list[set] = []  # the notes of the recorded calls in progress, innermost last
+
+
+def watch_switches():
+    """Replace each of :data:`SWITCHES` by a wrapper that, while a :class:`RecorderGuard` is
+    entered, notes a caller outside torch, Triton and the grader; idempotent. The sandbox does
+    it before the learner's cells run, so ``from torch._C import DisableTorchFunction`` gets the
+    wrapper; grade cells do it at their first recorded call."""
+    for module_name, path in SWITCHES:
+        *owner_path, name = path.split(".")
+        owner = importlib.import_module(module_name)
+        for part in owner_path:
+            owner = getattr(owner, part)
+        original = getattr(owner, name, None)
+        if original is not None and not getattr(original, "_watched_switch", False):
+            setattr(owner, name, _watching(f"{module_name}.{path}", original))
+
+
+def _watching(label, original):
+    def watched(*args, **kwargs):
+        if _WATCHING and not _trusted(sys._getframe(1).f_code.co_filename):
+            _WATCHING[-1].add(label)
+        return original(*args, **kwargs)
+
+    watched._watched_switch = True
+    return watched
+
+
+_TRUSTED = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.abspath(__file__)) + os.sep)
+
+
+def _trusted(filename: str) -> bool:
+    """Code of torch, of Triton (its compiler runs tools) or of the grader: not the learner's."""
+    triton = sys.modules.get("triton")
+    trusted = _TRUSTED + ((os.path.dirname(triton.__file__) + os.sep,) if getattr(triton, "__file__", None) else ())
+    return filename.startswith(trusted)
+
+
 class RecorderGuard:
-    """Notes (``used``) when code outside torch and the grader calls a switch that would hide its
-    operations from the recorders: PyTorch's switches that turn modes off, and a new thread or
-    process (modes do not follow the work there). While entered, each switch is replaced by a
-    wrapper that looks at its caller. A reference taken before the guard is entered is not seen
-    (the sandbox's learner cells run before any grade; grade cells cannot help it)."""
-
-    SWITCHES = (
-        ("torch._C", "DisableTorchFunction"),
-        ("torch._C", "_DisableTorchDispatch"),
-        ("torch._C", "_ExcludeDispatchKeyGuard"),
-        ("torch._C", "_pop_torch_function_stack"),
-        ("torch._C", "_pop_torch_dispatch_stack"),
-        ("torch._C", "_unset_dispatch_mode"),
-        ("torch.utils._python_dispatch", "_disable_current_modes"),
-        ("torch.utils._python_dispatch", "_pop_mode"),
-        ("torch.utils._python_dispatch", "_pop_mode_temporarily"),
-        ("torch.overrides", "_pop_mode"),
-        ("torch.overrides", "_pop_mode_temporarily"),
-        ("threading", "Thread.start"),
-        ("os", "fork"),
-        ("os", "posix_spawn"),
-        ("subprocess", "Popen.__init__"),
-    )
-    TRUSTED = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
-
-    def __init__(self):
-        self.used, self.patched = set(), []
+    """``used``: the switches (:data:`SWITCHES`) that the learner's code called while entered."""
 
     def __enter__(self):
-        for module_name, path in self.SWITCHES:
-            *owner_path, name = path.split(".")
-            owner = sys.modules.get(module_name)
-            for part in owner_path:
-                owner = getattr(owner, part, None)
-            original = getattr(owner, name, None)
-            if original is not None:
-                self.patched.append((owner, name, original))
-                setattr(owner, name, self._watching(f"{module_name}.{path}", original))
+        watch_switches()
+        self.used = set()
+        _WATCHING.append(self.used)
         return self
 
-    def _watching(self, label, original):
-        def watched(*args, **kwargs):
-            if not sys._getframe(1).f_code.co_filename.startswith(self.TRUSTED):
-                self.used.add(label)
-            return original(*args, **kwargs)
-
-        return watched
-
     def __exit__(self, *exc):
-        for owner, name, original in reversed(self.patched):
-            setattr(owner, name, original)
+        _WATCHING.remove(self.used)
 
 
 def _tensor_arguments(args, kwargs):
@@ -496,6 +511,7 @@ class Session:
 def serve(channel: socket.socket, max_request_bytes: int):
     """The child's loop: answer each request frame with a reply frame of the same id,
     until the grader closes the channel."""
+    watch_switches()  # before any learner cell: a switch imported by name is the watched one
     session = Session()
     while True:
         try:
