@@ -186,7 +186,8 @@ class ExportRecorder(TorchFunctionMode):
     """Records how values left PyTorch: ``exports``, the tensor methods that hand a floating-point
     tensor of more than one element to NumPy, Python lists or raw memory; ``scalar_reads``, how
     many floating-point values were read out one at a time (``.item()``, ``float(t)``); integer
-    tensors (positions, block starts) may leave freely. The memory and work that
+    tensors (positions, block starts) may leave freely, and so may any tensor that Triton's
+    interpreter (which runs kernels on NumPy) or the grader takes out. The memory and work that
     the other recorders measure are PyTorch's: what is computed outside it, they cannot see."""
 
     EXPORTS = {"numpy", "__array__", "tolist", "untyped_storage", "storage", "data_ptr", "__dlpack__"}
@@ -199,10 +200,11 @@ class ExportRecorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         values = args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point()  # not indices
-        if values and name in self.EXPORTS and args[0].numel() > 1:
-            self.exports.add(name)
-        elif values and name in self.SCALAR_READS:
-            self.scalar_reads += 1
+        if values and name in self.EXPORTS | self.SCALAR_READS and not _trusted(_caller_outside_torch()):
+            if name in self.SCALAR_READS:
+                self.scalar_reads += 1
+            elif args[0].numel() > 1:
+                self.exports.add(name)
         return func(*args, **(kwargs or {}))
 
 
@@ -282,7 +284,16 @@ def _watching(label, original):
     return watched
 
 
-_TRUSTED = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.abspath(__file__)) + os.sep)
+_TORCH = os.path.dirname(torch.__file__) + os.sep
+_TRUSTED = (_TORCH, os.path.dirname(os.path.abspath(__file__)) + os.sep)
+
+
+def _caller_outside_torch() -> str:
+    """The file of the innermost frame below torch's own (who asked torch for what it does)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_TORCH):
+        frame = frame.f_back
+    return frame.f_code.co_filename if frame is not None else ""
 
 
 def _trusted(filename: str) -> bool:

@@ -1028,6 +1028,7 @@ def _kernel(student, q, k, v, causal=False):
             "sum of values belong in flash_attention_kernel, which the wrapper launches with "
             "flash_attention_kernel[grid](...)"
         )
+    expect_computed_in_torch(trace, "flash_attention_triton", q.numel() + k.numel() + v.numel())
     return output
 
 

@@ -1979,6 +1979,30 @@ def flash_attention_triton(q, k, v, causal=False):
         says="launched no Triton kernel",
     ),
     bug(
+        "flash_attention_triton",
+        "points without the work: a token kernel launched, attention computed in NumPy",
+        NUMPY_ATTENTION
+        + """
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _touch(o_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(o_ptr + offs, tl.zeros([BLOCK], tl.float32), mask=offs < n)
+
+
+def flash_attention_triton(q, k, v, causal=False):
+    scratch = torch.empty(16)
+    _touch[(1,)](scratch, 16, BLOCK=16)  # a kernel ran; it computed nothing
+    qn, kn, vn = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
+    return torch.from_numpy(_attention(qn, kn, vn, causal)[0] @ vn).to(q.dtype)
+""",
+        fails=("matches_attention", "sizes_not_powers_of_two", "causal_attention", "batch_and_head_dims"),
+        says="took tensors out of PyTorch (Tensor.__array__)",
+    ),
+    bug(
         "FlashAttentionFunction",
         "points without the work: forward and backward in NumPy",
         NUMPY_ATTENTION
