@@ -184,10 +184,11 @@ class FunctionRecorder(TorchFunctionMode):
 
 class ExportRecorder(TorchFunctionMode):
     """Records how values left PyTorch: ``exports``, the tensor methods that hand a floating-point
-    tensor of more than one element to NumPy, Python lists or raw memory; ``scalar_reads``, how
-    many floating-point values were read out one at a time (``.item()``, ``float(t)``); integer
-    tensors (positions, block starts) may leave freely, and so may any tensor that Triton's
-    interpreter (which runs kernels on NumPy) or the grader takes out. The memory and work that
+    tensor (or an integer view of one) of more than one element to NumPy, Python lists or raw
+    memory; ``scalar_reads``, how many values were read out one at a time (``.item()``,
+    ``float(t)``) or as integers (``arange(...).tolist()``: a few block starts are fine, values
+    scaled to integers are many). What Triton's interpreter (which runs kernels on NumPy) or the
+    grader takes out is not counted. The memory and work that
     the other recorders measure are PyTorch's: what is computed outside it, they cannot see."""
 
     EXPORTS = {"numpy", "__array__", "tolist", "untyped_storage", "storage", "data_ptr", "__dlpack__"}
@@ -199,12 +200,15 @@ class ExportRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        values = args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point()  # not indices
-        if values and name in self.EXPORTS | self.SCALAR_READS and not _trusted(_caller_outside_torch()):
+        tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if tensor is not None and name in self.EXPORTS | self.SCALAR_READS and not _trusted(_caller_outside_torch()):
             if name in self.SCALAR_READS:
                 self.scalar_reads += 1
-            elif args[0].numel() > 1:
-                self.exports.add(name)
+            elif tensor.is_floating_point() or (tensor._base is not None and tensor._base.is_floating_point()):
+                if tensor.numel() > 1:
+                    self.exports.add(name)
+            else:
+                self.scalar_reads += tensor.numel()  # integers (block starts, or values scaled to integers)
         return func(*args, **(kwargs or {}))
 
 

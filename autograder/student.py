@@ -33,7 +33,7 @@ class Trace:
     peak: int = 0  # the most elements that the tensors the call created held at one time
     multiply_adds: int = 0  # the products matrix multiplications computed (M x K x N each)
     exports: list = dataclasses.field(default_factory=list)  # e.g. "numpy", "tolist": values handed out of torch
-    scalar_reads: int = 0  # values read out one at a time (.item(), float(t))
+    scalar_reads: int = 0  # values read out as Python numbers (.item(), float(t), integers' .tolist())
     kernel_launches: int = 0  # Triton kernels launched (kernel[grid](...))
 
 

@@ -211,7 +211,8 @@ def expect_computed_in_torch(trace, what: str, input_elements: int):
     """Fail when the traced call took its values out of PyTorch: a rule about memory or work is
     measured on PyTorch's operations, and NumPy arrays, Python lists or values read one at a time
     (``trace.exports``, ``trace.scalar_reads``) escape it. ``input_elements``: how many elements
-    the inputs hold (reading a few scalars, such as a maximum per tile, stays far below half)."""
+    the inputs hold (a few scalars, such as a maximum per tile, or a list of block starts stay far
+    below half)."""
     if trace.exports:
         used = ", ".join(f"Tensor.{name}" for name in trace.exports)
         raise CheckFailed(
@@ -220,9 +221,9 @@ def expect_computed_in_torch(trace, what: str, input_elements: int):
         )
     if trace.scalar_reads > input_elements // 2:
         raise CheckFailed(
-            f"{what} read {trace.scalar_reads} values out of tensors one at a time (.item(), float(...)): "
-            "compute with PyTorch operations on whole tensors or tiles. Python numbers hide the memory and "
-            "work this rule is about"
+            f"{what} read {trace.scalar_reads} values out of tensors into Python numbers (.item(), float(...), "
+            ".tolist() of integers): compute with PyTorch operations on whole tensors or tiles. Python numbers "
+            "hide the memory and work this rule is about"
         )
 
 

@@ -1879,7 +1879,24 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return _attention(_values(q), _values(k), _values(v), causal, q, v)
 """,
         fails=("never_materializes_scores",),
-        says="values out of tensors one at a time",
+        says="values out of tensors into Python numbers",
+    ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: inputs scaled to integers, .tolist(), scores in Python",
+        PYTHON_ATTENTION
+        + """
+
+def _values(t):
+    scaled = (t.reshape(-1, t.shape[-2], t.shape[-1]) * 1e6).round().long()  # integers leave freely?
+    return [[[x / 1e6 for x in row] for row in s] for s in scaled.tolist()]
+
+
+def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+    return _attention(_values(q), _values(k), _values(v), causal, q, v)
+""",
+        fails=("never_materializes_scores",),
+        says="values out of tensors into Python numbers",
     ),
     bug(
         "flash_attention_backward",
