@@ -188,11 +188,12 @@ class ExportRecorder(TorchFunctionMode):
     memory; ``scalar_reads``, how many values were read out one at a time (``.item()``,
     ``float(t)``) or as integers (``arange(...).tolist()``: a few block starts are fine, values
     scaled to integers are many). What Triton's interpreter (which runs kernels on NumPy) or the
-    grader takes out is not counted. The memory and work that
-    the other recorders measure are PyTorch's: what is computed outside it, they cannot see."""
+    grader takes out is not counted. The memory and work that the other recorders measure are
+    PyTorch's: what is computed outside it, they cannot see."""
 
     EXPORTS = {"numpy", "__array__", "tolist", "untyped_storage", "storage", "data_ptr", "__dlpack__"}
     SCALAR_READS = {"item", "__float__"}
+    WATCHED = EXPORTS | SCALAR_READS
 
     def __init__(self):
         super().__init__()
@@ -201,7 +202,7 @@ class ExportRecorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        if tensor is not None and name in self.EXPORTS | self.SCALAR_READS and not _trusted(_caller_outside_torch()):
+        if tensor is not None and name in self.WATCHED and not _trusted(_caller_outside_torch()):
             if name in self.SCALAR_READS:
                 self.scalar_reads += 1
             elif tensor.is_floating_point() or (tensor._base is not None and tensor._base.is_floating_point()):

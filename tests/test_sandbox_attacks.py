@@ -305,28 +305,25 @@ def test_a_recorder_switch_imported_by_name_is_still_seen(tmp_path):
     by name at import time (``from torch._C import DisableTorchFunction``) is the watched one:
     NumPy behind it still loses the memory rule, with the switch named. (A grade cell, which runs
     after the learner's cells, cannot see this; the official grade is the sandbox's.)"""
+    from corpus.flash_attention import NUMPY_ATTENTION
     from grade_paths import answer_cell_id, cells_of, sandbox_verdict, write_submission
 
     from autograder.chapters import BY_TOPIC
 
     chapter = BY_TOPIC["flash_attention"]
-    answer = """
-import numpy as np
-import torch
+    answer = (
+        NUMPY_ATTENTION
+        + """
 from torch._C import DisableTorchFunction
 
 
 def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     with DisableTorchFunction():
         qn, kn, vn = (t.detach().numpy().astype(np.float64) for t in (q, k, v))
-    s = qn @ np.swapaxes(kn, -1, -2) / np.sqrt(qn.shape[-1])
-    if causal:
-        s = np.where(np.tril(np.ones(s.shape[-2:], dtype=bool)), s, -np.inf)
-    m = s.max(-1, keepdims=True)
-    p = np.exp(s - m)
-    z = p.sum(-1, keepdims=True)
-    return torch.from_numpy(p / z @ vn).to(q.dtype), torch.from_numpy((m + np.log(z))[..., 0]).to(q.dtype)
+    p, lse = _attention(qn, kn, vn, causal)
+    return torch.from_numpy(p @ vn).to(q.dtype), torch.from_numpy(lse).to(q.dtype)
 """
+    )
     path = write_submission(
         chapter, {answer_cell_id(chapter, "flash_attention_forward"): answer}, tmp_path / "07.ipynb"
     )
