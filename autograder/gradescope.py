@@ -206,11 +206,7 @@ def grade_submission(root: Path) -> GradescopeResults:
 
 
 def _all_failed(chapter: Chapter, message: str) -> list[Result]:
-    return [
-        Result(name, check.name, 0.0, float(check.points), False, message)
-        for name in chapter.graded_names
-        for check in suites(chapter.topic)[name].checks
-    ]
+    return [result for name in chapter.graded_names for result in suites(chapter.topic)[name].failed(message)]
 
 
 def _results(chapter, public, secret, board, note, start, notebook=None) -> GradescopeResults:
@@ -247,7 +243,7 @@ def _tests(chapter: Chapter, results: list[Result], inputs: str, visibility: str
         for index, r in enumerate(mine, start=1):
             tests.append(
                 GradescopeTest(
-                    name=f"{name}: {r.check.replace('_', ' ')} ({inputs})",
+                    name=f"{name}: {r.check.replace('_', ' ')} ({inputs}{', advice, 0 points' if r.advice else ''})",
                     number=f"{number}.{index + half * len(mine)}",
                     score=round(r.score / 2, 6),
                     max_score=round(r.max_score / 2, 6),

@@ -93,7 +93,7 @@ def format_results(results: list[Result]) -> str:
             function = r.function
             mine = [x for x in results if x.function == function]
             lines.append(f"{function}: {sum(x.score for x in mine):g} / {sum(x.max_score for x in mine):g} points")
-        mark = "PASS" if r.passed else "FAIL"
+        mark = "PASS" if r.passed else "ADVICE" if r.advice else "FAIL"
         lines.append(f"  [{mark}] {r.check} ({r.max_score:g} pt)" + ("" if r.passed else f": {r.message}"))
     return "\n".join(lines)
 
@@ -264,7 +264,7 @@ def grade_cells(
                     stopped = f"running the notebook stopped: {cell_errors[0]}"
             missing = f"{name} could not be graded: {stopped}" if stopped else _missing(sandbox, name, cell_errors)
             if missing:
-                results += [Result(name, c.name, 0.0, float(c.points), False, missing) for c in suite.checks]
+                results += suite.failed(missing)
             else:
                 with quiet():
                     results += suite.run(Student(Budgeted(sandbox, name, time_budget(topic, name)), name), seed)

@@ -6,6 +6,12 @@ draws its inputs from the seeded ``torch.Generator`` it is given, calls the lear
 through ``student`` (a :class:`autograder.student.Student` handle, so the same check runs
 in the learner's kernel or against a sandboxed process) and raises :class:`CheckFailed`
 with a message in the learner's terms when the answer is wrong.
+
+Points come only from what the grader measures outside the learner's process: values it
+compares, and the sandbox's own counters of memory and CPU time (:meth:`Student.measured`).
+A rule that only the learner's process can observe (which torch functions it called, whether
+it launched a Triton kernel) is registered with :meth:`Suite.advice`: worth 0 points, its
+failure is shown to the learner as advice (:data:`ADVICE`), and every report marks it so.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ class CheckFailed(AssertionError):
     """The learner's answer is wrong; the message says how, in the learner's terms."""
 
 
+ADVICE = "advice (0 points): "  # how a failed advice sub-check's message begins, in every report
+
+
 @dataclasses.dataclass
 class Result:
     """The outcome of one sub-check (the fields of the ``--json`` report)."""
@@ -37,6 +46,7 @@ class Result:
     max_score: float
     passed: bool
     message: str
+    advice: bool = False  # an advice sub-check: worth 0 points, its failure is only shown
 
 
 @dataclasses.dataclass
@@ -44,6 +54,7 @@ class Check:
     name: str
     points: float
     run: Callable
+    advice: bool = False
 
 
 def default_seed() -> int:
@@ -70,6 +81,17 @@ class Suite:
 
         return register
 
+    def advice(self, fn):
+        """Decorator: register ``fn(student, gen)`` as advice, a sub-check worth 0 points whose
+        failure is shown to the learner (message prefixed with :data:`ADVICE`) and never costs a
+        point: for rules the grader can only observe inside the learner's process."""
+        self.checks.append(Check(fn.__name__, 0.0, fn, advice=True))
+        return fn
+
+    def failed(self, message: str) -> list[Result]:
+        """Every sub-check failed with ``message`` (the function could not be graded at all)."""
+        return [self._failed(check, message) for check in self.checks]
+
     @property
     def max_score(self) -> float:
         return float(sum(c.points for c in self.checks))
@@ -78,7 +100,7 @@ class Suite:
         """Run every sub-check against ``student``; never raises for a wrong or broken answer."""
         seed = default_seed() if seed is None else seed
         if self.needs and importlib.util.find_spec(self.needs[0]) is None:
-            return [self._failed(check, self.needs[1]) for check in self.checks]
+            return self.failed(self.needs[1])
         results = []
         for check in self.checks:
             gen = torch.Generator().manual_seed(seed + zlib.crc32(f"{self.function}/{check.name}".encode()))
@@ -94,13 +116,13 @@ class Suite:
             except Exception as error:  # a check that breaks on odd output must not stop grading
                 results.append(self._failed(check, f"could not check your answer ({type(error).__name__}: {error})"))
             else:
-                results.append(
-                    Result(self.function, check.name, float(check.points), float(check.points), True, "passed")
-                )
+                points = float(check.points)
+                results.append(Result(self.function, check.name, points, points, True, "passed", check.advice))
         return results
 
     def _failed(self, check: Check, message: str) -> Result:
-        return Result(self.function, check.name, 0.0, float(check.points), False, message)
+        message = ADVICE + message if check.advice else message
+        return Result(self.function, check.name, 0.0, float(check.points), False, message, check.advice)
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from autograder.chapters import Chapter
 from autograder.grading import grade_cells, load_notebook, submission_cells
 from notebooks import ROOT, filled_notebook, is_answer, nbgrader_meta, student_notebook
 
-REPORT_LINE = re.compile(r"^  \[(PASS|FAIL)\] (\w+) \(([\d.]+) pt\)(?:: (.*))?$")
+REPORT_LINE = re.compile(r"^  \[(PASS|FAIL|ADVICE)\] (\w+) \(([\d.]+) pt\)(?:: (.*))?$")
 
 
 def notebook_path(chapter: Chapter) -> Path:

@@ -48,7 +48,7 @@ def test_partial_credit_report_names_the_bug(tmp_path):
     path = write(filled_notebook(ATTENTION, {"*": unscaled}), tmp_path / "02_attention.ipynb")
     report = grade_json(path)
     assert set(report) >= {"notebook", "score", "max_score", "tests"}
-    assert set(report["tests"][0]) == {"function", "check", "score", "max_score", "passed", "message"}
+    assert set(report["tests"][0]) == {"function", "check", "score", "max_score", "passed", "message", "advice"}
     by_function = {}
     for test in report["tests"]:
         by_function.setdefault(test["function"], []).append(test)

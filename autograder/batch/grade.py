@@ -183,8 +183,7 @@ def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | 
 
 
 def _all_failed(plan: Plan, function: str, message: str) -> list[Result]:
-    suite = suites(BY_NAME[plan.chapter].topic)[function]
-    return [Result(function, c.name, 0.0, float(c.points), False, message) for c in suite.checks]
+    return suites(BY_NAME[plan.chapter].topic)[function].failed(message)
 
 
 def _scaled(spec: GradeCell, results: list[Result]) -> float:
