@@ -437,7 +437,7 @@ def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):
         return fn(*args, **kwargs)
     args = list(args)
     for i in grad_inputs:
-        args[i] = args[i].detach().clone().requires_grad_(True)
+        args[i] = wire.layout_copy(args[i]).requires_grad_(True)  # the layout the check chose
     result = fn(*args, **kwargs)
     output = result[0] if isinstance(result, (tuple, list)) else result
     if record_saved:

@@ -19,7 +19,7 @@ import dataclasses
 
 import torch
 
-from autograder import protocol
+from autograder import protocol, wire
 
 
 @dataclasses.dataclass
@@ -141,10 +141,11 @@ class KernelBackend:
 
 
 def _private_copy(value):
-    """The message with every tensor cloned: the learner's code gets its own copies of the
-    checks' inputs, contiguous, exactly as the sandbox's wire format delivers them."""
+    """The message with every tensor copied: the learner's code gets its own copies of the
+    checks' inputs, laid out exactly as the sandbox's wire format delivers them
+    (:func:`autograder.wire.layout_copy`: a check's non-contiguous view stays one)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone(memory_format=torch.contiguous_format)
+        return wire.layout_copy(value)
     if isinstance(value, (list, tuple)):
         return type(value)(_private_copy(v) for v in value)
     if isinstance(value, dict):

@@ -271,6 +271,33 @@ def distinct_sizes(gen: torch.Generator, *ranges, avoid=()) -> list[int]:
     return sizes
 
 
+def noncontiguous(tensor: torch.Tensor) -> torch.Tensor:
+    """The same values as ``tensor`` (same shape and dtype) in a layout no learner's code may assume:
+    the last two dimensions are stored transposed and every element is followed by a gap, so the
+    result is not contiguous whenever it has two or more elements, no two of its dimensions merge
+    (``.view(-1, d)``, ``.view(B, N * h)`` raise on it, as on a learner's own transposed tensor)
+    and its last dimension's stride is not 1 (a Triton kernel or ``data_ptr`` arithmetic that
+    assumes it reads the gaps). The gaps hold NaN (floats), False (bool) or the dtype's smallest
+    integer, so code that reads memory past the view's elements gets values that show it.
+
+    Both grading paths hand it to the learner with this layout (``autograder.wire.layout_copy``,
+    checked in ``tests/test_layouts.py``). A check draws it for any tensor argument whose
+    contract does not ask for contiguity: ``student(noncontiguous(q), noncontiguous(k), v)``,
+    also in ``student.with_grad((noncontiguous(x), ...), ...)``; the reference is computed on the
+    original (same values). The result is a new tensor; ``tensor`` is left unchanged."""
+    if tensor.dim() == 0:
+        return tensor.clone()
+    if tensor.is_floating_point() or tensor.is_complex():
+        gap = float("nan")
+    else:
+        gap = False if tensor.dtype == torch.bool else torch.iinfo(tensor.dtype).min
+    stored = tensor.detach().unsqueeze(0) if tensor.dim() == 1 else tensor.detach()  # (..., a, b)
+    memory = torch.full((*stored.shape[:-2], stored.shape[-1], stored.shape[-2], 2), gap, dtype=tensor.dtype)
+    memory[..., 0] = stored.transpose(-2, -1)
+    view = memory[..., 0].transpose(-2, -1)  # (..., a, b), strides (..., 2, 2a)
+    return view[0] if tensor.dim() == 1 else view
+
+
 def random_mask(gen: torch.Generator, shape) -> torch.Tensor:
     """A random bool attention mask (True = may attend) in which every query may attend to at
     least one key (key 0), so no row of weights is undefined."""

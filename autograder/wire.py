@@ -4,7 +4,11 @@ A frame is a fixed prefix, a JSON header, then the raw bytes of the message's te
 
     b"AGW1" | header length (u32, little endian) | body length (u64) | header | body
 
-The header is ``{"id": ..., "value": ..., "tensors": [[dtype, shape, nbytes], ...]}``. In
+The header is ``{"id": ..., "value": ..., "tensors": [[dtype, shape, nbytes], ...]}``; a tensor
+that is not contiguous travels as ``[dtype, shape, nbytes, strides]``: its bytes are the span of
+memory its elements cover, and the reader rebuilds the same strides over them
+(:func:`layout_copy`), so learner code gets the layout the check made, transposed or strided
+views included, in the sandbox as in the grade cells. In
 ``value`` a JSON list is a list, and every JSON object is tagged with one key: ``{"tuple":
 [...]}``, ``{"dict": {...}}`` or ``{"tensor": i}`` (the i-th entry of ``tensors``, whose bytes
 follow in order in the body). Only plain dtypes travel (no pickle, no compression).
@@ -64,13 +68,41 @@ def encode(message_id: str, value) -> list:
     body = []
     for tensor in tensors:
         with torch._C.DisableTorchFunctionSubclass():
-            flat = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
+            tensor = tensor.detach().resolve_conj().resolve_neg()
+            strides = None if tensor.is_contiguous() else list(tensor.stride())
+            flat = tensor.reshape(-1) if strides is None else _memory_span(tensor)
         data = flat.view(torch.uint8) if flat.dtype is not torch.uint8 else flat
-        header["tensors"].append([str(tensor.dtype).removeprefix("torch."), list(tensor.shape), data.numel()])
+        spec = [str(tensor.dtype).removeprefix("torch."), list(tensor.shape), data.numel()]
+        header["tensors"].append(spec if strides is None else [*spec, strides])
         body.append(memoryview(data.numpy()))
     head = json.dumps(header, separators=(",", ":")).encode()
     size = sum(b.nbytes for b in body)
     return [PREFIX.pack(MAGIC, len(head), size), head, *body]
+
+
+def layout_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of ``tensor`` in memory of its own, laid out as the wire delivers it: a contiguous
+    tensor as a contiguous one; any other with the same shape and strides (storage offset 0) over
+    a copy of the memory span its elements cover, so a transposed or strided view stays one and
+    ``.view`` fails on it as on the original. Grade cells give learner code these copies
+    (``autograder.student``), so both grading paths hand the learner the same layout."""
+    with torch._C.DisableTorchFunctionSubclass():
+        tensor = tensor.detach().resolve_conj().resolve_neg()
+        if tensor.is_contiguous():
+            return tensor.clone(memory_format=torch.contiguous_format)
+        return _memory_span(tensor).clone().as_strided(tensor.shape, tensor.stride())
+
+
+def _span(shape, strides) -> int:
+    """How many elements of memory a tensor of this shape and these strides covers (0 when empty)."""
+    if math.prod(shape) == 0:
+        return 0
+    return 1 + sum((n - 1) * s for n, s in zip(shape, strides))
+
+
+def _memory_span(tensor: torch.Tensor) -> torch.Tensor:
+    """The 1-D run of memory from ``tensor``'s first element to its last (a view, no copy)."""
+    return torch.as_strided(tensor, (_span(tensor.shape, tensor.stride()),), (1,))
 
 
 def _to_json(value, tensors, depth):
@@ -124,14 +156,15 @@ def read_frame(read, max_header: int, max_body: int) -> tuple[str, object]:
     ):
         raise WireError("the header is not a frame's header")
     specs = [_tensor_spec(spec) for spec in header["tensors"]]
-    if sum(nbytes for _, _, nbytes in specs) != body_size:
+    if sum(spec[2] for spec in specs) != body_size:
         raise WireError("the header's tensors do not account for the body's bytes")
     tensors = []
-    for dtype, shape, nbytes in specs:  # sizes checked above: this allocates at most max_body bytes
+    for dtype, shape, nbytes, strides in specs:  # sizes checked above: this allocates at most max_body bytes
         data = torch.empty(nbytes, dtype=torch.uint8)
         _read_into(read, memoryview(data.numpy()))
         try:  # an empty tensor's shape can still overflow torch's sizes ([0, 2**63], [2**62, 2**62, 0])
-            tensors.append(data.view(dtype).reshape(shape))
+            values = data.view(dtype)
+            tensors.append(values.reshape(shape) if strides is None else values.as_strided(shape, strides))
         except (RuntimeError, TypeError, ValueError) as error:
             raise WireError(
                 f"a tensor's shape {str(shape)[:80]} is not one torch can hold ({type(error).__name__})"
@@ -141,9 +174,10 @@ def read_frame(read, max_header: int, max_body: int) -> tuple[str, object]:
 
 
 def _tensor_spec(spec):
+    """``(dtype, shape, nbytes, strides)`` of a header's tensor entry; strides None: contiguous."""
     if not (
         isinstance(spec, list)
-        and len(spec) == 3
+        and len(spec) in (3, 4)
         and spec[0] in DTYPES
         and isinstance(spec[1], list)
         and len(spec[1]) <= MAX_DEPTH
@@ -151,10 +185,15 @@ def _tensor_spec(spec):
         and type(spec[2]) is int
     ):
         raise WireError(f"a tensor's description is not [dtype, shape, bytes] of a plain dtype: {str(spec)[:80]}")
-    dtype = DTYPES[spec[0]]
-    if math.prod(spec[1]) * dtype.itemsize != spec[2]:
-        raise WireError(f"a tensor's byte length does not match its shape {spec[1]} and dtype {spec[0]}")
-    return dtype, spec[1], spec[2]
+    dtype, shape, strides = DTYPES[spec[0]], spec[1], spec[3] if len(spec) == 4 else None
+    if strides is not None and not (
+        isinstance(strides, list) and len(strides) == len(shape) and all(type(s) is int and s >= 0 for s in strides)
+    ):
+        raise WireError(f"a tensor's strides are not one non-negative integer per dimension: {str(spec)[:80]}")
+    elements = math.prod(shape) if strides is None else _span(shape, strides)
+    if elements * dtype.itemsize != spec[2]:
+        raise WireError(f"a tensor's byte length does not match its shape {shape}, strides and dtype {spec[0]}")
+    return dtype, shape, spec[2], strides
 
 
 def _from_json(value, tensors, depth, counter):
