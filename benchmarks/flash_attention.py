@@ -13,7 +13,8 @@ before the call through /proc/self/clear_refs) minus its resident memory before 
 the memory the call needed, whatever allocated it (tensors, library scratch). On a GPU the
 measure is ``torch.cuda.max_memory_allocated`` above the inputs. Time is the best of a few
 calls. One batch element and one head, float32 on CPU, float16 on GPU. Prints a table and
-saves the figure the book shows (``chapters/figures/flash_attention_benchmark.png``).
+saves the figure the book shows (``chapters/figures/flash_attention_benchmark.png``) and its
+figures (``.json`` beside it), which chapter 7's prose quotes.
 This is a benchmark, not a test: the full CPU run takes several minutes and about 5 GB of memory
 (naive attention at N = 16384).
 """
@@ -206,7 +207,16 @@ def main(argv=None):
                 print(f"gpu {method} N={n}: {rows[n]}", flush=True)
     print(table(results, args.lengths))
     plot(results, args.d, args.figure)
-    print(f"saved {args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure}")
+    # The figures beside the plot: chapter 7's prose quotes them, and tests/test_chapter_claims.py holds it to them.
+    rows = [
+        {"device": device, "method": method, "n": n, **r}
+        for (device, method), by_n in results.items()
+        for n, r in sorted(by_n.items())
+    ]
+    args.figure.with_suffix(".json").write_text(
+        json.dumps({"d": args.d, "block": args.block, "rows": rows}, indent=1) + "\n"
+    )
+    print(f"saved {args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure} and its .json")
     return 0
 
 
