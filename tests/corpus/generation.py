@@ -320,7 +320,6 @@ ENTRIES += [
         "x = self.tgt_embedding(tgt_in) + self.positions[: tgt_in.shape[1]]",
         "x = self.tgt_embedding(tgt_in)",
         ["matches_the_reference"],
-        "position",
     ),
     model_bug(
         "forward feeds source embeddings as memory",
@@ -767,7 +766,6 @@ ENTRIES += [
         "len(seq) - 1 == max_len",
         "len(seq) - 1 == max_len + 1",
         ["returns_tokens_and_their_log_probability"],
-        "max_len",
     ),
     beam_bug(
         "returns BOS too",
@@ -1053,20 +1051,34 @@ def gqa_bug(label, old, new, fails, says=""):
 
 
 ENTRIES += [
-    gqa_bug(
+    bug(
+        "grouped_query_attention",
         "heads grouped round-robin (repeat)",
-        "    qg = q.reshape(B, G, r * N, d)\n    scores = qg @ k.transpose(-1, -2) / math.sqrt(d)",
-        "    kk = k.repeat(1, r, 1, 1)\n    scores = q @ kk.transpose(-1, -2) / math.sqrt(d)\n"
-        "    scores = scores.reshape(B, G, r * N, M)",
-        ["query_head_reads_its_group"],
-        "h // (H/G)",
+        """
+        def grouped_query_attention(q, k, v, mask=None):
+            H, G = q.shape[1], k.shape[1]
+            k = k.repeat(1, H // G, 1, 1)
+            v = v.repeat(1, H // G, 1, 1)
+            out, _ = scaled_dot_product_attention(q, k, v, mask)
+            return out
+    """,
+        fails=["query_head_reads_its_group"],
+        says="h // (H/G)",
     ),
-    gqa_bug(
-        "heads grouped round-robin (view)",
-        "qg = q.reshape(B, G, r * N, d)",
-        "qg = q.reshape(B, r, G, N, d).transpose(1, 2).reshape(B, G, r * N, d)",
-        ["query_head_reads_its_group"],
-        "h // (H/G)",
+    bug(
+        "grouped_query_attention",
+        "heads grouped round-robin (h % G)",
+        """
+        def grouped_query_attention(q, k, v, mask=None):
+            H, G = q.shape[1], k.shape[1]
+            group = torch.arange(H) % G
+            scores = q @ k[:, group].transpose(-1, -2) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            return torch.softmax(scores, dim=-1) @ v[:, group]
+    """,
+        fails=["query_head_reads_its_group"],
+        says="h // (H/G)",
     ),
     gqa_bug("mask ignored", "    if mask is not None:\n", "    if False:\n", ["applies_masks"]),
     gqa_bug(
@@ -1082,12 +1094,17 @@ ENTRIES += [
         ["matches_multi_head_when_g_equals_h"],
         "sqrt(d_v)",
     ),
-    gqa_bug(
-        "keys repeated for every head",
-        "    qg = q.reshape(B, G, r * N, d)\n    scores = qg @ k.transpose(-1, -2) / math.sqrt(d)",
-        "    kk = k.repeat_interleave(r, dim=1)\n    scores = q @ kk.transpose(-1, -2) / math.sqrt(d)\n"
-        "    scores = scores.reshape(B, G, r * N, M)",
-        ["never_copies_keys_for_every_head"],
+    bug(
+        "grouped_query_attention",
+        "keys and values repeated for every head (right values, the memory GQA saves is spent)",
+        """
+        def grouped_query_attention(q, k, v, mask=None):
+            r = q.shape[1] // k.shape[1]
+            out, _ = scaled_dot_product_attention(q, k.repeat_interleave(r, 1), v.repeat_interleave(r, 1), mask)
+            return out
+    """,
+        fails=["never_copies_keys_for_every_head"],
+        says="repeated for every query head",
     ),
     gqa_bug(
         "softmax over the queries",
@@ -1192,7 +1209,7 @@ ENTRIES += [
     ),
     kv_bug("a float", "return 2 *", "return 2.0 *", ["counts_keys_and_values"], "int"),
     kv_bug("bits", "* bytes_per_value", "* bytes_per_value * 8", ["counts_keys_and_values"]),
-    kv_bug("head_dim squared", "head_dim", "head_dim**2", ["counts_keys_and_values"]),
+    kv_bug("head_dim squared", "* head_dim *", "* head_dim**2 *", ["counts_keys_and_values"]),
     kv_bug(
         "a tensor",
         "return 2 * num_layers * num_kv_heads * head_dim * seq_len * batch_size * bytes_per_value",
