@@ -11,7 +11,10 @@ sandbox's child joins the group before any learner code runs (it writes to the
 processes of one sandbox together cannot use more than its memory, and when they try, the
 kernel's OOM killer picks a process of *that* sandbox, never another's or the grader. The
 grader reads the group's ``oom_kill`` count to tell the learner why their code stopped, and
-removes the group when the sandbox closes.
+removes the group when the sandbox closes. A process killed for memory while its group never
+reached its own cap (:meth:`Group.reached_its_limit`) was chosen because the machine, or a group
+above, ran short: not the learner's fault. Each worker of ``python -m autograder autograde`` has
+a memory group of its own (:func:`worker_group`), beside its sandboxes' groups.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from itertools import count
 from pathlib import Path
 
 _numbers = count()
+_sandbox_parents = None  # set by join(): where a grading worker creates its sandboxes' groups
 PERIOD = 100_000  # microseconds: the CPU cap's accounting period (the kernel's default)
 
 
@@ -43,6 +47,22 @@ class Group:
         except OSError:
             pass
         return 0
+
+    def reached_its_limit(self) -> bool:
+        """Whether the group's memory ever reached its own cap (v1 ``memory.failcnt`` or
+        ``memory.memsw.failcnt``, v2 ``memory.events``' ``max`` and ``oom``). A process of the group
+        killed for memory while this is False was killed because the machine, or a group above
+        this one, ran short of memory: not because of what the group's processes did. (Not
+        ``max_usage_in_bytes``: :meth:`meter` resets it.)"""
+        folder = self.folders[0]
+        try:
+            if self.version == "v2":
+                events = dict(line.split() for line in (folder / "memory.events").read_text().splitlines())
+                return int(events.get("max", 0)) > 0 or int(events.get("oom", 0)) > 0
+            counters = [folder / "memory.failcnt", folder / "memory.memsw.failcnt"]
+            return any(int(f.read_text()) > 0 for f in counters if f.exists())
+        except (OSError, ValueError):
+            return True  # unreadable: the group's own limit, as before this was told apart
 
     def close_procs(self):
         for fd in self.procs:
@@ -92,6 +112,8 @@ def _folder(mount_point: str, root: str, path: str) -> Path:
 
 def _parents() -> tuple[str, list[Path]] | None:
     """("v2"|"v1", parent folders where this process may create sandbox groups), or None."""
+    if _sandbox_parents is not None:  # a grading worker: beside its own group, not in it
+        return _sandbox_parents
     mounts, own = _mounts(), _own_groups()
     for point, root, fstype, _ in mounts:
         if fstype == "cgroup2" and "" in own:
@@ -111,6 +133,49 @@ def _parents() -> tuple[str, list[Path]] | None:
     if memory and os.access(memory[0], os.W_OK):
         return "v1", memory[:1] + [f for f in pids[:1] + cpu[:1] if os.access(f, os.W_OK)]
     return None
+
+
+def worker_group(memory_bytes: int) -> Group | None:
+    """A group capped at ``memory_bytes`` for one grading worker (``python -m autograder
+    autograde``), beside the sandboxes' groups: what the worker itself does (reading a
+    notebook, the checks) cannot take the machine's memory, so the kernel never has to kill
+    a sandbox, a classmate's, for it. The caller removes it once the worker is gone; the
+    worker moves itself in with :func:`join`. None where the host has no writable memory
+    controller."""
+    try:
+        found = _parents()
+    except (OSError, ValueError):
+        return None
+    if not found:
+        return None
+    version, parents = found
+    folder = parents[0] / f"autograder-worker-{os.getpid()}-{next(_numbers)}"
+    group = Group(version, [])
+    try:
+        folder.mkdir()
+        group.folders.append(folder)
+        if version == "v2":
+            _write(folder / "memory.max", memory_bytes)
+            _write(folder / "memory.swap.max", 0, optional=True)
+        else:
+            _write(folder / "memory.limit_in_bytes", memory_bytes)
+            _write(folder / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)
+        group.procs.append(os.open(folder / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        group.remove()
+        return None
+    return group
+
+
+def join(group: Group):
+    """Move this process (a grading worker) into ``group``; the sandbox groups it creates from
+    then on still go where they went before, beside ``group`` rather than inside it (the
+    worker's cap holds the worker alone; each sandbox has its own)."""
+    global _sandbox_parents
+    _sandbox_parents = _parents()
+    for fd in group.procs:
+        os.write(fd, b"0")
+    group.close_procs()
 
 
 def available() -> str | None:

@@ -332,8 +332,6 @@ def confine(spec, scratch, isolated, comm_fd, cgroup_fds) -> dict:
     os.closerange(comm_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     libc = _Libc()
     libc.call("prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    with open("/proc/self/oom_score_adj", "w") as file:  # out of memory, the kernel kills learner code first
-        file.write("1000")
     in_force = {
         "confinement": spec["confinement"],
         "network": isolated,

@@ -4,6 +4,7 @@ chapter's check suites against it, and report per function and per sub-check."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import io
 import json
@@ -38,6 +39,10 @@ else:  # the learner's kit: the learner's own code, on their own machine, in a p
 DEMO_TAG = "demo"  # cells that only illustrate (plots, training runs): grading skips them
 MAX_NOTEBOOK_BYTES = 100 << 20
 MAX_NESTING = 100  # how deeply a notebook's JSON may nest (Jupyter's own stay under 20 levels)
+# How many objects and lists a notebook's JSON may hold: the chapters hold about 200, a notebook
+# with its outputs a few thousand; nbformat, nbgrader and a deep copy cost ~70 µs and ~2 kB each
+# (560,000 tiny objects in 4.3 MiB of metadata took a worker 40 s and 1.2 GB).
+MAX_CONTAINERS = 50_000
 GRADE_CALL = re.compile(r"""\bgrade\(\s*["'](\w+)\.(\w+)["']\s*,""")  # a grade cell's grade("topic.name", name)
 # Where a grade cell stands, the graded object is kept in ``__graded__`` (read first by the calling protocol).
 CAPTURE = 'if {name!r} in globals(): globals().setdefault("__graded__", {{}})[{name!r}] = {name}'
@@ -46,6 +51,7 @@ CAPTURE = 'if {name!r} in globals(): globals().setdefault("__graded__", {{}})[{n
 # imports what the first calls need: Triton, sympy for a first backward).
 BUDGET_FACTOR = 10
 BUDGET_FLOOR = 10.0
+CELLS_ALLOWANCE = 20.0  # what a notebook's budget adds to its functions' for running its cells and restarts
 
 
 class GradingError(Exception):
@@ -124,8 +130,15 @@ def parse_notebook(data: bytes, name: str) -> nbformat.NotebookNode:
         raise GradingError(f"{name}: not a notebook (invalid JSON: {error})") from None
     except RecursionError:
         raise GradingError(f"{name}: not a notebook (its JSON is nested too deeply)") from None
-    if _depth(raw) > MAX_NESTING:
+    depth, containers = _shape(raw)
+    if depth > MAX_NESTING:
         raise GradingError(f"{name}: not a notebook (its JSON is nested more than {MAX_NESTING} levels deep)")
+    if containers > MAX_CONTAINERS:
+        where = max(raw, key=lambda key: _shape(raw[key])[1]) if isinstance(raw, dict) and raw else "the notebook"
+        raise GradingError(
+            f"{name}: too many JSON objects and lists to grade (over {MAX_CONTAINERS:,}, most of them in its "
+            f"{where!r}; a notebook Jupyter saves holds a few thousand): clear its outputs and extra metadata"
+        )
     version = raw.get("nbformat") if isinstance(raw, dict) else None
     if not isinstance(version, int) or version not in nbformat.versions:
         raise GradingError(f"{name}: not a notebook (no nbformat version this grader reads)")
@@ -141,17 +154,24 @@ def parse_notebook(data: bytes, name: str) -> nbformat.NotebookNode:
     return notebook
 
 
-def _depth(value) -> int:
-    """How deeply lists and dicts nest in ``value`` (iteratively: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
+def _shape(value) -> tuple[int, int]:
+    """(how deeply lists and dicts nest in ``value``, how many there are), iteratively (no
+    recursion limit); stops counting past :data:`MAX_NESTING` levels or :data:`MAX_CONTAINERS`."""
+    if not isinstance(value, (dict, list)):
+        return 0, 0
+    deepest, count, stack = 0, 1, [(value, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, (dict, list)) and depth <= MAX_NESTING:
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
-        elif isinstance(value, (dict, list)):
-            return depth
-    return deepest
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                count += 1
+                if count > MAX_CONTAINERS:
+                    return deepest, count
+                stack.append((child, depth + 1))
+    return deepest, count
 
 
 def _check_structure(notebook: dict, name: str):
@@ -245,12 +265,15 @@ def grade_cells(
     is spent, the function's remaining checks fail as too slow. A sandbox that dies while a
     function is checked (exit, crash, time limit) is restarted with the cells run again, so one
     broken function costs only its own points; when running the cells is what ends it, every
-    function fails with the reason. ``hidden``: more folders the sandbox must not see (the
-    course directory). Raises ProcessError when no sandbox can be started (a problem of the
-    machine)."""
-    limits = limits or Limits()
+    function fails with the reason. Everything (the cells, each restart, every check) shares
+    one :func:`notebook_budget`; once it is spent, the functions not graded yet fail with that
+    reason. ``hidden``: more folders the sandbox must not see (the course directory). Raises
+    ProcessError when no sandbox can be started (a problem of the machine), including
+    :class:`~autograder.sandbox.MachineShortOfMemory` when the host's memory pressure, not the
+    submission's own limit, killed the sandbox (grade it again later)."""
     topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
+    limits = dataclasses.replace(limits or Limits(), notebook_seconds=notebook_budget(topic, chosen, limits))
     deadline = time.monotonic() + limits.notebook_seconds
     sandbox = LearnerProcess(limits, hidden=hidden, deadline=deadline)  # given code comes with the notebook
     results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
@@ -262,15 +285,46 @@ def grade_cells(
                 cell_errors = _run_cells(sandbox, cells)
                 if not sandbox.running:
                     stopped = f"running the notebook stopped: {cell_errors[0]}"
-            missing = f"{name} could not be graded: {stopped}" if stopped else _missing(sandbox, name, cell_errors)
+            if stopped:
+                missing = f"{name} could not be graded: {stopped}"
+            elif not sandbox.running:  # the budget was spent while an earlier function was checked
+                missing = f"{name} could not be graded: {_spent(limits)}"
+            else:
+                missing = _missing(sandbox, name, cell_errors)
             if missing:
                 results += suite.failed(missing)
             else:
                 with quiet():
                     results += suite.run(Student(Budgeted(sandbox, name, time_budget(topic, name)), name), seed)
+            _raise_if_the_machine_was_short_of_memory(sandbox)
     finally:
         sandbox.close()
     return results
+
+
+def notebook_budget(topic: str, chosen: dict, limits: Limits | None) -> float:
+    """Seconds that grading one notebook may take in all (running its cells, every restart
+    after a crash, every check): its functions' :func:`time_budget` together plus
+    :data:`CELLS_ALLOWANCE`, or the cells' limit (``setup_seconds``) if that is more; never more
+    than ``notebook_seconds``. Chapter 2's is 60 s (the cells' limit) on a quiet machine."""
+    limits = limits or Limits()
+    functions = sum(time_budget(topic, name) for name in chosen) + CELLS_ALLOWANCE
+    return min(limits.notebook_seconds, max(limits.setup_seconds, functions))
+
+
+def _spent(limits: Limits) -> str:
+    return (
+        f"grading this notebook took longer than {limits.notebook_seconds:.0f} s in total (its cells, each "
+        "restart after a crash and every check share that budget), so it was stopped; look for slow or sleeping code"
+    )
+
+
+def _raise_if_the_machine_was_short_of_memory(sandbox: LearnerProcess):
+    why = getattr(sandbox, "killed_by_host_pressure", None)  # the learner's kit never knows
+    if why:
+        from autograder.sandbox import MachineShortOfMemory
+
+        raise MachineShortOfMemory(why)
 
 
 class Budgeted:

@@ -60,6 +60,12 @@ class SandboxError(RuntimeError):
     """No sandbox could be started (the machine, not the learner: the message says why)."""
 
 
+class MachineShortOfMemory(SandboxError):
+    """The kernel killed a sandbox's process for memory while the sandbox was under its own
+    cap: the machine (or a control group above the sandbox's) was short of memory. Not the
+    submission's fault: nothing is recorded, and the submission is graded again."""
+
+
 @dataclass
 class Limits:
     """Per-submission limits. ``memory_bytes`` caps the sandbox's processes together (a
@@ -260,6 +266,7 @@ class Sandbox:
         self.dead = None  # why the child is gone, once it is
         self.isolation = {}  # what the child reported in force
         self.uid_lock = self.group = None
+        self.killed_by_host_pressure = None  # why, when the machine's memory pressure killed the child
 
     def __enter__(self):
         self.start()
@@ -375,9 +382,18 @@ class Sandbox:
         raise StudentError(self.dead) from None
 
     def _out_of_memory(self) -> bool:
-        return self.group is not None and self.group.oom_kills() > 0
+        if self.group is None or self.group.oom_kills() == 0:
+            return False
+        if not self.group.reached_its_limit():  # the kernel chose it while the machine ran short
+            self.killed_by_host_pressure = (
+                "the machine ran short of memory and the kernel stopped this submission's sandbox while it "
+                f"used less than its own {self.limits.memory_bytes >> 20} MiB; grade it again"
+            )
+        return True
 
     def _memory_message(self) -> str:
+        if self.killed_by_host_pressure:
+            return self.killed_by_host_pressure
         return (
             f"your code used more memory than the sandbox allows ({self.limits.memory_bytes >> 20} MiB, "
             "all its processes together) and was stopped"

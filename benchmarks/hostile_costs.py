@@ -1,13 +1,17 @@
 """Benchmark (not a test): how many seconds of a grading worker one hostile submission costs
 under ``python -m autograder autograde`` with its default limits (60 s per call, 60 s for
-running the cells, 900 s per notebook, per-function budgets of 10x the reference + 10 s).
+running the cells, per-function budgets of 10x the reference + 10 s, and one notebook budget
+that the cells, every restart and every check share: the larger of the cells' limit and the
+functions' budgets plus 20 s, 60 s for chapter 2; the run's first line says it).
 
     .venv/bin/python benchmarks/hostile_costs.py [--chapter 02_attention]
 
 One submission of each kind, graded in one run of the command: a correct one (for scale), an
 infinite loop in every graded function, an infinite loop at the top of the notebook, code that
-sleeps just under the per-call limit in every call, a memory bomb spread over three
-processes in every call, a notebook that is a directory, a FIFO.
+sleeps just under the per-call limit in every call, a top-level cell that sleeps just under the
+cells' limit with every function ending the sandbox (each restart runs the cells again), a
+memory bomb spread over three processes in every call, a notebook whose metadata is 4.3 MiB of
+empty JSON objects, a notebook that is a directory, a FIFO.
 """
 
 import argparse
@@ -45,12 +49,18 @@ def kinds(release: Path, chapter: str) -> dict:
         for name in names
     }
     top_loop = filled_notebook(release, {"*": alternative + "\n\nwhile True:\n    pass"})
+    ends = {name: f"import os\n\ndef {name}(*args, **kwargs):\n    os._exit(1)" for name in names}
+    top_sleep = filled_notebook(release, {"*": "import time\n\ntime.sleep(59)\n\n" + "\n\n".join(ends.values())})
+    bomb = filled_notebook(release, {"*": alternative})
+    bomb.metadata["widgets"] = {"state": [{} for _ in range(560_000)]}  # tiny objects: 4.3 MiB as nbformat saves it
     return {
         "correct": correct,
         "infinite_loop_in_functions": filled_notebook(release, loops),
         "infinite_loop_at_top": top_loop,
         "slow_just_under_the_call_limit": filled_notebook(release, sleeps),
+        "top_level_sleep_and_restarts": top_sleep,
         "memory_bomb_in_three_processes": filled_notebook(release, bombs),
+        "metadata_of_tiny_objects": bomb,
         "directory": lambda path: path.mkdir(),
         "fifo": os.mkfifo,
     }

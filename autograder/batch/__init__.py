@@ -36,7 +36,7 @@ from autograder.batch.record import is_done, record
 from autograder.batch.submission import read_submission
 from autograder.batch.workers import Workers
 from autograder.chapters import BY_NAME
-from autograder.grading import time_budget
+from autograder.grading import notebook_budget
 from autograder.sandbox import ForkServer, Limits
 
 __all__ = ["BatchError", "autograde"]
@@ -102,15 +102,15 @@ def _autograde(course, assignment, students, workers, force, seed, limits, serve
             else:
                 tasks.append((student, str(folder)))
     count = min(workers or _default_workers(), len(tasks)) or 1
+    topic = BY_NAME[plan.chapter].topic
+    budget = notebook_budget(topic, dict.fromkeys(plan.functions), limits) if tasks else None  # measured here once
     print(
         f"{assignment}: {len(tasks)} to grade, {len(summary['skipped'])} already graded "
-        f"(chapter {plan.chapter}, {count} workers)",
+        f"(chapter {plan.chapter}, {count} workers" + (f", {budget:.0f} s per notebook at most)" if budget else ")"),
         file=out,
         flush=True,
     )
     if tasks:
-        for function in plan.functions:  # measured here once, inherited by the workers
-            time_budget(BY_NAME[plan.chapter].topic, function)
         pool = Workers(count, server, job)
         try:
             with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:

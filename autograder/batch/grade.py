@@ -1,7 +1,8 @@
 """Step 3: grading one submission, in a worker process (no gradebook writes here).
 
-Each notebook is read as Jupyter saves it (:func:`autograder.grading.parse_notebook`),
-sanitized by nbgrader's own preprocessors (locked and grade cells restored from the
+Each notebook is read as Jupyter saves it (:func:`autograder.grading.parse_notebook`) and
+sanitized, in a child process with a memory cap and a wall clock (:mod:`autograder.batch.capped`),
+by nbgrader's own preprocessors (locked and grade cells restored from the
 gradebook, deleted grade cells added back when ``OverwriteCells.add_missing_cells`` is set),
 and its code graded in sandboxes (:func:`autograder.grading.grade_cells`). The autograded
 notebook keeps the learner's written answers and has each autograded grade cell's output
@@ -21,6 +22,7 @@ import nbformat
 from nbgrader import utils as nbgrader_utils
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec
 
+from autograder.batch.capped import Exceeded, run_capped
 from autograder.batch.plan import GradeCell, Job, Plan
 from autograder.batch.submission import Submission, read_submission
 from autograder.chapters import BY_NAME
@@ -63,6 +65,7 @@ class Failure:
 
     student: str
     reason: str
+    again: bool = False  # worth another try in this run (the machine was short of memory)
 
 
 def grade_submission(job: Job, student: str, folder: Path) -> Outcome:
@@ -80,18 +83,16 @@ def grade_submission(job: Job, student: str, folder: Path) -> Outcome:
 def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutcome:
     plan, cells = job.plan, job.plan.notebooks[name]
     auto = [c for c in cells if c.function]
-    notebook, unreadable = _read(submission, name)
-    note = None
+    try:
+        notebook, code, note, unreadable = run_capped(_prepared, job, submission, name)
+    except Exceeded as error:
+        notebook, code, note, unreadable = None, [], None, f"{name}.ipynb: {error}"
     if unreadable:
         results = {c.function: _all_failed(plan, c.function, f"not graded: {unreadable}") for c in auto}
     else:
-        skip = {DEMO_TAG, plan.config.get("Execute", {}).get("skip_cells_with_tag", DEMO_TAG)}
-        sanitized, note = _sanitized(plan, submission.student, name, notebook)
-        code = submission_cells(notebook if sanitized is None else sanitized, skip_tags=skip)  # what nbgrader runs
         graded = grade_cells(
             code, plan.chapter, names=[c.function for c in auto], seed=job.seed, limits=job.limits, hidden=[plan.course]
         )
-        notebook = sanitized
         results = {c.function: [r for r in graded if r.function == c.function] for c in auto}
     if notebook is None:  # feedback then shows the release, with the reason in each grade cell
         release = job.release / f"{name}.ipynb"
@@ -100,6 +101,19 @@ def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutc
     return NotebookOutcome(
         grades, comments, _tests(auto, results), nbformat.writes(notebook) if notebook is not None else None, unreadable
     )
+
+
+def _prepared(job: Job, submission: Submission, name: str):
+    """Run in a capped child (:mod:`~autograder.batch.capped`): ``(the sanitized notebook or
+    None, the code nbgrader would run, a note, None)``, or ``(None, [], None, why it cannot be
+    read)``."""
+    notebook, unreadable = _read(submission, name)
+    if unreadable:
+        return None, [], None, unreadable
+    skip = {DEMO_TAG, job.plan.config.get("Execute", {}).get("skip_cells_with_tag", DEMO_TAG)}
+    sanitized, note = _sanitized(job.plan, submission.student, name, notebook)
+    code = submission_cells(notebook if sanitized is None else sanitized, skip_tags=skip)  # what nbgrader runs
+    return sanitized, code, note, None
 
 
 def _read(submission: Submission, name: str):
