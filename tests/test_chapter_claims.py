@@ -60,12 +60,18 @@ def numbers(text) -> list[float]:
 def test_ch2_attention_time_and_memory_grow_as_the_text_says(executed):
     notebook = executed("02_attention")
     stated(notebook, "cell-18", r"double the sequence and the weight matrix takes four times the memory")
-    stated(notebook, "cell-18", r"Each doubling of N multiplies the time by at least about four")
+    stated(
+        notebook,
+        "cell-18",
+        r"grows with every doubling and, at the longest lengths, about as fast as the dotted \$N\^2\$ line",
+    )
     rows = [numbers(line) for line in printed(notebook, "cell-19").splitlines() if line.startswith("N =")]
     lengths, ms, mib = zip(*rows)
     assert all(b == 2 * a for a, b in zip(lengths, lengths[1:]))
     assert all(b == pytest.approx(4 * a) for a, b in zip(mib, mib[1:])), mib
-    assert all(b >= 3 * a for a, b in zip(ms, ms[1:])), f"a doubling took less than 3x the time: {ms}"
+    # CPU time (not wall time), the best of five: a busy machine adds little to it. The bounds are loose on purpose.
+    assert all(b > a for a, b in zip(ms, ms[1:])), f"the time does not grow with every doubling: {ms}"
+    assert ms[-1] >= 2.5 * ms[-2], f"the last doubling is far from N^2: {ms}"
 
 
 def test_ch5_eps_factor_is_the_printed_one(executed):
