@@ -1,6 +1,7 @@
 """Command line of the course's autograder.
 
-    python -m autograder grade NOTEBOOK [--json]     grade one filled-in chapter notebook
+    python -m autograder grade NOTEBOOK [--json]     grade one filled-in chapter notebook (in a course directory:
+                                                     with the course's private seed; elsewhere the practice seed)
     python -m autograder render SOURCE TARGET        execute a chapter, write its student view (the book's page)
     python -m autograder student FOLDER SOURCE...    write clean student notebooks that do not exist yet (--reset:
                                                      overwrite them)
@@ -20,13 +21,15 @@ them), 2 when it could not run (no gradebook, no such assignment).
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from autograder import oracle
 from autograder.chapters import BY_NAME
 from autograder.grading import GradingError, ProcessError, format_results, grade_notebook
-from autograder.suite import Result
+from autograder.seeds import PRACTICE_SEED, course_seed
+from autograder.suite import Result, default_seed
 
 
 def main(argv=None) -> int:
@@ -36,7 +39,18 @@ def main(argv=None) -> int:
     grade.add_argument("notebook")
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
     grade.add_argument("--chapter", choices=list(BY_NAME), help="which chapter (default: from the notebook)")
-    grade.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
+    grade.add_argument(
+        "--seed",
+        type=int,
+        help="grading seed (default: $AUTOGRADER_SEED, else the private seed of the course in --course, "
+        f"else the practice seed {PRACTICE_SEED}, the one the learner's kit holds expected values for)",
+    )
+    grade.add_argument(
+        "--course",
+        default=".",
+        help="an nbgrader course directory (made by `python -m autograder course`) whose private seed grades "
+        "when no seed is given (default: the current directory, if it is one)",
+    )
     render = commands.add_parser("render", help="execute a source chapter and write its student view with outputs")
     render.add_argument("source")
     render.add_argument("target")
@@ -61,7 +75,11 @@ def main(argv=None) -> int:
     batch.add_argument("--student", action="append", help="grade only this student (repeatable)")
     batch.add_argument("--workers", type=int, help="parallel grading processes (default: one per CPU core)")
     batch.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
-    batch.add_argument("--seed", type=int, help="grading seed (default: $AUTOGRADER_SEED or 0)")
+    batch.add_argument(
+        "--seed",
+        type=int,
+        help="grading seed (default: $AUTOGRADER_SEED, else the course's private seed from its config)",
+    )
     batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
     batch.add_argument(
         "--cell-seconds",
@@ -142,24 +160,48 @@ def main(argv=None) -> int:
             server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
             use_fork_server(server)
             confinement = server.confinement
-        report = grade_notebook(args.notebook, chapter=args.chapter, seed=args.seed)
+        seed, origin = grading_seed(args.seed, Path(args.course))
+        report = grade_notebook(args.notebook, chapter=args.chapter, seed=seed)
     except (GradingError, ProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    report.update(seed=seed, seed_from=origin)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_results([Result(**t) for t in report["tests"]]))
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
+        print(f"Inputs drawn from seed {seed} ({origin}).")
         print("Written answers are graded by your instructor.")
         if confinement == "none" and oracle.HAS_REFERENCE:
             print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
     return 0
 
 
+def grading_seed(seed: int | None, course: Path) -> tuple[int, str]:
+    """The seed ``grade`` draws the checks' inputs from, and where it comes from: ``seed`` (--seed),
+    else $AUTOGRADER_SEED, else the private seed of the course in ``course``, else the practice seed."""
+    if seed is None and "AUTOGRADER_SEED" in os.environ:
+        return default_seed(), "$AUTOGRADER_SEED"
+    if seed is None and (private := course_seed(course)) is not None:
+        return private, f"the private seed of the course in {course.resolve()}"
+    if seed is None or seed == PRACTICE_SEED:
+        return PRACTICE_SEED, "the practice seed, whose expected values the learner's kit holds"
+    return seed, "--seed"
+
+
 def autograde_command(args) -> int:
     from autograder.sandbox import ForkServer, Limits, SandboxError
 
+    seed = args.seed if args.seed is not None else grading_seed(None, Path(args.course))[0]
+    if seed is None or seed == PRACTICE_SEED:
+        print(
+            f"error: {'the practice seed' if seed else 'no seed'}: official grades need the course's private seed "
+            f"(the learners' kit holds the expected values of the practice seed {PRACTICE_SEED}). "
+            f"`python -m autograder course {args.course}` writes one into its nbgrader_config.py; or pass --seed",
+            file=sys.stderr,
+        )
+        return 2
     try:  # it imports torch while this process imports nbgrader
         server = ForkServer("off" if args.unconfined_i_trust_every_submission else None)
     except SandboxError as error:
@@ -186,7 +228,7 @@ def autograde_command(args) -> int:
             students=args.student,
             workers=args.workers,
             force=args.force,
-            seed=args.seed,
+            seed=seed,
             limits=limits,
             server=server,
         )

@@ -16,8 +16,6 @@ is for practice runs; ``python -m autograder autograde`` is the path for grades 
 
 from __future__ import annotations
 
-import re
-import secrets
 from pathlib import Path
 
 import nbformat
@@ -27,6 +25,7 @@ from autograder.chapters import CHAPTERS
 from autograder.given import with_given_code
 from autograder.grading import DEMO_TAG
 from autograder.release import with_setup_cell
+from autograder.seeds import COURSE_CONFIG, PRACTICE_SEED, SEED_LINE, course_seed, draw_official_seed
 
 CHAPTERS_DIR = Path(__file__).resolve().parent.parent / "chapters"
 
@@ -54,11 +53,15 @@ c.HTMLExporter.filters = {{
     "clean_html": "autograder.safe_html.clean_html",
 }}
 c.HTMLExporter.sanitize_html = True  # nbconvert's templates apply clean_html to outputs only when this is set
-# This course's private grading seed: official grades (`nbgrader autograde` and `python -m autograder
-# autograde`, which both read this file) draw the checks' inputs from it, not from the public seed 0
-# whose expected values the learners' kit holds. Keep this file away from learners.
+# Feedback pages load no script from elsewhere: nbconvert's MathJax-from-a-CDN macro is replaced.
+from autograder.safe_html import TEMPLATE_BASEDIRS  # noqa: E402
+c.HTMLExporter.extra_template_basedirs = TEMPLATE_BASEDIRS
+# This course's private grading seed: official grades (`nbgrader autograde`, `python -m autograder
+# autograde`, and `python -m autograder grade` run in this directory, which all read this file) draw the
+# checks' inputs from it, never from the practice seed whose expected values the learners' kit holds.
+# Keep this file away from learners.
 import os  # noqa: E402
-os.environ.setdefault("AUTOGRADER_SEED", "{seed}")
+{seed_line}
 """
 
 
@@ -67,10 +70,11 @@ def create_course(root: Path, course_id: str = "transformers-graded", chapters: 
     root = Path(root).resolve()
     sources = [CHAPTERS_DIR / f"{c.name}.ipynb" for c in CHAPTERS if not chapters or c.name in chapters]
     root.mkdir(parents=True, exist_ok=True)
-    config = root / "nbgrader_config.py"
-    kept = re.search(r'"AUTOGRADER_SEED", "(\d+)"', config.read_text()) if config.exists() else None
-    seed = int(kept.group(1)) if kept else secrets.randbelow(2**31 - 1) + 1  # never the public seed 0
-    config.write_text(CONFIG.format(course_id=course_id, root=str(root), demo=DEMO_TAG, seed=seed))
+    kept = course_seed(root)
+    seed = kept if kept is not None and kept != PRACTICE_SEED else draw_official_seed()
+    (root / COURSE_CONFIG).write_text(
+        CONFIG.format(course_id=course_id, root=str(root), demo=DEMO_TAG, seed_line=SEED_LINE.format(seed=seed))
+    )
     for source in sources:
         folder = root / "source" / source.stem
         folder.mkdir(parents=True, exist_ok=True)

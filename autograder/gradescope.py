@@ -9,14 +9,17 @@ grading that runs inside it.
                       the grader, its checks and its reference (the oracle)
     gradescope.json   which chapter the package grades
     private/seed      the private grading seed, drawn when the package is built
+    private/public_seed  the seed of the half whose results the learner sees at once, drawn likewise
 
 Gradescope unpacks it into ``/autograder/source`` and puts a learner's files in
 ``/autograder/submission``; ``run_autograder`` runs ``python -m autograder.gradescope ROOT``,
 which grades the one notebook there in the sandbox that ``python -m autograder autograde``
-uses, twice: on the public inputs (seed 0, the inputs the notebook's own grade cells draw,
-results visible at once) and on private inputs (the package's seed, results shown once the
-instructor publishes grades). Each sub-check's points are split evenly between the two, so
-an answer tuned to the public inputs earns half. The results go to
+uses, twice: on public inputs (the package's public seed, results visible at once) and on
+private inputs (its private seed, results shown once the instructor publishes grades). Neither
+is the practice seed of the notebook's own grade cells and the learner's kit
+(:mod:`autograder.seeds`), so replaying what the kit recorded earns nothing here. Each
+sub-check's points are split evenly between the two, so an answer tuned to the public inputs
+earns half. The results go to
 ``ROOT/results/results.json`` in Gradescope's format (its "Autograder Specifications"
 page); whatever happens, that file is written.
 """
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 import sys
 import time
@@ -39,10 +41,10 @@ from autograder.checks import suites
 from autograder.grading import GradingError, grade_cells, load_notebook, submission_cells
 from autograder.leaderboard import Leaderboard, LeaderboardEntry, leaderboard
 from autograder.sandbox import Limits, SandboxError
+from autograder.seeds import draw_official_seed
 from autograder.suite import Result
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-PUBLIC_SEED = 0  # what the notebook's grade cells use (autograder.suite.default_seed)
 LIMITS = Limits(notebook_seconds=240)  # per seed; Gradescope stops a run after 10 minutes by default
 
 SETUP_SH = r"""#!/usr/bin/env bash
@@ -126,11 +128,13 @@ class SubmissionError(Exception):
 # Building the package
 
 
-def build_package(chapter: str, target: Path, seed: int | None = None) -> Path:
-    """Write the Gradescope package of ``chapter`` (e.g. ``"02_attention"``) to ``target``."""
+def build_package(chapter: str, target: Path, seed: int | None = None, public_seed: int | None = None) -> Path:
+    """Write the Gradescope package of ``chapter`` (e.g. ``"02_attention"``) to ``target``, with
+    its private and public seeds (default: drawn, never the practice seed)."""
     if chapter not in BY_NAME:
         raise ValueError(f"unknown chapter {chapter!r}; one of {', '.join(BY_NAME)}")
-    seed = secrets.randbelow(2**31) + 1 if seed is None else seed  # never the public seed 0
+    seed = draw_official_seed() if seed is None else seed
+    public_seed = draw_official_seed() if public_seed is None else public_seed
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as package:
@@ -138,6 +142,7 @@ def build_package(chapter: str, target: Path, seed: int | None = None) -> Path:
         _add(package, "run_autograder", RUN_AUTOGRADER, 0o755)
         _add(package, "gradescope.json", json.dumps({"chapter": chapter}) + "\n", 0o644)
         _add(package, "private/seed", f"{seed}\n", 0o600)
+        _add(package, "private/public_seed", f"{public_seed}\n", 0o600)
         for name in ("requirements.txt", "pyproject.toml"):
             _add(package, name, (REPOSITORY / name).read_text(), 0o644)
         for folder in ("autograder", "solutions"):
@@ -185,12 +190,12 @@ def grade_submission(root: Path) -> GradescopeResults:
     chapter = BY_NAME[json.loads((source / "gradescope.json").read_text())["chapter"]]
     private = source / "private"
     private.chmod(0o700)  # learner code runs as another user: it cannot read the seed
-    private_seed = int((private / "seed").read_text())
+    private_seed, public_seed = (int((private / name).read_text()) for name in ("seed", "public_seed"))
     hidden = [str(private), str(root / "results")]
     try:
         path = find_notebook(root / "submission")
         cells = submission_cells(load_notebook(path))
-        public = grade_cells(cells, chapter.name, seed=PUBLIC_SEED, limits=LIMITS, hidden=hidden)
+        public = grade_cells(cells, chapter.name, seed=public_seed, limits=LIMITS, hidden=hidden)
         secret = grade_cells(cells, chapter.name, seed=private_seed, limits=LIMITS, hidden=hidden)
     except (SubmissionError, GradingError, SandboxError) as error:
         message = str(error).replace(str(root / "submission") + "/", "")
@@ -217,8 +222,9 @@ def _results(chapter, public, secret, board, note, start, notebook=None) -> Grad
     lines = [
         title,
         "",
-        "Each check runs twice: on the public inputs your notebook's grade cells use (shown now) and "
-        "on private inputs (shown when grades are published); each run is worth half of the check's points. "
+        "Each check runs twice: on public inputs (shown now) and on private inputs (shown when grades are "
+        "published), both drawn for this course, not the practice inputs of your notebook's own grade cells; "
+        "each run is worth half of the check's points. "
         "Written answers are graded by your instructor, not here.",
     ]
     if note:

@@ -7,7 +7,8 @@ The proxy works in one of three ways:
 - **reference** (the course's checkout, where ``solutions`` is importable): it calls the
   reference. This is what instructors' official grades use.
 - **record** (inside :func:`recording`, while ``make kit`` builds the learner's kit): it also
-  writes down, per sub-check of the public seed and in call order, what each call returned, with
+  writes down, per sub-check of the practice seed (:data:`autograder.seeds.PRACTICE_SEED`) and in
+  call order, what each call returned, with
   a fingerprint of its inputs (structure, shapes, dtypes, and for float tensors a few sums that
   are compared with a tolerance).
 - **replay** (the learner's kit, which has no ``solutions``): the calls of a sub-check return
@@ -34,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-PUBLIC_SEED = 0  # the seed the kit's recording is made for (learners' default grading seed)
+from autograder.seeds import PRACTICE_SEED
+
 RECORDING = Path(__file__).resolve().parent / "recorded.pt"  # written into the kit by `make kit`
 HAS_REFERENCE = importlib.util.find_spec("solutions") is not None
 TOLERANCE = 1e-5  # relative, on the sums of a float tensor (inputs drawn on another CPU differ in the last bits)
@@ -66,7 +68,7 @@ def checking(key: str, seed: int):
     try:
         yield
     finally:
-        if _recorded is not None and _current.seed == PUBLIC_SEED:
+        if _recorded is not None and _current.seed == PRACTICE_SEED:
             _recorded[key] = _current.calls
         _current = saved
 
@@ -88,7 +90,7 @@ def save(recorded: dict, seconds: dict[str, float], path: Path) -> None:
     """Write the recording, with ``seconds``: {"topic.name": what the reference took to pass
     its checks} (the kit's time budgets, :func:`autograder.grading.time_budget`)."""
     buffer = io.BytesIO()
-    torch.save({"seed": PUBLIC_SEED, "torch": str(torch.__version__), "checks": recorded, "seconds": seconds}, buffer)
+    torch.save({"seed": PRACTICE_SEED, "torch": str(torch.__version__), "checks": recorded, "seconds": seconds}, buffer)
     Path(path).write_bytes(buffer.getvalue())
 
 
@@ -130,7 +132,7 @@ def _call_reference(root, path, args, kwargs):
         target = getattr(target, name)
     result = target(*args, **kwargs)
     context = _current
-    if _recorded is not None and context is not None and context.seed == PUBLIC_SEED:
+    if _recorded is not None and context is not None and context.seed == PRACTICE_SEED:
         context.calls.append(
             {"function": _name(root, path), "inputs": _fingerprint((args, kwargs)), "output": _plain(result)}
         )

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from autograder import oracle
+from autograder.seeds import PRACTICE_SEED
 from autograder.student import StudentError
 
 
@@ -58,8 +59,10 @@ class Check:
 
 
 def default_seed() -> int:
-    """The grading seed: ``AUTOGRADER_SEED`` from the environment, else 0 (reproducible)."""
-    return int(os.environ.get("AUTOGRADER_SEED", "0"))
+    """The grading seed: ``AUTOGRADER_SEED`` from the environment (a course's ``nbgrader_config.py``
+    sets it to the course's private seed), else the practice seed, the one the learner's kit holds
+    the expected values for (:mod:`autograder.seeds`)."""
+    return int(os.environ.get("AUTOGRADER_SEED", PRACTICE_SEED))
 
 
 class Suite:

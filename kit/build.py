@@ -1,6 +1,6 @@
 """Build the learner's kit (``make kit``): exactly one wheel in ``dist/``.
 
-1. Record: run every check suite of every chapter with the reference answers at the public seed,
+1. Record: run every check suite of every chapter with the reference answers at the practice seed,
    recording what the reference returned to the checks (:mod:`autograder.oracle`), and how long
    the reference takes to pass each suite (the kit's time budgets).
 2. Stage: copy the modules of ``autograder/`` that grading needs (none imports ``solutions``) into
@@ -45,6 +45,7 @@ KIT_MODULES = [
     "local.py",
     "oracle.py",
     "protocol.py",
+    "seeds.py",
     "student.py",
     "suite.py",
     "wire.py",
@@ -53,7 +54,7 @@ KIT_MODULES = [
 
 
 def record() -> dict:
-    """Every suite against its reference answer, at the public seed; all must pass."""
+    """Every suite against its reference answer, at the practice seed; all must pass."""
     torch.set_num_threads(1)
     with oracle.recording() as recorded:
         for chapter in CHAPTERS:
@@ -62,7 +63,7 @@ def record() -> dict:
                 answer = getattr(reference, name)
                 failed = [
                     r
-                    for r in suite.run(Student(KernelBackend({name: answer}), name), oracle.PUBLIC_SEED)
+                    for r in suite.run(Student(KernelBackend({name: answer}), name), oracle.PRACTICE_SEED)
                     if not r.passed
                 ]
                 if failed:

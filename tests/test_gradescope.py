@@ -191,3 +191,24 @@ def test_unusable_submissions_score_zero_with_a_message(package, tmp_path, kind)
     }[kind]
     results = run_autograder(package, tmp_path, files)
     assert results["score"] == 0 and said in results["output"], results["output"]
+
+
+def test_public_half_has_a_seed_of_its_own_where_replaying_the_kit_gains_nothing(package, tmp_path):
+    """The visible half's seed is drawn per package like the private one, never the practice seed whose
+    values the learner's kit holds: an answer replaying the kit (which scores at the practice seed,
+    tests/test_seeds.py) gets nothing on either half."""
+    from kit_replay import replaying_answers
+
+    from autograder.gradescope import build_package
+    from autograder.seeds import PRACTICE_SEED
+
+    archive = zipfile.ZipFile(package)
+    public, private = (int(archive.read(f"private/{name}")) for name in ("public_seed", "seed"))
+    assert PRACTICE_SEED not in (public, private) and public != private
+    assert {i.filename: (i.external_attr >> 16) & 0o777 for i in archive.infolist()}["private/public_seed"] == 0o600
+    # Seeds fixed here: causal_mask's n is drawn from 5..13, so one seed in 9 meets the n the kit recorded.
+    fixed = build_package(CHAPTER, tmp_path / "fixed.zip", seed=54321, public_seed=12345)
+    replay = filled_notebook(RELEASE, {"*": replaying_answers("attention")})
+    results = run_autograder(fixed, tmp_path / "root", {"02_attention.ipynb": replay})
+    assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
+    assert results["score"] == 0, [t["name"] for t in results["tests"] if t["status"] == "passed"]

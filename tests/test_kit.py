@@ -9,8 +9,6 @@ adds a plain folder, whose own .pth files (the editable install of `solutions`) 
 """
 
 import ast
-import base64
-import io
 import json
 import re
 import subprocess
@@ -21,12 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
-from corpus import entries
 
-from autograder.chapters import CHAPTERS as REGISTRY
-from autograder.course import create_course
-from autograder.grading import grade_cells, submission_cells
 from notebooks import CHAPTERS, ROOT, filled_notebook, write
 
 pytestmark = pytest.mark.xdist_group("kit")  # one wheel, one environment, in one worker
@@ -177,153 +170,6 @@ def test_no_function_body_of_the_reference_is_in_the_wheel(wheel):
         c.source for c in nbformat.reads(chapter_5, as_version=4).cells if "given" in c.metadata.get("tags", [])
     )
     assert {"attention.softmax", "multi_head_attention.split_heads"} <= {f for f, _ in _holding({"5": given}, bodies)}
-
-
-# --- the same verdicts locally and officially --------------------------------------------
-
-KIT_GRADER = """
-import contextlib, io, json, sys
-from autograder import protocol
-from autograder.checks import suites
-from autograder.chapters import BY_NAME
-from autograder.grading import quiet
-from autograder.student import KernelBackend, Student
-verdicts = {}
-for job in json.load(open(sys.argv[1])):
-    session = protocol.Session()  # runs cells as the sandbox's child does (linecache: Triton reads the source)
-    with contextlib.redirect_stdout(io.StringIO()), quiet():
-        session.run_cells(job["cells"])
-        chosen = suites(BY_NAME[job["chapter"]].topic)
-        verdicts[job["id"]] = [[r.function, r.check, r.passed, r.message] for name in job["names"]
-                               for r in chosen[name].run(Student(KernelBackend(session.namespace), name), 0)]
-print(json.dumps(verdicts))
-"""
-# The kit's side runs the cells and checks in one process (the grade cells' path, :class:`KernelBackend`): a
-# child process per job would cost the import of torch 120 times. test_fresh_environment_... covers the kit's
-# child process; the official side is the sandbox's.
-
-
-def _jobs() -> list[dict]:
-    """Every corpus entry (its graded name only) and every chapter's whole-module alternative."""
-    jobs = []
-    for chapter, path in zip(REGISTRY, CHAPTERS):
-        for index, entry in enumerate(entries(chapter.topic)):
-            cells = submission_cells(filled_notebook(path, {entry.name: entry.source}))
-            jobs.append(
-                {
-                    "id": f"{chapter.topic}:{index}:{entry.label}",
-                    "chapter": chapter.name,
-                    "cells": cells,
-                    "names": [entry.name],
-                }
-            )
-        alternative = ALTERNATIVES / f"{chapter.topic}.py"
-        cells = submission_cells(filled_notebook(path, {"*": alternative.read_text()}))
-        jobs.append(
-            {
-                "id": f"{chapter.topic}:alternative",
-                "chapter": chapter.name,
-                "cells": cells,
-                "names": chapter.graded_names,
-            }
-        )
-    return jobs
-
-
-def test_kit_and_official_grader_agree_on_the_corpus(kit, tmp_path):
-    jobs = _jobs()
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    kit_side = subprocess.Popen(
-        [str(kit), "-c", KIT_GRADER, "jobs.json"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRITON_INTERPRET": "1"},
-    )
-    officially = {
-        job["id"]: [
-            [r.function, r.check, r.passed] for r in grade_cells(job["cells"], job["chapter"], job["names"], seed=0)
-        ]
-        for job in jobs
-    }
-    stdout, stderr = kit_side.communicate(timeout=3600)
-    assert kit_side.returncode == 0, stderr[-3000:]
-    local = json.loads(stdout)
-    disagreements = []
-    for job in jobs:
-        official = officially[job["id"]]
-        assert len(local[job["id"]]) == len(official), job["id"]
-        # A sub-check the kit cannot decide (a bug led the checks to inputs the kit never recorded) is
-        # reported as not passed: it agrees only where the official grade fails it too.
-        disagreements += [(job["id"], o, m[3]) for o, m in zip(official, local[job["id"]]) if o != m[:3]]
-    assert not disagreements, "\n".join(map(str, disagreements))  # (job, official verdict, the kit's message)
-    assert len(jobs) >= len(REGISTRY) + sum(len(entries(c.topic)) for c in REGISTRY)
-
-
-# --- the official grade draws other inputs ----------------------------------------------
-
-
-def _memorizing_softmax() -> str:
-    """An answer that returns the reference's outputs for the inputs the checks draw at the
-    public seed (what a learner could harvest from the kit), and zeros otherwise."""
-    from conftest import run_suite
-
-    from solutions.attention import softmax
-
-    table = []
-
-    def spy(x, dim=-1):
-        table.append((x.clone(), dim, softmax(x, dim)))
-        return softmax(x, dim)
-
-    assert all(r.passed for r in run_suite("attention", "softmax", spy, seed=0))
-    buffer = io.BytesIO()
-    torch.save(table, buffer)
-    return (
-        f"import base64, io, torch\nTABLE = torch.load(io.BytesIO(base64.b64decode({base64.b64encode(buffer.getvalue())!r})))\n"
-        "def softmax(x, dim=-1):\n"
-        "    for seen, d, out in TABLE:\n"
-        "        if seen.shape == x.shape and d == dim and torch.equal(seen, x):\n"
-        "            return out.clone()\n"
-        "    return torch.zeros_like(x)\n"
-    )
-
-
-def test_recorded_cases_pass_the_kit_but_not_the_official_grade(kit, tmp_path):
-    cells = submission_cells(filled_notebook(ATTENTION, {"softmax": _memorizing_softmax()}))
-    (tmp_path / "jobs.json").write_text(
-        json.dumps([{"id": "cheat", "chapter": "02_attention", "cells": cells, "names": ["softmax"]}])
-    )
-    run = in_kit(kit, KIT_GRADER, tmp_path, "jobs.json")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert all(passed for _, _, passed, _ in json.loads(run.stdout)["cheat"])  # the kit's grade cells pass it
-
-    create_course(tmp_path / "course", chapters=["02_attention"])
-    config = (tmp_path / "course" / "nbgrader_config.py").read_text()
-    seed = int(re.search(r'"AUTOGRADER_SEED", "(\d+)"', config).group(1))
-    assert seed != 0
-    create_course(tmp_path / "course", chapters=["02_attention"])  # a rerun keeps the course's seed
-    assert (tmp_path / "course" / "nbgrader_config.py").read_text() == config
-    create_course(tmp_path / "other", chapters=["02_attention"])  # another course draws its own
-    assert f'"AUTOGRADER_SEED", "{seed}"' not in (tmp_path / "other" / "nbgrader_config.py").read_text()
-    # Both official graders read the course's config (nbgrader, and the batch through course_directory).
-    read = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from pathlib import Path; import sys; "
-            "from autograder.batch import course_directory; course_directory(Path(sys.argv[1])); "
-            "from autograder.suite import default_seed; print(default_seed())",
-            str(tmp_path / "course"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert read.stdout.strip() == str(seed), read.stderr
-    official = grade_cells(cells, "02_attention", ["softmax"], seed=seed)
-    assert not any(r.passed for r in official), [r.message for r in official]
 
 
 def test_without_triton_chapter_7_runs_and_its_triton_part_says_what_it_needs(kit, tmp_path):
