@@ -165,8 +165,9 @@ def _unplain(value):
     if isinstance(value, dict):
         if "__object__" in value:
             raise Undecided(
-                f"this check works with the reference's own {value['__object__']} object, which the "
-                "learner's kit does not hold: it is decided in the official grade"
+                f"not checked here, counted as failed: this check needs the reference's own "
+                f"{value['__object__']} object, which the learner's kit does not hold; only the official "
+                "grade can run it"
             )
         if "__dtype__" in value:
             return getattr(torch, value["__dtype__"].removeprefix("torch."))
@@ -230,7 +231,7 @@ def _load_recording() -> dict:
     if _replay is None:
         if not RECORDING.exists():
             raise Undecided(
-                "the kit holds no recorded expected values (reinstall it); this check is decided in the official grade"
+                "not checked, counted as failed: the kit's recorded expected values are missing; reinstall the kit"
             )
         _replay = torch.load(io.BytesIO(RECORDING.read_bytes()), weights_only=True)
     return _replay
@@ -243,8 +244,9 @@ def _call_recorded(root, path, args, kwargs):
     recording_ = _load_recording()
     if context.seed != recording_["seed"]:
         raise Undecided(
-            f"the learner's kit holds the checks' expected values for seed {recording_['seed']} only "
-            f"(this is seed {context.seed}): this check is decided in the official grade"
+            f"not checked, counted as failed: the learner's kit holds the checks' expected values for the practice "
+            f"seed {recording_['seed']} only, and this is seed {context.seed}; grade without a seed "
+            "(no --seed, no AUTOGRADER_SEED) to check your answer"
         )
     calls = recording_["checks"].get(context.key, [])
     function, inputs = _name(root, path), _fingerprint((args, kwargs))
@@ -254,8 +256,9 @@ def _call_recorded(root, path, args, kwargs):
             context.cursor = index + 1
             return _unplain(call["output"])
     raise Undecided(
-        "the learner's kit cannot decide this check: the reference was never run on these inputs "
-        f"(the kit recorded what {function} returns for the checks' inputs with the reference answers; "
-        "yours led to different ones, or your torch draws different numbers). It is decided in the "
-        "official grade"
+        f"not checked, counted as failed: this check asked {function} about inputs the learner's kit holds "
+        "no expected values for. The kit recorded the reference's results for the inputs this check reaches "
+        "with a correct answer, so your answer led it elsewhere: look at this function's other failed checks "
+        f"first. If every check says this, your torch ({torch.__version__}) draws other random numbers than "
+        f"the kit's ({_load_recording()['torch']}): install the course's torch"
     )
