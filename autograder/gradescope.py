@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -97,6 +98,7 @@ class GradescopeTest:
     status: str  # "passed" or "failed"
     output: str
     visibility: str  # "visible" (public inputs) or "after_published" (private inputs)
+    output_format: str = "text"  # the checks' messages are plain text (they quote learners' exceptions)
 
 
 @dataclass
@@ -118,6 +120,16 @@ class GradescopeResults:
         partial = path.with_name(f".{path.name}.partial")
         partial.write_text(json.dumps(report, indent=1))
         os.replace(partial, path)
+
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def markdown_text(text: str) -> str:
+    """``text`` (a file name, an exception's message) as literal Markdown for the summary: each ASCII
+    punctuation character backslash-escaped (CommonMark lets any be), line breaks as spaces, so it can
+    make no link, image, HTML, autolink or heading."""
+    return _PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
 
 
 class SubmissionError(Exception):
@@ -202,7 +214,7 @@ def grade_submission(root: Path) -> GradescopeResults:
         if isinstance(error, SandboxError):
             message = f"The grader could not start its sandbox ({message}); this is not your fault."
         failed = _all_failed(chapter, message)
-        return _results(chapter, failed, failed, [], f"**Not graded: {message}**", start)
+        return _results(chapter, failed, failed, [], f"**Not graded: {markdown_text(message)}**", start)
     try:
         board = leaderboard(chapter.name, cells, hidden=hidden)
     except SandboxError as error:
@@ -218,7 +230,7 @@ def _results(chapter, public, secret, board, note, start, notebook=None) -> Grad
     tests = _tests(chapter, public, "public inputs", "visible", 0) + _tests(
         chapter, secret, "private inputs", "after_published", 1
     )
-    title = f"**Chapter {chapter.number}: {chapter.title}**" + (f" (`{notebook}`)" if notebook else "")
+    title = f"**Chapter {chapter.number}: {chapter.title}**" + (f" ({markdown_text(notebook)})" if notebook else "")
     lines = [
         title,
         "",
@@ -228,9 +240,9 @@ def _results(chapter, public, secret, board, note, start, notebook=None) -> Grad
         "Written answers are graded by your instructor, not here.",
     ]
     if note:
-        lines += ["", note]
+        lines += ["", markdown_text(note)]
     if board:
-        lines += ["", "Leaderboard: " + ", ".join(f"{e.name} {e.value:g}" for e in board)]
+        lines += ["", "Leaderboard: " + markdown_text(", ".join(f"{e.name} {e.value:g}" for e in board))]
     return GradescopeResults(
         score=round(sum(t.score for t in tests), 6),
         output="\n".join(lines),

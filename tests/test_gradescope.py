@@ -32,7 +32,8 @@ def validate(results: dict):
     assert results["stdout_visibility"] in VISIBILITY
     assert isinstance(results["tests"], list)
     for test in results["tests"]:
-        assert set(test) == {"name", "number", "score", "max_score", "status", "output", "visibility"}, test
+        assert set(test) == {"name", "number", "score", "max_score", "status", "output", "output_format", "visibility"}
+        assert test["output_format"] == "text"  # the checks' messages quote learners' exceptions: never markup
         assert isinstance(test["name"], str) and isinstance(test["number"], str) and isinstance(test["output"], str)
         assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
         assert 0 <= test["score"] <= test["max_score"]
@@ -212,3 +213,42 @@ def test_public_half_has_a_seed_of_its_own_where_replaying_the_kit_gains_nothing
     results = run_autograder(fixed, tmp_path / "root", {"02_attention.ipynb": replay})
     assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
     assert results["score"] == 0, [t["name"] for t in results["tests"] if t["status"] == "passed"]
+
+
+HOSTILE_NAME = (
+    "[won](https:evil.example) ![x](x.png) <img src=x onerror=alert(1)> www.evil.example"  # no slash: a file name
+)
+
+
+def shown(markdown: str):
+    """What Gradescope shows of a Markdown ``output``: (its HTML, rendered by a CommonMark parser that
+    links bare URLs as GitHub does, and its text)."""
+    from bs4 import BeautifulSoup
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark", {"linkify": True}).enable("linkify").render(markdown)
+    return rendered, BeautifulSoup(rendered, "html.parser").get_text()
+
+
+def markup(rendered: str) -> list[str]:
+    from bs4 import BeautifulSoup
+
+    return [str(t) for t in BeautifulSoup(rendered, "html.parser").find_all(["a", "img", "b", "script"])]
+
+
+def test_a_file_name_cannot_put_links_images_or_html_in_the_summary(package, tmp_path):
+    results = run_autograder(package, tmp_path, {f"{HOSTILE_NAME}.ipynb": filled_notebook(RELEASE, CORRECT)})
+    rendered, text = shown(results["output"])
+    assert results["output_format"] == "md" and results["score"] == 14
+    assert markup(rendered) == [] and f"{HOSTILE_NAME}.ipynb" in text
+
+
+def test_a_leaderboard_note_cannot_put_links_images_or_html_in_the_summary():
+    """A leaderboard's note quotes the learner's exception (e.g. CausalLM's own message)."""
+    from autograder.chapters import BY_NAME
+    from autograder.gradescope import _results
+
+    note = f"No leaderboard entry: CausalLM raised ValueError: {HOSTILE_NAME}\n# a heading"
+    output = _results(BY_NAME["06_pretraining"], [], [], [], note, 0.0, notebook="06_pretraining.ipynb").output
+    rendered, text = shown(output)
+    assert markup(rendered) == [] and "<h1" not in rendered and HOSTILE_NAME in text

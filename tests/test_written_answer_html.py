@@ -18,6 +18,7 @@ import nbformat
 import pytest
 from browser import Browser
 from bs4 import BeautifulSoup
+from classroom import CORRECT
 from nbgrader.api import Gradebook
 
 from notebooks import filled_notebook, nbgrader_meta, write
@@ -59,8 +60,25 @@ scores = q @ k.transpose(-2, -1)
 <object data="javascript:{MARK}('object')"></object><embed src="javascript:{MARK}('embed')">
 
 <style>body {{ display: none }}</style>
+
+<a href="da&#9;ta:text/html,<script>{MARK}('data tab')</script>">a data link with a tab in its scheme</a>
+<a href="java&#x0A;script:{MARK}('newline')">a script link with a newline in its scheme</a>
+<a href="&#x01;javascript:{MARK}('control')">a script link after a control character</a>
+
+<div class="mermaid">graph TD; A[{MARK}] --> B</div>
 """
 OUTPUT = f"<table><tr><th>loss</th></tr><tr><td>1.25</td></tr></table><img src=y onerror=\"{MARK}('output')\">"
+# Cells that render in quadratic time (mistune's maths environments, the allowlist's HTML comments): shown
+# as written, under a note.
+LONG = ("\\begin{a}" * 4096, "<!--" * 10_000)
+PLAIN_NOTE = "rendered as Markdown; it is shown as written"
+HIDING = {  # what would hide the graded code from the feedback page
+    "transient": {"remove_source": True},
+    "jupyter": {"source_hidden": True, "outputs_hidden": True},
+    "collapsed": True,
+    "tags": ["remove-input", "hide-input"],
+}
+GRADED_CODE = CORRECT["softmax"]
 VISIBLE = (
     "Why attention is parallel",
     "Every query attends to",
@@ -68,6 +86,7 @@ VISIBLE = (
     "scores = q @ k.transpose(-2, -1)",
     f"<script>{MARK}('script')</script>",  # the literal text of the tag
     "more",
+    "a data link with a tab in its scheme",
 )
 
 
@@ -77,11 +96,15 @@ def run(*args: str, cwd: Path) -> None:
 
 
 def submit(course: Path, student: str, display_cell: bool = False) -> None:
-    """The release with the hostile written answer, saved as Jupyter saves it, and (``display_cell``)
-    a cell at the end whose code displays hostile HTML when nbgrader runs it."""
-    notebook = filled_notebook(course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", {})
+    """The release with the hostile written answer, a correct softmax whose cell asks to hide its code,
+    and two long markdown cells, saved as Jupyter saves it, and (``display_cell``) a cell at the end whose
+    code displays hostile HTML when nbgrader runs it."""
+    notebook = filled_notebook(course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", {"softmax": GRADED_CODE})
     (written,) = [c for c in notebook.cells if nbgrader_meta(c).get("grade_id") == WRITTEN]
     written.source = ANSWER
+    (answer,) = [c for c in notebook.cells if nbgrader_meta(c).get("grade_id") == "softmax"]
+    answer.metadata.update(HIDING)
+    notebook.cells += [nbformat.v4.new_markdown_cell(text) for text in LONG]
     if display_cell:
         notebook.cells.append(nbformat.v4.new_code_cell(f"from IPython.display import HTML\nHTML({OUTPUT!r})"))
     folder = course / "submitted" / student / ASSIGNMENT
@@ -116,8 +139,11 @@ def learner_markup(html: str) -> list[str]:
             value = " ".join(value) if isinstance(value, list) else value
             if name.startswith("on") and MARK in value:
                 found.append(f"<{tag.name} {name}={value!r}>")
-            if "javascript:" in value.replace(" ", "").lower():
+            url = "".join(c for c in value if ord(c) > 0x20 and c != "\x7f").lower()  # as a browser reads a scheme
+            if "javascript:" in url or (tag.name == "a" and name == "href" and url.startswith("data:")):
                 found.append(f"<{tag.name} {name}={value!r}>")
+            if name == "class" and "mermaid" in value.lower():
+                found.append(f"<{tag.name} class={value!r}>")
             if tag.name == "img" and name == "src" and "tracker.invalid" in value:
                 found.append(f"<img src={value!r}>")
     return found
@@ -130,6 +156,37 @@ def assert_safe_and_visible(html: str, student: str) -> None:
 
 
 STUDENTS = pytest.mark.parametrize("student", ["mallory", "trudy"])
+
+
+def feedback_of(course: Path, student: str) -> str:
+    return (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+
+
+def test_feedback_shows_the_graded_code_whatever_its_metadata_asks(course):
+    """The cell's metadata asked nbconvert to drop its source and Jupyter to fold it; the graded code shows."""
+    autograded = nbformat.read(course / "autograded" / "mallory" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    (answer,) = [c for c in autograded.cells if nbgrader_meta(c).get("grade_id") == "softmax"]
+    assert answer.source == GRADED_CODE and (set(HIDING) - {"tags"}) & set(answer.metadata) == set()
+    assert not {"remove-input", "hide-input"} & set(answer.metadata.get("tags", []))
+    text = BeautifulSoup(feedback_of(course, "mallory"), "html.parser").get_text()
+    assert [line for line in GRADED_CODE.splitlines() if line.strip() not in text] == []
+
+
+@STUDENTS
+def test_long_markdown_is_shown_as_written_under_a_note(course, student):
+    soup = BeautifulSoup(feedback_of(course, student), "html.parser")
+    assert soup.get_text().count(PLAIN_NOTE) == len(LONG)
+    shown = [pre.get_text() for pre in soup.find_all("pre", class_="autograder-plain-text")]
+    assert sorted(shown) == sorted(LONG)
+
+
+@STUDENTS
+def test_feedback_loads_no_script_from_elsewhere(course, student):
+    """nbconvert's template loaded MathJax from a CDN into every feedback page."""
+    soup = BeautifulSoup(feedback_of(course, student), "html.parser")
+    scripts = [s.get("src") for s in soup.find_all("script") if s.get("src")]
+    modules = [s.string for s in soup.find_all("script") if "import" in (s.string or "")]
+    assert scripts == [] and modules == []
 
 
 @STUDENTS

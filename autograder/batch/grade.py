@@ -138,13 +138,39 @@ def _sanitized(plan: Plan, student: str, name: str, notebook):
         notebook = _without_duplicate_ids(copy.deepcopy(notebook))
         for preprocessor in SANITIZERS:
             notebook, resources = preprocessor(config=plan.config).preprocess(notebook, resources)
-        return notebook, None
+        return _shown(notebook), None
     except Exception as error:
         logging.getLogger("autograder").debug("sanitizing %s of %s failed", name, student, exc_info=True)
         return None, (
             f"the nbgrader metadata of {name}.ipynb is broken ({type(error).__name__}), "
             "so the feedback shows the released notebook; your code was graded"
         )
+
+
+HIDING_TAGS = frozenset(
+    {"remove-cell", "remove-input", "remove-output", "hide-cell", "hide-input", "hide-output"}
+    | {"remove_cell", "remove_input", "remove_output", "hide_cell", "hide_input", "hide_output"}
+)
+
+
+def _shown(notebook):
+    """The notebook with nothing that hides a cell's code or output from the feedback page and
+    formgrader: nbconvert drops the source of a cell whose metadata says ``transient.remove_source``,
+    Jupyter folds ``jupyter.source_hidden``/``outputs_hidden`` and ``collapsed`` cells, and Jupyter
+    Book and nbconvert's TagRemovePreprocessor read hiding tags. What was graded is what is shown."""
+    for cell in notebook.cells:
+        cell.metadata.pop("transient", None)
+        cell.metadata.pop("collapsed", None)
+        jupyter = cell.metadata.get("jupyter")
+        if isinstance(jupyter, dict):
+            for key in ("source_hidden", "outputs_hidden"):
+                jupyter.pop(key, None)
+            if not jupyter:
+                del cell.metadata["jupyter"]
+        tags = cell.metadata.get("tags")
+        if isinstance(tags, list) and HIDING_TAGS.intersection(map(str, tags)):
+            cell.metadata.tags = [t for t in tags if t not in HIDING_TAGS]
+    return notebook
 
 
 def _without_duplicate_ids(notebook):
