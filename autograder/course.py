@@ -56,9 +56,6 @@ c.HTMLExporter.sanitize_html = True  # nbconvert's templates apply clean_html to
 # Feedback pages load no script from elsewhere: nbconvert's MathJax-from-a-CDN macro is replaced.
 from autograder.safe_html import TEMPLATE_BASEDIRS  # noqa: E402
 c.HTMLExporter.extra_template_basedirs = TEMPLATE_BASEDIRS
-# Feedback pages load no script from elsewhere: nbconvert's MathJax-from-a-CDN macro is replaced.
-from autograder.safe_html import TEMPLATE_BASEDIRS  # noqa: E402
-c.HTMLExporter.extra_template_basedirs = TEMPLATE_BASEDIRS
 # This course's private grading seed: official grades (`nbgrader autograde`, `python -m autograder
 # autograde`, and `python -m autograder grade` run in this directory, which all read this file) draw the
 # checks' inputs from it, never from the practice seed whose expected values the learners' kit holds.
