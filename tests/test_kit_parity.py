@@ -89,16 +89,14 @@ def in_kit(kit_files: Path, jobs: list[dict], folder: Path) -> dict:
     return json.loads(run.stdout)
 
 
-def _jobs() -> list[dict]:
-    """Every corpus entry (its graded name only) and every chapter's whole-module alternative."""
+def _jobs(chapter, path: Path) -> list[dict]:
+    """Every corpus entry of ``chapter`` (its graded name only) and its whole-module alternative."""
     jobs = []
-    for chapter, path in zip(REGISTRY, CHAPTERS):
-        for index, entry in enumerate(entries(chapter.topic)):
-            answers, names, label = {entry.name: entry.source}, [entry.name], f"{index}:{entry.label}"
-            jobs.append(_job(chapter, path, answers, names, label))
-        alternative = ALTERNATIVES / f"{chapter.topic}.py"
-        if alternative.exists():
-            jobs.append(_job(chapter, path, {"*": alternative.read_text()}, chapter.graded_names, "alternative"))
+    for index, entry in enumerate(entries(chapter.topic)):
+        jobs.append(_job(chapter, path, {entry.name: entry.source}, [entry.name], f"{index}:{entry.label}"))
+    alternative = ALTERNATIVES / f"{chapter.topic}.py"
+    if alternative.exists():
+        jobs.append(_job(chapter, path, {"*": alternative.read_text()}, chapter.graded_names, "alternative"))
     return jobs
 
 
@@ -122,9 +120,10 @@ def _masked(message: str) -> str:
     return re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", message.split(MEASURED)[0])
 
 
-def test_kit_gives_the_official_verdicts_and_messages_on_the_corpus(kit_files, tmp_path):
-    jobs = _jobs()
-    assert len(jobs) >= sum(len(entries(c.topic)) for c in REGISTRY) + 8
+@pytest.mark.parametrize("chapter, path", list(zip(REGISTRY, CHAPTERS)), ids=[c.topic for c in REGISTRY])
+def test_kit_gives_the_official_verdicts_and_messages_on_the_corpus(kit_files, tmp_path, chapter, path):
+    jobs = _jobs(chapter, path)
+    assert len(jobs) > len(entries(chapter.topic)) >= 40
     kit_side = in_kit(kit_files, jobs, tmp_path)
     official = {job["id"]: officially(job) for job in jobs}
     for job in jobs:
@@ -145,7 +144,7 @@ def test_kit_gives_the_official_verdicts_and_messages_on_the_corpus(kit_files, t
             else:
                 disagreements.append(f"{job['id']} {first[1]}:\n  official: {first[3]}\n  kit:      {mine[3]}")
     assert not disagreements, "\n".join(disagreements)
-    assert len(random_answers) <= 6, random_answers  # the corpus's few random answers, not a way around the test
+    assert len(random_answers) <= 3, random_answers  # the corpus's few random answers, not a way around the test
     # Memory and time are measured, in the sandbox officially and in the learner's own process by the kit: the
     # figures differ, the rest of the message does not; a verdict may differ only for a figure near its limit.
     flips = [(job, first[3]) for job, first, mine in measured if first[2] != mine[2]]
