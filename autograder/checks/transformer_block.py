@@ -16,6 +16,7 @@ on the same inputs, before the learner's code is called; sizes are drawn so that
 dimensions a message names are distinct.
 """
 
+import contextlib
 import itertools
 import math
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder.oracle import reference
-from autograder.student import Student
+from autograder.student import Student, StudentError
 from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
 
 ref = reference("transformer_block")
@@ -300,7 +301,7 @@ def has_linear1_and_linear2(student, gen):
     expect_shape(model(randn(gen, *shape)), shape, "FeedForward's output (B, N, d_model)")
 
 
-@ffn.check(points=2)
+@ffn.check(points=1)
 def relu_network_matches(student, gen):
     model, weights, d_model = _ffn_model(student, gen)
     for shape in ((randint(gen, 2, 3), randint(gen, 3, 7), d_model), (randint(gen, 3, 7), d_model)):
@@ -442,6 +443,79 @@ def dropout_rescales_the_kept_hidden_units(student, gen):
         f"{what} some hidden units are neither dropped (0) nor the activation's value / (1 - p): "
         "dropout must act on the hidden activation, linear2(dropout(activation(linear1(x))))"
     )
+
+
+def _backward(model, x, grad_output, what, **kwargs):
+    """``model(x, **kwargs)`` back-propagated with ``grad_output``: ``(output, (grad of x,))``. A backward
+    that PyTorch refuses because forward changed a saved tensor in place fails with that cause named."""
+    try:
+        output, grads = model.with_grad((x,), grad_output, grad_inputs=(0,), **kwargs)
+    except StudentError as error:
+        text = str(error)
+        if "inplace" in text or "in-place" in text:
+            raise CheckFailed(
+                f"{what}: backward fails because forward changed, in place, a tensor that autograd saved to "
+                "compute the gradient (PyTorch: 'modified by an inplace operation'). Look for in-place operations "
+                "in forward: inplace=True in a dropout or an activation, +=, add_, masked_fill_, h[...] = ...; "
+                "write h = h + ... instead"
+            ) from None
+        if "does not require grad" in text:
+            raise CheckFailed(
+                f"{what}: no gradient flows back to x, the output is cut off from the graph "
+                "(.detach(), torch.no_grad() or .data in forward)"
+            ) from None
+        raise
+    if grads[0] is None:
+        raise CheckFailed(
+            f"{what}: no gradient reaches x, the path from x to the output is cut "
+            "(.detach(), torch.no_grad() or .data in forward)"
+        )
+    return output, grads
+
+
+def _expect_state_unchanged(model, before, what):
+    """Fail when the module's state_dict differs from ``before``: forward (and backward) only read it."""
+    after = model.state_dict()
+    changed = sorted(set(before) ^ set(after)) + [
+        key
+        for key, value in before.items()
+        if key in after
+        and not (
+            isinstance(after[key], torch.Tensor) and after[key].shape == value.shape and torch.equal(after[key], value)
+        )
+    ]
+    if changed:
+        raise CheckFailed(
+            f"{what} changed the module's parameters or buffers ({', '.join(changed[:4])}): forward only reads "
+            "them (updating parameters is the optimizer's job), and registers nothing new"
+        )
+
+
+def _ffn_input_grad(weights, x, grad_output, activation=F.relu):
+    x64 = x.double().requires_grad_()
+    _ffn(weights, x64, activation).backward(grad_output.double())
+    return x64.grad
+
+
+@ffn.check(points=1)
+def backward_in_train_mode(student, gen):
+    """As training runs it, in train() mode: with dropout=0.0 the gradient with respect to x is the
+    network's; with dropout=0.4 backward runs (no in-place change to a tensor autograd saved); forward
+    and backward leave the parameters unchanged."""
+    for dropout in (0.0, 0.4):
+        model, weights, d_model = _ffn_model(student, gen, dropout=dropout)
+        x = randn(gen, randint(gen, 2, 3), randint(gen, 3, 7), d_model)
+        grad_output = randn(gen, *x.shape)
+        what = f"FeedForward(..., dropout={dropout}) in train() mode"
+        model.train()
+        before = model.state_dict()
+        _, (grad,) = _backward(model, x, grad_output, what)
+        _expect_state_unchanged(model, before, f"{what}, forward and backward,")
+        if dropout == 0.0:
+            expected = _ffn_input_grad(weights, x, grad_output)
+            expect_close(grad, expected, f"the gradient of {what} with respect to x", atol=1e-4)
+        else:
+            expect_shape(grad, x.shape, f"the gradient of {what} with respect to x")
 
 
 # ---------------------------------------------------------------------------------------
@@ -590,6 +664,50 @@ def _block_bugs(layer, x, mask, norm_first):
         yield _variant(layer, x, None, order), "the mask is ignored: pass it to self.attn(..., mask=mask)"
 
 
+def _part_fault(model, weights, x, activation):
+    """Why one of the block's own parts, called alone in eval() mode with the loaded weights, is wrong (its
+    ffn, norm1 or norm2); None when each gives what it should. A block is only as right as its parts."""
+    d_model = x.shape[-1]
+    ffn_weights = {key.removeprefix("ffn."): value for key, value in weights.items() if key.startswith("ffn.")}
+    parts = [
+        ("ffn", _ffn(ffn_weights, x, activation), "your FeedForward: see its own checks"),
+        *(
+            (name, F.layer_norm(x.double(), (d_model,), weights[f"{name}.weight"], weights[f"{name}.bias"]), BLOCK_HINT)
+            for name in ("norm1", "norm2")
+        ),
+    ]
+    try:
+        model.eval()
+        for name, expected, where in parts:
+            first, second = getattr(model, name)(x), getattr(model, name)(x)
+            if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)):
+                continue
+            if is_close(first, expected) and is_close(second, expected):
+                continue
+            if first.shape == expected.shape and not is_close(first, second):
+                return (
+                    f"the block's {name} alone gives a different output at every call in eval() mode (dropout left "
+                    f"on after model.eval()?), so the block cannot be right; {where}"
+                )
+            return f"the block's {name} alone, in eval() mode with the loaded weights, is wrong ({where})"
+    except StudentError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def _blaming_parts(model, weights, x, activation=F.relu):
+    """A failure inside is reported after the fault of a part of the block (its ffn, norm1, norm2) when one
+    of them is wrong alone: the real cause first."""
+    try:
+        yield
+    except CheckFailed as failure:
+        fault = _part_fault(model, weights, x, activation)
+        if fault is None:
+            raise
+        raise CheckFailed(f"{fault}. Fix that first; the block's check said: {failure}") from None
+
+
 def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="relu", what=None):
     layer = _pytorch_layer(weights, sizes, norm_first, activation)
     expected = _run_layer(layer, x, mask)
@@ -610,7 +728,8 @@ def _expect_block(model, weights, sizes, norm_first, x, mask=None, activation="r
             f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
             "Here True means MAY attend (PyTorch's src_mask uses the opposite convention)"
         )
-    expect_close(output, expected, what, diagnoses=diagnoses)
+    with _blaming_parts(model, weights, x, F.gelu if activation == "gelu" else F.relu):
+        expect_close(output, expected, what, diagnoses=diagnoses)
 
 
 @block.check(points=1)
@@ -619,7 +738,7 @@ def has_attn_ffn_norm1_norm2(student, gen):
     expect_shape(model(x), x.shape, "TransformerBlock's output (B, N, d_model)")
 
 
-@block.check(points=2)
+@block.check(points=1)
 def post_ln_matches_pytorch(student, gen):
     model, weights, sizes, x = _block_model(student, gen, norm_first=False)
     _expect_block(model, weights, sizes, False, x)
@@ -631,7 +750,7 @@ def pre_ln_matches_pytorch(student, gen):
     _expect_block(model, weights, sizes, True, x)
 
 
-@block.check(points=2)
+@block.check(points=1)
 def causal_mask_in_both_orders(student, gen):
     for norm_first in (False, True):
         model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first)
@@ -659,7 +778,8 @@ def dropout_only_in_training(student, gen):
     norm_first = bool(randint(gen, 0, 1))
     model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=0.3)
     expected = _run_layer(_pytorch_layer(weights, sizes, norm_first), x, None)
-    _expect_dropout_only_in_training(model, x, expected, f"TransformerBlock(norm_first={norm_first}, dropout=0.3)")
+    with _blaming_parts(model, weights, x):
+        _expect_dropout_only_in_training(model, x, expected, f"TransformerBlock(norm_first={norm_first}, dropout=0.3)")
 
 
 def _block_at_full_dropout(layer, x, norm_first):
@@ -755,6 +875,78 @@ def dropout_reaches_the_feed_forward_network(student, gen):
             )
         ],
     )
+
+
+def _layer_input_grad(layer, x, grad_output):
+    x64 = x.double().requires_grad_()
+    layer(x64).backward(grad_output.double())
+    return x64.grad
+
+
+@block.check(points=1)
+def backward_in_train_mode(student, gen):
+    """As training runs it, in train() mode: with dropout=0.0 the gradient with respect to x is
+    TransformerEncoderLayer's, in both orders; with dropout=0.3 backward runs (no in-place change to a
+    tensor autograd saved); forward and backward leave the parameters and buffers unchanged."""
+    for norm_first, dropout in ((False, 0.0), (True, 0.0), (bool(randint(gen, 0, 1)), 0.3)):
+        model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first, dropout=dropout)
+        grad_output = randn(gen, *x.shape)
+        what = f"TransformerBlock(norm_first={norm_first}, dropout={dropout}) in train() mode"
+        model.train()
+        before = model.state_dict()
+        with _blaming_parts(model, weights, x):
+            _, (grad,) = _backward(model, x, grad_output, what)
+            _expect_state_unchanged(model, before, f"{what}, forward and backward,")
+            if dropout == 0.0:
+                expected = _layer_input_grad(_pytorch_layer(weights, sizes, norm_first), x, grad_output)
+                expect_close(grad, expected, f"the gradient of {what} with respect to x", atol=1e-4)
+            else:
+                expect_shape(grad, x.shape, f"the gradient of {what} with respect to x")
+
+
+def _padded_block(layer, x, padding):
+    """The layer's output with a padding mask (B, 1, 1, N), one sequence at a time (float64)."""
+    n = x.shape[1]
+    return torch.cat([_run_layer(layer, x[b : b + 1], padding[b, 0].expand(n, n)) for b in range(x.shape[0])])
+
+
+@block.check(points=1)
+def padding_mask_and_repeated_calls(student, gen):
+    """A padding mask of shape (B, 1, 1, N) hides the keys after each sequence's length; calls at other
+    sizes (a batch of one, a sequence of one) between two calls on the same input change nothing (nothing
+    kept from an earlier call), and the parameters and buffers stay unchanged."""
+    norm_first = bool(randint(gen, 0, 1))
+    model, weights, sizes, x = _block_model(student, gen, norm_first=norm_first)
+    batch, n, d_model = sizes[:3]
+    lengths = torch.randint(1, n, (batch,), generator=gen)
+    lengths[0] = n  # one sequence without padding, one with a single real token
+    lengths[-1] = 1
+    padding = (torch.arange(n) < lengths[:, None])[:, None, None, :]
+    layer = _pytorch_layer(weights, sizes, norm_first)
+    before = model.state_dict()
+    what = f"TransformerBlock(norm_first={norm_first})(x, mask) with a padding mask of shape (B, 1, 1, N)"
+    with _blaming_parts(model, weights, x):
+        output = model(x, mask=padding)
+        if isinstance(output, torch.Tensor) and output.shape == x.shape and not torch.isfinite(output).all():
+            raise CheckFailed(
+                f"{what} contains NaN: some query may attend to no key; is the mask inverted? "
+                "Here True means MAY attend"
+            )
+        expect_close(
+            output,
+            _padded_block(layer, x, padding),
+            what,
+            diagnoses=[(_run_layer(layer, x, None), "the mask is ignored: pass it to self.attn(..., mask=mask)")],
+        )
+        others = [randn(gen, 1, n + randint(gen, 1, 3), d_model), randn(gen, batch, 1, d_model), x]
+        for other in others:
+            expect_close(
+                model(other),
+                _run_layer(layer, other, None),
+                f"TransformerBlock(norm_first={norm_first})(x of shape {tuple(other.shape)}), called after calls "
+                "on other sizes (is something kept from an earlier call?)",
+            )
+    _expect_state_unchanged(model, before, f"TransformerBlock(norm_first={norm_first}) called four times")
 
 
 # ---------------------------------------------------------------------------------------

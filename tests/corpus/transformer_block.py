@@ -677,6 +677,141 @@ ENTRIES = [
                 return self.linear2(self.drop(h))
     """,
     ),
+    bug(
+        "FeedForward",
+        "in-place dropout after the ReLU",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.act = F.gelu if activation == "gelu" else F.relu
+                self.p = dropout
+
+            def forward(self, x):
+                h = self.act(self.linear1(x))
+                F.dropout(h, self.p, self.training, inplace=True)  # saves memory
+                return self.linear2(h)
+    """,
+        fails=("backward_in_train_mode",),
+        says="in-place operations",
+    ),
+    bug(
+        "FeedForward",
+        "nn.Dropout(inplace=True) in an nn.Sequential after nn.ReLU",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.hidden = nn.Sequential(
+                    nn.GELU() if activation == "gelu" else nn.ReLU(), nn.Dropout(dropout, inplace=True)
+                )
+
+            def forward(self, x):
+                return self.linear2(self.hidden(self.linear1(x)))
+    """,
+        fails=("backward_in_train_mode",),
+        says="modified by an inplace operation",
+    ),
+    bug(
+        "FeedForward",
+        "the hidden activation detached to keep it for a plot",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+                self.drop = nn.Dropout(dropout)
+
+            def forward(self, x):
+                self.hidden = self.act(self.linear1(x)).detach()
+                return self.linear2(self.drop(self.hidden))
+    """,
+        fails=("backward_in_train_mode",),
+        says="no gradient reaches x",
+    ),
+    bug(
+        "FeedForward",
+        "the hidden activation registered as a buffer in forward",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+                self.drop = nn.Dropout(dropout)
+
+            def forward(self, x):
+                h = self.act(self.linear1(x))
+                self.register_buffer("last_hidden", h.detach().mean(0))  # for inspecting the units later
+                return self.linear2(self.drop(h))
+    """,
+        fails=("backward_in_train_mode",),
+        says="changed the module's parameters or buffers",
+    ),
+    bug(
+        "FeedForward",
+        "max-norm renormalization of linear1's rows inside forward",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.act = F.gelu if activation == "gelu" else F.relu
+                self.drop = nn.Dropout(dropout)
+
+            def forward(self, x):
+                if self.training:  # keep the hidden units' weights bounded while training
+                    with torch.no_grad():
+                        self.linear1.weight.copy_(torch.renorm(self.linear1.weight, 2, 0, 0.5))
+                return self.linear2(self.drop(self.act(self.linear1(x))))
+    """,
+        fails=("backward_in_train_mode",),
+        says="linear1.weight",
+    ),
+    alternative(
+        "FeedForward",
+        "in-place ReLU on linear1's output (nothing autograd saved is changed)",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.activation = activation
+                self.dropout = nn.Dropout(dropout)
+
+            def forward(self, x):
+                h = self.linear1(x)
+                h = F.relu(h, inplace=True) if self.activation == "relu" else F.gelu(h)
+                return self.linear2(self.dropout(h))
+    """,
+    ),
+    alternative(
+        "FeedForward",
+        "in-place dropout after GELU (GELU's backward reads its input, not its output)",
+        """
+        class FeedForward(nn.Module):
+            def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+                super().__init__()
+                self.linear1 = nn.Linear(d_model, d_ff)
+                self.linear2 = nn.Linear(d_ff, d_model)
+                self.gelu = activation == "gelu"
+                self.dropout = nn.Dropout(dropout, inplace=self.gelu)
+
+            def forward(self, x):
+                h = self.linear1(x)
+                h = F.gelu(h) if self.gelu else F.relu(h)
+                return self.linear2(self.dropout(h))
+    """,
+    ),
     # --- TransformerBlock ---------------------------------------------------------------------
     bug(
         "TransformerBlock",
@@ -1127,6 +1262,190 @@ class TransformerBlock(nn.Module):
             return residual + self.dropout(out)
         residual = self.norm1(residual + self.dropout(self.sa(residual, mask)))
         return self.norm2(residual + self.dropout(self.ffn(residual)))
+"""
+        ),
+    ),
+    bug(
+        "TransformerBlock",
+        "in-place residual additions (h += ...)",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            h = x + self.dropout(self.sa(self.norm1(x), mask))
+            h += self.dropout(self.ffn(self.norm2(h)))
+            return h
+        h = self.norm1(x + self.dropout(self.sa(x, mask)))
+        h += self.dropout(self.ffn(h))
+        return self.norm2(h)
+"""
+        ),
+        fails=("backward_in_train_mode",),
+        says="in-place operations",
+    ),
+    bug(
+        "TransformerBlock",
+        "its FeedForward drops the ReLU's output in place",
+        """
+class FeedForward(nn.Module):
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.dropout = nn.Dropout(dropout, inplace=True)
+
+    def forward(self, x):
+        return self.linear2(self.dropout(self.act(self.linear1(x))))
+"""
+        + BLOCK_INIT
+        + SELF_ATTENTION
+        + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+""",
+        fails=("backward_in_train_mode",),
+        says="in-place operations",
+    ),
+    bug(
+        "TransformerBlock",
+        "its FeedForward keeps dropout on in eval() mode (F.dropout without training=)",
+        """
+class FeedForward(nn.Module):
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.act = F.gelu if activation == "gelu" else F.relu
+        self.p = dropout
+
+    def forward(self, x):
+        return self.linear2(F.dropout(self.act(self.linear1(x)), self.p))
+"""
+        + BLOCK_INIT
+        + SELF_ATTENTION
+        + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+""",
+        fails=("dropout_only_in_training",),
+        says="the block's ffn alone gives a different output at every call in eval() mode",
+    ),
+    bug(
+        "TransformerBlock",
+        "its FeedForward has no activation",
+        """
+class FeedForward(nn.Module):
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.linear2(self.dropout(self.linear1(x)))
+"""
+        + BLOCK_INIT
+        + SELF_ATTENTION
+        + """
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+""",
+        fails=("post_ln_matches_pytorch", "pre_ln_matches_pytorch"),
+        says="the block's ffn alone, in eval() mode with the loaded weights, is wrong (your FeedForward",
+    ),
+    bug(
+        "TransformerBlock",
+        "the mask reshaped to (1, 1, N, N)",
+        block(
+            BLOCK_INIT
+            + """
+    def sa(self, x, mask):
+        if mask is not None:
+            mask = mask.reshape(1, 1, x.shape[1], x.shape[1])  # one mask for every batch row and head
+        return self.attn(x, x, x, mask=mask)[0]
+
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("padding_mask_and_repeated_calls",),
+    ),
+    bug(
+        "TransformerBlock",
+        "remembers the last mask it was given (None reuses it)",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        if mask is not None:
+            self.last_mask = mask
+        mask = getattr(self, "last_mask", None)
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("padding_mask_and_repeated_calls",),
+    ),
+    bug(
+        "TransformerBlock",
+        "the residual stream's mean kept in a buffer updated by forward",
+        block(
+            BLOCK_INIT
+            + """
+        self.register_buffer("stream_mean", torch.zeros(d_model))
+"""
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        with torch.no_grad():  # a running statistic, for monitoring the residual stream
+            self.stream_mean.mul_(0.9).add_(0.1 * x.mean(dim=(0, 1)))
+        if self.norm_first:
+            x = x + self.dropout(self.sa(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.sa(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+"""
+        ),
+        fails=("padding_mask_and_repeated_calls", "backward_in_train_mode"),
+        says="stream_mean",
+    ),
+    alternative(
+        "TransformerBlock",
+        "in-place dropout on each sublayer's output (a Linear's output is not saved)",
+        block(
+            BLOCK_INIT
+            + SELF_ATTENTION
+            + """
+    def forward(self, x, mask=None):
+        p, training = self.dropout.p, self.training
+        if self.norm_first:
+            x = x + F.dropout(self.sa(self.norm1(x), mask), p, training, inplace=True)
+            return x + F.dropout(self.ffn(self.norm2(x)), p, training, inplace=True)
+        x = self.norm1(x + F.dropout(self.sa(x, mask), p, training, inplace=True))
+        return self.norm2(x + F.dropout(self.ffn(x), p, training, inplace=True))
 """
         ),
     ),
