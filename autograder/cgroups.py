@@ -15,6 +15,11 @@ removes the group when the sandbox closes. A process killed for memory while its
 reached its own cap (:meth:`Group.reached_its_limit`) was chosen because the machine, or a group
 above, ran short: not the learner's fault. Each worker of ``python -m autograder autograde`` has
 a memory group of its own (:func:`worker_group`), beside its sandboxes' groups.
+
+The group's own counters also measure one request from outside the learner's process
+(:meth:`Group.meter`): its peak memory (v1 ``memory.max_usage_in_bytes``, reset by writing 0;
+v2 ``memory.peak``, reset per open file where the kernel allows) and its CPU time (v1
+``cpuacct.usage`` where the cpuacct hierarchy is writable, v2 ``cpu.stat``'s ``usage_usec``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,40 @@ class Group:
         except OSError:
             pass
         return 0
+
+    def meter(self):
+        """Start measuring the group; returns a function that gives ``(peak_bytes, cpu_seconds)``
+        since: the most memory its processes used above what they used now, and the CPU time they
+        used. Raises OSError (with the reason) where this host's cgroups cannot measure that."""
+        memory = self.folders[0]
+        if self.version == "v2":
+            peak = os.open(memory / "memory.peak", os.O_RDWR | os.O_CLOEXEC)  # its reset holds for this file only
+            try:
+                os.write(peak, b"reset")
+            except OSError:
+                os.close(peak)
+                raise OSError("this kernel cannot reset a cgroup's memory.peak (Linux 6.12 or later can)") from None
+            cpu_file, scale = memory / "cpu.stat", 1e-6
+        else:
+            (memory / "memory.max_usage_in_bytes").write_text("0")  # the peak starts again from the usage now
+            cpu_file = next((f / "cpuacct.usage" for f in self.folders if (f / "cpuacct.usage").exists()), None)
+            if cpu_file is None:
+                raise OSError("this host gives the grader no cpuacct cgroup to count a sandbox's CPU time")
+            scale = 1e-9
+        start_memory, start_cpu = _memory_in_use(self), _cpu_counter(cpu_file)
+
+        def measurement() -> tuple[int, float]:
+            if self.version == "v2":
+                try:
+                    os.lseek(peak, 0, os.SEEK_SET)
+                    highest = int(os.read(peak, 64))
+                finally:
+                    os.close(peak)
+            else:
+                highest = int((memory / "memory.max_usage_in_bytes").read_text())
+            return max(highest - start_memory, 0), max(_cpu_counter(cpu_file) - start_cpu, 0) * scale
+
+        return measurement
 
     def reached_its_limit(self) -> bool:
         """Whether the group's memory ever reached its own cap (v1 ``memory.failcnt`` or
@@ -81,6 +120,19 @@ class Group:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def _memory_in_use(group: Group) -> int:
+    name = "memory.current" if group.version == "v2" else "memory.usage_in_bytes"
+    return int((group.folders[0] / name).read_text())
+
+
+def _cpu_counter(path: Path) -> int:
+    """``cpuacct.usage`` (nanoseconds) or ``cpu.stat``'s ``usage_usec`` (microseconds)."""
+    text = path.read_text()
+    if path.name == "cpu.stat":
+        return int(next(line.split()[1] for line in text.splitlines() if line.startswith("usage_usec ")))
+    return int(text)
 
 
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
@@ -130,8 +182,13 @@ def _parents() -> tuple[str, list[Path]] | None:
     ]
     pids = [_folder(p, r, own["pids"]) for p, r, t, o in mounts if t == "cgroup" and "pids" in o and "pids" in own]
     cpu = [_folder(p, r, own["cpu"]) for p, r, t, o in mounts if t == "cgroup" and "cpu" in o and "cpu" in own]
+    cpuacct = [
+        _folder(p, r, own["cpuacct"])
+        for p, r, t, o in mounts
+        if t == "cgroup" and "cpuacct" in o and "cpu" not in o and "cpuacct" in own
+    ]  # where cpu and cpuacct share a hierarchy, the cpu folder has cpuacct.usage
     if memory and os.access(memory[0], os.W_OK):
-        return "v1", memory[:1] + [f for f in pids[:1] + cpu[:1] if os.access(f, os.W_OK)]
+        return "v1", memory[:1] + [f for f in pids[:1] + cpu[:1] + cpuacct[:1] if os.access(f, os.W_OK)]
     return None
 
 
@@ -217,7 +274,7 @@ def create(memory_bytes: int, processes: int, cores: float = 1.0) -> Group | Non
             elif (folder / "cpu.cfs_quota_us").exists():
                 _write(folder / "cpu.cfs_period_us", PERIOD)
                 _write(folder / "cpu.cfs_quota_us", round(cores * PERIOD))
-            else:
+            elif (folder / "pids.max").exists():
                 _write(folder / "pids.max", processes)
             group.procs.append(os.open(folder / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
     except OSError:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from autograder import protocol, wire
-from autograder.student import StudentError
+from autograder.student import StudentError, process_meter
 
 CHILD = "from autograder.local import serve_child; serve_child()"
 MAX_BYTES = 1 << 30  # of one request or reply: the learner's own machine, nothing to defend
@@ -114,8 +114,15 @@ class LocalProcess:
         return self.request({"op": "run_cells", "cells": cells}, self.limits.setup_seconds)
 
     def request(self, message, seconds: float | None = None):
+        """The value of ``message``'s reply; with ``measure: True``, ``(value, Measurement)``: the
+        child's peak memory and CPU time during the request, read from its ``/proc`` files by this
+        process (Linux; elsewhere the measurement says it is unavailable)."""
         if self.dead:
             raise StudentError(self.dead)
+        if message.get("measure"):
+            meter = process_meter(self.process.pid, "the kit's grading process, reading the child's /proc")
+            value = self.request({**message, "measure": False, "trim": True}, seconds)
+            return value, meter()
         seconds = seconds or self.limits.call_seconds
         late = f"your code took longer than {seconds:.0f} s (time limit) and was stopped; look for an infinite loop"
         if self.deadline is not None and self.deadline < time.monotonic() + seconds:

@@ -3,8 +3,15 @@ sandboxed child, and the requests the grader sends to that child.
 
 A request is a dict with an ``op``: ``run_cells`` (execute the submission's code cells),
 ``has`` (does a name or attribute exist), ``value`` (an object as plain data) or ``call``
-(call a function or method, in ``mode`` "plain", "trace" or "grad"). A reply is
+(call a function or method, in ``mode`` "plain", "grad", "trace" or "functions"). A reply is
 ``{"ok": True, "value": ...}`` or ``{"ok": False, "error": message for the learner}``.
+The modes "trace" and "functions" record, inside the learner's process, what the call ran
+(:class:`NumelRecorder`, :class:`FunctionRecorder`, :class:`ExportRecorder`,
+:class:`KernelLaunches`); the learner's code can switch any of them off, so what they record
+is only ever advice (0 points). A request may also carry ``measure: True``: the *parent*
+(the grader's side of the backend) then measures the call's memory and CPU time from outside
+(:meth:`autograder.student.Student.measured`) and sends the child the request with ``trim: True``,
+so that the child first hands the memory its allocator keeps free back (:func:`release_free_memory`).
 Values are plain data only (:func:`plain`): tensors, numbers, strings, lists, tuples,
 dicts, and handles (``{"__handle__": i}``) on other objects, which stay in the child.
 Between processes, requests and replies travel as :mod:`autograder.wire` frames.
@@ -13,10 +20,9 @@ Imports only the standard library, torch and :mod:`autograder.wire`: it also run
 sandbox (see :mod:`autograder.confinement`).
 """
 
-import importlib
+import ctypes
 import linecache
 import numbers
-import os
 import secrets
 import socket
 import sys
@@ -187,9 +193,9 @@ class ExportRecorder(TorchFunctionMode):
     tensor (or an integer view of one) of more than one element to NumPy, Python lists or raw
     memory; ``scalar_reads``, how many values were read out one at a time (``.item()``,
     ``float(t)``) or as integers (``arange(...).tolist()``: a few block starts are fine, values
-    scaled to integers are many). What Triton's interpreter (which runs kernels on NumPy) or the
-    grader takes out is not counted. The memory and work that the other recorders measure are
-    PyTorch's: what is computed outside it, they cannot see."""
+    scaled to integers are many). Advice only, like every recorder here: what the other recorders
+    measure is PyTorch's, and what is computed outside it, they cannot see (the grader's points
+    for memory and work come from outside the process)."""
 
     EXPORTS = {"numpy", "__array__", "tolist", "untyped_storage", "storage", "data_ptr", "__dlpack__"}
     SCALAR_READS = {"item", "__float__"}
@@ -202,7 +208,7 @@ class ExportRecorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        if tensor is not None and name in self.WATCHED and not _trusted(_caller_outside_torch()):
+        if tensor is not None and name in self.WATCHED:
             if name in self.SCALAR_READS:
                 self.scalar_reads += 1
             elif tensor.is_floating_point() or (tensor._base is not None and tensor._base.is_floating_point()):
@@ -242,83 +248,6 @@ class KernelLaunches:
     def __exit__(self, *exc):
         for cls, run in self.patched:
             cls.run = run
-
-
-SWITCHES = (  # (module, attribute): what hides a call's operations from PyTorch's modes
-    ("torch._C", "DisableTorchFunction"),
-    ("torch._C", "_DisableTorchDispatch"),
-    ("torch._C", "_ExcludeDispatchKeyGuard"),
-    ("torch._C", "_pop_torch_function_stack"),
-    ("torch._C", "_pop_torch_dispatch_stack"),
-    ("torch._C", "_unset_dispatch_mode"),
-    ("torch.utils._python_dispatch", "_disable_current_modes"),
-    ("torch.utils._python_dispatch", "_pop_mode"),
-    ("torch.utils._python_dispatch", "_pop_mode_temporarily"),
-    ("torch.overrides", "_pop_mode"),
-    ("torch.overrides", "_pop_mode_temporarily"),
-    ("threading", "Thread.start"),  # modes are thread-local: work in another thread is not recorded
-    ("os", "fork"),
-    ("os", "posix_spawn"),
-    ("subprocess", "Popen.__init__"),
-)
-_WATCHING: list[set] = []  # the notes of the recorded calls in progress, innermost last
-
-
-def watch_switches():
-    """Replace each of :data:`SWITCHES` by a wrapper that, while a :class:`RecorderGuard` is
-    entered, notes a caller outside torch, Triton and the grader; idempotent. The sandbox does
-    it before the learner's cells run, so ``from torch._C import DisableTorchFunction`` gets the
-    wrapper; grade cells do it at their first recorded call."""
-    for module_name, path in SWITCHES:
-        *owner_path, name = path.split(".")
-        owner = importlib.import_module(module_name)
-        for part in owner_path:
-            owner = getattr(owner, part)
-        original = getattr(owner, name, None)
-        if original is not None and not getattr(original, "_watched_switch", False):
-            setattr(owner, name, _watching(f"{module_name}.{path}", original))
-
-
-def _watching(label, original):
-    def watched(*args, **kwargs):
-        if _WATCHING and not _trusted(sys._getframe(1).f_code.co_filename):
-            _WATCHING[-1].add(label)
-        return original(*args, **kwargs)
-
-    watched._watched_switch = True
-    return watched
-
-
-_TORCH = os.path.dirname(torch.__file__) + os.sep
-_TRUSTED = (_TORCH, os.path.dirname(os.path.abspath(__file__)) + os.sep)
-
-
-def _caller_outside_torch() -> str:
-    """The file of the innermost frame below torch's own (who asked torch for what it does)."""
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_TORCH):
-        frame = frame.f_back
-    return frame.f_code.co_filename if frame is not None else ""
-
-
-def _trusted(filename: str) -> bool:
-    """Code of torch, of Triton (its compiler runs tools) or of the grader: not the learner's."""
-    triton = sys.modules.get("triton")
-    trusted = _TRUSTED + ((os.path.dirname(triton.__file__) + os.sep,) if getattr(triton, "__file__", None) else ())
-    return filename.startswith(trusted)
-
-
-class RecorderGuard:
-    """``used``: the switches (:data:`SWITCHES`) that the learner's code called while entered."""
-
-    def __enter__(self):
-        watch_switches()
-        self.used = set()
-        _WATCHING.append(self.used)
-        return self
-
-    def __exit__(self, *exc):
-        _WATCHING.remove(self.used)
 
 
 def _tensor_arguments(args, kwargs):
@@ -388,15 +317,8 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
 
 def _call(name, fn, args, kwargs, mode, grad_output, grad_inputs):
     try:
-        if mode in ("trace", "functions"):  # the calls whose operations are recorded
-            with RecorderGuard() as guard:
-                result = _recorded_call(fn, args, kwargs, mode, grad_output, grad_inputs)
-            if guard.used:
-                raise CallFailed(
-                    f"{name} called {', '.join(sorted(guard.used))}, which hides its operations from the "
-                    "grader, whose checks of how an answer computes then cannot see it: compute without it"
-                )
-            return result
+        if mode in ("trace", "functions"):  # recorded in this process: the grader's advice, never its points
+            return _recorded_call(fn, args, kwargs, mode, grad_output, grad_inputs)
         if mode == "grad":
             trace = {}
             result = _run(fn, args, kwargs, grad_output, grad_inputs, trace)
@@ -496,6 +418,8 @@ class Session:
         return errors
 
     def handle(self, request):
+        if request.get("trim"):  # a measured call follows: see release_free_memory
+            release_free_memory()
         op = request["op"]
         if op == "run_cells":
             return self.run_cells(request["cells"])
@@ -524,10 +448,19 @@ class Session:
         return plain(result, self.wrap)
 
 
+def release_free_memory():
+    """Hand the memory that C's allocator keeps free back to the system (glibc's ``malloc_trim``;
+    elsewhere nothing), before a call whose peak memory the grader measures from outside: freed
+    memory still counts as in use, and a call that reuses it would look smaller than it is."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc
+        pass
+
+
 def serve(channel: socket.socket, max_request_bytes: int):
     """The child's loop: answer each request frame with a reply frame of the same id,
     until the grader closes the channel."""
-    watch_switches()  # before any learner cell: a switch imported by name is the watched one
     session = Session()
     while True:
         try:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import solutions
 from autograder import cgroups, confinement, protocol, wire
-from autograder.student import StudentError
+from autograder.student import Measurement, StudentError
 
 SOLUTIONS = Path(solutions.__file__).resolve().parent
 UID_BASE = int(os.environ.get("AUTOGRADER_UID_BASE", "2100000000"))  # uids no account uses
@@ -357,7 +357,11 @@ class Sandbox:
     def request(self, message, seconds: float | None = None):
         """Send ``message`` (see :mod:`autograder.protocol`); the value of its reply. Raises
         StudentError with the learner's message when their code failed, or when the child
-        is gone, late, out of memory, or sent anything but the reply to this request."""
+        is gone, late, out of memory, or sent anything but the reply to this request. A message
+        with ``measure: True`` returns ``(value, Measurement)``: the sandbox's peak memory and CPU
+        time during the request, read by this process from the sandbox's control group."""
+        if message.get("measure"):
+            return self._measured(message, seconds)
         if self.dead:
             raise StudentError(self.dead)
         message_id = protocol.new_id()
@@ -375,6 +379,27 @@ class Sandbox:
         if not reply["ok"]:  # the child caps its messages; code that rewrote its replies gets the same cap
             raise StudentError(str(reply.get("error"))[: protocol.MAX_ERROR_CHARS])
         return reply.get("value")
+
+    def _measured(self, message, seconds):
+        by = "the sandbox's control group, read by the grader"
+        plain = {**message, "measure": False, "trim": True}
+        try:
+            if self.group is None:
+                raise OSError("this host gives the grader no control group for the sandbox")
+            meter = self.group.meter()
+        except (OSError, ValueError, StopIteration) as error:
+            return self.request(plain, seconds), Measurement(
+                None, None, by, f"the grader cannot measure here ({error})"
+            )
+        try:
+            value = self.request(plain, seconds)
+        finally:
+            try:
+                peak, cpu = meter()  # also when the request failed: a v2 meter holds a file open
+            except (OSError, ValueError, StopIteration) as error:
+                peak = cpu = None
+                unread = f"the sandbox's counters could not be read ({error})"
+        return value, Measurement(peak, cpu, by, None if peak is not None else unread)
 
     def _end(self, why: str):
         self.dead = self._memory_message() if self._out_of_memory() else why

@@ -16,6 +16,8 @@ lists, dicts, and further :class:`Student` handles for other objects.
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 
 import torch
 
@@ -35,6 +37,19 @@ class Trace:
     exports: list = dataclasses.field(default_factory=list)  # e.g. "numpy", "tolist": values handed out of torch
     scalar_reads: int = 0  # values read out as Python numbers (.item(), float(t), integers' .tolist())
     kernel_launches: int = 0  # Triton kernels launched (kernel[grid](...))
+
+
+@dataclasses.dataclass
+class Measurement:
+    """What one call cost, measured by a process other than the learner's code where the backend
+    allows (see :meth:`Student.measured`): ``peak_bytes``, the most memory in use during the call
+    above what was in use when it began, and ``cpu_seconds``, the CPU time it used. ``by`` says who
+    measured; ``unavailable``, when set, why nothing could be measured (both numbers are then None)."""
+
+    peak_bytes: int | None
+    cpu_seconds: float | None
+    by: str
+    unavailable: str | None = None
 
 
 class StudentError(Exception):
@@ -67,6 +82,23 @@ class Student:
         """As :meth:`with_grad`, traced through forward and backward: ``(result, grads, trace)``."""
         result, trace = self._call("trace", args, kwargs, grad_output=pack(grad_output), grad_inputs=list(grad_inputs))
         return result, trace.pop("grads"), Trace(**trace)
+
+    def measured(self, *args, **kwargs) -> tuple:
+        """Call and return ``(result, measurement)``, a :class:`Measurement` of the call's peak
+        memory and CPU time. The sandbox's come from its control group, read by the grader; the
+        learner's kit reads its child process's ``/proc`` counters; a grade cell (the learner's own
+        kernel) can only measure itself, which the official grade does not rely on."""
+        value, measurement = self._request("call", args=pack(args), kwargs=pack(kwargs), mode="plain", measure=True)
+        return self._unpack(value), measurement
+
+    def measured_with_grad(self, args, grad_output, grad_inputs, **kwargs) -> tuple:
+        """As :meth:`with_grad`, forward and backward measured together: ``(result, grads, measurement)``."""
+        fields = {"grad_output": pack(grad_output), "grad_inputs": list(grad_inputs)}
+        value, measurement = self._request(
+            "call", args=pack(args), kwargs=pack(kwargs), mode="grad", measure=True, **fields
+        )
+        result, grads = self._unpack(value)
+        return result, grads, measurement
 
     def functions(self, *args, **kwargs):
         """Call and return ``(result, names)``: the names of the torch functions and tensor
@@ -126,7 +158,10 @@ class KernelBackend:
     """Runs requests in this process, on objects of the learner's namespace.
 
     Used by grade cells: quick feedback, but not tamper-proof (the learner's earlier cells
-    ran in this same process); the sandbox is what instructors' grades rely on.
+    ran in this same process); the sandbox is what instructors' grades rely on. A measured
+    request (``measure: True``, see :meth:`Student.measured`) is measured by this same process
+    through ``/proc/self`` (:func:`process_meter`): honest answers get the sandbox's verdict, but
+    the learner's code could change what this process reports, so only the sandbox's measure counts.
     """
 
     def __init__(self, namespace: dict):
@@ -134,10 +169,68 @@ class KernelBackend:
         self.session.namespace = namespace
 
     def request(self, message):
+        if message.get("measure"):
+            protocol.release_free_memory()
+            meter = process_meter("self", "this notebook's own kernel (the official grade measures the sandbox)")
+            value = self._handle(message)
+            return value, meter()
+        return self._handle(message)
+
+    def _handle(self, message):
         try:
             return self.session.handle(_private_copy(message))
         except protocol.CallFailed as error:
             raise StudentError(str(error)) from None
+
+
+def process_meter(pid, by: str):
+    """Start measuring process ``pid`` ("self" for this one) through Linux's ``/proc``: its peak
+    resident memory is reset (``clear_refs``) and its CPU time read; returns a function that, when
+    called, gives the :class:`Measurement` since. Without ``/proc`` (macOS, Windows), or where the
+    reset is refused, the measurement says it is unavailable."""
+    folder = f"/proc/{pid}"
+    try:
+        with open(f"{folder}/clear_refs", "w") as clear:
+            clear.write("5")  # VmHWM := VmRSS
+        start_rss, start_cpu = _status_kib(folder, "VmRSS"), _cpu_seconds(folder)
+    except (OSError, ValueError) as error:
+        reason = f"this system does not let the grader measure the process ({type(error).__name__}: {error})"
+        return lambda: Measurement(None, None, by, reason)
+
+    def measurement() -> Measurement:
+        try:
+            peak, cpu = _status_kib(folder, "VmHWM"), _cpu_seconds(folder)
+        except (OSError, ValueError) as error:
+            return Measurement(None, None, by, f"the process could not be measured ({error})")
+        return Measurement(max(peak - start_rss, 0) << 10, max(cpu - start_cpu, 0.0), by)
+
+    return measurement
+
+
+def _status_kib(folder: str, field: str) -> int:
+    with open(f"{folder}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise ValueError(f"no {field} in {folder}/status")
+
+
+def _cpu_seconds(folder: str) -> float:
+    """CPU time of the process: of all its threads (``schedstat``, in nanoseconds) and of the
+    children it waited for (``stat``'s cutime and cstime, in clock ticks)."""
+    if folder == "/proc/self":
+        children = os.times()
+        return time.process_time() + children.children_user + children.children_system
+    threads = 0
+    for task in os.listdir(f"{folder}/task"):
+        try:
+            with open(f"{folder}/task/{task}/schedstat") as schedstat:
+                threads += int(schedstat.read().split()[0])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    with open(f"{folder}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return threads / 1e9 + sum(int(f) for f in fields[13:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _private_copy(value):

@@ -252,6 +252,17 @@ def expect_computed_in_torch(trace, what: str, input_elements: int):
         )
 
 
+def expect_measured(measurement, what: str):
+    """Stop the sub-check, scored as not passed, when ``measurement`` (see
+    :meth:`autograder.student.Student.measured`) could not be taken here: points are given only for
+    what was measured. ``what`` names the quantity ("how much memory flash_attention_forward uses")."""
+    if measurement.unavailable:
+        raise oracle.Undecided(
+            f"{what} could not be measured here ({measurement.unavailable}); the official grade measures it "
+            "from outside the grader's sandbox"
+        )
+
+
 def randn(gen: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
     """Standard normal values drawn from ``gen`` (so a failing input can be reproduced)."""
     return torch.randn(*shape, generator=gen, dtype=dtype) * scale

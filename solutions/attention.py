@@ -15,7 +15,8 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Subtracting the maximum along ``dim`` first leaves the result unchanged (the factor
     exp(-max) cancels) and keeps exp() from overflowing for logits like 1e4. The result has the
-    dtype of ``x``; ``x`` is left unchanged.
+    dtype of ``x``; ``x`` is left unchanged. Graded on its values; built from elementary operations,
+    not ``torch.softmax``, is advice (0 points: only the learner's process could tell).
     """
     shifted = x - x.amax(dim=dim, keepdim=True)
     exps = shifted.exp()

@@ -69,9 +69,10 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     output (..., N_q, d_v) equals softmax(q k^T / sqrt(d)) v, and lse (..., N_q) is the
     log-sum-exp of each query's scaled scores. The outer loop runs over query blocks (the
     FlashAttention-2 split: each block is independent), the inner one over key blocks; with
-    ``causal``, key blocks entirely after a query block are skipped. PyTorch operations only
-    (the memory rule is measured on them: NumPy arrays and Python lists would hide it). Works in
-    the inputs' dtype. The inputs are left unchanged.
+    ``causal``, key blocks entirely after a query block are skipped. Graded: the values, and the
+    memory of a call on N = 4096 measured outside the learner's process (far below the N x N
+    scores). Advice (0 points): tiles only, PyTorch operations (no NumPy arrays or Python lists),
+    not PyTorch's attention. Works in the inputs' dtype. The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -104,8 +105,8 @@ def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, bl
       dv += p^T dO,   dp = dO v^T,   ds = p * (dp - D),
       dq += ds k / sqrt(d),   dk += ds^T q / sqrt(d).
     The outer loop runs over key blocks (each owns its dk, dv), the inner over query blocks.
-    PyTorch operations only, as in the forward pass. Works in the inputs' dtype. The inputs are
-    left unchanged.
+    Graded and advised as the forward pass; no ``torch.autograd`` is advice too. Works in the
+    inputs' dtype. The inputs are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -137,8 +138,10 @@ class FlashAttentionFunction(torch.autograd.Function):
     ``FlashAttentionFunction.apply(q, k, v, causal=False, block_q=64, block_k=64)`` returns
     the output (..., N_q, d_v) only (arguments are positional, as ``apply`` requires). The
     forward saves q, k, v, the output and lse (O(N) memory beyond the inputs, no weights);
-    the backward recomputes the weights from lse, both in PyTorch operations. The inputs are left
-    unchanged.
+    the backward recomputes the weights from lse, both in PyTorch operations. Graded: the values,
+    and the memory of forward and backward together, measured outside the learner's process;
+    what is recorded inside it (tile sizes, no autograd in backward) is advice. The inputs are
+    left unchanged.
     """
 
     @staticmethod
@@ -214,7 +217,8 @@ def flash_attention_triton(q, k, v, causal=False):
 
     Runs on the tensors' device under the interpreter (TRITON_INTERPRET=1); a compiled
     kernel needs CUDA tensors, so CPU inputs are then moved to the GPU and the output back.
-    The inputs are left unchanged.
+    The inputs are left unchanged. Graded on its values; launching the kernel and leaving the
+    attention to it is advice (0 points).
     """
     if causal and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs as many queries as keys, got N_q={q.shape[-2]}, N_k={k.shape[-2]}")

@@ -35,7 +35,9 @@ class MultiHeadAttention(nn.Module):
     4 D^2 (+ 4 D biases), whatever H is.
 
     (Methods call ``nn.Module.__init__`` and module-level helpers only, never zero-argument
-    ``super()`` or other methods, so a notebook class can delegate to them.)
+    ``super()`` or other methods, so a notebook class can delegate to them.) Graded on its
+    values; built from split_heads, merge_heads and chapter 2's attention, not
+    ``nn.MultiheadAttention``, is advice (0 points).
     """
 
     def __init__(self, d_model: int, num_heads: int, bias: bool = True):

@@ -62,7 +62,8 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 
     logits (..., V), labels (...) int64; returns a 0-dim tensor, differentiable with
     respect to ``logits``. Equals ``F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1),
-    ignore_index=ignore_index)``. logits and labels are left unchanged.
+    ignore_index=ignore_index)``. logits and labels are left unchanged. Graded on its values and
+    gradient; written without ``F.cross_entropy`` or ``F.nll_loss`` is advice (0 points).
     """
     logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
     keep = labels != ignore_index

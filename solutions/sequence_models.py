@@ -18,7 +18,8 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_xh: torch.Tensor, W_hh: tor
     ``(outputs, h_T)``: outputs (B, T, H) holds h_1..h_T (``outputs[:, t - 1]`` is h_t, so
     h_0 is not in it) and h_T (B, H) is the last state, equal to ``outputs[:, -1]``.
     Works in the inputs' dtype (float64 in, float64 out) and stays differentiable: autograd
-    reaches every input through outputs. The inputs are left unchanged.
+    reaches every input through outputs. The inputs are left unchanged. Graded on its values and
+    gradients; a loop of its own, not ``torch.nn.RNN``, is advice (0 points).
     """
     inputs = x @ W_xh + b  # every time step's input term at once: it does not depend on h
     h = h0
@@ -42,8 +43,9 @@ def hidden_state_jacobian_norms(
 
     One step's Jacobian is d h_s / d h_{s-1} = diag(1 - h_s^2) @ W_hh^T (the (i, j) entry
     is d h_s[i] / d h_{s-1}[j]), and d h_T / d h_t = J_T @ J_{T-1} @ ... @ J_{t+1}:
-    the product grows by one factor on the right for each step further back. Do not use
-    autograd (torch.autograd, .backward(), torch.func) here. The inputs are left unchanged.
+    the product grows by one factor on the right for each step further back. Graded on its
+    values; no autograd (torch.autograd, .backward(), torch.func) here is advice (0 points). The
+    inputs are left unchanged.
     """
     states, _ = rnn_forward(x, h0, W_xh, W_hh, b)
     states = states[0]  # (T, H): h_1..h_T

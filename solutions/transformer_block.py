@@ -24,8 +24,9 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     (divide by D, not D - 1) of that row. ``eps`` sits inside the square root, as in
     ``torch.nn.functional.layer_norm``: it bounds the factor 1 / sqrt(var + eps) by
     1 / sqrt(eps) for rows of nearly equal values. Returns a tensor of the shape and dtype of
-    x, differentiable with respect to x, weight and bias (written here with basic tensor
-    operations, not torch's own normalizations); x, weight and bias are left unchanged.
+    x, differentiable with respect to x, weight and bias; x, weight and bias are left unchanged.
+    Graded on its values and gradients; basic tensor operations, not torch's own normalizations,
+    is advice (0 points).
     """
     mean = x.mean(dim=-1, keepdim=True)
     var = (x - mean).pow(2).mean(dim=-1, keepdim=True)

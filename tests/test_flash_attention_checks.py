@@ -229,18 +229,24 @@ def forward_tiling_queries_only(q, k, v, causal=False, block_q=64, block_k=64):
 
 
 @pytest.mark.parametrize(
-    "answer, fragment",
+    "answer, lost, fragment",
     [
-        (forward_materializing_scores, "the full N_q x N_k"),
-        (forward_materializing_scores_when_causal, "causal=True"),
-        (forward_tiling_queries_only, "the keys must be tiled too"),
+        (forward_materializing_scores, True, "the full N_q x N_k"),
+        (forward_materializing_scores_when_causal, True, "causal=True"),
+        (forward_tiling_queries_only, False, "the keys must be tiled too"),
     ],
 )
-def test_forward_that_materializes_scores_loses_only_the_tiling_points(answer, fragment, seed):
+def test_forward_that_materializes_scores_loses_only_the_measured_points(answer, lost, fragment, seed):
+    """The N x N matrix costs the measured points (its memory); strips of block_q x N_k scores stay
+    within the memory a tiled answer may use and only get the advice to tile the keys too."""
     results = run_suite(TOPIC, "flash_attention_forward", answer, seed)
-    failed = [r for r in results if not r.passed]
-    assert [r.check for r in failed] == ["never_materializes_scores"], messages(results)
-    assert fragment in failed[0].message
+    failed = {r.check: r for r in results if not r.passed}
+    assert set(failed) == {"never_materializes_scores", "tile_by_tile_in_pytorch"} - (
+        set() if lost else {"never_materializes_scores"}
+    ), messages(results)
+    assert fragment in failed["tile_by_tile_in_pytorch"].message and failed["tile_by_tile_in_pytorch"].advice
+    if lost:
+        assert "MiB of memory beyond what it held" in failed["never_materializes_scores"].message
 
 
 def forward_row_by_row(q, k, v, causal=False, block_q=64, block_k=64):
@@ -269,14 +275,14 @@ def forward_returning_float32(q, k, v, causal=False, block_q=64, block_k=64):
 @pytest.mark.parametrize(
     "answer, check, fragment",
     [
-        (forward_row_by_row, "never_materializes_scores", "Tile the keys too"),
+        (forward_row_by_row, "never_materializes_scores", "MiB of memory beyond what it held"),
         (forward_in_float32, "float64_inputs_give_float64", "only to about float32 precision"),
         (forward_returning_float32, "float64_inputs_give_float64", "but the inputs are float64"),
     ],
 )
 def test_forward_rows_or_float32_lose_only_that_check(answer, check, fragment, seed):
     results = run_suite(TOPIC, "flash_attention_forward", answer, seed)
-    failed = [r for r in results if not r.passed]
+    failed = [r for r in results if not r.passed and not r.advice]
     assert [r.check for r in failed] == [check] and fragment in failed[0].message, messages(results)
 
 
@@ -305,25 +311,6 @@ def test_printing_and_integer_lists_inside_a_traced_call_cost_nothing(capsys):
 
     assert score(run_suite("flash_attention", "flash_attention_forward", forward)) == checks.forward.max_score
     assert "tensor(" in capsys.readouterr().out
-
-
-def test_switches_are_noted_only_from_learner_code_during_a_recorded_call():
-    """A watched switch passes through; it is noted only inside a recorded call, and only when
-    the learner's code (not torch's printer, not the grader) calls it, also when imported by name."""
-    from autograder.protocol import RecorderGuard, watch_switches
-
-    watch_switches()
-    from torch._C import DisableTorchFunction  # taken after watching began: the watched one
-
-    with DisableTorchFunction():
-        pass  # outside any recorded call: nothing noted, nothing broken
-    with RecorderGuard() as guard:
-        print(torch.ones(2))
-    assert guard.used == set()
-    with pytest.raises(ZeroDivisionError), RecorderGuard() as guard:
-        with DisableTorchFunction():
-            1 / 0
-    assert guard.used == {"torch._C.DisableTorchFunction"}
 
 
 @pytest.mark.parametrize("seed", range(200))
@@ -451,13 +438,13 @@ def backward_in_float32(q, k, v, output, lse, grad_output, causal=False, block_q
 @pytest.mark.parametrize(
     "answer, check, fragment",
     [
-        (backward_keeping_every_tile, "never_materializes_scores", "let it go"),
+        (backward_keeping_every_tile, "never_materializes_scores", "MiB of memory beyond what it held"),
         (backward_in_float32, "float64_inputs_give_float64", "only to about float32 precision"),
     ],
 )
 def test_backward_that_keeps_tiles_or_loses_precision_loses_only_that_check(answer, check, fragment, seed):
     results = run_suite(TOPIC, "flash_attention_backward", answer, seed)
-    failed = [r for r in results if not r.passed]
+    failed = [r for r in results if not r.passed and not r.advice]
     assert [r.check for r in failed] == [check] and fragment in failed[0].message, messages(results)
 
 

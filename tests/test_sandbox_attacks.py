@@ -298,35 +298,3 @@ def test_the_child_is_gone_after_close():
     box.close()
     assert box.exit_status is not None and os.WIFSIGNALED(box.exit_status)
     assert os.WTERMSIG(box.exit_status) == signal.SIGKILL
-
-
-def test_a_recorder_switch_imported_by_name_is_still_seen(tmp_path):
-    """In the sandbox the switches are watched before the learner's cells run, so a switch taken
-    by name at import time (``from torch._C import DisableTorchFunction``) is the watched one:
-    NumPy behind it still loses the memory rule, with the switch named. (A grade cell, which runs
-    after the learner's cells, cannot see this; the official grade is the sandbox's.)"""
-    from corpus.flash_attention import NUMPY_ATTENTION
-    from grade_paths import answer_cell_id, cells_of, sandbox_verdict, write_submission
-
-    from autograder.chapters import BY_TOPIC
-
-    chapter = BY_TOPIC["flash_attention"]
-    answer = (
-        NUMPY_ATTENTION
-        + """
-from torch._C import DisableTorchFunction
-
-
-def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
-    with DisableTorchFunction():
-        qn, kn, vn = (t.detach().numpy().astype(np.float64) for t in (q, k, v))
-    p, lse = _attention(qn, kn, vn, causal)
-    return torch.from_numpy(p @ vn).to(q.dtype), torch.from_numpy(lse).to(q.dtype)
-"""
-    )
-    path = write_submission(
-        chapter, {answer_cell_id(chapter, "flash_attention_forward"): answer}, tmp_path / "07.ipynb"
-    )
-    verdict = sandbox_verdict(cells_of(path), chapter, ["flash_attention_forward"])
-    passed, _, message = verdict["flash_attention_forward", "never_materializes_scores"]
-    assert not passed and "torch._C.DisableTorchFunction" in message, message

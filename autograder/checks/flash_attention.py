@@ -21,6 +21,7 @@ Float64 inputs must give float64 results at float64 precision (a bare ``torch.ze
 """
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from autograder.suite import (
     expect_bounded,
     expect_close,
     expect_computed_in_torch,
+    expect_measured,
     expect_shape,
     is_close,
     randint,
@@ -550,6 +552,103 @@ def _expect_keys_tiled(shapes, q, k, v, blocks, what):
 
 
 # ---------------------------------------------------------------------------------------
+# Measured from outside the learner's process: the memory of one long call
+
+
+MEASURED_N, MEASURED_D = 4096, 32  # N x N float32 scores: 64 MiB per head
+MEASURED_BLOCKS = (256, 512)  # tiles of 128 Ki elements (512 KiB)
+MEMORY_CAP = 40 << 20  # bytes above what the process held when the call began (the reference: 5-15 MiB)
+MEASURED_RTOL, MEASURED_ATOL = 1e-3, 1e-4  # sums over thousands of keys in float32, in any order
+MID_N, MID_SECONDS = 512, 2.0  # a first, timed call: tiles computed element by element in Python take seconds
+
+
+def _warm_up(call, gen, name, causal=True):
+    """Call twice before the measured call, unmeasured: on N = 40 (first-call imports, e.g. sympy
+    for a first backward, are not the answer's memory), then on N = MID_N, timed by the grader: an
+    answer that computes element by element in Python (seconds here, an hour on the long case) fails
+    now, with the reason. ``call(q, k, v, causal, blocks)`` calls the learner's code."""
+    call(*_qkv(gen, n_q=40, n_k=40, d=MEASURED_D, d_v=MEASURED_D), causal, (16, 16))
+    start = time.monotonic()
+    call(*_qkv(gen, n_q=MID_N, n_k=MID_N, d=MEASURED_D, d_v=MEASURED_D), causal, MEASURED_BLOCKS)
+    seconds = time.monotonic() - start
+    if seconds > MID_SECONDS:
+        raise CheckFailed(
+            f"{name} took {seconds:.1f} s on N = {MID_N} (d = {MEASURED_D}), where a tiled answer takes milliseconds; "
+            f"the check's long sequence (N = {MEASURED_N}) would take {(MEASURED_N / MID_N) ** 2 * seconds / 60:.0f} "
+            "minutes. Compute each tile with PyTorch operations on whole tiles (matrix products, exp, max), not "
+            "score by score in Python"
+        )
+
+
+def _measured_case(gen):
+    """q, k, v of one long sequence (N_q = N_k = MEASURED_N, d = d_v = MEASURED_D)."""
+    return _qkv(gen, n_q=MEASURED_N, n_k=MEASURED_N, d=MEASURED_D, d_v=MEASURED_D)
+
+
+def _rows(gen, n, count=24) -> torch.Tensor:
+    """Rows at which a long call's results are compared: the first, the last and ``count`` drawn."""
+    return torch.cat([torch.tensor([0, n - 1]), torch.randperm(n, generator=gen)[:count]]).unique()
+
+
+def _row_scores(q, k, rows, causal, of="queries"):
+    """Scores of the query ``rows`` against every key (``of="queries"``), or of every query against
+    the key ``rows`` (``of="keys"``), in the inputs' dtype, masked where a key comes after its query."""
+    if of == "queries":
+        s, later = q[rows] @ k.T, torch.arange(k.shape[0])[None, :] > rows[:, None]
+    else:
+        s, later = q @ k[rows].T, rows[None, :] > torch.arange(q.shape[0])[:, None]
+    s *= 1 / math.sqrt(q.shape[-1])
+    return s.masked_fill_(later, NEG_INF) if causal else s
+
+
+def _full_attention(q, k, v, causal, chunk=1024):
+    """(output, lse) of a long sequence in float32, ``chunk`` queries at a time (the grader's side)."""
+    outputs, lses = [], []
+    for start in range(0, q.shape[0], chunk):
+        rows = torch.arange(start, min(start + chunk, q.shape[0]))
+        s = _row_scores(q, k, rows, causal)
+        lse = s.logsumexp(-1)
+        outputs.append(s.sub_(lse[:, None]).exp_() @ v)
+        lses.append(lse)
+    return torch.cat(outputs), torch.cat(lses)
+
+
+def _grad_rows(q, k, v, output, lse, grad_output, causal, rows):
+    """(dq, dk, dv) at ``rows`` (of queries for dq, of keys for dk and dv), in float64, by the
+    backward formulas from the given output and lse."""
+    q, k, v, output, lse, grad_output = (t.double() for t in (q, k, v, output, lse, grad_output))
+    scale, delta = 1 / math.sqrt(q.shape[-1]), (grad_output * output).sum(-1)
+    p = torch.exp(_row_scores(q, k, rows, causal) - lse[rows, None])  # query rows x all keys
+    dq = (p * (grad_output[rows] @ v.T - delta[rows, None])) @ k * scale
+    p = torch.exp(_row_scores(q, k, rows, causal, of="keys") - lse[:, None])  # all queries x key rows
+    ds = p * (grad_output @ v[rows].T - delta[:, None])
+    return dq, ds.T @ q * scale, p.T @ grad_output
+
+
+def _expect_rows(values, expected, rows, names, what):
+    """Each of ``values`` (full-length results of a long call) agrees with ``expected`` at ``rows``."""
+    for value, want, name in zip(values, expected, names):
+        value = expect_shape(value, (MEASURED_N, *want.shape[1:]), f"{name} {what}")
+        expect_close(value[rows], want, f"{name} {what} (rows {rows[:4].tolist()}, ...)", MEASURED_RTOL, MEASURED_ATOL)
+
+
+def _expect_little_memory(measurement, name, what):
+    """The call's peak memory, measured from outside (see ``Student.measured``), stays under
+    :data:`MEMORY_CAP`: far above a tiled answer's few MiB, far below the N x N matrix."""
+    expect_measured(measurement, f"how much memory {name} uses")
+    if measurement.peak_bytes > MEMORY_CAP:
+        scores = MEASURED_N * MEASURED_N * 4 >> 20
+        raise CheckFailed(
+            f"{name} ({what}) used {measurement.peak_bytes / 2**20:.0f} MiB of memory beyond what it held before "
+            f"the call (measured by {measurement.by}); at most {MEMORY_CAP >> 20} MiB are allowed, while a tiled "
+            f"answer needs 5 to 15 (q, k, v, the output and a few {MEASURED_BLOCKS[0]} x {MEASURED_BLOCKS[1]} "
+            f"tiles) and the N x N matrix of scores alone takes {scores}. Compute scores and weights one tile at a "
+            "time and fold each tile into the running state: keeping tiles or rows (in a list, to stack later), "
+            "a full mask or the weights for backward stores the N x N matrix"
+        )
+
+
+# ---------------------------------------------------------------------------------------
 # flash_attention_forward
 
 
@@ -659,17 +758,40 @@ def large_scores_stay_finite(student, gen):
 
 @forward.check(points=2)
 def never_materializes_scores(student, gen):
+    """Measured from outside: on N = 8192, the call's peak memory (:func:`_expect_little_memory`);
+    its output and lse are compared at sampled rows."""
+    block_q, block_k = MEASURED_BLOCKS
+    for causal in (False, True):
+        _warm_up(
+            lambda q, k, v, causal, blocks: student(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1]),
+            gen,
+            "flash_attention_forward",
+            causal,
+        )
+        q, k, v = _measured_case(gen)
+        result, measurement = student.measured(q, k, v, causal=causal, block_q=block_q, block_k=block_k)
+        what = f"N_q = N_k = {MEASURED_N}, d = {MEASURED_D}, causal={causal}, block_q={block_q}, block_k={block_k}"
+        _expect_little_memory(measurement, "flash_attention_forward", what)
+        rows = _rows(gen, MEASURED_N)
+        s = _row_scores(q.double(), k.double(), rows, causal)
+        expected = (torch.softmax(s, -1) @ v.double(), s.logsumexp(-1))
+        _expect_rows(_tuple(result, 2, "flash_attention_forward"), expected, rows, ("output", "lse"), f"for {what}")
+
+
+@forward.advice
+def tile_by_tile_in_pytorch(student, gen):
+    """Advice, recorded in the learner's process: no tensor larger than the inputs or a tile, no
+    scores against all keys at once, few tiles alive at a time, computed with PyTorch operations
+    (not NumPy), not with PyTorch's attention or autograd."""
     for causal in (False, True):
         q, k, v, blocks = _tiling_case(gen, causal)
-        result, trace = student.traced(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1])
-        output, _ = _tuple(result, 2, "flash_attention_forward")
+        _, trace = student.traced(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1])
         what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
         _expect_own_work(trace, "flash_attention_forward", what, q, k, v)
         _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
         _expect_small_peak(trace, q, k, v, blocks, f"flash_attention_forward({what}) kept")
-        _expect_output(output, q, k, v, causal, [blocks], f"output for {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -854,20 +976,41 @@ def blocks_that_do_not_divide_n(student, gen):
 
 @backward.check(points=2)
 def never_materializes_scores(student, gen):
+    """Measured from outside: on N = 8192 (causal), the call's peak memory; dq, dk and dv are
+    compared at sampled rows."""
+    block_q, block_k = MEASURED_BLOCKS
+
+    def call(q, k, v, causal, blocks):
+        output, lse = _full_attention(q, k, v, causal)
+        student(q, k, v, output, lse, torch.ones_like(output), causal=causal, block_q=blocks[0], block_k=blocks[1])
+
+    _warm_up(call, gen, "flash_attention_backward")
+    q, k, v = _measured_case(gen)
+    output, lse = _full_attention(q, k, v, True)
+    grad_output = randn(gen, *output.shape)
+    case = (q, k, v, output, lse, grad_output)
+    result, measurement = student.measured(*case, causal=True, block_q=block_q, block_k=block_k)
+    what = f"N_q = N_k = {MEASURED_N}, d = {MEASURED_D}, causal=True, block_q={block_q}, block_k={block_k}"
+    _expect_little_memory(measurement, "flash_attention_backward", what)
+    rows = _rows(gen, MEASURED_N)
+    expected = _grad_rows(*case, True, rows)
+    _expect_rows(_tuple(result, 3, "flash_attention_backward"), expected, rows, ("dq", "dk", "dv"), f"for {what}")
+
+
+@backward.advice
+def tile_by_tile_in_pytorch(student, gen):
+    """Advice, recorded in the learner's process: as for the forward pass, and no torch.autograd."""
     for causal in (False, True):
         q, k, v, blocks = _tiling_case(gen, causal)
         output, lse = (t.float() for t in _attention(q, k, v, causal))
-        grad_output = randn(gen, *output.shape)
-        case = (q, k, v, output, lse, grad_output)
-        expected = _autograd(q, k, v, grad_output, causal)
-        result, trace = student.traced(*case, causal=causal, block_q=blocks[0], block_k=blocks[1])
+        case = (q, k, v, output, lse, randn(gen, *output.shape))
+        _, trace = student.traced(*case, causal=causal, block_q=blocks[0], block_k=blocks[1])
         what = f"N_q={q.shape[-2]}, N_k={k.shape[-2]}, causal={causal}, block_q={blocks[0]}, block_k={blocks[1]}"
         _expect_own_work(trace, "flash_attention_backward", what, q, k, v)
         _expect_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
         _expect_small_peak(trace, q, k, v, blocks, f"flash_attention_backward({what}) kept")
-        _expect_grads(result, case, causal, expected, f"for {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -978,17 +1121,43 @@ def _expect_saved_for_backward(saved, q, k, v, blocks, what):
 
 @function.check(points=2)
 def never_materializes_scores(student, gen):
+    """Measured from outside: on N = 8192 (causal), the peak memory of forward and backward
+    together (weights kept for backward are the N x N matrix); the output and the gradients are
+    compared at sampled rows."""
+    block_q, block_k = MEASURED_BLOCKS
+    _warm_up(
+        lambda q, k, v, causal, blocks: _apply_with_grad(student, (q, k, v, causal, *blocks), torch.ones_like(v)),
+        gen,
+        "FlashAttentionFunction (forward and backward)",
+    )
+    q, k, v = _measured_case(gen)
+    grad_output = randn(gen, MEASURED_N, MEASURED_D)
+    args = (q, k, v, True, block_q, block_k)
+    output, grads, measurement = student.apply.measured_with_grad(args, grad_output, grad_inputs=(0, 1, 2))
+    what = f"apply(q, k, v, True, {block_q}, {block_k}) with N_q = N_k = {MEASURED_N}, d = {MEASURED_D}"
+    _expect_little_memory(measurement, "FlashAttentionFunction (forward and backward)", what)
+    if not isinstance(output, torch.Tensor):
+        raise CheckFailed(
+            f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}"
+        )
+    full_output, lse = _full_attention(q, k, v, True)
+    rows = _rows(gen, MEASURED_N)
+    _expect_rows([output], [full_output[rows]], rows, ["the output"], f"of {what}")
+    grads = [_as_gradient(grad, name, f"after backward of {what}") for grad, name in zip(grads, "qkv")]
+    expected = _grad_rows(q, k, v, full_output, lse, grad_output, True, rows)
+    _expect_rows(grads, expected, rows, ("q.grad", "k.grad", "v.grad"), f"after backward of {what}")
+
+
+@function.advice
+def tile_by_tile_in_pytorch(student, gen):
+    """Advice, recorded in the learner's process: as for the forward pass, forward and backward
+    together, no autograd inside backward, and little kept for backward."""
     for causal in (False, True):
         q, k, v, blocks = _tiling_case(gen, causal)
         grad_output = randn(gen, *q.shape[:-1], v.shape[-1])
-        expected = _autograd(q, k, v, grad_output, causal)
         args = (q, k, v, causal, *blocks)
-        output, grads, trace = student.apply.traced_with_grad(args, grad_output, grad_inputs=(0, 1, 2))
+        _, _, trace = student.apply.traced_with_grad(args, grad_output, grad_inputs=(0, 1, 2))
         what = f"apply(q, k, v, {causal}, {blocks[0]}, {blocks[1]}) with N_q={q.shape[-2]}, N_k={k.shape[-2]}"
-        if not isinstance(output, torch.Tensor):
-            raise CheckFailed(
-                f"FlashAttentionFunction.apply should return the output tensor only, got {type(output).__name__}"
-            )
         _expect_own_work(trace, "FlashAttentionFunction", what, q, k, v, by_autograd="nested")
         _expect_saved_for_backward(trace.saved, q, k, v, blocks, f"FlashAttentionFunction's forward, in {what},")
         created = f"FlashAttentionFunction (forward and backward), in {what}, created"
@@ -996,7 +1165,6 @@ def never_materializes_scores(student, gen):
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, created)
         _expect_small_peak(trace, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, kept")
-        _expect_function_grads(grads, q, k, v, grad_output, causal, f"after backward of {what}", expected)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1018,9 +1186,12 @@ ATTENTION_OPS = {
 }
 
 
-def _kernel(student, q, k, v, causal=False):
-    """The kernel's output; fails when no Triton kernel ran, or PyTorch computed the attention."""
-    output, trace = student.traced(q, k, v, causal=causal)
+@triton_kernel.advice
+def launches_a_triton_kernel(student, gen):
+    """Advice, recorded in the learner's process: the wrapper launches a Triton kernel and leaves
+    the attention to it (no PyTorch matrix products or softmax)."""
+    q, k, v = _qkv(gen, n_q=40, n_k=48, d=16, d_v=8)
+    _, trace = student.traced(q, k, v)
     used = sorted(ATTENTION_OPS.intersection(trace.ops))
     if used:
         raise CheckFailed(
@@ -1034,8 +1205,6 @@ def _kernel(student, q, k, v, causal=False):
             "sum of values belong in flash_attention_kernel, which the wrapper launches with "
             "flash_attention_kernel[grid](...)"
         )
-    expect_computed_in_torch(trace, "flash_attention_triton", q.numel() + k.numel() + v.numel())
-    return output
 
 
 def _expect_kernel_output(output, q, k, v, causal, what):
@@ -1045,13 +1214,13 @@ def _expect_kernel_output(output, q, k, v, causal, what):
 @triton_kernel.check(points=2)
 def matches_attention(student, gen):
     q, k, v = _qkv(gen, n_q=randint(gen, 90, 128), n_k=randint(gen, 90, 128), d=32, d_v=16)
-    _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False, f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=32")
+    _expect_kernel_output(student(q, k, v), q, k, v, False, f"for N_q={q.shape[-2]}, N_k={k.shape[-2]}, d=32")
     # A key block as wide as the keys above never rescales: here the keys span many blocks of any
     # width up to 1024, and later keys give larger scores, so the running maximum keeps growing.
     q, k, v = _qkv(gen, n_q=randint(gen, 20, 40), n_k=randint(gen, 1100, 1500), d=16, d_v=8)
     k = k * torch.linspace(0.5, 2.0, k.shape[-2])[:, None]
     _expect_kernel_output(
-        _kernel(student, q, k, v),
+        student(q, k, v),
         q,
         k,
         v,
@@ -1064,7 +1233,7 @@ def matches_attention(student, gen):
 def sizes_not_powers_of_two(student, gen):
     q, k, v = _qkv(gen, n_q=randint(gen, 65, 99), n_k=randint(gen, 33, 63), d=24, d_v=randint(gen, 5, 11))
     _expect_kernel_output(
-        _kernel(student, q, k, v),
+        student(q, k, v),
         q,
         k,
         v,
@@ -1077,11 +1246,11 @@ def sizes_not_powers_of_two(student, gen):
 def causal_attention(student, gen):
     n = randint(gen, 100, 150)
     q, k, v = _qkv(gen, n_q=n, n_k=n, d=16, d_v=16)
-    _expect_kernel_output(_kernel(student, q, k, v, causal=True), q, k, v, True, f"with causal=True, N={n}")
+    _expect_kernel_output(student(q, k, v, causal=True), q, k, v, True, f"with causal=True, N={n}")
 
 
 @triton_kernel.check(points=1)
 def batch_and_head_dims(student, gen):
     n_q, n_k = distinct_sizes(gen, (20, 40), (20, 40))  # k's slices start elsewhere than q's: strides matter
     q, k, v = _qkv(gen, batch=(2, 3), n_q=n_q, n_k=n_k, d=16, d_v=8)
-    _expect_kernel_output(_kernel(student, q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")
+    _expect_kernel_output(student(q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")

@@ -360,20 +360,26 @@ BUILT_IN_ATTENTION = {"multi_head_attention_forward", "_native_multi_head_attent
 
 @mha.check(points=3)
 def self_attention_matches_pytorch(student, gen):
-    """Also the exercise's rule: built from split_heads, merge_heads and chapter 2's attention, not
-    from torch.nn.MultiheadAttention."""
     batch, n, heads, d_head = _sizes(gen)
     model, weights = _model(student, gen, heads * d_head, heads)
     x = randn(gen, batch, n, heads * d_head)
-    _, functions = model.functions(x)
+    _compare(model, weights, heads, (x, x, x), None, "model(x)", (x,), "self-attention")
+    _compare(model, weights, heads, (x, x, x), None, "model(x, x, x)", (x, x, x), "self-attention")
+
+
+@mha.advice
+def no_library_attention(student, gen):
+    """The exercise's rule, as advice (recorded in the learner's process): built from split_heads,
+    merge_heads and chapter 2's attention, not from torch.nn.MultiheadAttention."""
+    batch, n, heads, d_head = _sizes(gen)
+    model, _ = _model(student, gen, heads * d_head, heads)
+    _, functions = model.functions(randn(gen, batch, n, heads * d_head))
     if BUILT_IN_ATTENTION & set(functions):
         raise CheckFailed(
             "forward calls PyTorch's own multi-head attention (nn.MultiheadAttention or "
             "F.multi_head_attention_forward); the exercise is to build it from split_heads, merge_heads and "
             "chapter 2's scaled_dot_product_attention"
         )
-    _compare(model, weights, heads, (x, x, x), None, "model(x)", (x,), "self-attention")
-    _compare(model, weights, heads, (x, x, x), None, "model(x, x, x)", (x, x, x), "self-attention")
 
 
 @mha.check(points=2)

@@ -181,18 +181,25 @@ def matches_cross_entropy(student, gen):
     diagnoses = _loss_bugs(logits, labels) + [
         (-expected, "the sign is flipped: the loss is MINUS the mean log-probability of the labels")
     ]
-    _, functions = student.functions(logits, labels)
+    expect_close(
+        _loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored", diagnoses=diagnoses
+    )
+    flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1)
+    expect_close(_loss(student, flat_logits, flat_labels), expected, "the loss for logits of shape (N, V)")
+
+
+@loss.advice
+def no_library_loss(student, gen):
+    """The exercise's rule, as advice (recorded in the learner's process): written from
+    torch.log_softmax (or torch.logsumexp) and indexing, not the library loss."""
+    batch, length, vocab = randint(gen, 2, 4), randint(gen, 5, 9), randint(gen, 11, 23)
+    _, functions = student.functions(randn(gen, batch, length, vocab), _labels(gen, (batch, length), vocab))
     used = sorted(LIBRARY_LOSSES & set(functions))
     if used:
         raise CheckFailed(
             f"language_model_loss calls {', '.join(used)}, the library loss the checks compare with; the "
             "exercise is to write it from torch.log_softmax (or torch.logsumexp) and indexing"
         )
-    expect_close(
-        _loss(student, logits, labels), expected, "the loss for logits (B, T, V), no label ignored", diagnoses=diagnoses
-    )
-    flat_logits, flat_labels = logits.reshape(-1, vocab), labels.reshape(-1)
-    expect_close(_loss(student, flat_logits, flat_labels), expected, "the loss for logits of shape (N, V)")
 
 
 @loss.check(points=2)

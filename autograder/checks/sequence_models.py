@@ -4,11 +4,11 @@ The learner's answers are compared, in this trusted process, with ``solutions.se
 with ``torch.nn.RNN`` and with Jacobians that ``torch.autograd`` computes on a float64 forward
 pass written here (never through the learner's code). Typical bugs are recomputed on the same
 inputs so that a matching answer gets a message naming the bug. Expected values are computed
-before the learner's code is called. ``hidden_state_jacobian_norms`` is traced: an answer that
-computed gradients with autograd (reverse or forward mode) fails, as the contract rules out.
-``rnn_forward`` must also keep float64 inputs in float64, pass gradients back to every input
-(chapter 1 trains nothing, but an RNN that autograd cannot see through cannot be trained), and
-not call ``torch.nn.RNN``, which the exercise rules out.
+before the learner's code is called. ``rnn_forward`` must also keep float64 inputs in float64
+and pass gradients back to every input (chapter 1 trains nothing, but an RNN that autograd cannot
+see through cannot be trained). Two rules are advice (0 points; recorded inside the learner's
+process, which could hide from the recording): ``rnn_forward`` calls no ``torch.nn.RNN``, and
+``hidden_state_jacobian_norms`` computes no gradients with autograd (reverse or forward mode).
 """
 
 import math
@@ -124,16 +124,23 @@ def matches_reference_over_time(student, gen):
     """Also the exercise's rule: a loop of its own, not torch.nn.RNN."""
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 6, 12))
     expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
-    result, functions = student.functions(x, h0, W_xh, W_hh, b)
+    result = student(x, h0, W_xh, W_hh, b)
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise CheckFailed(f"rnn_forward should return a tuple (outputs, h_T), got {type(result).__name__}")
+    outputs, _ = result
+    expect_close(outputs, expected, "outputs (h_1..h_T)", diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
+
+
+@forward.advice
+def no_library_rnn(student, gen):
+    """The exercise's rule, as advice (recorded in the learner's process): a loop of its own, not
+    torch.nn.RNN."""
+    _, functions = student.functions(*_rnn_inputs(gen, 2, 5))
     if BUILT_IN_RNN & set(functions):
         raise CheckFailed(
             "rnn_forward calls PyTorch's own RNN (torch.nn.RNN or nn.RNNCell); the exercise is to write "
             "the recurrence yourself: a Python loop over time with @ and torch.tanh"
         )
-    if not isinstance(result, tuple) or len(result) != 2:
-        raise CheckFailed(f"rnn_forward should return a tuple (outputs, h_T), got {type(result).__name__}")
-    outputs, _ = result
-    expect_close(outputs, expected, "outputs (h_1..h_T)", diagnoses=_output_bugs(x, h0, W_xh, W_hh, b))
 
 
 @forward.check(points=1)
@@ -317,17 +324,17 @@ def _inputs(gen, T, recurrent_scale=1.0):
     return _rnn_inputs(gen, 1, T, recurrent_scale=recurrent_scale)
 
 
-def _norms(student, args):
-    """The learner's norms; fails when they were computed with autograd (reverse or forward
-    mode), which the contract rules out: the exercise is the chain rule written by hand."""
-    norms, trace = student.traced(*args)
+@jacobian.advice
+def no_autograd(student, gen):
+    """The contract's rule, as advice (recorded in the learner's process): the chain rule written
+    by hand, no gradients from autograd (reverse or forward mode)."""
+    _, trace = student.traced(*_inputs(gen, 5))
     if trace.autograd:
         raise CheckFailed(
             "hidden_state_jacobian_norms computes gradients with autograd (torch.autograd, .backward() "
             "or torch.func); this exercise is the chain rule by hand: build each step's Jacobian "
             "d h_s / d h_{s-1} from the states and W_hh and multiply them yourself"
         )
-    return norms
 
 
 @jacobian.check(points=1)
@@ -344,7 +351,7 @@ def shape_and_last_entry_is_identity(student, gen):
             "spectral norm of I, or a Frobenius norm divided by sqrt(H)",
         )
     ]
-    norms = _norms(student, args)
+    norms = student(*args)
     expect_shape(norms, (T,), f"the result for a sequence of T = {T} steps (one norm per t = 1..T)")
     expect_close(
         norms[-1:],
@@ -362,7 +369,7 @@ def one_step_back_by_hand(student, gen):
     one_step = torch.linalg.matrix_norm((1 - h_2**2)[:, None] * W_hh.T)
     expected = torch.stack([one_step, torch.tensor(math.sqrt(W_hh.shape[0]))])
     expect_close(
-        _norms(student, args),
+        student(*args),
         expected,
         "the result for T = 2, [||diag(1 - h_2^2) @ W_hh^T||_F, sqrt(H)],",
         diagnoses=_jacobian_bugs(*args),
@@ -374,7 +381,7 @@ def matches_autograd(student, gen):
     args = _inputs(gen, randint(gen, 6, 12), recurrent_scale=1.5)
     expected = autograd_jacobian_norms(*args)
     expect_close(
-        _norms(student, args),
+        student(*args),
         expected,
         "||d h_T / d h_t||_F (compared with torch.autograd)",
         diagnoses=_jacobian_bugs(*args),
@@ -387,7 +394,7 @@ def long_sequence_matches_reference(student, gen):
     expected = ref.hidden_state_jacobian_norms(*args)
     # The norms span several orders of magnitude: compare each entry relative to its own size.
     expect_close(
-        _norms(student, args),
+        student(*args),
         expected,
         "||d h_T / d h_t||_F over a long sequence",
         rtol=1e-3,
@@ -403,7 +410,7 @@ def zero_input_gives_powers_of_W_hh(student, gen):
     x, h0, W_xh, b = torch.zeros(1, T, 2), torch.zeros(1, H), torch.zeros(2, H), torch.zeros(H)
     distance = torch.arange(T - 1, -1, -1, dtype=torch.float64)
     for gain, trend in ((0.7, "vanish"), (1.3, "explode")):
-        norms = _norms(student, (x, h0, W_xh, (gain * orthogonal).float(), b))
+        norms = student(x, h0, W_xh, (gain * orthogonal).float(), b)
         expect_close(
             norms,
             gain**distance * math.sqrt(H),
