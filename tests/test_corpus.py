@@ -2,7 +2,8 @@
 whole-module alternative (``tests/alternatives/<topic>.py``), put into its chapter's released
 notebook, gets the same pass/fail and score on every sub-check from the sandbox (the code of
 ``python -m autograder grade``) and from the notebook's grade cells; bugs lose points where
-the corpus says, with its diagnosis, and alternatives get full marks. Per chapter, one notebook
+the corpus says, with its diagnosis, on sub-checks worth points (never on advice); alternatives
+get full marks; advised answers get full marks and exactly the advice the corpus says. Per chapter, one notebook
 is also graded by the CLI in a subprocess and by its grade cells in a real Jupyter kernel."""
 
 import json
@@ -25,11 +26,18 @@ from nbclient import NotebookClient
 
 from autograder.chapters import CHAPTERS
 from autograder.checks import suites
+from autograder.suite import ADVICE
 from notebooks import ROOT, nbgrader_meta
 
 ALTERNATIVES = ROOT / "tests" / "alternatives"
+
+
+def _kind(entry) -> str:
+    return "bug" if entry.bug else "advised" if entry.advice else "alt"
+
+
 CASES = [
-    pytest.param(chapter, entry, id=f"{chapter.topic}-{entry.name}-{'bug' if entry.bug else 'alt'}-{entry.label}")
+    pytest.param(chapter, entry, id=f"{chapter.topic}-{entry.name}-{_kind(entry)}-{entry.label}")
     for chapter in CHAPTERS
     for entry in entries(chapter.topic)
 ]
@@ -46,14 +54,23 @@ def same_verdict(sandbox: dict, kernel: dict, scores: dict | None = None):
         assert score == pytest.approx(sum(s for (function, _), (_, s, _) in sandbox.items() if function == name))
 
 
-def expect_entry(entry, verdict: dict, path: str):
+def expect_entry(entry, verdict: dict, path: str, topic: str):
     mine = {check: value for (function, check), value in verdict.items() if function == entry.name}
+    advice = {check.name for check in suites(topic)[entry.name].checks if check.advice}
     failures = {check: message for check, (passed, _, message) in mine.items() if not passed}
+    lost = {check: message for check, message in failures.items() if check not in advice}
     assert mine, f"{path}: no sub-check of {entry.name} was graded"
     if not entry.bug:
-        assert not failures, f"{path}: a correct answer lost points: {failures}"
+        assert not lost, f"{path}: a correct answer lost points: {lost}"
+        shown = {check: message for check, message in failures.items() if check in advice}
+        assert set(shown) == set(entry.advice), f"{path}: advice shown {shown}, expected {entry.advice}"
+        assert all(message.startswith(ADVICE) for message in shown.values()), shown
+        if entry.says:
+            assert any(entry.says in message for message in shown.values()), f"no advice says {entry.says!r}: {shown}"
         return
-    assert failures, f"{path}: the bug got full marks"
+    assert lost, f"{path}: the bug got full marks" + (f" (advice shown: {failures})" if failures else "")
+    assert not advice.intersection(entry.fails), f"{path}: advice cannot be what a bug loses points on"
+    failures = lost
     missed = [check for check in entry.fails if check not in failures]
     assert not missed, f"{path}: these sub-checks should fail and did not: {missed} (failures: {failures})"
     if entry.says:
@@ -68,8 +85,8 @@ def test_corpus_answer_same_verdict_in_both_paths(chapter, entry, tmp_path):
     sandbox = sandbox_verdict(cells, chapter, [entry.name])
     kernel, scores = kernel_verdict(cells, chapter, [entry.name])
     same_verdict(sandbox, kernel, scores)
-    expect_entry(entry, sandbox, "sandbox")
-    expect_entry(entry, kernel, "grade cell")
+    expect_entry(entry, sandbox, "sandbox", chapter.topic)
+    expect_entry(entry, kernel, "grade cell", chapter.topic)
 
 
 @pytest.mark.parametrize(

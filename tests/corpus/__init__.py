@@ -7,6 +7,11 @@ released notebook (every other cell stays as released, so the chapter's imports 
 code are there). A bug must lose points (at least the sub-checks in ``fails``, with ``says``
 in a failure message); an alternative must get full marks; and both grading paths (the
 sandboxed ``python -m autograder grade`` and the notebook's grade cells) must agree.
+
+An *advised* answer (:func:`advised`) breaks a rule that only the learner's own process can
+observe (it calls ``torch.softmax``, computes gradients with autograd, launches no Triton
+kernel): the grader cannot give or take points for that, so it gets full marks, and the advice
+sub-checks in ``advice`` (0 points) must fail with ``says`` in their message.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ class Entry:
     source: str  # the answer cell's code
     bug: bool
     fails: tuple[str, ...] = ()  # bugs: sub-checks that must fail
-    says: str = ""  # bugs: a fragment one failure message must contain (the diagnosis)
+    says: str = ""  # bugs and advised answers: a fragment one failure message must contain (the diagnosis)
+    advice: tuple[str, ...] = ()  # advised answers: the advice sub-checks that must fail (full marks still)
 
 
 def bug(name: str, label: str, source: str, fails=(), says: str = "") -> Entry:
     return Entry(name, label, textwrap.dedent(source).strip() + "\n", True, tuple(fails), says)
+
+
+def advised(name: str, label: str, source: str, advice=(), says: str = "") -> Entry:
+    return Entry(name, label, textwrap.dedent(source).strip() + "\n", False, (), says, tuple(advice))
 
 
 def alternative(name: str, label: str, source: str) -> Entry:

@@ -1,6 +1,6 @@
 """Chapter 2 answers: plausible bugs and correct alternatives (see ``corpus/__init__.py``)."""
 
-from corpus import alternative, bug
+from corpus import advised, alternative, bug
 
 SOFTMAX = [
     bug(
@@ -59,7 +59,7 @@ SOFTMAX = [
         fails=["matches_reference_on_last_dim", "respects_dim_argument"],
         says="in place",
     ),
-    bug(
+    advised(
         "softmax",
         "torch.softmax, which the exercise rules out",
         """
@@ -68,10 +68,10 @@ SOFTMAX = [
         def softmax(x, dim=-1):
             return torch.softmax(x, dim=dim)
     """,
-        fails=["matches_reference_on_last_dim"],
+        advice=("no_library_softmax",),
         says="PyTorch's own softmax",
     ),
-    bug(
+    advised(
         "softmax",
         "torch.softmax inside a TorchScript function",
         """
@@ -84,10 +84,10 @@ SOFTMAX = [
         def softmax(x, dim=-1):
             return _softmax(x, dim)
     """,
-        fails=["matches_reference_on_last_dim"],
+        advice=("no_library_softmax",),
         says="PyTorch's own softmax",
     ),
-    bug(
+    advised(
         "softmax",
         "the aten operator called directly (torch.ops.aten.softmax.int)",
         """
@@ -96,10 +96,10 @@ SOFTMAX = [
         def softmax(x, dim=-1):
             return torch.ops.aten.softmax.int(x, dim)
     """,
-        fails=["matches_reference_on_last_dim"],
+        advice=("no_library_softmax",),
         says="PyTorch's own softmax",
     ),
-    bug(
+    advised(
         "softmax",
         "torch.softmax run in a worker thread, out of the grader's sight",
         """
@@ -111,17 +111,16 @@ SOFTMAX = [
             with ThreadPoolExecutor(1) as pool:
                 return pool.submit(torch.softmax, x, dim).result()
     """,
-        fails=["matches_reference_on_last_dim"],
-        says="threading.Thread.start",
+        advice=(),
     ),
-    bug(
+    advised(
         "softmax",
         "log_softmax().exp(), the built-in in disguise",
         """
         def softmax(x, dim=-1):
             return x.log_softmax(dim).exp()
     """,
-        fails=["matches_reference_on_last_dim"],
+        advice=("no_library_softmax",),
         says="PyTorch's own softmax",
     ),
     alternative(

@@ -224,8 +224,8 @@ ENTRIES = [
             a = qf @ kf.transpose(-2, -1)
             return (a @ v) / a.sum(-1, keepdim=True)
     """,
-        fails=["never_forms_the_score_matrix"],
-        says="score matrix",
+        fails=("never_forms_the_score_matrix",),
+        says="the matrix the Performer exists to avoid",
     ),
     bug(
         "performer_attention",

@@ -4,7 +4,7 @@ An answer replaces one answer cell; the others keep their stubs, so a ``MultiHea
 here does its own head reshapes (the notebook's setup cell gives torch, nn, math and chapter 2's
 ``scaled_dot_product_attention`` and ``causal_mask``)."""
 
-from corpus import alternative, bug
+from corpus import advised, alternative, bug
 
 SPLIT = [
     bug(
@@ -670,7 +670,7 @@ def from_heads(x):
     """,
         fails=["masks_of_each_documented_shape"],
     ),
-    bug(
+    advised(
         "MultiHeadAttention",
         "torch.nn.MultiheadAttention inside",
         """
@@ -699,7 +699,7 @@ def from_heads(x):
                     attn_mask=attn_mask, average_attn_weights=False)
                 return out.transpose(0, 1), weights
     """,
-        fails=["self_attention_matches_pytorch"],
+        advice=("no_library_attention",),
         says="PyTorch's own multi-head attention",
     ),
     alternative(

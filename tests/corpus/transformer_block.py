@@ -4,7 +4,7 @@ The chapter's setup cell imports math, torch, ``torch.nn.functional as F``, ``nn
 ``MultiHeadAttention``; a ``TransformerBlock`` answer brings its own ``FeedForward`` (in the
 released notebook that cell is still the stub)."""
 
-from corpus import alternative, bug
+from corpus import advised, alternative, bug
 
 FEED_FORWARD = """
 class FeedForward(nn.Module):
@@ -219,7 +219,7 @@ ENTRIES = [
         fails=("matches_f_layer_norm",),
         says="weight and bias are swapped",
     ),
-    bug(
+    advised(
         "layer_norm",
         "torch.layer_norm (forbidden library call)",
         """
@@ -228,7 +228,7 @@ ENTRIES = [
         def layer_norm(x, weight, bias, eps=1e-5):
             return torch.layer_norm(x, x.shape[-1:], weight, bias, eps)
     """,
-        fails=("matches_f_layer_norm",),
+        advice=("no_library_norm",),
         says="calls a normalization of PyTorch",
     ),
     bug(
@@ -245,8 +245,8 @@ ENTRIES = [
                 norm.bias.copy_(bias)
             return norm(x)
     """,
-        fails=("matches_f_layer_norm",),
-        says="calls a normalization of PyTorch",
+        fails=("gradients_match_f_layer_norm",),
+        says="no gradient reaches weight",
     ),
     bug(
         "layer_norm",
