@@ -10,17 +10,32 @@ matches rows by ``ID``, its own user id, which nbgrader keeps as ``lms_user_id``
 late penalties, manual grades of written answers included. A submission still waiting
 for a manual grade, or none at all, leaves its cell empty, which Canvas's import reads as
 "no change": a grade reaches Canvas once it is complete.
+
+Names and ids come from the gradebook (learners' own names among them), and a spreadsheet opened on
+this file runs a cell that starts with ``= + - @`` (or a tab or carriage return) as a formula. Such a
+cell gets a leading ``'`` (OWASP's CSV-injection advice), unless it is a plain number such as ``-3.5``.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import ExportPlugin
 
 STUDENT_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_text(value: str) -> str:
+    """``value`` as a CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    value = str(value)
+    if value.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 class CanvasExportPlugin(ExportPlugin):
@@ -32,14 +47,17 @@ class CanvasExportPlugin(ExportPlugin):
         students = [s for s in gradebook.students if not self.student or s.id in self.student]
         with open(target, "w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
-            writer.writerow(STUDENT_COLUMNS + [a.name for a in assignments])
-            writer.writerow(["Points Possible", "", "", "", ""] + [f"{a.max_score:g}" for a in assignments])
+            rows = [
+                STUDENT_COLUMNS + [a.name for a in assignments],
+                ["Points Possible", "", "", "", ""] + [f"{a.max_score:g}" for a in assignments],
+            ]
             for student in students:
                 name = ", ".join(filter(None, [student.last_name, student.first_name])) or student.id
-                writer.writerow(
+                rows.append(
                     [name, student.lms_user_id or "", student.id, "", ""]
                     + [_grade(gradebook, a.name, student.id) for a in assignments]
                 )
+            writer.writerows([spreadsheet_text(cell) for cell in row] for row in rows)
         self.log.info("Exported %d students' grades in %d assignments to %s", len(students), len(assignments), target)
 
 

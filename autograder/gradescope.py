@@ -216,7 +216,7 @@ def grade_submission(root: Path) -> GradescopeResults:
         failed = _all_failed(chapter, message)
         return _results(chapter, failed, failed, [], f"**Not graded: {markdown_text(message)}**", start)
     try:
-        board = leaderboard(chapter.name, cells, hidden=hidden)
+        board = leaderboard(chapter.name, cells, seed=private_seed, hidden=hidden)  # private inputs
     except SandboxError as error:
         board = Leaderboard([], f"No leaderboard entry: {error}")
     return _results(chapter, public, secret, board.entries, board.note, start, notebook=path.name)
