@@ -120,6 +120,22 @@ CHAPTERS: tuple[Chapter, ...] = (
             ("fit_power_law", 3),
         ),
     ),
+    Chapter(
+        9,
+        "generation",
+        "generation",
+        "The whole Transformer, and generation",
+        (
+            ("DecoderBlock", 8),
+            ("Seq2SeqTransformer", 9),
+            ("greedy_decode", 6),
+            ("beam_search", 6),
+            ("sample_next_token", 8),
+            ("CachedSelfAttention", 7),
+            ("grouped_query_attention", 5),
+            ("kv_cache_bytes", 2),
+        ),
+    ),
 )
 
 BY_NAME: dict[str, Chapter] = {chapter.name: chapter for chapter in CHAPTERS}

@@ -55,7 +55,7 @@ beam = Suite("beam_search")
 cached = Suite("CachedSelfAttention")
 gqa = Suite("grouped_query_attention")
 kv_bytes = Suite("kv_cache_bytes")
-SUITES = {s.function: s for s in (decoder_block, seq2seq, greedy, sampling, beam, cached, gqa, kv_bytes)}
+SUITES = {s.function: s for s in (decoder_block, seq2seq, greedy, beam, sampling, cached, gqa, kv_bytes)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -513,6 +513,9 @@ def _test_model(student, name: str, *tables):
     return Student(backend, name)(*tables), _LOCAL_MODELS[name](*tables)
 
 
+TRANSLATOR_PAD = 0  # the test translator's pad_id, for its source and its output
+
+
 def _translator_tables(gen, vocab, max_len, eos, never_eos=False):
     """The translator's tables (pad_id 0, source ids 1..9): EOS grows likelier step by step (or
     never wins), padding is never proposed."""
@@ -523,8 +526,8 @@ def _translator_tables(gen, vocab, max_len, eos, never_eos=False):
     step_table = randn(gen, max_len + 1, vocab)
     ramp = torch.arange(max_len + 1, dtype=torch.float32) * (1.0 + torch.rand(1, generator=gen).item())
     step_table[:, eos] += -1e4 if never_eos else ramp - 4.0
-    step_table[:, 0] -= 1e4
-    return source_table, token_table, readout, step_table, 0
+    step_table[:, TRANSLATOR_PAD] -= 1e4
+    return source_table, token_table, readout, step_table, TRANSLATOR_PAD
 
 
 def _greedy_case(student, gen, want, never_eos=False):
@@ -533,7 +536,7 @@ def _greedy_case(student, gen, want, never_eos=False):
     vocab = randint(gen, 7, 9)
     bos, eos = distinct_sizes(gen, (1, vocab - 1), (1, vocab - 1))
     max_len = randint(gen, 6, 8)
-    for _ in range(200):
+    for _ in range(1000):
         tables = _translator_tables(gen, vocab, max_len, eos, never_eos)
         src = torch.randint(1, 10, (4, randint(gen, 5, 7)), generator=gen)
         src[1, -2:] = 0  # padding
@@ -570,7 +573,7 @@ def _call_greedy(student, model, src, bos, eos, max_len, expected):
 
 def _different_lengths(output, max_len, eos):
     lengths = _lengths(output, eos)
-    return len(set(lengths)) >= 3 and all(eos in row for row in output.tolist())
+    return len(set(lengths)) >= 2 and all(eos in row for row in output.tolist())
 
 
 @greedy.check(points=1)
@@ -604,7 +607,7 @@ def pads_each_row_after_its_first_eos(student, gen):
         if got[:end] == want[:end] and got[end:] != want[end:]:
             raise CheckFailed(
                 f"row {row} ends with EOS ({eos}) after {end} tokens, but the tokens after it are {got[end:]}: "
-                f"after its first EOS a row holds model.pad_id ({want[-1]}), whatever the model proposes"
+                f"after its first EOS a row holds model.pad_id ({TRANSLATOR_PAD}), whatever the model proposes"
             )
     expect_close(out, expected, "greedy_decode's tokens for rows that end at different steps")
 
@@ -612,7 +615,7 @@ def pads_each_row_after_its_first_eos(student, gen):
 @greedy.check(points=1)
 def stops_when_every_row_has_ended(student, gen):
     def early(output, max_len, eos):
-        return _different_lengths(output, max_len, eos) and output.shape[1] <= max_len - 2
+        return _different_lengths(output, max_len, eos) and output.shape[1] < max_len
 
     model, src, (bos, eos, max_len), expected = _greedy_case(student, gen, early)
     out = _call_greedy(student, model, src, bos, eos, max_len, expected)
