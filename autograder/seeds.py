@@ -21,7 +21,7 @@ import re
 import secrets
 from pathlib import Path
 
-PRACTICE_SEED = 2718  # the learner's seed: the kit's recording is made for it; no official grade uses it
+PRACTICE_SEED = 31415  # the learner's seed: the kit's recording is made for it; no official grade uses it
 COURSE_CONFIG = "nbgrader_config.py"  # where `python -m autograder course` writes the course's seed
 SEED_LINE = 'os.environ.setdefault("AUTOGRADER_SEED", "{seed}")'  # the course config's line that sets it
 _SEED_IN_CONFIG = re.compile(r'^os\.environ\.setdefault\("AUTOGRADER_SEED", "(\d+)"\)$', re.M)
