@@ -108,9 +108,11 @@ def shifts_along_time_in_a_batch(student, gen):
 
 @shift.check(points=1)
 def any_leading_dimensions(student, gen):
-    for shape in ((2, randint(gen, 3, 5), randint(gen, 7, 9)), (3, 2)):
-        tokens = torch.randint(0, 50, shape, generator=gen)
-        _check_shift(student, tokens, f"tokens of shape {shape}")
+    """Also a batch of one and int32 tokens (the dtype is kept)."""
+    shapes = ((2, randint(gen, 3, 5), randint(gen, 7, 9)), (3, 2), (1, randint(gen, 4, 9)))
+    for shape, dtype in zip(shapes, (torch.int64, torch.int64, torch.int32)):
+        tokens = torch.randint(0, 50, shape, generator=gen, dtype=dtype)
+        _check_shift(student, tokens, f"tokens of shape {shape}" + (" (int32)" if dtype == torch.int32 else ""))
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,11 +132,13 @@ LIBRARY_LOSSES = {  # F.cross_entropy, F.nll_loss and their aten operations
 
 def _loss(student, logits, labels, **kwargs):
     value = as_tensor(student(logits, labels, **kwargs), "language_model_loss(logits, labels)")
-    if value.numel() != 1:
+    if value.dim() != 0:
         raise CheckFailed(
-            f"language_model_loss should return one number (a 0-dim tensor), got shape {tuple(value.shape)}"
+            f"language_model_loss should return a 0-dim tensor (shape (), like F.cross_entropy's), got shape "
+            f"{tuple(value.shape)}"
+            + (": keepdim=True or an indexing with [..., None] left a dimension" if value.numel() == 1 else "")
         )
-    return value.reshape(())
+    return value
 
 
 def _labels(gen, shape, vocab, ignored_fraction=0.0, ignore_index=IGNORE):
@@ -279,10 +283,11 @@ def _mask(student, tokens, mask_id, vocab, **kwargs):
     result = _pair(student(tokens, mask_id, vocab, **kwargs), "mask_tokens")
     for value, what in zip(result, ("inputs", "labels")):
         expect_shape(value, tokens.shape, f"{what} of mask_tokens")
-        if value.dtype != torch.int64:
+        if value.dtype not in (torch.int64, tokens.dtype):
+            allowed = "int64" if tokens.dtype == torch.int64 else f"{tokens.dtype} (the tokens' dtype) or int64"
             raise CheckFailed(
-                f"{what} should be int64 token ids like the tokens (cross-entropy and embeddings "
-                f"need them), got {value.dtype}"
+                f"{what} should be {allowed} token ids (cross-entropy and embeddings need integer ids), "
+                f"got {value.dtype}"
             )
     return result
 
@@ -354,6 +359,9 @@ def returns_inputs_and_labels(student, gen):
     tokens = _corpus(gen, (randint(gen, 2, 4), randint(gen, 9, 17)), vocab, SPECIALS, 0.2)
     _mask(student, tokens, MASK_ID, vocab, generator=gen, special_token_ids=SPECIALS)
     _mask(student, tokens[0], MASK_ID, vocab)  # one sequence, defaults: global generator, no special tokens
+    small = _corpus(gen, (8, 64), vocab, SPECIALS, 0.2).to(torch.int32)  # ~25 random replacements
+    inputs, labels = _mask(student, small, MASK_ID, vocab, mask_prob=0.5, generator=gen, special_token_ids=SPECIALS)
+    _check_structure(small.long(), inputs, labels, MASK_ID, vocab, SPECIALS, 0.5)
 
 
 @masking.check(points=2)
@@ -480,6 +488,27 @@ def random_tokens_come_from_every_ordinary_id(student, gen):
             f"among {len(random_tokens)} random replacements, ids {missing} never appear: draw random "
             f"tokens uniformly from every non-special id of [0, vocab_size={vocab})"
         )
+    # Two ordinary ids: a uniform draw keeps the original token half the time (10% + 5% of the selected
+    # positions unchanged); a draw that excludes the original changes every one (10% unchanged).
+    vocab, specials, mask_id = 5, (0, 2, 4), 4
+    tokens = _corpus(gen, (40, 600), vocab, specials, 0.0)
+    inputs, labels = _mask(student, tokens, mask_id, vocab, mask_prob=0.6, generator=gen, special_token_ids=specials)
+    _check_structure(tokens, inputs, labels, mask_id, vocab, specials, 0.6)
+    selected = labels != IGNORE
+    _expect_proportion(
+        int((inputs[selected] == tokens[selected]).sum()),
+        int(selected.sum()),
+        0.15,
+        0.15,
+        f"with vocab_size={vocab} and only two non-special ids, the share of selected positions left unchanged",
+        [
+            (
+                0.1,
+                "the random token never equals the original one; it is drawn uniformly from every non-special "
+                "id, the original included (with two ids, half the random draws keep the token)",
+            )
+        ],
+    )
 
 
 @masking.check(points=1)
@@ -500,6 +529,16 @@ def uses_the_generator(student, gen):
         raise CheckFailed(
             "generators with different seeds gave the same result: the generator argument is not "
             "used (is a seed fixed inside the function?)"
+        )
+    # generator=None: torch's global generator, which every draw moves on, so two calls differ (a fresh
+    # torch.Generator() or a fixed seed repeats itself). The odds that two correct calls agree on these
+    # 2,400 positions are below 1e-100.
+    first, second = (_mask(student, tokens, MASK_ID, vocab, special_token_ids=SPECIALS) for _ in range(2))
+    if torch.equal(first[0], second[0]) and torch.equal(first[1], second[1]):
+        raise CheckFailed(
+            "two calls with generator=None gave the same result: generator=None means torch's global generator "
+            "(pass generator=None on to torch.rand and torch.randint, which then use it), not a new "
+            "torch.Generator() or a fixed seed"
         )
 
 
@@ -584,17 +623,49 @@ def _with_changes(gen, tokens, config, positions):
 @causal.check(points=1)
 @masked.check(points=1)
 def logits_shape(student, gen):
+    """Also a batch of one, a sequence of one, and a max_len beyond any fixed table of 64 positions; calls
+    at other sizes leave the logits of a repeated call and the parameters and buffers unchanged."""
     model, config = _model(student, gen)
-    batch = 5
-    for length in (config["max_len"], randint(gen, 2, config["max_len"] - 1)):
-        _run(model, _tokens(gen, config, batch, length), config, f"{length} tokens")
+    state, first = model.state_dict(), _tokens(gen, config, 5)
+    logits = _run(model, first, config, f"{config['max_len']} tokens")
+    for batch, length in ((5, randint(gen, 2, config["max_len"] - 1)), (1, config["max_len"]), (1, 1)):
+        _run(model, _tokens(gen, config, batch, length), config, f"{length} token(s), batch of {batch}")
+    if (_run(model, first, config, "the first tokens again") - logits).abs().max() > 1e-4:
+        raise CheckFailed(
+            "the same tokens, after calls at other sizes, give other logits: something is kept from an earlier "
+            "call (a mask or a slice of the position table sized for the first call?)"
+        )
+    _expect_state_unchanged(model, state, "five calls of forward")
+    long, long_config = _model(student, gen, max_len=randint(gen, 65, 100))
+    _run(long, _tokens(gen, long_config, 1), long_config, f"max_len = {long_config['max_len']} tokens")
     other, other_config = _model(student, gen, vocab_size=config["vocab_size"] + 7)
     _run(other, _tokens(gen, other_config, 2), other_config, "another vocabulary size")
     shallow, deep = (_model(student, gen, **{**config, "num_layers": n})[0] for n in (1, 3))
     if _size(deep) <= _size(shallow):
+        if deep.has("blocks") and isinstance(deep.blocks.value(), list):
+            raise CheckFailed(
+                "a model with num_layers=3 has no more parameters than one with num_layers=1: its blocks are in "
+                "a plain Python list, which nn.Module does not register (their parameters are not in "
+                "parameters() or state_dict(), so they are neither trained nor saved): use nn.ModuleList"
+            )
         raise CheckFailed(
             "a model with num_layers=3 has no more parameters than one with num_layers=1: "
             "stack num_layers transformer blocks"
+        )
+
+
+def _expect_state_unchanged(model, before, what):
+    """Fail when the model's state_dict differs from ``before``: forward only reads it."""
+    after = model.state_dict()
+    changed = sorted(set(before) ^ set(after)) + [
+        key
+        for key, value in before.items()
+        if key in after and not (after[key].shape == value.shape and torch.equal(after[key], value))
+    ]
+    if changed:
+        raise CheckFailed(
+            f"{what} changed the model's parameters or buffers ({', '.join(changed[:4])}): forward only reads "
+            "them, and registers nothing new"
         )
 
 
@@ -796,6 +867,13 @@ def _reference_checks(suite, causal):
     def matches_the_reference_stack(student, gen):
         """Same weights, same logits: embeddings plus sinusoidal positions, Pre-LN blocks, final LayerNorm, head."""
         model, weights, config = _loaded(student, gen)
+        buffers = [key for key in model.state_dict() if key not in weights]
+        if buffers:
+            raise CheckFailed(
+                f"the model's state_dict() holds {buffers}, which are not parameters: a table computed from the "
+                "sizes (the positions, a mask) is not saved with the weights; register it with "
+                "register_buffer(..., persistent=False)"
+            )
         model.eval()
         tokens = _tokens(gen, config)
         _expect_stack(

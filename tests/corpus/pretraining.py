@@ -85,14 +85,15 @@ def on_the_fly_positions(name):
     )
 
 
-def sequential_style(name, mask_line):
-    """Alternative: a persistent table sliced with narrow, blocks built in a loop, its own mask."""
+def sequential_style(name, mask_line, persistent=False):
+    """A table sliced with narrow, blocks built in a loop, its own mask; ``persistent``: the table is saved in
+    the state_dict (a bug: the contract's table is not)."""
     return f"""
 class {name}(nn.Module):
     def __init__(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, d_model)
-        self.register_buffer("positions", sinusoidal_positional_encoding(max_len, d_model))
+        self.register_buffer("positions", sinusoidal_positional_encoding(max_len, d_model), persistent={persistent})
         self.blocks = nn.ModuleList()
         for _ in range(num_layers):
             self.blocks.append(TransformerBlock(d_model, num_heads, d_ff, True, dropout))
@@ -181,6 +182,27 @@ ENTRIES = [
             positions = torch.arange(tokens.shape[-1])
             return tokens.index_select(-1, positions[:-1]), tokens.index_select(-1, positions[1:])
     """,
+    ),
+    bug(
+        "shift_for_next_token",
+        "squeezes away a batch of one",
+        """
+        def shift_for_next_token(tokens):
+            tokens = tokens.squeeze()  # (1, T) from a DataLoader -> (T,)
+            return tokens[..., :-1], tokens[..., 1:]
+    """,
+        fails=("any_leading_dimensions",),
+        says="has shape",
+    ),
+    bug(
+        "shift_for_next_token",
+        "converts the ids to int64 for the loss",
+        """
+        def shift_for_next_token(tokens):
+            return tokens[..., :-1].long(), tokens[..., 1:].long()
+    """,
+        fails=("any_leading_dimensions",),
+        says="should keep the dtype of the tokens (torch.int32)",
     ),
     # --- language_model_loss ------------------------------------------------------------------
     bug(
@@ -297,6 +319,20 @@ ENTRIES = [
             total = -log_probs[torch.arange(len(keep)), target[keep]].sum()
             return (total / len(keep)).float()
     """,
+    ),
+    bug(
+        "language_model_loss",
+        "a one-element tensor of shape (1,) (keepdim=True)",
+        """
+        def language_model_loss(logits, labels, ignore_index=-100):
+            logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+            keep = labels != ignore_index
+            log_probs = torch.log_softmax(logits[keep], dim=-1)
+            picked = log_probs.gather(-1, labels[keep].unsqueeze(-1))
+            return -picked.mean(dim=0)
+    """,
+        fails=("matches_cross_entropy",),
+        says="should return a 0-dim tensor",
     ),
     # --- mask_tokens --------------------------------------------------------------------------
     bug(
@@ -463,7 +499,7 @@ ENTRIES = [
             draws = torch.tensor(ordinary)[torch.randint(len(ordinary), tokens.shape, generator=generator)]
             inputs = tokens.clone()
             inputs[outcome == 1] = mask_token_id
-            inputs[outcome == 2] = draws[outcome == 2]
+            inputs[outcome == 2] = draws[outcome == 2].to(inputs.dtype)
             labels = torch.where(outcome > 0, tokens, torch.full_like(tokens, -100))
             return inputs, labels
     """,
@@ -490,6 +526,103 @@ ENTRIES = [
             labels = torch.full_like(flat, -100)
             labels[selected] = flat[selected]
             return inputs.view_as(tokens), labels.view_as(tokens)
+    """,
+    ),
+    bug(
+        "mask_tokens",
+        "a random replacement that never equals the original token",
+        """
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            u = torch.rand(tokens.shape, generator=generator)
+            # a replacement must be a DIFFERENT token: step to another ordinary id
+            where = torch.searchsorted(ordinary, tokens.clamp(max=int(ordinary.max())))
+            step = torch.randint(1, len(ordinary), tokens.shape, generator=generator)
+            other = ordinary[(where + step) % len(ordinary)]
+            inputs = torch.where(selected & (u < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (u >= 0.8) & (u < 0.9), other, inputs)
+            return inputs, labels
+    """,
+        fails=("random_tokens_come_from_every_ordinary_id",),
+        says="the random token never equals the original one",
+    ),
+    bug(
+        "mask_tokens",
+        "generator=None replaced by a fresh torch.Generator()",
+        """
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            generator = generator or torch.Generator()
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            u = torch.rand(tokens.shape, generator=generator)
+            random_ids = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (u < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (u >= 0.8) & (u < 0.9), random_ids, inputs)
+            return inputs, torch.where(selected, tokens, -100)
+    """,
+        fails=("uses_the_generator",),
+        says="two calls with generator=None gave the same result",
+    ),
+    bug(
+        "mask_tokens",
+        "a reproducible default: seed 0 when no generator is given",
+        """
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            if generator is None:
+                generator = torch.Generator().manual_seed(0)
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            u = torch.rand(tokens.shape, generator=generator)
+            random_ids = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (u < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (u >= 0.8) & (u < 0.9), random_ids, inputs)
+            return inputs, torch.where(selected, tokens, -100)
+    """,
+        fails=("uses_the_generator",),
+        says="generator=None",
+    ),
+    bug(
+        "mask_tokens",
+        "int64 random ids written into int32 tokens by index",
+        """
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            u = torch.rand(tokens.shape, generator=generator)
+            random_ids = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs, labels = tokens.clone(), tokens.clone()
+            labels[~selected] = -100
+            inputs[selected & (u < 0.8)] = mask_token_id
+            swap = selected & (u >= 0.8) & (u < 0.9)
+            inputs[swap] = random_ids[swap]
+            return inputs, labels
+    """,
+        fails=("returns_inputs_and_labels",),
+        says="Index put requires the source and destination dtypes match",
+    ),
+    alternative(
+        "mask_tokens",
+        "int64 results whatever the tokens' dtype",
+        """
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            tokens = tokens.long()
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=torch.long))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            u = torch.rand(tokens.shape, generator=generator)
+            random_ids = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs, labels = tokens.clone(), tokens.clone()
+            labels[~selected] = -100
+            inputs[selected & (u < 0.8)] = mask_token_id
+            swap = selected & (u >= 0.8) & (u < 0.9)
+            inputs[swap] = random_ids[swap]
+            return inputs, labels
     """,
     ),
     # --- CausalLM -----------------------------------------------------------------------------
@@ -570,8 +703,60 @@ ENTRIES = [
     alternative("CausalLM", "positions computed in forward, no buffer", on_the_fly_positions("CausalLM")),
     alternative(
         "CausalLM",
-        "persistent table sliced with narrow, its own mask",
+        "non-persistent table sliced with narrow, its own mask",
         sequential_style("CausalLM", "mask = ~torch.triu(torch.ones(length, length, dtype=torch.bool), 1)"),
+    ),
+    bug(
+        "CausalLM",
+        "the blocks in a plain Python list",
+        model(
+            "CausalLM",
+            (
+                "self.blocks = nn.ModuleList([TransformerBlock(",
+                "self.blocks = ([TransformerBlock(",
+            ),
+        ),
+        fails=("logits_shape",),
+        says="use nn.ModuleList",
+    ),
+    bug(
+        "CausalLM",
+        "a causal mask cut from a fixed 64 x 64 table",
+        model(
+            "CausalLM",
+            (
+                "        self.norm = nn.LayerNorm(d_model)\n",
+                "        self.norm = nn.LayerNorm(d_model)\n"
+                '        self.register_buffer("mask", torch.ones(64, 64, dtype=torch.bool).tril(), persistent=False)\n',
+            ),
+            ("mask = causal_mask(T)", "mask = self.mask[:T, :T]"),
+        ),
+        fails=("logits_shape",),
+    ),
+    bug(
+        "CausalLM",
+        "the mask of the first call kept for every later call",
+        model(
+            "CausalLM",
+            (
+                "        self.norm = nn.LayerNorm(d_model)\n",
+                "        self.norm = nn.LayerNorm(d_model)\n        self.mask = None\n",
+            ),
+            (
+                "mask = causal_mask(T)",
+                "self.mask = causal_mask(T) if self.mask is None else self.mask\n        mask = self.mask",
+            ),
+        ),
+        fails=("logits_shape",),
+    ),
+    bug(
+        "CausalLM",
+        "a persistent position table (saved in the state_dict)",
+        sequential_style(
+            "CausalLM", "mask = ~torch.triu(torch.ones(length, length, dtype=torch.bool), 1)", persistent=True
+        ),
+        fails=("matches_the_reference_stack",),
+        says="persistent=False",
     ),
     # --- MaskedLM -----------------------------------------------------------------------------
     bug(
@@ -621,8 +806,22 @@ ENTRIES = [
     alternative("MaskedLM", "positions computed in forward, no buffer", on_the_fly_positions("MaskedLM")),
     alternative(
         "MaskedLM",
-        "persistent table sliced with narrow, an all-True mask",
+        "non-persistent table sliced with narrow, an all-True mask",
         sequential_style("MaskedLM", "mask = torch.ones(length, length, dtype=torch.bool)"),
+    ),
+    bug(
+        "MaskedLM",
+        "a persistent position table (saved in the state_dict)",
+        sequential_style("MaskedLM", "mask = torch.ones(length, length, dtype=torch.bool)", persistent=True),
+        fails=("matches_the_reference_stack",),
+        says="persistent=False",
+    ),
+    bug(
+        "MaskedLM",
+        "the blocks in a plain Python list",
+        model("MaskedLM", ("self.blocks = nn.ModuleList([TransformerBlock(", "self.blocks = ([TransformerBlock(")),
+        fails=("logits_shape",),
+        says="use nn.ModuleList",
     ),
     # --- red team: more answers to the functions -----------------------------------------------
     bug(
@@ -996,7 +1195,7 @@ ENTRIES = [
             labels[~selected] = -100
             ordinary = [i for i in range(vocab_size) if i not in set(special_token_ids)]
             picks = torch.randint(len(ordinary), tokens.shape, generator=generator)
-            rnd = torch.tensor(ordinary, dtype=torch.int64)[picks]
+            rnd = torch.tensor(ordinary, dtype=tokens.dtype)[picks]
             inputs = tokens.clone()
             inputs[selected & (u < 0.8 * mask_prob)] = mask_token_id
             r = selected & (u >= 0.8 * mask_prob) & (u < 0.9 * mask_prob)
