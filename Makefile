@@ -66,6 +66,13 @@ reset-chapter: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m autograder student notebooks $(CHAPTERS) --reset
 
+# The public edition, without the answer key, for the public repository that _config.yml names: the book's
+# pages, the learner notebooks and the kit (autograder/public.py). make public PUBLIC=../course-public
+PUBLIC ?= build/public
+.PHONY: public
+public: $(RENDERED) $(FIGURES) kit | $(STAMP)
+	$(PY) -m autograder.public $(PUBLIC)
+
 # The learner's kit: one wheel in dist/ with the checks and no reference solution (kit/build.py).
 kit: $(STAMP)
 	$(PY) kit/build.py

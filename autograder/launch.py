@@ -4,7 +4,9 @@ Each link points at the chapter's *student* notebook as committed in the course'
 ``notebooks/<NN>_<slug>.ipynb`` (stubs, no outputs, and a setup cell that installs the learner
 kit). Jupyter Book's own launch buttons would point at the page's source, the generated
 ``book/chapters/*.ipynb`` that is not in the repository. The repository is named once, in
-``_config.yml`` (``repository.url`` and ``repository.branch``).
+``_config.yml`` (``repository.url`` and ``repository.branch``): the *public* repository, where the
+public edition (``make public``, :mod:`autograder.public`) is published, never the teaching repository,
+which holds the answer key and stays private.
 """
 
 from __future__ import annotations
