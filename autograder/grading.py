@@ -258,7 +258,13 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
 
 
 def grade_cells(
-    cells: list[str], chapter: str, names=None, seed: int | None = None, limits: Limits | None = None, hidden=()
+    cells: list[str],
+    chapter: str,
+    names=None,
+    seed: int | None = None,
+    limits: Limits | None = None,
+    hidden=(),
+    started: float | None = None,
 ) -> list[Result]:
     """Run ``cells`` in a sandbox, then the suites of ``names`` (default: every graded name of
     the chapter) against it. The checks of one function share its :func:`time_budget`; once it
@@ -267,14 +273,15 @@ def grade_cells(
     broken function costs only its own points; when running the cells is what ends it, every
     function fails with the reason. Everything (the cells, each restart, every check) shares
     one :func:`notebook_budget`; once it is spent, the functions not graded yet fail with that
-    reason. ``hidden``: more folders the sandbox must not see (the course directory). Raises
-    ProcessError when no sandbox can be started (a problem of the machine), including
+    reason; ``started``: the ``time.monotonic()`` when grading the notebook began (reading it
+    counts too; default: now). ``hidden``: more folders the sandbox must not see (the course
+    directory). Raises ProcessError when no sandbox can be started (a problem of the machine), including
     :class:`~autograder.sandbox.MachineShortOfMemory` when the host's memory pressure, not the
     submission's own limit, killed the sandbox (grade it again later)."""
     topic = BY_NAME[chapter].topic
     chosen = suites(topic) if names is None else {name: suites(topic)[name] for name in names}
     limits = dataclasses.replace(limits or Limits(), notebook_seconds=notebook_budget(topic, chosen, limits))
-    deadline = time.monotonic() + limits.notebook_seconds
+    deadline = (time.monotonic() if started is None else started) + limits.notebook_seconds
     sandbox = LearnerProcess(limits, hidden=hidden, deadline=deadline)  # given code comes with the notebook
     results, stopped = [], None  # stopped: why running the cells ended the sandbox (it would again)
     try:

@@ -82,7 +82,7 @@ def grade_submission(job: Job, student: str, folder: Path) -> Outcome:
 
 def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutcome:
     plan, cells = job.plan, job.plan.notebooks[name]
-    auto = [c for c in cells if c.function]
+    auto, started = [c for c in cells if c.function], time.monotonic()
     try:
         notebook, code, note, unreadable = run_capped(_prepared, job, submission, name)
     except Exceeded as error:
@@ -90,9 +90,8 @@ def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutc
     if unreadable:
         results = {c.function: _all_failed(plan, c.function, f"not graded: {unreadable}") for c in auto}
     else:
-        graded = grade_cells(
-            code, plan.chapter, names=[c.function for c in auto], seed=job.seed, limits=job.limits, hidden=[plan.course]
-        )
+        names = [c.function for c in auto]
+        graded = grade_cells(code, plan.chapter, names, job.seed, job.limits, hidden=[plan.course], started=started)
         results = {c.function: [r for r in graded if r.function == c.function] for c in auto}
     if notebook is None:  # feedback then shows the release, with the reason in each grade cell
         release = job.release / f"{name}.ipynb"
