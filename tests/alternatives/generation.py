@@ -1,6 +1,8 @@
-"""Correct chapter-9 answers written differently from the reference: a decoder block driven by a
-list of sublayers, masks built from positions, rows decoded only while running, Gumbel-max sampling,
-a flat top-k beam, einsum attention with the cache, a loop over key/value groups."""
+"""Correct chapter-9 answers written differently from the reference: its own einsum attention,
+feed-forward network, encoder block and position table (this module must not import the earlier
+chapters' references), a decoder block driven by a list of sublayers, masks built from positions,
+rows decoded only while running, Gumbel-max sampling, a flat top-k beam, einsum attention with the
+cache, a loop over key/value groups."""
 
 import math
 
@@ -8,9 +10,58 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solutions.multi_head_attention import MultiHeadAttention
-from solutions.positional_encoding import sinusoidal_positional_encoding
-from solutions.transformer_block import FeedForward, TransformerBlock
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.w_q, self.w_k = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+        self.w_v, self.w_o = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
+
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+
+        def heads(t):
+            return t.unflatten(-1, (self.num_heads, -1))  # (B, N, H, d_head)
+
+        q, k, v = heads(self.w_q(query)), heads(self.w_k(key)), heads(self.w_v(value))
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        return self.w_o(torch.einsum("bhqk,bkhd->bqhd", weights, v).flatten(-2)), weights
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model, d_ff, activation="relu", dropout=0.0):
+        super().__init__()
+        self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.p = dropout
+
+    def forward(self, x):
+        return self.linear2(F.dropout(F.relu(self.linear1(x)), self.p, self.training))
+
+
+class TransformerBlock(nn.Module):
+    """The encoder's Pre-LN block (chapter 5's names: attn, ffn, norm1, norm2)."""
+
+    def __init__(self, d_model, num_heads, d_ff, norm_first, dropout=0.0):
+        super().__init__()
+        self.attn, self.ffn = MultiHeadAttention(d_model, num_heads), FeedForward(d_model, d_ff, "relu", dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.p = dropout
+
+    def forward(self, x, mask=None):
+        h = self.norm1(x)
+        x = x + F.dropout(self.attn(h, h, h, mask)[0], self.p, self.training)
+        return x + F.dropout(self.ffn(self.norm2(x)), self.p, self.training)
+
+
+def sinusoidal_positional_encoding(num_positions, d_model):
+    position = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    angle = position * torch.pow(10000.0, -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2).float()
 
 
 class DecoderBlock(nn.Module):

@@ -8,7 +8,7 @@ code of chapters 2 to 6 (``causal_mask``, ``scaled_dot_product_attention``, ``Mu
 answer, written as a replacement of one line, as a learner's slip would be.
 """
 
-from corpus import alternative, bug
+from corpus import advised, alternative, bug
 
 # ---------------------------------------------------------------------------------------
 # DecoderBlock
@@ -443,12 +443,14 @@ ENTRIES += [
         "if finished.any():",
         ["stops_when_every_row_has_ended"],
     ),
-    greedy_bug(
-        "runs the encoder at every step",
-        "logits = model.decode(out, memory, src)",
-        "logits = model.decode(out, model.encode(src), src)",
-        ["encoder_runs_once"],
-        "once",
+    advised(
+        "greedy_decode",
+        "runs the encoder at every step (right tokens, repeated work)",
+        changed(
+            GREEDY, "logits = model.decode(out, memory, src)", "logits = model.decode(out, model.encode(src), src)"
+        ),
+        advice=["encoder_runs_once"],
+        says="once",
     ),
     greedy_bug(
         "one step short",
@@ -1094,7 +1096,7 @@ ENTRIES += [
         ["matches_multi_head_when_g_equals_h"],
         "sqrt(d_v)",
     ),
-    bug(
+    advised(
         "grouped_query_attention",
         "keys and values repeated for every head (right values, the memory GQA saves is spent)",
         """
@@ -1103,7 +1105,7 @@ ENTRIES += [
             out, _ = scaled_dot_product_attention(q, k.repeat_interleave(r, 1), v.repeat_interleave(r, 1), mask)
             return out
     """,
-        fails=["never_copies_keys_for_every_head"],
+        advice=["never_copies_keys_for_every_head"],
         says="repeated for every query head",
     ),
     gqa_bug(
