@@ -50,7 +50,7 @@ ANSWER_SOURCES = ("solutions/*.py", "tests/alternatives/*.py", "tests/corpus/*.p
 COPIED = ("_config.yml", "_toc.yml", "requirements.txt")
 BOOK_FILES = ("*.md", "*.bib")
 PRIVATE_NAMES = re.compile(r"^(tests|chapters)/|(^|/)(solutions|private)/|(^|/)nbgrader_config\.py$|gradebook\.db$")
-SEED_LINE = re.compile(r"AUTOGRADER_SEED")
+SEED_VALUE = re.compile(r"""AUTOGRADER_SEED["']?\s*[,=:]\s*["']?\d""")  # a seed set, not one read
 
 README = """\
 # {title}: the public edition
@@ -129,7 +129,7 @@ def answer_key_in(tree: Path) -> list[str]:
     """What of the answer key ``tree`` holds: ``"path: why"`` for each finding (empty: none)."""
     files = _texts(tree)
     found = [f"{name}: a private path" for name in files if PRIVATE_NAMES.search(name)]
-    found += [f"{name}: sets a grading seed" for name, text in files.items() if SEED_LINE.search(text)]
+    found += [f"{name}: sets a grading seed" for name, text in files.items() if SEED_VALUE.search(text)]
     given, normalized = _given_names(tree), {name: "\n".join(_normalized(text)) for name, text in files.items()}
     for key, body in reference_bodies().items():
         if key.split(".")[1] not in given:

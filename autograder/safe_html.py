@@ -27,11 +27,11 @@ The notebooks themselves are untouched.
 from __future__ import annotations
 
 import html
+import importlib.util
 import re
 from pathlib import Path
 
 import bleach
-import nbgrader.server_extensions.formgrader
 from bleach.css_sanitizer import CSSSanitizer
 from bleach.html5lib_shim import Filter
 from jinja2 import pass_context
@@ -50,7 +50,7 @@ NOTEBOOK_CHARACTERS = 64 * 1024  # markdown cells after this many characters of 
 OUTPUT_CHARACTERS = 16 * 1024  # a displayed HTML output longer than this is not shown
 TEMPLATE_BASEDIRS = [
     str(Path(__file__).resolve().parent / "templates"),  # feedback/mathjax.html.j2: no MathJax from a CDN
-    str(Path(nbgrader.server_extensions.formgrader.__file__).resolve().parent / "templates"),  # nbgrader's own
+    str(Path(importlib.util.find_spec("nbgrader").origin).parent / "server_extensions" / "formgrader" / "templates"),
 ]
 _UNSEEN = re.compile(r"[\x00-\x20\x7f]+")  # what a browser ignores (or strips) inside a URL's scheme
 _SCRIPT_CLASSES = frozenset({"mermaid"})  # classes a page's script would pick up and run on

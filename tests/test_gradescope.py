@@ -215,9 +215,8 @@ def test_public_half_has_a_seed_of_its_own_where_replaying_the_kit_gains_nothing
     assert results["score"] == 0, [t["name"] for t in results["tests"] if t["status"] == "passed"]
 
 
-HOSTILE_NAME = (
-    "[won](https:evil.example) ![x](x.png) <img src=x onerror=alert(1)> www.evil.example"  # no slash: a file name
-)
+# No slash (it is a file name); the backtick ends the code span the summary used to put the name in.
+HOSTILE_NAME = "`[won](https:evil.example) ![x](x.png) <img src=x onerror=alert(1)> www.evil.example"
 
 
 def shown(markdown: str):
