@@ -8,6 +8,8 @@
 - :func:`with_setup_cell`: the first cell of a learner's notebook installs the learner's kit
   where ``autograder`` is missing (Colab, a fresh JupyterHub), from the one source set in
   ``_config.yml`` (``repository.url``; ``$TRANSFORMERS_GRADED_KIT`` overrides it).
+- :func:`learner_notebook`: the student view for Jupyter and Colab, with the setup cell and the
+  chapters' MyST citations and cross-references as plain Markdown (:mod:`autograder.plain_markdown`).
 - :func:`render_for_book`: execute the source (the reference answers run, so every plot
   and printed result is real), then take the student view of the executed copy. The book
   renders that, and its ".ipynb" download therefore holds no solutions. The check cells' outputs
@@ -27,6 +29,7 @@ from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutpu
 
 from autograder.given import with_given_code
 from autograder.launch import launch_links
+from autograder.plain_markdown import plain_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT_WHEEL = "transformers_graded_kit-0.1.0-py3-none-any.whl"  # what `make kit` builds (kit/pyproject.toml)
@@ -98,8 +101,13 @@ def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml
 
 
 def learner_notebook(source: Path) -> nbformat.NotebookNode:
-    """What a learner works in: the student view without outputs, the setup cell first."""
-    return with_setup_cell(student_view(nbformat.read(source, as_version=4), keep_outputs=False))
+    """What a learner works in: the student view without outputs, the setup cell first, its
+    markdown free of MyST roles and directives (Jupyter and Colab show them raw; the book keeps them)."""
+    notebook = with_setup_cell(student_view(nbformat.read(source, as_version=4), keep_outputs=False))
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = plain_markdown(cell.source)
+    return notebook
 
 
 def write_student_notebooks(sources: list[Path], folder: Path, reset: bool = False) -> list[tuple[Path, bool]]:

@@ -91,6 +91,13 @@ class Suite:
         self.checks.append(Check(fn.__name__, 0.0, fn, advice=True))
         return fn
 
+    def unmet(self) -> str | None:
+        """Why this suite cannot run here (a module it ``needs`` is not installed), or None. Graders
+        report that reason, not a missing answer: the exercise is not attempted here."""
+        if self.needs and importlib.util.find_spec(self.needs[0]) is None:
+            return self.needs[1]
+        return None
+
     def failed(self, message: str) -> list[Result]:
         """Every sub-check failed with ``message`` (the function could not be graded at all)."""
         return [self._failed(check, message) for check in self.checks]
@@ -102,8 +109,8 @@ class Suite:
     def run(self, student, seed: int | None = None) -> list[Result]:
         """Run every sub-check against ``student``; never raises for a wrong or broken answer."""
         seed = default_seed() if seed is None else seed
-        if self.needs and importlib.util.find_spec(self.needs[0]) is None:
-            return self.failed(self.needs[1])
+        if unmet := self.unmet():
+            return self.failed(unmet)
         results = []
         for check in self.checks:
             gen = torch.Generator().manual_seed(seed + zlib.crc32(f"{self.function}/{check.name}".encode()))

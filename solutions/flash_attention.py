@@ -11,7 +11,8 @@ positive sizes; the last block of each may be shorter), so the largest score ten
 create is (..., block_q, block_k). ``flash_attention_triton`` runs the same forward pass as a
 Triton kernel: compiled on a CUDA GPU, or through Triton's interpreter on CPU when the
 environment has ``TRITON_INTERPRET=1`` (set below when no CUDA GPU is present, before the
-first ``import triton``).
+first ``import triton``). Without Triton (macOS, Windows) the module still imports, so that the
+PyTorch functions serve as the reference; the Triton suite then says what it needs.
 """
 
 import math
@@ -22,8 +23,13 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import triton  # noqa: E402  (after TRITON_INTERPRET is decided)
-import triton.language as tl  # noqa: E402
+try:
+    import triton  # noqa: E402  (after TRITON_INTERPRET is decided)
+    import triton.language as tl  # noqa: E402
+except ImportError:  # Triton publishes Linux wheels only: on macOS and Windows the kernel is defined, never run
+    import types
+
+    triton, tl = types.SimpleNamespace(jit=lambda kernel: kernel), types.SimpleNamespace(constexpr=int)
 
 NEG_INF = float("-inf")
 
