@@ -82,12 +82,14 @@ def _fd_to_devnull(fd: int):
         os.close(devnull)
 
 
-def grade_in_kernel(qualified_name: str, answer) -> float:
-    """Grade one answer object in the current process; print the report, return the score."""
+def grade_in_kernel(qualified_name: str, answer, namespace: dict | None = None) -> float:
+    """Grade one answer object in the current process; print the report, return the score.
+    ``namespace``: the notebook's, where the graded names the suite ``depends_on`` are found."""
     topic, name = qualified_name.split(".", 1)
     suite = suites(topic)[name]
+    given = {d.function: namespace[d.function] for d in suite.depends_on if d.function in (namespace or {})}
     with quiet():
-        results = suite.run(Student(KernelBackend({name: answer}), name))
+        results = suite.run(Student(KernelBackend({**given, name: answer}), name))
     print(format_results(results))
     return round(sum(r.score for r in results), 6)
 

@@ -16,10 +16,12 @@ failure is shown to the learner as advice (:data:`ADVICE`), and every report mar
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib.util
 import math
 import os
+import re
 import zlib
 from collections.abc import Callable
 
@@ -27,7 +29,7 @@ import torch
 
 from autograder import oracle
 from autograder.seeds import PRACTICE_SEED
-from autograder.student import StudentError
+from autograder.student import Student, StudentError
 
 
 class CheckFailed(AssertionError):
@@ -68,11 +70,15 @@ def default_seed() -> int:
 class Suite:
     """The sub-checks of one graded function or class, in the order they run."""
 
-    def __init__(self, function: str, needs: tuple[str, str] | None = None):
+    def __init__(self, function: str, needs: tuple[str, str] | None = None, depends_on: tuple[Suite, ...] = ()):
         """``needs``: (module, why) when the suite can only run where that module is installed
-        (chapter 7's Triton kernel); elsewhere every sub-check fails with ``why``, nothing crashes."""
+        (chapter 7's Triton kernel); elsewhere every sub-check fails with ``why``, nothing crashes.
+        ``depends_on``: the suites of earlier graded names of the same chapter that the learner's
+        answer may call (attention calls the learner's softmax); a sub-check names a failing one
+        first where the evidence shows it is the cause (:func:`blame_dependency`)."""
         self.function = function
         self.needs = needs
+        self.depends_on = tuple(depends_on)
         self.checks: list[Check] = []
 
     def check(self, points: float):
@@ -112,6 +118,14 @@ class Suite:
         if unmet := self.unmet():
             return self.failed(unmet)
         results = []
+        context = _RUNNING.set(_Run(self, student, seed))
+        try:
+            self._run_checks(student, seed, results)
+        finally:
+            _RUNNING.reset(context)
+        return results
+
+    def _run_checks(self, student, seed: int, results: list) -> None:
         for check in self.checks:
             gen = torch.Generator().manual_seed(seed + zlib.crc32(f"{self.function}/{check.name}".encode()))
             try:
@@ -120,7 +134,7 @@ class Suite:
             except CheckFailed as failure:
                 results.append(self._failed(check, str(failure)))
             except StudentError as error:
-                results.append(self._failed(check, str(error)))
+                results.append(self._failed(check, explain_error(str(error))))
             except oracle.Undecided as undecided:  # the learner's kit: scored as not passed (see oracle.py)
                 results.append(self._failed(check, str(undecided)))
             except Exception as error:  # a check that breaks on odd output must not stop grading
@@ -128,11 +142,114 @@ class Suite:
             else:
                 points = float(check.points)
                 results.append(Result(self.function, check.name, points, points, True, "passed", check.advice))
-        return results
 
     def _failed(self, check: Check, message: str) -> Result:
         message = ADVICE + message if check.advice else message
         return Result(self.function, check.name, 0.0, float(check.points), False, message, check.advice)
+
+
+@dataclasses.dataclass
+class _Run:
+    """The suite running now, for :func:`blame_dependency`; ``verdicts``: each dependency's first
+    failure ("" when it passes), found once per run."""
+
+    suite: Suite
+    student: Student
+    seed: int
+    verdicts: dict = dataclasses.field(default_factory=dict)
+
+
+_RUNNING: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("autograder_suite_run", default=None)
+
+
+def blame_dependency(name: str, evidence: Callable, shows: str, failure: str) -> None:
+    """Call where a sub-check has found the answer wrong (``failure``, its message), before it
+    fails: when the learner's ``name`` (a graded name whose suite the running suite ``depends_on``)
+    fails its own checks and ``evidence(handle)`` is true, raise a failure that names ``name`` first.
+    ``handle`` calls the learner's ``name``; the evidence is that the wrong answer is exactly what
+    that broken function makes it (attention's weights equal the learner's softmax of the right
+    scores), which ``shows`` says in words. Otherwise return, and the sub-check fails as it would
+    have. The dependency's checks run at most once per run of the suite, with the same seed (the
+    learner saw the same verdict at its own grade cell)."""
+    run = _RUNNING.get()
+    dependency = next((d for d in run.suite.depends_on if d.function == name), None) if run else None
+    if dependency is None:
+        return
+    if name not in run.verdicts:
+        run.verdicts[name] = _first_failure(dependency, run)
+    if not run.verdicts[name]:
+        return
+    try:
+        shown = bool(evidence(Student(run.student._backend, name)))
+    except (StudentError, CheckFailed):
+        return
+    if shown:
+        raise CheckFailed(
+            f"fix your {name} first: it fails its own checks ({run.verdicts[name]}), and {shows}. "
+            f"What this check found: {failure}"
+        )
+
+
+def _first_failure(dependency: Suite, run: _Run) -> str:
+    """``"<sub-check>: <message>"`` of the learner's ``dependency.function`` first failing a check
+    that counts, or "" when it passes them or is not defined."""
+    backend, name = run.student._backend, dependency.function
+    try:
+        if not backend.request({"op": "has", "name": name, "target": (name, [])}):
+            return ""
+    except StudentError:
+        return ""
+    for result in dependency.run(Student(backend, name), run.seed):
+        if not result.passed and not result.advice:
+            message = result.message if len(result.message) <= 200 else result.message[:200] + "..."
+            return f"{result.check}: {message}"
+    return ""
+
+
+HINTS = (  # (what a learner's error says, its cause and where to look): added only on these words
+    (
+        re.compile(r"view size is not compatible with input tensor's size and stride"),
+        "an input here is a view whose memory is not contiguous (as slices and transposes are, and "
+        "your own code passes such tensors too); .view needs contiguous memory: use .reshape(...), "
+        "or .contiguous() before .view",
+    ),
+    (
+        re.compile(r"modified by an inplace operation"),
+        "an in-place operation (x /= ..., x += ..., masked_fill_, exp_, x[...] = ...) changed a tensor "
+        "that autograd kept for the backward pass; use the out-of-place form (x = x / ..., masked_fill)",
+    ),
+    (
+        re.compile(r"functions with out=\.\.\. arguments don't support automatic differentiation"),
+        "out=... cannot write a result that needs gradients: assign the result instead (h = torch.tanh(...))",
+    ),
+    (
+        re.compile(
+            r"Expected dtype int64 for index|expected scalar type Long but found Int|only applicable to index tensor"
+            r"|Expected a long tensor for index"
+        ),
+        "the indices here are int32, which the contract allows, and this operation takes int64 only: "
+        "convert them with .long() first",
+    ),
+)
+TRANSPOSE_ALL = re.compile(r"\(line \d+: .*(\.T\b|\.t\(\))")  # the failing line quoted by the learner's error
+SHAPE_ERRORS = re.compile(
+    r"size of tensor a|shapes cannot be multiplied|Expected size for first two dimensions|"
+    r"expects a tensor with <= 2 dimensions|must match the size|should have the same number of dimensions"
+)
+
+
+def explain_error(message: str) -> str:
+    """A learner's error message, with the cause named where its words point to a known one: a
+    ``.view`` on a non-contiguous input, an in-place change of a tensor autograd saved, ``out=``
+    under autograd, int64-only operations given int32 indices, and ``.T`` (or ``.t()``) on a tensor
+    of more than two dimensions when the line that failed uses it and the error is about shapes."""
+    hints = [hint for pattern, hint in HINTS if pattern.search(message)]
+    if TRANSPOSE_ALL.search(message) and SHAPE_ERRORS.search(message):
+        hints.append(
+            "on a tensor of more than 2 dimensions, .T reverses all of them (and .t() refuses it): "
+            "to swap the last two, as k^T needs with batch and head dimensions, use .transpose(-2, -1) or .mT"
+        )
+    return message + "".join(f"; likely cause: {hint}" for hint in hints)
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,29 +411,29 @@ def distinct_sizes(gen: torch.Generator, *ranges, avoid=()) -> list[int]:
 
 def noncontiguous(tensor: torch.Tensor) -> torch.Tensor:
     """The same values as ``tensor`` (same shape and dtype) in a layout no learner's code may assume:
-    the last two dimensions are stored transposed and every element is followed by a gap, so the
-    result is not contiguous whenever it has two or more elements, no two of its dimensions merge
-    (``.view(-1, d)``, ``.view(B, N * h)`` raise on it, as on a learner's own transposed tensor)
-    and its last dimension's stride is not 1 (a Triton kernel or ``data_ptr`` arithmetic that
-    assumes it reads the gaps). The gaps hold NaN (floats), False (bool) or the dtype's smallest
-    integer, so code that reads memory past the view's elements gets values that show it.
+    the dimensions are stored in reverse order and every element is followed by a gap, so the result
+    is not contiguous whenever it has two or more elements, no two of its dimensions merge
+    (``.view(-1, d)``, ``.view(B * H, N, d)``, ``.view(B, N * h)`` raise on it, as on a learner's own
+    transposed tensor; splitting one dimension with ``.view`` still works) and its last dimension's
+    stride is not 1 (a Triton kernel or ``data_ptr`` arithmetic that assumes it reads the gaps). The
+    gaps hold NaN (floats), False (bool) or the dtype's smallest integer, so code that reads memory
+    past the view's elements gets values that show it.
 
     Both grading paths hand it to the learner with this layout (``autograder.wire.layout_copy``,
-    checked in ``tests/test_layouts.py``). A check draws it for any tensor argument whose
-    contract does not ask for contiguity: ``student(noncontiguous(q), noncontiguous(k), v)``,
-    also in ``student.with_grad((noncontiguous(x), ...), ...)``; the reference is computed on the
-    original (same values). The result is a new tensor; ``tensor`` is left unchanged."""
+    checked in ``tests/test_layouts.py``). A check draws it for any tensor argument whose contract
+    does not ask for contiguity: ``student(noncontiguous(q), noncontiguous(k), v)``, also in
+    ``student.with_grad((noncontiguous(x), ...), ...)``; compute the expected values on the original
+    (same values). The result is a new tensor; ``tensor`` is left unchanged."""
     if tensor.dim() == 0:
         return tensor.clone()
     if tensor.is_floating_point() or tensor.is_complex():
         gap = float("nan")
     else:
         gap = False if tensor.dtype == torch.bool else torch.iinfo(tensor.dtype).min
-    stored = tensor.detach().unsqueeze(0) if tensor.dim() == 1 else tensor.detach()  # (..., a, b)
-    memory = torch.full((*stored.shape[:-2], stored.shape[-1], stored.shape[-2], 2), gap, dtype=tensor.dtype)
-    memory[..., 0] = stored.transpose(-2, -1)
-    view = memory[..., 0].transpose(-2, -1)  # (..., a, b), strides (..., 2, 2a)
-    return view[0] if tensor.dim() == 1 else view
+    reverse = tuple(range(tensor.dim() - 1, -1, -1))
+    memory = torch.full((*tensor.shape[::-1], 2), gap, dtype=tensor.dtype)
+    memory[..., 0] = tensor.detach().permute(reverse)
+    return memory[..., 0].permute(reverse)  # dimension i has stride 2 * (the sizes before it)
 
 
 def random_mask(gen: torch.Generator, shape) -> torch.Tensor:

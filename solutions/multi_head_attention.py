@@ -61,8 +61,11 @@ class MultiHeadAttention(nn.Module):
         (B, N_k, D), default ``key``. mask: bool, True where a query may attend, broadcastable
         to (B, H, N_q, N_k): (N_q, N_k) for all examples and heads (a causal mask),
         (B, 1, 1, N_k) for padding, (B, 1, N_q, N_k) per example. Returns ``(output, weights)``:
-        output (B, N_q, D) and the weights of every head, (B, H, N_q, N_k). The inputs are left
-        unchanged.
+        output (B, N_q, D) and the weights of every head, (B, H, N_q, N_k). The inputs (which may
+        be non-contiguous views, any B, N >= 1) are left unchanged, and so are the module's
+        parameters and buffers: nothing is kept between calls. The output is differentiable with
+        respect to query, key and value; after ``.double()``, float64 in gives float64 output and
+        weights.
         """
         key = query if key is None else key
         value = key if value is None else value

@@ -22,7 +22,8 @@ def sinusoidal_positional_encoding(num_positions: int, d_model: int, base: float
 
     ``PE[p, 2i] = sin(p / base^(2i/D))`` and ``PE[p, 2i+1] = cos(p / base^(2i/D))`` for
     positions ``p = 0 .. num_positions-1``, interleaved (sine in even columns, cosine in odd
-    ones). ``d_model`` must be even. Returned in the default dtype (float32).
+    ones). ``d_model`` must be even; any ``num_positions >= 1`` (no maximum). Returned in the
+    default dtype (float32).
     """
     angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * inverse_frequencies(d_model, base)
     encoding = torch.empty(num_positions, d_model, dtype=torch.float64)
@@ -37,8 +38,9 @@ def apply_rotary_embedding(
     """Rotary position embedding (RoPE; Su et al., 2021, *RoFormer*), interleaved pairs.
 
     x: (..., N, D) with D even, e.g. queries or keys of shape (B, H, N, d_head).
-    positions: the position of each of the N rows, shape (N,) (integers; any shape that
-    broadcasts to ``x.shape[:-1]`` works too); default ``0 .. N-1``. A KV cache passes the
+    positions: the position of each of the N rows, shape (N,) (int32 or int64; any shape that
+    broadcasts to ``x.shape[:-1]`` works too); default ``0 .. N-1``, for any N (no maximum). x and
+    positions may be non-contiguous views. A KV cache passes the
     positions of the new tokens, e.g. ``arange(N) + offset``.
 
     Pair ``(x_{2i}, x_{2i+1})`` at position ``p`` turns counter-clockwise by

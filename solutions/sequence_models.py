@@ -18,7 +18,8 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_xh: torch.Tensor, W_hh: tor
     ``(outputs, h_T)``: outputs (B, T, H) holds h_1..h_T (``outputs[:, t - 1]`` is h_t, so
     h_0 is not in it) and h_T (B, H) is the last state, equal to ``outputs[:, -1]``.
     Works in the inputs' dtype (float64 in, float64 out) and stays differentiable: autograd
-    reaches every input through outputs. The inputs are left unchanged. Graded on its values and
+    reaches every input through outputs (each alone or all together). Any B, T >= 1; the inputs
+    may be non-contiguous views and are left unchanged. Graded on its values and
     gradients; a loop of its own, not ``torch.nn.RNN``, is advice (0 points).
     """
     inputs = x @ W_xh + b  # every time step's input term at once: it does not depend on h

@@ -110,7 +110,7 @@ def grade_cell(topic: str, name: str, namespace: dict) -> tuple[dict, float]:
         return {}, 0.0
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        score = grade(f"{topic}.{name}", graded.get(name, namespace.get(name)))
+        score = grade(f"{topic}.{name}", graded.get(name, namespace.get(name)), namespace)
     return parse_report(out.getvalue()), score
 
 

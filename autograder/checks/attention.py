@@ -15,12 +15,16 @@ import torch
 from autograder.oracle import reference
 from autograder.student import StudentError
 from autograder.suite import (
+    ATOL,
+    RTOL,
     CheckFailed,
     Suite,
+    blame_dependency,
     distinct_sizes,
     expect_close,
     expect_shape,
     is_close,
+    noncontiguous,
     randint,
     randn,
     random_mask,
@@ -29,22 +33,23 @@ from autograder.suite import (
 ref = reference("attention")
 
 softmax = Suite("softmax")
-attention = Suite("scaled_dot_product_attention")
+attention = Suite("scaled_dot_product_attention", depends_on=(softmax,))
 causal = Suite("causal_mask")
 SUITES = {s.function: s for s in (softmax, attention, causal)}
 
 
-def _expect_float64(actual, expected: torch.Tensor, what: str, precise: bool):
-    """``actual`` keeps the float64 dtype of the inputs and, with ``precise``, float64 precision.
+def _expect_float64(actual, expected: torch.Tensor, what: str, precise: bool, diagnoses=()):
+    """``actual`` has the expected values (a wrong value is reported as such, with ``diagnoses``,
+    before any dtype), keeps the float64 dtype of the inputs and, with ``precise``, float64 precision.
 
     (Attention is not held to float64 precision: a scale computed as torch.sqrt(torch.tensor(d_k))
     is float32, correct for the float32 tensors the chapter uses, and no bug.)"""
     actual = expect_shape(actual, expected.shape, what)
+    expect_close(actual, expected, what, diagnoses=diagnoses)
     hint = "look for .float(), or tensors made without dtype=..."
     if actual.dtype != torch.float64:
         raise CheckFailed(f"{what} has dtype {actual.dtype}: it must keep the inputs' dtype ({hint})")
     if not precise:
-        expect_close(actual, expected, what)
         return
     if is_close(actual, expected, rtol=1e-5, atol=1e-7) and not is_close(actual, expected, rtol=1e-10, atol=1e-12):
         raise CheckFailed(
@@ -73,7 +78,7 @@ def matches_reference_on_last_dim(student, gen):
     x = randn(gen, *distinct_sizes(gen, (2, 4), (3, 9), (5, 11)), scale=2.0)
     expected = ref.softmax(x)
     expect_close(
-        student(x),
+        student(noncontiguous(x)),
         expected,
         "softmax(x)",
         diagnoses=[
@@ -90,12 +95,12 @@ def matches_reference_on_last_dim(student, gen):
 
 @softmax.check(points=1)
 def respects_dim_argument(student, gen):
-    """On float64 logits: the result keeps their dtype and their precision."""
+    """On float64 logits (a non-contiguous view): the result keeps their dtype and their precision."""
     x = randn(gen, *distinct_sizes(gen, (2, 5), (3, 7), (2, 6)), dtype=torch.float64)
     over_last_dim = ref.softmax(x, dim=-1)
     for dim in (0, 1, -3):
         expected = ref.softmax(x, dim=dim)
-        result = student(x, dim=dim)
+        result = student(noncontiguous(x), dim=dim)
         if is_close(result, over_last_dim):
             raise CheckFailed(
                 f"softmax(x, dim={dim}) is wrong: the dim argument is ignored (it always normalizes over the "
@@ -110,7 +115,7 @@ def stable_for_large_logits(student, gen):
     x[0, 0] = 1e4
     x[-1] = -1e4
     expected = ref.softmax(x)
-    result = student(x)
+    result = student(noncontiguous(x))
     if isinstance(result, torch.Tensor) and not torch.isfinite(result).all():
         raise CheckFailed(
             "softmax of logits near 1e4 contains NaN or inf: exp() overflows for logits this large "
@@ -211,10 +216,15 @@ def no_library_softmax(student, gen):
 
 @attention.check(points=1)
 def returns_output_and_weights_shapes(student, gen):
+    """Also at the edges: a batch of one and a single query."""
     q, k, v = _qkv(gen)
     output, weights = _result(student, q, k, v)
     expect_shape(weights, (q.shape[-2], k.shape[-2]), "weights (N_q, N_k)")
     expect_shape(output, (q.shape[-2], v.shape[-1]), "output (N_q, d_v) (note d_v != d_k here)")
+    q1 = q[None, :1]  # (1, 1, d_k): a batch of one holding a single query
+    output, weights = _result(student, q1, k[None], v[None])
+    expect_shape(weights, (1, 1, k.shape[-2]), "weights for a batch of one and one query (1, 1, N_k)")
+    expect_shape(output, (1, 1, v.shape[-1]), "output for a batch of one and one query (1, 1, d_v)")
 
 
 @attention.check(points=1)
@@ -234,13 +244,32 @@ def weights_rows_sum_to_one(student, gen):
 
 
 def _expect_attention(student, q, k, v, mask, what):
-    """Compare (output, weights) with the reference, computed before the learner's call."""
+    """Compare (output, weights) with the reference, computed before the learner's call, which
+    gets q, k, v and the mask as non-contiguous views (as a learner's own slices and transposes are)."""
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
     bugs = _weight_bugs(q, k, v, mask)
-    output, weights = _result(student, q, k, v, mask)
-    expect_close(weights, expected_weights, f"weights{what}", diagnoses=bugs)
+    layout = (noncontiguous(q), noncontiguous(k), noncontiguous(v))
+    output, weights = _result(student, *layout, None if mask is None else noncontiguous(mask))
+    _expect_weights(weights, expected_weights, f"weights{what}", q, k, mask, diagnoses=bugs)
     expect_close(output, expected_output, f"output{what} (weights @ v)")
     return output
+
+
+def _expect_weights(weights, expected, what, q, k, mask, rtol=RTOL, atol=ATOL, diagnoses=()):
+    """Compare the weights; when they are wrong, and they are exactly the learner's own softmax of
+    the right scores while that softmax fails its own checks, say so first."""
+    try:
+        expect_close(weights, expected, what, rtol=rtol, atol=atol, diagnoses=diagnoses)
+    except CheckFailed as failure:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        scores = scores if mask is None else scores.masked_fill(~mask, float("-inf"))
+        blame_dependency(
+            "softmax",
+            lambda their_softmax: is_close(weights, their_softmax(scores), rtol, atol, equal_nan=True),
+            "these weights are exactly what your softmax gives for the right scores",
+            str(failure),
+        )
+        raise
 
 
 @attention.check(points=1)
@@ -265,8 +294,8 @@ def mask_blocks_keys(student, gen):
     mask[:, -1] = False  # the last key is hidden from every query
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
     bugs = _weight_bugs(q, k, v, mask)
-    output, weights = _result(student, q, k, v, mask)
-    expect_close(weights, expected_weights, "weights with a mask", diagnoses=bugs)
+    output, weights = _result(student, q, k, v, noncontiguous(mask))
+    _expect_weights(weights, expected_weights, "weights with a mask", q, k, mask, diagnoses=bugs)
     # A key hidden from every query must not influence anything, whatever its value.
     v_changed = v.clone()
     v_changed[..., -1, :] += 100.0
@@ -282,10 +311,11 @@ def padding_and_causal_masks_broadcast(student, gen):
     q, k, v = _qkv(gen, batch=(batch, 2), n=n)
     lengths = torch.randint(1, n + 1, (batch,), generator=gen)
     padding = (torch.arange(n) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, N_k)
-    causal_and_padding = padding & ref.causal_mask(n)
+    causal = ref.causal_mask(n)
     for mask, what in (
         (padding, "a padding mask of shape (B, 1, 1, N_k)"),
-        (causal_and_padding, "a causal and padding mask"),
+        (causal, "a causal mask of shape (N, N)"),
+        (padding & causal, "a causal and padding mask"),
     ):
         _expect_attention(student, q, k, v, mask, f" with {what}")
 
@@ -300,14 +330,15 @@ def stable_for_large_scores(student, gen):
     q, k, v = _qkv(gen, scale=30.0)
     expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v)
     output, weights = _result(student, q, k, v)
-    expect_close(weights, expected_weights, "weights for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
+    what = "weights for very large scores (|q.k| ~ 1e4)"
+    _expect_weights(weights, expected_weights, what, q, k, None, rtol=5e-3, atol=1e-4)
     expect_close(output, expected_output, "output for very large scores (|q.k| ~ 1e4)", rtol=5e-3, atol=1e-4)
     q, k, v = _qkv(gen)
     q[..., 0], k[..., 0] = 30.0, 30.0
     expected_output, expected_weights = ref.scaled_dot_product_attention(q.double(), k.double(), v.double())
     output, weights = _result(student, q, k, v)
     what = "for scores of ~1e3 that differ by ~1 between keys"
-    expect_close(weights, expected_weights, f"weights {what}", rtol=5e-3, atol=1e-4)
+    _expect_weights(weights, expected_weights, f"weights {what}", q, k, None, rtol=5e-3, atol=1e-4)
     expect_close(output, expected_output, f"output {what}", rtol=5e-3, atol=1e-4)
 
 
@@ -322,31 +353,39 @@ def _attention_gradients(q, k, v, mask, grad_output):
 
 @attention.check(points=1)
 def float64_output_and_gradients(student, gen):
-    """float64 inputs give a float64 output, and autograd reaches q, k and v
-    (through the weights too, not only through v); with a mask."""
+    """float64 inputs give a float64 output and float64 weights, and autograd reaches q, k and v
+    (through the weights too, not only through v), each asked for alone and all together; with a
+    mask, inputs as non-contiguous views. Wrong values are reported before dtypes."""
     q, k, v = (a.double() for a in _qkv(gen, batch=(2,)))
     mask = random_mask(gen, (q.shape[-2], k.shape[-2]))
-    expected_output, _ = ref.scaled_dot_product_attention(q, k, v, mask)
+    expected_output, expected_weights = ref.scaled_dot_product_attention(q, k, v, mask)
     grad_output = randn(gen, *expected_output.shape, dtype=torch.float64)
     expected_grads = _attention_gradients(q, k, v, mask, grad_output)
-    output, _ = _result(student, q, k, v, mask)
+    bugs = _weight_bugs(q, k, v, mask)
+    layout = (noncontiguous(q), noncontiguous(k), noncontiguous(v))
+    output, weights = _result(student, *layout, mask)
+    _expect_float64(weights, expected_weights, "weights for float64 inputs", precise=False, diagnoses=bugs)
     _expect_float64(output, expected_output, "output for float64 inputs", precise=False)
-    try:
-        _, grads = student.with_grad((q, k, v), grad_output, range(3), mask=mask)
-    except StudentError as error:
-        if "does not require grad" not in str(error):
-            raise
-        raise CheckFailed(
-            "output carries no gradient: autograd cannot back-propagate through scaled_dot_product_attention. "
-            "Something cut it from the graph: .detach(), .data, torch.no_grad(), .item() or a NumPy round trip"
-        ) from None
-    for name, grad, truth in zip("qkv", grads, expected_grads):
-        if grad is None or not grad.abs().sum() > 0:
+    for asked in ((0, 1, 2), (0,), (1,), (2,)):
+        alone = "" if len(asked) == 3 else f", when only {'qkv'[asked[0]]} requires grad"
+        try:
+            _, grads = student.with_grad(layout, grad_output, asked, mask=mask)
+        except StudentError as error:
+            if "does not require grad" not in str(error):
+                raise
             raise CheckFailed(
-                f"no gradient reaches {name}: autograd cannot see how the output depends on it. Look for "
-                ".detach(), .data or torch.no_grad() on the scores or the weights"
-            )
-        expect_close(grad, truth, f"the gradient of output with respect to {name}")
+                f"output carries no gradient{alone}: autograd cannot back-propagate through "
+                "scaled_dot_product_attention. Something cut it from the graph: .detach(), .data, "
+                "torch.no_grad(), .item() or a NumPy round trip"
+            ) from None
+        for index, grad in zip(asked, grads):
+            name = "qkv"[index]
+            if grad is None or not grad.abs().sum() > 0:
+                raise CheckFailed(
+                    f"no gradient reaches {name}{alone}: autograd cannot see how the output depends on it. "
+                    "Look for .detach(), .data or torch.no_grad() on the scores or the weights"
+                )
+            expect_close(grad, expected_grads[index], f"the gradient of output with respect to {name}{alone}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,10 +395,17 @@ def float64_output_and_gradients(student, gen):
 @causal.check(points=1)
 def bool_square_shape(student, gen):
     # up to sequences far longer than the notebook's examples: a mask cut from a fixed-size table fails
-    for n in (1, randint(gen, 2, 6), randint(gen, 7, 19), randint(gen, 40, 90)):
+    # and one beyond 1024, GPT-2's context: a table of that size must not be where the mask comes from
+    for n in (1, randint(gen, 2, 6), randint(gen, 7, 19), randint(gen, 40, 90), randint(gen, 1025, 1028)):
         mask = expect_shape(student(n), (n, n), f"causal_mask({n})")
         if mask.dtype != torch.bool:
-            raise CheckFailed(f"causal_mask({n}) should be a bool tensor (True = may attend), got dtype {mask.dtype}")
+            ones_and_zeros = bool(((mask == 0) | (mask == 1)).all()) if not mask.is_complex() else False
+            held = "0/1 numbers" if ones_and_zeros else "numbers"
+            raise CheckFailed(
+                f"causal_mask({n}) holds {held} of dtype {mask.dtype}; it must be a bool tensor (True = may "
+                "attend), since ~mask and masked_fill need bools: build it with dtype=torch.bool, or convert "
+                "with .bool()" + ("" if ones_and_zeros else " after deciding which entries may attend")
+            )
 
 
 @causal.check(points=1)

@@ -18,7 +18,17 @@ from torch import nn
 
 from autograder.oracle import reference
 from autograder.student import StudentError
-from autograder.suite import CheckFailed, Suite, distinct_sizes, expect_close, expect_shape, randint, randn, random_mask
+from autograder.suite import (
+    CheckFailed,
+    Suite,
+    distinct_sizes,
+    expect_close,
+    expect_shape,
+    noncontiguous,
+    randint,
+    randn,
+    random_mask,
+)
 
 attention_ref = reference("attention")
 ref = reference("multi_head_attention")
@@ -75,8 +85,10 @@ def _split(student, x, num_heads):
 
 @split.check(points=1)
 def shape_b_h_n_dhead(student, gen):
+    """Also at the edges: a batch of one holding a single token."""
     batch, n, heads, d_head = _sizes(gen)
     _split(student, randn(gen, batch, n, heads * d_head), heads)
+    _split(student, randn(gen, 1, 1, heads * d_head), heads)
 
 
 @split.check(points=2)
@@ -85,7 +97,7 @@ def head_h_holds_features_of_block_h(student, gen):
     x = randn(gen, batch, n, heads * d_head)
     expected = ref.split_heads(x, heads)
     expect_close(
-        _split(student, x, heads),
+        _split(student, noncontiguous(x), heads),  # a view, as a learner's own tensors often are
         expected,
         f"split_heads(x of shape {tuple(x.shape)}, {heads})",
         diagnoses=_split_diagnoses(x, heads),
@@ -129,12 +141,12 @@ def _merge_diagnoses(x):
 
 @merge.check(points=1)
 def shape_b_n_d(student, gen):
+    """Also at the edges: a batch of one holding a single token."""
     batch, n, heads, d_head = _sizes(gen)
-    expect_shape(
-        student(randn(gen, batch, heads, n, d_head)),
-        (batch, n, heads * d_head),
-        f"merge_heads(x of shape {(batch, heads, n, d_head)})",
-    )
+    for shape in ((batch, heads, n, d_head), (1, heads, 1, d_head)):
+        expect_shape(
+            student(randn(gen, *shape)), (shape[0], shape[2], heads * d_head), f"merge_heads(x of shape {shape})"
+        )
 
 
 @merge.check(points=2)
@@ -142,12 +154,16 @@ def inverse_of_split_heads(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     x = randn(gen, batch, n, heads * d_head)
     heads_of_x = ref.split_heads(x, heads)
-    expect_close(
-        student(heads_of_x),
-        x,
-        f"merge_heads(split_heads(x, {heads})) (it should give back x, {tuple(x.shape)})",
-        diagnoses=_merge_diagnoses(heads_of_x),
-    )
+    for layout, given in (
+        (heads_of_x, ""),
+        (noncontiguous(heads_of_x), ", given as a view in another memory layout"),
+    ):  # split_heads' own layout, then another one, as a learner's attention output may have
+        expect_close(
+            student(layout),
+            x,
+            f"merge_heads(split_heads(x, {heads})){given} (it should give back x, {tuple(x.shape)})",
+            diagnoses=_merge_diagnoses(heads_of_x),
+        )
 
 
 @merge.check(points=1)
@@ -338,6 +354,39 @@ def _compare(model, weights, num_heads, inputs, mask, call, args, context):
     expect_close(
         output, expected_output, f"{call}[0] (the output; {context})", diagnoses=[(o, why) for o, _, why in bugs]
     )
+    return output, attention
+
+
+def _expect_state_unchanged(model, before: dict, what: str):
+    """The module's parameters and buffers after ``what`` are those it had before."""
+    after = model.state_dict()
+    changed = sorted(name for name in before.keys() | after.keys() if not _same(before.get(name), after.get(name)))
+    if changed:
+        raise CheckFailed(
+            f"{what} changed the module's parameters or buffers ({', '.join(changed[:6])}): forward must leave "
+            "them as they are, so that every call computes with the same weights. Look for in-place operations "
+            "on the module's own tensors in forward (mul_, copy_, .data, +=) and for tensors stored on self"
+        )
+
+
+def _same(a, b) -> bool:
+    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+
+
+def _pytorch_gradients(weights, num_heads, inputs, mask, grad_output):
+    """The truth: d <output, grad_output> / d (query, key, value) by autograd, in float64, through
+    multi-head attention written here with ``weights`` (never through the learner's code)."""
+    leaves = [t.detach().double().requires_grad_(True) for t in inputs]
+
+    def project(name, x):
+        bias = weights.get(f"{name}.bias")
+        return nn.functional.linear(x, weights[f"{name}.weight"].double(), None if bias is None else bias.double())
+
+    q, k, v = (project(f"w_{p}", x).unflatten(-1, (num_heads, -1)).transpose(1, 2) for p, x in zip("qkv", leaves))
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~mask, float("-inf"))
+    heads = torch.softmax(scores, dim=-1) @ v
+    output = project("w_o", heads.transpose(1, 2).flatten(2))
+    return torch.autograd.grad(output, leaves, grad_output.double())
 
 
 @mha.check(points=1)
@@ -350,9 +399,15 @@ def has_linear_w_q_w_k_w_v_w_o(student, gen):
 def output_and_per_head_weights_shapes(student, gen):
     batch, n, heads, d_head = _sizes(gen)
     model, _ = _model(student, gen, heads * d_head, heads)
-    output, attention = _forward(model, randn(gen, batch, n, heads * d_head))
-    _expect_weights_shape(attention, batch, heads, n, n, f"model(x)[1] (the weights of self-attention, H={heads})")
-    expect_shape(output, (batch, n, heads * d_head), "model(x)[0] (the output of self-attention), (B, N, D),")
+    for b, tokens in ((batch, n), (1, 1)):  # and at the edges: a batch of one holding a single token
+        output, attention = _forward(model, randn(gen, b, tokens, heads * d_head))
+        what = f"(the weights of self-attention, B={b}, N={tokens}, H={heads})"
+        _expect_weights_shape(attention, b, heads, tokens, tokens, f"model(x)[1] {what}")
+        expect_shape(
+            output,
+            (b, tokens, heads * d_head),
+            f"model(x)[0] (the output of self-attention, B={b}, N={tokens}), (B, N, D),",
+        )
 
 
 BUILT_IN_ATTENTION = {"multi_head_attention_forward", "_native_multi_head_attention"}  # nn.MultiheadAttention's
@@ -361,10 +416,17 @@ BUILT_IN_ATTENTION = {"multi_head_attention_forward", "_native_multi_head_attent
 @mha.check(points=3)
 def self_attention_matches_pytorch(student, gen):
     batch, n, heads, d_head = _sizes(gen)
+    """Inputs as non-contiguous views; the module called three times, the third time on other
+    inputs, and its parameters and buffers left as loaded."""
     model, weights = _model(student, gen, heads * d_head, heads)
+    loaded = model.state_dict()
     x = randn(gen, batch, n, heads * d_head)
-    _compare(model, weights, heads, (x, x, x), None, "model(x)", (x,), "self-attention")
-    _compare(model, weights, heads, (x, x, x), None, "model(x, x, x)", (x, x, x), "self-attention")
+    _compare(model, weights, heads, (x, x, x), None, "model(x)", (noncontiguous(x),), "self-attention")
+    _expect_state_unchanged(model, loaded, "calling model(x)")
+    _compare(model, weights, heads, (x, x, x), None, "model(x, x, x)", (x, x, x), "self-attention, a second call")
+    y = randn(gen, batch, n, heads * d_head)
+    _compare(model, weights, heads, (y, y, y), None, "model(y)", (y,), "self-attention, a later call on another y")
+    _expect_state_unchanged(model, loaded, "calling model(x), model(x, x, x), then model(y)")
 
 
 @mha.advice
@@ -389,16 +451,38 @@ def cross_attention_matches_pytorch(student, gen):
     query = randn(gen, batch, n_q, heads * d_head)
     (n_k,) = distinct_sizes(gen, (n_q + 1, n_q + 5), avoid=(batch, heads, d_head, heads * d_head))
     key, value = randn(gen, 2, batch, n_k, heads * d_head)
-    _compare(
-        model,
-        weights,
-        heads,
-        (query, key, value),
-        None,
-        "model(query, key, value)",
-        (query, key, value),
-        "cross-attention",
-    )
+    views = tuple(noncontiguous(t) for t in (query, key, value))
+    _compare(model, weights, heads, (query, key, value), None, "model(query, key, value)", views, "cross-attention")
+    # A backward through the module in train mode, as training does, with a padding mask: all
+    # inputs, then each alone.
+    grad_output = randn(gen, batch, n_q, heads * d_head)
+    lengths = torch.randint(1, n_k + 1, (batch,), generator=gen)
+    padding = (torch.arange(n_k) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, N_k)
+    truth = _pytorch_gradients(weights, heads, (query, key, value), padding, grad_output)
+    model.train()
+    for asked in ((0, 1, 2), (0,), (1,), (2,)):
+        alone = "" if len(asked) == 3 else f", only {('query', 'key', 'value')[asked[0]]} requiring grad"
+        try:
+            _, grads = model.with_grad(views, grad_output, asked, mask=padding)
+        except StudentError as error:
+            if "does not require grad" not in str(error):
+                raise
+            raise CheckFailed(
+                f"model(query, key, value, mask=padding)[0] carries no gradient{alone}: something cut it from autograd's "
+                "graph (torch.no_grad(), .detach(), .data, .item() or a NumPy round trip)"
+            ) from None
+        for index, grad in zip(asked, grads):
+            name = ("query", "key", "value")[index]
+            if grad is None or not grad.abs().sum() > 0:
+                raise CheckFailed(
+                    f"no gradient reaches {name}{alone} in model(query, key, value, mask=padding): look for torch.no_grad(), "
+                    ".detach() or .data in forward"
+                )
+            expect_close(
+                grad,
+                truth[index],
+                f"the gradient of model(query, key, value, mask=padding)[0] with respect to {name}{alone}",
+            )
 
 
 @mha.check(points=1)
@@ -452,6 +536,19 @@ def without_bias_matches_pytorch(student, gen):
         (query, key, key),
         "a model built with bias=False",
     )
+    # The same module in float64 (model.double()) on float64 inputs: float64 output and weights.
+    model.double()
+    query, key = query.double(), key.double()
+    context = "a float64 model (model.double()) built with bias=False, on float64 inputs"
+    results = _compare(
+        model, weights, heads, (query, key, key), None, "model(query, key, key)", (query, key, key), context
+    )
+    for result, what in zip(results, ("output", "weights")):
+        if result.dtype != torch.float64:
+            raise CheckFailed(
+                f"the {what} of {context} has dtype {result.dtype}: it must keep the inputs' dtype "
+                "(look for .float(), or tensors made without dtype=...)"
+            )
 
 
 @mha.check(points=1)

@@ -16,7 +16,17 @@ import torch
 
 from autograder.oracle import reference
 from autograder.student import StudentError
-from autograder.suite import CheckFailed, Suite, as_tensor, expect_close, expect_shape, is_close, randint, randn
+from autograder.suite import (
+    CheckFailed,
+    Suite,
+    as_tensor,
+    expect_close,
+    expect_shape,
+    is_close,
+    noncontiguous,
+    randint,
+    randn,
+)
 
 ref = reference("positional_encoding")
 
@@ -104,6 +114,7 @@ def shape_for_odd_lengths_and_various_widths(student, gen):
         (1, 2),
         (randint(gen, 1, 6) * 2 + 1, _even_width(gen, 4, 10)),
         (randint(gen, 10, 30) * 2 + 1, _even_width(gen, 12, 64)),
+        (randint(gen, 5001, 5100), _even_width(gen, 2, 6)),  # beyond a table of 5000 (a common max_len)
     ):
         encoding = _encoding(student, n, d)
         if not encoding.is_floating_point():
@@ -235,19 +246,32 @@ def _rotated(student, x, what, **kwargs):
     return expect_shape(result, x.shape, what)
 
 
-def _expect_rotation(student, x, what, positions=None, base=None):
-    """Compare with the reference; ``positions`` and ``base`` are passed only when given."""
+def _expect_rotation(student, x, what, positions=None, base=None, layout=None):
+    """Compare with the reference; ``positions`` and ``base`` are passed only when given, the
+    learner's call gets ``layout(x)`` and ``layout(positions)`` when ``layout`` is given (e.g.
+    :func:`noncontiguous`)."""
     kwargs = {key: value for key, value in (("positions", positions), ("base", base)) if value is not None}
+    if layout is not None:
+        kwargs = {key: layout(value) if isinstance(value, torch.Tensor) else value for key, value in kwargs.items()}
     base = 10000.0 if base is None else base
     max_position = x.shape[-2] if positions is None else int(positions.max())
     expected, bugs = ref.apply_rotary_embedding(x, positions, base), _rotary_bugs(x, positions, base)
-    expect_close(_rotated(student, x, what, **kwargs), expected, what, atol=_atol(max_position), diagnoses=bugs)
+    given = x if layout is None else layout(x)
+    expect_close(_rotated(student, given, what, **kwargs), expected, what, atol=_atol(max_position), diagnoses=bugs)
 
 
 @rotary.check(points=1)
 def keeps_shape_and_dtype(student, gen):
+    """Also at the edges: a single position, a batch and head of one, and more positions than a
+    table of 2048 holds."""
     n, d = randint(gen, 2, 6) * 2 + 1, _even_width(gen, 4, 16)
-    for x in (randn(gen, n, d), randn(gen, 2, randint(gen, 2, 4), n, d)):
+    for x in (
+        randn(gen, n, d),
+        randn(gen, 2, randint(gen, 2, 4), n, d),
+        randn(gen, 1, d),
+        randn(gen, 1, 1, 1, d),
+        randn(gen, randint(gen, 2049, 2100), 4),
+    ):
         what = f"apply_rotary_embedding(x) for x of shape {tuple(x.shape)}"
         result = _rotated(student, x, what)
         if result.dtype != x.dtype:
@@ -271,7 +295,8 @@ def matches_reference(student, gen):
 @rotary.check(points=1)
 def batch_and_head_dimensions(student, gen):
     x = randn(gen, randint(gen, 2, 3), randint(gen, 2, 4), randint(gen, 3, 8) * 2 + 1, _even_width(gen, 4, 16))
-    _expect_rotation(student, x, f"apply_rotary_embedding(x) for x of shape (B, H, N, D) = {tuple(x.shape)}")
+    what = f"apply_rotary_embedding(x) for x of shape (B, H, N, D) = {tuple(x.shape)}, a non-contiguous view"
+    _expect_rotation(student, x, what, layout=noncontiguous)
 
 
 @rotary.check(points=2)
@@ -288,6 +313,9 @@ def explicit_positions(student, gen):
     )
     scattered = torch.randperm(4000, generator=gen)[:n].sort().values
     _expect_rotation(student, x, f"apply_rotary_embedding(x, positions={scattered.tolist()})", positions=scattered)
+    # the same positions as int32, a non-contiguous view (integers of either width are positions)
+    what = f"apply_rotary_embedding(x, positions={scattered.tolist()} as int32)"
+    _expect_rotation(student, x, what, positions=scattered.to(torch.int32), layout=noncontiguous)
 
 
 @rotary.check(points=1)

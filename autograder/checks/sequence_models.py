@@ -17,7 +17,7 @@ import torch
 
 from autograder.oracle import reference
 from autograder.student import StudentError
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, noncontiguous, randint, randn
 
 ref = reference("sequence_models")
 
@@ -90,14 +90,17 @@ def _forward(student, x, h0, W_xh, W_hh, b):
 
 @forward.check(points=1)
 def returns_outputs_and_last_state(student, gen):
-    B, T = randint(gen, 2, 4), randint(gen, 5, 9)
-    x, h0, W_xh, W_hh, b = _rnn_inputs(gen, B, T)
-    outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
-    H = h0.shape[1]
-    expect_shape(
-        outputs, (B, T, H), f"outputs for x of shape (B, T, D_in) = {tuple(x.shape)} (batch first, one state per step)"
-    )
-    expect_shape(h_T, (B, H), "h_T (B, H)")
+    """Also at the edges: a batch of one, and a batch of one reading a single step."""
+    for B, T in ((randint(gen, 2, 4), randint(gen, 5, 9)), (1, randint(gen, 5, 9)), (1, 1)):
+        x, h0, W_xh, W_hh, b = _rnn_inputs(gen, B, T)
+        outputs, h_T = _forward(student, x, h0, W_xh, W_hh, b)
+        H = h0.shape[1]
+        expect_shape(
+            outputs,
+            (B, T, H),
+            f"outputs for x of shape (B, T, D_in) = {tuple(x.shape)} (batch first, one state per step)",
+        )
+        expect_shape(h_T, (B, H), f"h_T (B, H) for x of shape {tuple(x.shape)}")
 
 
 @forward.check(points=1)
@@ -121,10 +124,10 @@ BUILT_IN_RNN = {"rnn_tanh", "rnn_relu", "rnn_tanh_cell", "rnn_relu_cell"}  # wha
 
 @forward.check(points=2)
 def matches_reference_over_time(student, gen):
-    """Also the exercise's rule: a loop of its own, not torch.nn.RNN."""
+    """Every input a non-contiguous view (as slices and transposes of a learner's tensors are)."""
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 6, 12))
     expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
-    result = student(x, h0, W_xh, W_hh, b)
+    result = student(*(noncontiguous(a) for a in (x, h0, W_xh, W_hh, b)))
     if not isinstance(result, tuple) or len(result) != 2:
         raise CheckFailed(f"rnn_forward should return a tuple (outputs, h_T), got {type(result).__name__}")
     outputs, _ = result
@@ -164,6 +167,7 @@ def last_state_is_h_T(student, gen):
 def long_saturated_sequence_matches_torch_rnn(student, gen):
     B, T = randint(gen, 2, 3), randint(gen, 30, 50)
     x, h0, W_xh, W_hh, b = _rnn_inputs(gen, B, T, recurrent_scale=3.0, input_scale=40.0)  # |pre-activation| up to ~100
+    b[0] = 200.0  # unit 0 far above 44 at every seed: exp(2a) overflows float32 there (at seed 31415 nothing did)
     rnn = torch.nn.RNN(W_xh.shape[0], W_xh.shape[1], nonlinearity="tanh", batch_first=True)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(W_xh.T)
@@ -198,7 +202,8 @@ def _gradients(x, h0, W_xh, W_hh, b, grad_outputs):
 @forward.check(points=1)
 def float64_outputs_and_gradients(student, gen):
     """float64 inputs give float64 states at float64 precision, and autograd reaches every input
-    through the loop (the gradient of outputs, by back-propagation through time)."""
+    through the loop (the gradient of outputs, by back-propagation through time), asked for all
+    inputs together and for each alone, the inputs non-contiguous views."""
     x, h0, W_xh, W_hh, b = (a.double() for a in _rnn_inputs(gen, randint(gen, 2, 4), randint(gen, 5, 9)))
     expected = ref.rnn_forward(x, h0, W_xh, W_hh, b)[0]
     grad_outputs = randn(gen, *expected.shape, dtype=torch.float64)
@@ -217,23 +222,29 @@ def float64_outputs_and_gradients(student, gen):
             "of the computation ran in float32 (look for .float(), or tensors made without dtype=x.dtype)"
         )
     expect_close(outputs, expected, "outputs for float64 inputs", rtol=1e-10, atol=1e-12)
-    try:
-        _, grads = student.with_grad((x, h0, W_xh, W_hh, b), grad_outputs, range(5))
-    except StudentError as error:
-        if "does not require grad" not in str(error):
-            raise
-        raise CheckFailed(
-            "outputs carry no gradient: autograd cannot back-propagate through rnn_forward. Something cut "
-            "the states from the graph: .detach(), .data, torch.no_grad(), .item(), .tolist() or a NumPy "
-            "round trip"
-        ) from None
-    for name, grad, truth in zip(("x", "h0", "W_xh", "W_hh", "b"), grads, expected_grads):
-        if grad is None:
+    names = ("x", "h0", "W_xh", "W_hh", "b")
+    views = tuple(noncontiguous(a) for a in (x, h0, W_xh, W_hh, b))
+    for asked in (tuple(range(5)), *((i,) for i in range(5))):
+        alone = "" if len(asked) > 1 else f", when only {names[asked[0]]} requires grad"
+        try:
+            _, grads = student.with_grad(views, grad_outputs, asked)
+        except StudentError as error:
+            if "does not require grad" not in str(error):
+                raise
             raise CheckFailed(
-                f"no gradient reaches {name}: autograd cannot see how outputs depend on it. Look for "
-                ".detach(), .data, torch.no_grad() or a copy made outside autograd (torch.tensor(...), NumPy)"
-            )
-        expect_close(grad, truth, f"the gradient of outputs with respect to {name}", rtol=1e-8, atol=1e-10)
+                f"outputs carry no gradient{alone}: autograd cannot back-propagate through rnn_forward. "
+                "Something cut the states from the graph: .detach(), .data, torch.no_grad(), .item(), "
+                ".tolist() or a NumPy round trip"
+            ) from None
+        for index, grad in zip(asked, grads):
+            name = names[index]
+            if grad is None:
+                raise CheckFailed(
+                    f"no gradient reaches {name}{alone}: autograd cannot see how outputs depend on it. Look for "
+                    ".detach(), .data, torch.no_grad() or a copy made outside autograd (torch.tensor(...), NumPy)"
+                )
+            what = f"the gradient of outputs with respect to {name}{alone}"
+            expect_close(grad, expected_grads[index], what, rtol=1e-8, atol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,6 +350,7 @@ def no_autograd(student, gen):
 
 @jacobian.check(points=1)
 def shape_and_last_entry_is_identity(student, gen):
+    """Also at the edge: a sequence of one step, whose only entry is sqrt(H)."""
     T = randint(gen, 4, 9)
     args = _inputs(gen, T)
     H = args[1].shape[1]
@@ -358,6 +370,12 @@ def shape_and_last_entry_is_identity(student, gen):
         torch.tensor([math.sqrt(H)]),
         f"the last entry, ||d h_T / d h_T||_F = ||I||_F = sqrt(H) = sqrt({H}),",
         diagnoses=diagnoses,
+    )
+    single = _inputs(gen, 1)
+    expect_close(
+        student(*single),
+        torch.tensor([math.sqrt(single[1].shape[1])]),
+        "the result for a sequence of T = 1 step, [||I||_F] = [sqrt(H)],",
     )
 
 
@@ -381,7 +399,7 @@ def matches_autograd(student, gen):
     args = _inputs(gen, randint(gen, 6, 12), recurrent_scale=1.5)
     expected = autograd_jacobian_norms(*args)
     expect_close(
-        student(*args),
+        student(*(noncontiguous(a) for a in args)),  # views, as slices of a longer sequence are
         expected,
         "||d h_T / d h_t||_F (compared with torch.autograd)",
         diagnoses=_jacobian_bugs(*args),

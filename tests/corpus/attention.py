@@ -823,13 +823,12 @@ CAUSAL = [
     ),
     alternative(
         "causal_mask",
-        "loops",
+        "a loop over the rows",
         """
         def causal_mask(n):
             mask = torch.zeros(n, n, dtype=torch.bool)
             for i in range(n):
-                for j in range(i + 1):
-                    mask[i, j] = True
+                mask[i, : i + 1] = True
             return mask
     """,
     ),
@@ -855,3 +854,222 @@ CAUSAL = [
 ]
 
 ENTRIES = SOFTMAX + ATTENTION + CAUSAL
+
+
+# Issue 21's input classes, written from the notebook's docstrings: inputs in any memory layout
+# (a transposed or strided view), gradients, every mask form, sizes at the contract's edges.
+INPUT_CLASSES = [
+    bug(
+        "softmax",
+        "a fast path for the last dim that flattens rows with .view",
+        """
+        def softmax(x, dim=-1):
+            if dim in (-1, x.dim() - 1):
+                rows = x.view(-1, x.shape[-1])
+                exps = (rows - rows.max(dim=1, keepdim=True).values).exp()
+                return (exps / exps.sum(dim=1, keepdim=True)).view(x.shape)
+            exps = (x - x.amax(dim=dim, keepdim=True)).exp()
+            return exps / exps.sum(dim=dim, keepdim=True)
+    """,
+        says="view",
+    ),
+    alternative(
+        "softmax",
+        "rows flattened with reshape",
+        """
+        def softmax(x, dim=-1):
+            moved = x.movedim(dim, -1)
+            rows = moved.reshape(-1, moved.shape[-1])
+            exps = (rows - rows.max(dim=1, keepdim=True).values).exp()
+            return (exps / exps.sum(dim=1, keepdim=True)).reshape(moved.shape).movedim(-1, dim)
+    """,
+    ),
+    alternative(
+        "softmax",
+        "a contiguous copy, then view",
+        """
+        def softmax(x, dim=-1):
+            rows = x.movedim(dim, -1).contiguous()
+            flat = rows.view(-1, rows.shape[-1])
+            exps = (flat - flat.max(dim=1, keepdim=True).values).exp()
+            return (exps / exps.sum(dim=1, keepdim=True)).view(rows.shape).movedim(-1, dim)
+    """,
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "leading dims flattened with .view for torch.bmm",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            *lead, n_q, d_k = q.shape
+            n_k, d_v = k.shape[-2], v.shape[-1]
+            q3, k3, v3 = q.view(-1, n_q, d_k), k.view(-1, n_k, d_k), v.view(-1, n_k, d_v)
+            scores = torch.bmm(q3, k3.transpose(1, 2)).view(*lead, n_q, n_k) / math.sqrt(d_k)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            output = torch.bmm(weights.reshape(-1, n_q, n_k), v3).view(*lead, n_q, d_v)
+            return output, weights
+    """,
+        says="view",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "k.T, right for (N, d) only",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.T / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        says="transpose(-2, -1)",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "the mask reshaped to (N_q, N_k): a padding mask (B, 1, 1, N_k) breaks it",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask.reshape(scores.shape[-2], scores.shape[-1]), float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights
+    """,
+        fails=["padding_and_causal_masks_broadcast"],
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "float32 weights returned for float64 inputs (cast for plotting)",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return weights @ v, weights.float()
+    """,
+        says="weights",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "squeezed results: a batch or a sequence of one loses its axis",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return (weights @ v).squeeze(), weights.squeeze()
+    """,
+        says="shape",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "masked weights zeroed in place after the softmax (breaks backward)",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            if mask is not None:
+                weights.masked_fill_(~mask, 0.0)
+            return weights @ v, weights
+    """,
+        says="in-place",
+    ),
+    bug(
+        "scaled_dot_product_attention",
+        "gradients only when q requires grad (no_grad otherwise, to save memory)",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            with torch.set_grad_enabled(q.requires_grad):
+                scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+                if mask is not None:
+                    scores = scores.masked_fill(~mask, float("-inf"))
+                weights = torch.softmax(scores, dim=-1)
+                return weights @ v, weights
+    """,
+        says="gradient",
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "einsum with an ellipsis, contiguous copies",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+            scores = torch.einsum("...qd,...kd->...qk", q, k) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = torch.where(mask, scores, torch.tensor(float("-inf"), dtype=scores.dtype))
+            weights = torch.softmax(scores, dim=-1)
+            return torch.einsum("...qk,...kd->...qd", weights, v), weights
+    """,
+    ),
+    alternative(
+        "scaled_dot_product_attention",
+        "leading dims flattened with reshape for torch.bmm",
+        """
+        import math
+
+        def scaled_dot_product_attention(q, k, v, mask=None):
+            *lead, n_q, d_k = q.shape
+            n_k, d_v = k.shape[-2], v.shape[-1]
+            scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            flat = torch.bmm(weights.reshape(-1, n_q, n_k), v.expand(*weights.shape[:-2], n_k, d_v).reshape(-1, n_k, d_v))
+            return flat.reshape(*weights.shape[:-1], d_v), weights
+    """,
+    ),
+    bug(
+        "causal_mask",
+        "cut from a 1024 x 1024 table (GPT-2's block size)",
+        """
+        TABLE = torch.ones(1024, 1024, dtype=torch.bool).tril()
+
+        def causal_mask(n):
+            return TABLE[:n, :n]
+    """,
+        fails=["bool_square_shape"],
+    ),
+    bug(
+        "causal_mask",
+        "numpy's tri, left as float64",
+        """
+        import numpy as np
+
+        def causal_mask(n):
+            return torch.from_numpy(np.tri(n))
+    """,
+        says="bool",
+    ),
+    alternative(
+        "causal_mask",
+        "numpy's tri made bool",
+        """
+        import numpy as np
+
+        def causal_mask(n):
+            return torch.from_numpy(np.tri(n)).bool()
+    """,
+    ),
+]
+ENTRIES += INPUT_CLASSES

@@ -860,3 +860,221 @@ def from_heads(x):
 ]
 
 ENTRIES = SPLIT + MERGE + MHA
+
+
+# Issue 21's input classes, written from the notebook's docstrings: inputs in any memory layout,
+# a backward through the module, state across calls, every mask form, a batch or sequence of one.
+INPUT_CLASSES = [
+    bug(
+        "split_heads",
+        "tokens and features flattened with .view before the split",
+        """
+        def split_heads(x, num_heads):
+            B, N, D = x.shape
+            rows = x.view(B * N, D)
+            return rows.view(B, N, num_heads, D // num_heads).transpose(1, 2)
+    """,
+        says="view",
+    ),
+    bug(
+        "split_heads",
+        "squeezed: a batch of one loses its axis",
+        """
+        def split_heads(x, num_heads):
+            B, N, D = x.shape
+            return x.reshape(B, N, num_heads, D // num_heads).transpose(1, 2).squeeze()
+    """,
+        says="shape",
+    ),
+    alternative(
+        "split_heads",
+        "unflatten on a contiguous copy, then transpose",
+        """
+        def split_heads(x, num_heads):
+            return x.contiguous().unflatten(-1, (num_heads, -1)).transpose(1, 2)
+    """,
+    ),
+    bug(
+        "merge_heads",
+        "view after transposing back: right only for what split_heads returns",
+        """
+        def merge_heads(x):
+            B, H, N, d = x.shape
+            return x.transpose(1, 2).view(B, N, H * d)
+    """,
+        says="view",
+    ),
+    bug(
+        "merge_heads",
+        "squeezed: a sequence of one loses its axis",
+        """
+        def merge_heads(x):
+            B, H, N, d = x.shape
+            return x.permute(0, 2, 1, 3).reshape(B, N, H * d).squeeze(1)
+    """,
+        says="shape",
+    ),
+    alternative(
+        "merge_heads",
+        "einops-style rearrangement with einsum and reshape",
+        """
+        def merge_heads(x):
+            B, H, N, d = x.shape
+            return torch.einsum("bhnd->bnhd", x).reshape(B, N, H * d)
+    """,
+    ),
+    bug(
+        "MultiHeadAttention",
+        "the 1/sqrt(d_head) folded into w_q in place at every forward",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        with torch.no_grad():  # fold the scale into the query projection once
+            self.w_q.weight.mul_(1 / math.sqrt(self.w_q.out_features // self.num_heads))
+            if self.w_q.bias is not None:
+                self.w_q.bias.mul_(1 / math.sqrt(self.w_q.out_features // self.num_heads))
+        q = to_heads(self.w_q(query), self.num_heads)
+        k = to_heads(self.w_k(key), self.num_heads)
+        v = to_heads(self.w_v(value), self.num_heads)
+        scores = q @ k.transpose(-2, -1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        return self.w_o(from_heads(weights @ v)), weights
+"""
+        ),
+        says="parameters",
+    ),
+    bug(
+        "MultiHeadAttention",
+        "keys and values cached on the module at the first call",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        if not hasattr(self, "cache"):
+            self.cache = (to_heads(self.w_k(key), self.num_heads), to_heads(self.w_v(value), self.num_heads))
+        k, v = self.cache
+        q = to_heads(self.w_q(query), self.num_heads)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(from_heads(heads)), weights
+"""
+        ),
+    ),
+    bug(
+        "MultiHeadAttention",
+        "masked weights zeroed in place after the softmax (breaks backward)",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        q = to_heads(self.w_q(query), self.num_heads)
+        k = to_heads(self.w_k(key), self.num_heads)
+        v = to_heads(self.w_v(value), self.num_heads)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        if mask is not None:
+            weights.masked_fill_(~mask, 0.0)
+        return self.w_o(from_heads(weights @ v)), weights
+"""
+        ),
+        says="in-place",
+    ),
+    bug(
+        "MultiHeadAttention",
+        "projections under torch.no_grad() (no gradient reaches the inputs or weights)",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        with torch.no_grad():
+            q = to_heads(self.w_q(query), self.num_heads)
+            k = to_heads(self.w_k(key), self.num_heads)
+        v = to_heads(self.w_v(value), self.num_heads)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(from_heads(heads)), weights
+"""
+        ),
+        says="gradient",
+    ),
+    bug(
+        "MultiHeadAttention",
+        "a head axis added with unsqueeze(1): a causal (N, N) mask broadcasts wrongly",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        q = to_heads(self.w_q(query), self.num_heads)
+        k = to_heads(self.w_k(key), self.num_heads)
+        v = to_heads(self.w_v(value), self.num_heads)
+        if mask is not None and mask.dim() == 3:
+            mask = mask.unsqueeze(1)
+        elif mask is not None and mask.dim() == 2:
+            mask = mask.unsqueeze(0).unsqueeze(2)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(from_heads(heads)), weights
+"""
+        ),
+    ),
+    alternative(
+        "MultiHeadAttention",
+        "heads split with .view of the projections (contiguous, whatever the inputs' layout)",
+        _mha(
+            STANDARD_FORWARD,
+            helpers="""
+def to_heads(x, h):
+    b, n, d = x.shape
+    return x.view(b * n, d).view(b, n, h, d // h).transpose(1, 2)
+
+
+def from_heads(x):
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+""",
+        ),
+    ),
+    bug(
+        "MultiHeadAttention",
+        "float32 weights returned for float64 inputs",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        q = to_heads(self.w_q(query), self.num_heads)
+        k = to_heads(self.w_k(key), self.num_heads)
+        v = to_heads(self.w_v(value), self.num_heads)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(from_heads(heads)), weights.float()
+"""
+        ),
+        says="weights",
+    ),
+    alternative(
+        "MultiHeadAttention",
+        "projections in one generator expression, einsum attention, a finfo.min fill",
+        _mha(
+            """
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        h = self.num_heads
+        q, k, v = (to_heads(layer(x), h) for layer, x in ((self.w_q, query), (self.w_k, key), (self.w_v, value)))
+        scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        return self.w_o(from_heads(torch.einsum("bhqk,bhkd->bhqd", weights, v))), weights
+"""
+        ),
+    ),
+]
+ENTRIES += INPUT_CLASSES

@@ -639,3 +639,159 @@ ROTARY = [
 ]
 
 ENTRIES = SINUSOIDAL + ROTARY
+
+
+# Issue 21's input classes, written from the notebook's docstrings: inputs in any memory layout,
+# int32 and int64 positions, sizes beyond a table's, a batch or sequence of one, float64.
+INPUT_CLASSES = [
+    bug(
+        "sinusoidal_positional_encoding",
+        "sliced from a table of 5000 positions (the Annotated Transformer's max_len)",
+        """
+        import torch
+
+        def _table(max_len=5000, d_model=512, base=10000.0):
+            angles = torch.arange(max_len)[:, None] / base ** (torch.arange(0, d_model, 2) / d_model)
+            return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            return _table(5000, d_model, base)[:num_positions]
+    """,
+    ),
+    alternative(
+        "sinusoidal_positional_encoding",
+        "outer product in float64, interleaved with a strided assignment",
+        """
+        import torch
+
+        def sinusoidal_positional_encoding(num_positions, d_model, base=10000.0):
+            inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+            angles = torch.outer(torch.arange(num_positions, dtype=torch.float64), inv)
+            pe = torch.empty(num_positions, d_model, dtype=torch.float64)
+            pe[:, 0::2] = angles.sin()
+            pe[:, 1::2] = angles.cos()[:, : d_model // 2]
+            return pe.float()
+    """,
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "leading dims flattened with .view",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = torch.arange(n) if positions is None else positions
+            angles = positions[:, None].double() * base ** (-torch.arange(0, d, 2).double() / d)
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            flat = x.view(-1, n, d)
+            even, odd = flat[..., 0::2], flat[..., 1::2]
+            out = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+            return out.view(x.shape)
+    """,
+        says="view",
+    ),
+    alternative(
+        "apply_rotary_embedding",
+        "angles looked up in a table of positions with gather",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = torch.arange(n) if positions is None else positions
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            table = torch.arange(int(positions.max()) + 1, dtype=torch.float64)[:, None] * inv
+            angles = table.gather(0, positions[:, None].expand(-1, d // 2))
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            even, odd = x[..., 0::2], x[..., 1::2]
+            return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+    """,
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "rows of an angle table picked with one_hot, which takes int64 positions only",
+        """
+        import torch
+        import torch.nn.functional as F
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = torch.arange(n) if positions is None else positions
+            inv = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            table = torch.arange(int(positions.max()) + 1, dtype=torch.float64)[:, None] * inv
+            angles = F.one_hot(positions, table.shape[0]).double() @ table
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            even, odd = x[..., 0::2], x[..., 1::2]
+            return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+    """,
+        fails=["explicit_positions"],
+        says="int64",
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "default positions cut from a table of 2048",
+        """
+        import torch
+
+        POSITIONS = torch.arange(2048)
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = POSITIONS[:n] if positions is None else positions
+            angles = positions[:, None].double() * base ** (-torch.arange(0, d, 2).double() / d)
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            even, odd = x[..., 0::2], x[..., 1::2]
+            return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+    """,
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "positions unsqueezed in place (the caller's tensor changes shape)",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = torch.arange(n) if positions is None else positions
+            positions.unsqueeze_(-1)
+            angles = positions.double() * base ** (-torch.arange(0, d, 2).double() / d)
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            even, odd = x[..., 0::2], x[..., 1::2]
+            return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+    """,
+        says="in place",
+    ),
+    bug(
+        "apply_rotary_embedding",
+        "squeezed: a sequence of one loses its axis",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = torch.arange(n) if positions is None else positions
+            angles = positions[:, None].double() * base ** (-torch.arange(0, d, 2).double() / d)
+            cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+            even, odd = x[..., 0::2], x[..., 1::2]
+            return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2).squeeze()
+    """,
+        says="shape",
+    ),
+    alternative(
+        "apply_rotary_embedding",
+        "complex multiplication on a contiguous copy",
+        """
+        import torch
+
+        def apply_rotary_embedding(x, positions=None, base=10000.0):
+            n, d = x.shape[-2], x.shape[-1]
+            positions = torch.arange(n) if positions is None else positions
+            angles = positions.to(torch.float64)[:, None] * base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+            pairs = x.contiguous().view(*x.shape[:-1], d // 2, 2).to(torch.float64)
+            rotated = torch.view_as_real(torch.view_as_complex(pairs) * torch.polar(torch.ones_like(angles), angles))
+            return rotated.flatten(-2).to(x.dtype)
+    """,
+    ),
+]
+ENTRIES += INPUT_CLASSES

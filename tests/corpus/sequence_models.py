@@ -643,3 +643,111 @@ ENTRIES = [
     """,
     ),
 ]
+
+
+# Issue 21's input classes, written from the notebook's docstrings: inputs in any memory layout,
+# gradients asked for one input at a time, a batch or a sequence of one.
+INPUT_CLASSES = [
+    bug(
+        "rnn_forward",
+        "input projections of all steps at once, flattened with .view",
+        """
+        import torch
+
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            B, T, D = x.shape
+            projected = (x.view(B * T, D) @ W_xh).view(B, T, -1)
+            h, states = h0, []
+            for t in range(T):
+                h = torch.tanh(projected[:, t] + h @ W_hh + b)
+                states.append(h)
+            return torch.stack(states, dim=1), h
+    """,
+        says="view",
+    ),
+    bug(
+        "rnn_forward",
+        "gradients only when x requires grad (no_grad otherwise, to save memory)",
+        """
+        import torch
+
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            with torch.set_grad_enabled(x.requires_grad):
+                h, states = h0, []
+                for t in range(x.shape[1]):
+                    h = torch.tanh(x[:, t] @ W_xh + h @ W_hh + b)
+                    states.append(h)
+                return torch.stack(states, dim=1), h
+    """,
+        says="gradient",
+    ),
+    bug(
+        "rnn_forward",
+        "the state written into a preallocated buffer with out= (breaks backward)",
+        """
+        import torch
+
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            B, T, _ = x.shape
+            outputs = torch.empty(B, T, h0.shape[1], dtype=x.dtype)
+            h = h0
+            for t in range(T):
+                torch.tanh(x[:, t] @ W_xh + h @ W_hh + b, out=outputs[:, t])
+                h = outputs[:, t]
+            return outputs, h
+    """,
+        says="out=",
+    ),
+    bug(
+        "rnn_forward",
+        "squeezed states: a batch of one loses its axis",
+        """
+        import torch
+
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            h, states = h0, []
+            for t in range(x.shape[1]):
+                h = torch.tanh(x[:, t] @ W_xh + h @ W_hh + b)
+                states.append(h)
+            return torch.stack(states, dim=1).squeeze(), h
+    """,
+        says="shape",
+    ),
+    alternative(
+        "rnn_forward",
+        "input projections of all steps with reshape, states written into a list",
+        """
+        import torch
+
+        def rnn_forward(x, h0, W_xh, W_hh, b):
+            B, T, D = x.shape
+            projected = (x.reshape(B * T, D) @ W_xh).reshape(B, T, -1) + b
+            h, states = h0, []
+            for step in projected.unbind(1):
+                h = torch.tanh(step + h @ W_hh)
+                states.append(h)
+            return torch.stack(states, dim=1), h
+    """,
+    ),
+    bug(
+        "hidden_state_jacobian_norms",
+        "x.squeeze() for the batch of one: a sequence of one loses its time axis too",
+        """
+        import torch
+
+        def hidden_state_jacobian_norms(x, h0, W_xh, W_hh, b):
+            steps, h = x.squeeze(), h0.squeeze(0)
+            states = []
+            for t in range(steps.shape[0]):
+                h = torch.tanh(steps[t] @ W_xh + h @ W_hh + b)
+                states.append(h)
+            J = torch.eye(W_hh.shape[0], dtype=x.dtype)
+            norms = [torch.linalg.norm(J)]
+            for t in range(len(states) - 1, 0, -1):
+                J = J @ (torch.diag(1 - states[t] ** 2) @ W_hh.T)
+                norms.append(torch.linalg.norm(J))
+            return torch.stack(norms[::-1])
+    """,
+    ),
+]
+ENTRIES += INPUT_CLASSES
