@@ -132,3 +132,43 @@ def test_the_sandbox_names_the_broken_softmax_too():
     )
     (large,) = [r for r in results if r.check == "stable_for_large_scores"]
     assert not large.passed and FIX_FIRST in large.message, large.message
+
+
+SPLIT_INTERLEAVED = entry("multi_head_attention", "interleaved heads: D viewed as (d_head, H)").source
+MERGE_RIGHT = entry("multi_head_attention", "permute then flatten").source
+MHA_ON_ITS_HELPERS = """
+import torch
+from torch import nn
+from solutions.attention import scaled_dot_product_attention
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(d_model, d_model, bias=bias) for _ in range(4))
+
+    def forward(self, query, key=None, value=None, mask=None):
+        key = query if key is None else key
+        value = key if value is None else value
+        q, k, v = (split_heads(layer(x), self.num_heads) for layer, x in ((self.w_q, query), (self.w_k, key), (self.w_v, value)))
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(merge_heads(heads)), weights
+"""
+
+
+def test_multi_head_attention_names_a_broken_split_heads_it_uses_first():
+    namespace = run_like_a_kernel([SPLIT_INTERLEAVED, MERGE_RIGHT, MHA_ON_ITS_HELPERS])
+    backend = KernelBackend({k: namespace[k] for k in ("split_heads", "merge_heads", "MultiHeadAttention")})
+    results = suites("multi_head_attention")["MultiHeadAttention"].run(Student(backend, "MultiHeadAttention"))
+    found = {r.check: r.message for r in results if not r.passed}
+    assert found and all("fix your split_heads first" in m for m in found.values() if "differs" in m or "wrong" in m)
+    assert "fix your split_heads first" in found["self_attention_matches_pytorch"], found
+    assert not any("fix your merge_heads" in m for m in found.values()), found
+    # the same split_heads in the notebook, a module that does not call it: no blame
+    own = entry("multi_head_attention", "scores scaled by sqrt(d_model)").source
+    namespace = run_like_a_kernel([SPLIT_INTERLEAVED, MERGE_RIGHT, own])
+    backend = KernelBackend({k: namespace[k] for k in ("split_heads", "merge_heads", "MultiHeadAttention")})
+    results = suites("multi_head_attention")["MultiHeadAttention"].run(Student(backend, "MultiHeadAttention"))
+    found = {r.check: r.message for r in results if not r.passed}
+    assert found and not any("fix your" in m for m in found.values()), found

@@ -21,9 +21,11 @@ from autograder.student import StudentError
 from autograder.suite import (
     CheckFailed,
     Suite,
+    blame_dependency,
     distinct_sizes,
     expect_close,
     expect_shape,
+    is_close,
     noncontiguous,
     randint,
     randn,
@@ -35,7 +37,7 @@ ref = reference("multi_head_attention")
 
 split = Suite("split_heads")
 merge = Suite("merge_heads")
-mha = Suite("MultiHeadAttention")
+mha = Suite("MultiHeadAttention", depends_on=(split, merge))
 SUITES = {s.function: s for s in (split, merge, mha)}
 
 INTERLEAVED = "heads are interleaved: head h must hold features h*D/H..(h+1)*D/H"
@@ -350,11 +352,54 @@ def _compare(model, weights, num_heads, inputs, mask, call, args, context):
     )
     what = f"{call}[1] (the weights; {context})"
     _expect_weights_shape(attention, query.shape[0], num_heads, query.shape[1], key.shape[1], what)
-    expect_close(attention, expected_attention, what, diagnoses=[(w, why) for _, w, why in bugs])
-    expect_close(
-        output, expected_output, f"{call}[0] (the output; {context})", diagnoses=[(o, why) for o, _, why in bugs]
-    )
+    try:
+        expect_close(attention, expected_attention, what, diagnoses=[(w, why) for _, w, why in bugs])
+        expect_close(
+            output, expected_output, f"{call}[0] (the output; {context})", diagnoses=[(o, why) for o, _, why in bugs]
+        )
+    except CheckFailed as failure:
+        for name in ("split_heads", "merge_heads"):
+            blame_dependency(
+                name,
+                lambda theirs, name=name: _same_pair(
+                    _through(theirs, name, weights, num_heads, inputs, mask), output, attention
+                ),
+                f"this output and these weights are exactly what multi-head attention computes with your {name}",
+                str(failure),
+            )
+        raise
     return output, attention
+
+
+def _through(handle, name, weights, num_heads, inputs, mask):
+    """(output, weights) of multi-head attention in float64 with the learner's ``name``
+    (split_heads or merge_heads, called through ``handle``) in place of the right one."""
+
+    def split(t):
+        return (
+            handle(t, num_heads).double() if name == "split_heads" else t.unflatten(-1, (num_heads, -1)).transpose(1, 2)
+        )
+
+    def merge(t):
+        return handle(t).double() if name == "merge_heads" else t.transpose(1, 2).flatten(2)
+
+    def project(layer, x):
+        bias = weights.get(f"{layer}.bias")
+        return nn.functional.linear(
+            x.double(), weights[f"{layer}.weight"].double(), None if bias is None else bias.double()
+        )
+
+    q, k, v = (split(project(f"w_{p}", x)) for p, x in zip("qkv", inputs))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    attention = torch.softmax(scores, dim=-1)
+    return project("w_o", merge(attention @ v)), attention
+
+
+def _same_pair(computed, output, attention) -> bool:
+    """Whether the learner's (output, attention) are the pair ``computed``, to float32 precision."""
+    return is_close(attention, computed[1]) and is_close(output, computed[0])
 
 
 def _expect_state_unchanged(model, before: dict, what: str):
