@@ -200,7 +200,7 @@ def test_masked_key_leak_is_named():
         (lambda n: torch.ones(n, n, dtype=torch.bool).triu(), "see the future"),
         (lambda n: torch.ones(n, n, dtype=torch.bool).triu(1), "mask is inverted"),
         (lambda n: torch.ones(n, n, dtype=torch.bool).tril(1), "must not see the next token"),
-        (lambda n: torch.ones(n, n).tril(), "should be a bool tensor"),
+        (lambda n: torch.ones(n, n).tril(), "must be a bool tensor"),
     ],
 )
 def test_causal_mask_bugs_lose_points(bug, fragment, seed):
