@@ -404,7 +404,7 @@ def backward_without_dv(q, k, v, output, lse, grad_output, causal=False, block_q
     [
         (backward_without_dv, 9, "should return a tuple of 3 tensors"),
         (backward_bug(skip_from_first_row=True), 2, "look at which tiles the loops visit"),
-        (backward_bug(full_mask=True), 2, "the full N_q x N_k"),
+        (backward_bug(full_mask=True), 0, "the full N_q x N_k"),  # a bool mask: 16 MiB, advice only
         (backward_bug(chain_scale=False), 4, "sqrt(d) times too large"),
         (backward_bug(delta=None), 4, "D = rowsum(grad_output * output)"),
         (backward_bug(mask=False), 2, "causal mask is not applied"),
