@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.oracle import reference
+from autograder.student import StudentError
 from autograder.suite import (
     ATOL,
     RTOL,
@@ -39,6 +40,7 @@ from autograder.suite import (
     expect_measured,
     expect_shape,
     is_close,
+    noncontiguous,
     randint,
     randn,
 )
@@ -1071,7 +1073,7 @@ def forward_returns_attention(student, gen):
     _expect_output(output, q, k, v, False, [(64, 64)], "FlashAttentionFunction.apply(q, k, v)")
 
 
-@function.check(points=2)
+@function.check(points=1)
 def gradients_match_autograd(student, gen):
     q, k, v = _qkv(gen, batch=(2,))
     grad_output = randn(gen, *q.shape[:-1], v.shape[-1])
@@ -1101,6 +1103,32 @@ def batch_dims_and_block_sizes(student, gen):
     what = f"apply(q, k, v, False, 16, {block_k}) with batch and head dims"
     _expect_output(output, q, k, v, False, [(16, block_k)], f"the output of {what}")
     _expect_function_grads(grads, q, k, v, grad_output, False, f"after backward of {what}")
+
+
+@function.check(points=1)
+def gradient_of_each_input_alone(student, gen):
+    """As autograd asks in a model where only some inputs need gradients (a frozen projection): the
+    gradient of q alone, of k alone, of v alone (ctx.needs_input_grad[i] is True for that input only),
+    with q, k, v (batch and head dims) handed over as non-contiguous views."""
+    q, k, v = _qkv(gen, batch=(2, 2))
+    grad_output = randn(gen, *q.shape[:-1], v.shape[-1])
+    expected = _autograd(q, k, v, grad_output, False)
+    for index, name in enumerate("qkv"):
+        what = f"after backward of apply(q, k, v) where only {name} requires grad"
+        try:
+            output, (grad,) = student.apply.with_grad(
+                tuple(map(noncontiguous, (q, k, v))), grad_output, grad_inputs=(index,)
+            )
+        except StudentError as error:
+            raise CheckFailed(
+                f"backward failed {what}: {error}. Compute each gradient whatever the others need "
+                "(ctx.needs_input_grad[0], [1], [2] say which of q, k, v need one)"
+            ) from None
+        expect_close(
+            _as_gradient(grad, name, f"{what} (is ctx.needs_input_grad read at index {index}?)"),
+            expected[index],
+            f"{name}.grad {what} (compared with autograd through plain attention)",
+        )
 
 
 def _expect_saved_for_backward(saved, q, k, v, blocks, what):

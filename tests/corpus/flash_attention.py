@@ -511,6 +511,67 @@ RECOMPUTE = """
 FUNCTION_ENTRIES = [
     bug(
         "FlashAttentionFunction",
+        "ctx.needs_input_grad read at the wrong index for q and v",
+        function_cell(
+            SAVE_OUTPUT_AND_LSE,
+            """
+        q, k, v, output, lse = ctx.saved_tensors
+        dq, dk, dv = _bwd(q, k, v, output, lse, grad_output, ctx.causal, *ctx.blocks)
+        dq = dq if ctx.needs_input_grad[2] else None
+        dk = dk if ctx.needs_input_grad[1] else None
+        dv = dv if ctx.needs_input_grad[0] else None
+        return dq, dk, dv, None, None, None
+    """,
+        ),
+        fails=("gradient_of_each_input_alone",),
+        says="is ctx.needs_input_grad read at index 0?",
+    ),
+    bug(
+        "FlashAttentionFunction",
+        "no gradients at all unless q, k and v all need them",
+        function_cell(
+            SAVE_OUTPUT_AND_LSE,
+            """
+        if not all(ctx.needs_input_grad[:3]):
+            return None, None, None, None, None, None
+        q, k, v, output, lse = ctx.saved_tensors
+        return (*_bwd(q, k, v, output, lse, grad_output, ctx.causal, *ctx.blocks), None, None, None)
+    """,
+        ),
+        fails=("gradient_of_each_input_alone",),
+    ),
+    bug(
+        "FlashAttentionFunction",
+        "q, k and v flattened with .view in forward",
+        function_cell(
+            """
+        shape = q.shape
+        q, k, v = (t.view(-1, *t.shape[-2:]) for t in (q, k, v))
+        output, lse = _fwd(q, k, v, causal, block_q, block_k)
+        output, lse = output.view(*shape[:-1], -1), lse.view(shape[:-1])
+        ctx.save_for_backward(q.view(shape), k.view(*shape[:-2], *k.shape[-2:]), v.view(*shape[:-2], *v.shape[-2:]), output, lse)
+        ctx.causal, ctx.blocks = causal, (block_q, block_k)
+        return output
+    """,
+            RECOMPUTE,
+        ),
+        fails=("gradient_of_each_input_alone",),
+        says="view",
+    ),
+    alternative(
+        "FlashAttentionFunction",
+        "only the gradients ctx.needs_input_grad asks for",
+        function_cell(
+            SAVE_OUTPUT_AND_LSE,
+            """
+        q, k, v, output, lse = ctx.saved_tensors
+        grads = _bwd(q, k, v, output, lse, grad_output.contiguous(), ctx.causal, *ctx.blocks)
+        return (*(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:3])), None, None, None)
+    """,
+        ),
+    ),
+    bug(
+        "FlashAttentionFunction",
         "weights of every tile kept in ctx for backward",
         function_cell(
             """
