@@ -79,6 +79,6 @@ def test_setup_page_and_requirements_match_what_installs_need():
     assert yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"] in setup
     assert "Python 3.11" in setup and "download.pytorch.org/whl/cpu" in setup
     requirements = (ROOT / "requirements.txt").read_text()
-    assert re.search(r'^triton==[\d.]+; sys_platform == "linux"$', requirements, re.M)
+    assert re.search(r'^triton[=<>,.\d]+; sys_platform == "linux"$', requirements, re.M)  # Linux only
     assert 'requires-python = ">=3.11"' in (ROOT / "pyproject.toml").read_text()
     assert len(REGISTRY) == len(CHAPTERS)
