@@ -172,3 +172,11 @@ def test_multi_head_attention_names_a_broken_split_heads_it_uses_first():
     results = suites("multi_head_attention")["MultiHeadAttention"].run(Student(backend, "MultiHeadAttention"))
     found = {r.check: r.message for r in results if not r.passed}
     assert found and not any("fix your" in m for m in found.values()), found
+
+
+def test_a_mask_of_numbers_is_named_in_learner_terms(tmp_path):
+    found = failures("attention", "numpy's tri, left as float64", tmp_path)
+    assert all("must be a bool tensor" in message for message in found.values()), found
+    assert "0/1 numbers in the right places" in found["true_on_and_below_diagonal"]
+    additive = failures("attention", "an additive mask (0 and -inf)", tmp_path)  # not 0/1: no claim about places
+    assert "0/1" not in " ".join(additive.values()), additive

@@ -396,7 +396,8 @@ def float64_output_and_gradients(student, gen):
 def bool_square_shape(student, gen):
     # up to sequences far longer than the notebook's examples: a mask cut from a fixed-size table fails
     # and one beyond 1024, GPT-2's context: a table of that size must not be where the mask comes from
-    for n in (1, randint(gen, 2, 6), randint(gen, 7, 19), randint(gen, 40, 90), randint(gen, 1025, 1028)):
+    # (a size of 7 or more first: a dtype message then describes the values of a real mask, not of [[0.]])
+    for n in (randint(gen, 7, 19), 1, randint(gen, 2, 6), randint(gen, 40, 90), randint(gen, 1025, 1028)):
         mask = expect_shape(student(n), (n, n), f"causal_mask({n})")
         if mask.dtype != torch.bool:
             ones_and_zeros = bool(((mask == 0) | (mask == 1)).all()) if not mask.is_complex() else False
@@ -410,12 +411,22 @@ def bool_square_shape(student, gen):
 
 @causal.check(points=1)
 def true_on_and_below_diagonal(student, gen):
+    """A mask of 0/1 numbers is read as bools (1 = True) to tell where its entries are wrong."""
     n = randint(gen, 5, 13)
     ones, expected = torch.ones(n, n, dtype=torch.bool), ref.causal_mask(n)
+    mask, what = student(n), f"causal_mask({n})"
+    zeros_and_ones = (
+        isinstance(mask, torch.Tensor)
+        and mask.dtype != torch.bool
+        and not mask.is_complex()
+        and bool(((mask == 0) | (mask == 1)).all())
+    )
+    if zeros_and_ones:
+        mask, what = mask == 1, f"causal_mask({n}), its 0/1 numbers read as bools,"
     expect_close(
-        student(n),
+        mask,
         expected,
-        f"causal_mask({n})",
+        what,
         diagnoses=[
             (ones.triu(), "True on and above the diagonal: that lets each position see the future, not the past"),
             (ones.triu(1), "the mask is inverted: True must mark the positions a query MAY attend to"),
@@ -423,3 +434,9 @@ def true_on_and_below_diagonal(student, gen):
             (ones.tril(1), "one position above the diagonal is True: a position must not see the next token"),
         ],
     )
+    if zeros_and_ones:
+        raise CheckFailed(
+            f"causal_mask({n}) has its 0/1 numbers in the right places, but it must be a bool tensor "
+            "(True = may attend), since ~mask and masked_fill need bools: build it with dtype=torch.bool, "
+            "or convert with .bool()"
+        )
