@@ -1303,8 +1303,8 @@ ENTRIES = [
             a = phi(qn) @ np.swapaxes(phi(kn), -1, -2)
             return torch.from_numpy(a @ vn / a.sum(-1, keepdims=True)).to(q.dtype)
     """,
-        fails=["never_forms_the_score_matrix"],
-        says="took tensors out of PyTorch",
+        fails=("never_forms_the_score_matrix",),
+        says="the matrix the Performer exists to avoid",
     ),
     bug(
         "performer_attention",
@@ -1326,7 +1326,24 @@ ENTRIES = [
             with ThreadPoolExecutor(1) as pool:
                 return pool.submit(_quadratic, q, k, v, omega).result()
     """,
-        fails=["never_forms_the_score_matrix"],
-        says="threading.Thread.start",
+        fails=("never_forms_the_score_matrix",),
+        says="the matrix the Performer exists to avoid",
+    ),
+    bug(
+        "performer_attention",
+        "points without the work: the quadratic order compiled under torch's own file name",
+        r"""
+        import math
+        import torch
+
+        # Code compiled under a file name of torch's looked like torch's own code to the old recorders.
+        _SOURCE = "def _quadratic(q, k, v, omega):\n    s = q.shape[-1] ** -0.25\n    def phi(x):\n        return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])\n    a = phi(q * s) @ phi(k * s).transpose(-2, -1)\n    return (a @ v) / a.sum(-1, keepdim=True)\n"
+        exec(compile(_SOURCE, torch.__file__, "exec"), globals())
+
+        def performer_attention(q, k, v, omega):
+            return _quadratic(q, k, v, omega)
+    """,
+        fails=("never_forms_the_score_matrix",),
+        says="the matrix the Performer exists to avoid",
     ),
 ]

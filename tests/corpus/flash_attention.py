@@ -9,7 +9,7 @@ import dataclasses
 import textwrap
 from pathlib import Path
 
-from corpus import alternative, bug
+from corpus import advised, alternative, bug
 
 
 def changed(source: str, old: str, new: str) -> str:
@@ -196,9 +196,9 @@ FORWARD_ENTRIES = [
             "            return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)\n",
         ),
         fails=("never_materializes_scores",),
-        says="the full N_q x N_k",
+        says="MiB of memory beyond what it held",
     ),
-    bug(
+    advised(
         "flash_attention_forward",
         "one full causal mask, sliced per tile",
         changed(
@@ -211,10 +211,9 @@ FORWARD_ENTRIES = [
             "future = torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None]",
             "future = mask[q0:q1, k0:k1]",
         ),
-        fails=("never_materializes_scores",),
-        says="matrix of scores, weights or mask",
+        advice=("tile_by_tile_in_pytorch",),
     ),
-    bug(
+    advised(
         "flash_attention_forward",
         "only the queries are tiled",
         """
@@ -232,7 +231,7 @@ FORWARD_ENTRIES = [
                 outputs.append(torch.softmax(s, -1) @ v)
             return torch.cat(outputs, -2), torch.cat(lses, -1)
     """,
-        fails=("never_materializes_scores",),
+        advice=("tile_by_tile_in_pytorch",),
         says="against all N_k",
     ),
     bug(
@@ -250,7 +249,7 @@ FORWARD_ENTRIES = [
             return F.scaled_dot_product_attention(q, k, v, is_causal=causal), torch.logsumexp(s, -1)
     """,
         fails=("never_materializes_scores",),
-        says="the full N_q x N_k",
+        says="MiB of memory beyond what it held",
     ),
     alternative(
         "flash_attention_forward",
@@ -403,7 +402,7 @@ BACKWARD_ENTRIES = [
         fails=("recomputes_from_saved_lse", "never_materializes_scores"),
         says="not recomputed from the lse argument",
     ),
-    bug(
+    advised(
         "flash_attention_backward",
         "causal mask built once for all N x N",
         changed(
@@ -416,7 +415,7 @@ BACKWARD_ENTRIES = [
             "s.masked_fill(torch.arange(k0, k1)[None, :] > torch.arange(q0, q1)[:, None], -math.inf)",
             "s.masked_fill(future[q0:q1, k0:k1], -math.inf)",
         ),
-        fails=("never_materializes_scores",),
+        advice=("tile_by_tile_in_pytorch",),
         says="the full N_q x N_k",
     ),
     alternative(
@@ -605,7 +604,7 @@ FUNCTION_ENTRIES = [
     """,
         ),
         fails=("never_materializes_scores",),
-        says="keeps",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "FlashAttentionFunction",
@@ -624,7 +623,7 @@ FUNCTION_ENTRIES = [
     """,
         ),
         fails=("never_materializes_scores",),
-        says="computes gradients with torch.autograd",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "FlashAttentionFunction",
@@ -770,21 +769,21 @@ TRITON_ENTRIES = [
         fails=("matches_attention",),
         says="the accumulator acc is not",
     ),
-    bug(
+    advised(
         "flash_attention_triton",
         "points without the work: the wrapper calls torch's attention",
         textwrap.dedent(TRITON)
         + "\n\nimport torch.nn.functional as F\n\n\ndef flash_attention_triton(q, k, v, causal=False):\n"
         "    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n",
-        fails=("matches_attention", "causal_attention"),
+        advice=("launches_a_triton_kernel",),
         says="with PyTorch operations",
     ),
-    bug(
+    advised(
         "flash_attention_triton",
         "points without the work: a tiled PyTorch loop instead of the kernel",
         textwrap.dedent(changed(FORWARD, "def flash_attention_forward(", "def _tiled("))
         + "\n\ndef flash_attention_triton(q, k, v, causal=False):\n    return _tiled(q, k, v, causal, 32, 32)[0]\n",
-        fails=("matches_attention",),
+        advice=("launches_a_triton_kernel",),
         says="with PyTorch operations",
     ),
     alternative("flash_attention_triton", "the chapter's kernel with 32 x 32 tiles, float32 accumulation", TRITON),
@@ -1719,11 +1718,11 @@ RED_TEAM_VERDICTS = {
     ("flash_attention_forward", "lse without the max"): (("matches_attention",), "the running maximum is missing"),
     ("flash_attention_forward", "full score matrix built row by row in float16 into a list"): (
         ("never_materializes_scores",),
-        "Tile the keys too",
+        "MiB of memory beyond what it held",
     ),
     ("flash_attention_forward", "whole-row softmax per query, kept in a list"): (
         ("never_materializes_scores",),
-        "Tile the keys too",
+        "MiB of memory beyond what it held",
     ),
     ("flash_attention_forward", "F.scaled_dot_product_attention plus a tiled lse"): (
         ("never_materializes_scores",),
@@ -1754,26 +1753,29 @@ RED_TEAM_VERDICTS = {
     ),
     ("flash_attention_backward", "backward by autograd through chapter 2 attention"): (
         ("recomputes_from_saved_lse", "never_materializes_scores"),
-        "computes gradients with torch.autograd",
+        "MiB of memory beyond what it held",
     ),
     ("flash_attention_backward", "backward by autograd through a tiled forward with lse ignored"): (
         ("recomputes_from_saved_lse", "never_materializes_scores"),
-        "computes gradients with torch.autograd",
+        "MiB of memory beyond what it held",
     ),
     ("flash_attention_backward", "first pass keeps every recomputed tile of p in a dict"): (
         ("never_materializes_scores",),
-        "let it go",
+        "MiB of memory beyond what it held",
     ),
     ("flash_attention_backward", "full P recomputed from lse in one go"): (
         ("never_materializes_scores",),
-        "the full N_q x N_k",
+        "MiB of memory beyond what it held",
     ),
     ("FlashAttentionFunction", "gradients of q and k swapped"): (("gradients_match_autograd",), ""),
     ("FlashAttentionFunction", "saves the N x N weights for backward"): (
         ("never_materializes_scores",),
-        "keeps for backward",
+        "MiB of memory beyond what it held",
     ),
-    ("FlashAttentionFunction", "saves the weights in float16 on ctx"): (("never_materializes_scores",), "keeps"),
+    ("FlashAttentionFunction", "saves the weights in float16 on ctx"): (
+        ("never_materializes_scores",),
+        "MiB of memory beyond what it held",
+    ),
     ("FlashAttentionFunction", "backward through autograd of F.scaled_dot_product_attention"): (
         ("never_materializes_scores",),
         "",
@@ -1898,7 +1900,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return torch.from_numpy(p @ vn).to(q.dtype), torch.from_numpy(lse).to(q.dtype)
 """,
         fails=("never_materializes_scores",),
-        says="took tensors out of PyTorch (Tensor.numpy)",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "flash_attention_forward",
@@ -1912,7 +1914,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return torch.tensor(p @ vn, dtype=q.dtype), torch.tensor(lse, dtype=q.dtype)
 """,
         fails=("never_materializes_scores",),
-        says="Tensor.__array__",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "flash_attention_forward",
@@ -1924,7 +1926,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return _attention(*(t.reshape(-1, t.shape[-2], t.shape[-1]).tolist() for t in (q, k, v)), causal, q, v)
 """,
         fails=("never_materializes_scores",),
-        says="Tensor.tolist",
+        says="score by score in Python",
     ),
     bug(
         "flash_attention_forward",
@@ -1940,7 +1942,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return _attention(_values(q), _values(k), _values(v), causal, q, v)
 """,
         fails=("never_materializes_scores",),
-        says="values out of tensors into Python numbers",
+        says="score by score in Python",
     ),
     bug(
         "flash_attention_forward",
@@ -1957,7 +1959,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return _attention(_values(q), _values(k), _values(v), causal, q, v)
 """,
         fails=("never_materializes_scores",),
-        says="values out of tensors into Python numbers",
+        says="score by score in Python",
     ),
     bug(
         "flash_attention_backward",
@@ -1980,7 +1982,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
             return tuple(torch.from_numpy(g).to(q.dtype) for g in (dq, dk, dv))
     """,
         fails=("never_materializes_scores",),
-        says="took tensors out of PyTorch",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "flash_attention_forward",
@@ -1995,7 +1997,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     return torch.from_numpy(p @ vn).to(q.dtype), torch.from_numpy(lse).to(q.dtype)
 """,
         fails=("never_materializes_scores",),
-        says="which hides its operations from the grader",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "flash_attention_backward",
@@ -2015,7 +2017,7 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
                 return torch.autograd.grad(out, (q, k, v), grad_output)
     """,
         fails=("never_materializes_scores",),
-        says="_disable_current_modes",
+        says="MiB of memory beyond what it held",
     ),
     bug(
         "flash_attention_forward",
@@ -2041,9 +2043,9 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
             return result["out"]
     """,
         fails=("never_materializes_scores",),
-        says="threading.Thread.start",
+        says="MiB of memory beyond what it held",
     ),
-    bug(
+    advised(
         "flash_attention_triton",
         "points without the work: the wrapper computes attention in NumPy, no kernel",
         NUMPY_ATTENTION
@@ -2053,10 +2055,10 @@ def flash_attention_triton(q, k, v, causal=False):
     qn, kn, vn = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
     return torch.from_numpy(_attention(qn, kn, vn, causal)[0] @ vn).to(q.dtype)
 """,
-        fails=("matches_attention", "sizes_not_powers_of_two", "causal_attention", "batch_and_head_dims"),
+        advice=("launches_a_triton_kernel",),
         says="launched no Triton kernel",
     ),
-    bug(
+    advised(
         "flash_attention_triton",
         "points without the work: a token kernel launched, attention computed in NumPy",
         NUMPY_ATTENTION
@@ -2077,8 +2079,7 @@ def flash_attention_triton(q, k, v, causal=False):
     qn, kn, vn = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
     return torch.from_numpy(_attention(qn, kn, vn, causal)[0] @ vn).to(q.dtype)
 """,
-        fails=("matches_attention", "sizes_not_powers_of_two", "causal_attention", "batch_and_head_dims"),
-        says="took tensors out of PyTorch (Tensor.__array__)",
+        advice=(),
     ),
     bug(
         "FlashAttentionFunction",
@@ -2111,7 +2112,54 @@ class FlashAttentionFunction(torch.autograd.Function):
         return (*grads, None, None, None)
 """,
         fails=("never_materializes_scores",),
-        says="took tensors out of PyTorch",
+        says="MiB of memory beyond what it held",
+    ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: full attention compiled under torch's own file name",
+        r"""
+        import torch
+
+        # Code compiled under a file name of torch's looked like torch's own code to the old recorders.
+        _SOURCE = "def _full(q, k, v, causal):\n    s = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5\n    if causal:\n        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float('-inf'))\n    return torch.softmax(s, -1) @ v, s.logsumexp(-1)\n"
+        exec(compile(_SOURCE, torch.__file__, "exec"), globals())
+
+        def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+            return _full(q, k, v, causal)
+    """,
+        fails=("never_materializes_scores",),
+        says="MiB of memory beyond what it held",
+    ),
+    bug(
+        "FlashAttentionFunction",
+        "points without the work: the weights saved for backward behind torch._C.DisableTorchFunction",
+        """
+        import torch
+
+        class FlashAttentionFunction(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, q, k, v, causal=False, block_q=64, block_k=64):
+                with torch._C.DisableTorchFunction():
+                    s = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+                    if causal:
+                        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
+                    p = torch.softmax(s, -1)
+                ctx.save_for_backward(q, k, v, p)
+                ctx.causal = causal
+                return p @ v
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                q, k, v, p = ctx.saved_tensors
+                with torch._C.DisableTorchFunction():
+                    dv = p.transpose(-2, -1) @ grad_output
+                    dp = grad_output @ v.transpose(-2, -1)
+                    ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+                    scale = q.shape[-1] ** -0.5
+                    return ds @ k * scale, ds.transpose(-2, -1) @ q * scale, dv, None, None, None
+    """,
+        fails=("never_materializes_scores",),
+        says="MiB of memory beyond what it held",
     ),
 ]
 
