@@ -377,9 +377,14 @@ def _without_mask(attention):
 
 
 @torch.no_grad()
-def seq2seq_outputs(weights, config, src, tgt_in) -> dict:
-    """{"memory": encode(src), "logits": forward(src, tgt_in)} of the reference model, float64."""
+def seq2seq_outputs(weights, config, src, tgt_in, encoder_norm=True, embedding_scale=1.0) -> dict:
+    """{"memory": encode(src), "logits": forward(src, tgt_in)} of the reference model, float64;
+    ``encoder_norm=False`` leaves out the final encoder LayerNorm and ``embedding_scale``
+    multiplies the source embeddings (two typical mistakes)."""
     model = _loaded(Seq2SeqTransformer, weights, config)
+    if not encoder_norm:
+        model.encoder_norm = nn.Identity()
+    model.src_embedding.weight.mul_(embedding_scale)
     memory = model.encode(src)
     return {"memory": memory, "logits": model.decode(tgt_in, memory, src)}
 
