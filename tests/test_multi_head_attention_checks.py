@@ -310,13 +310,20 @@ def test_loop_over_heads_gets_full_marks(seed):
         (OutProjNamedLikePyTorch, "there is no submodule w_o"),
         (FusedQkvModule, "there is no submodule w_q"),
         (IgnoresBiasArgument, "has a bias although"),
-        (TorchMultiheadAttentionInside, "calls PyTorch's own multi-head attention"),
     ],
 )
 def test_attention_bug_loses_marks(bug, fragment, seed):
     results = run_suite(TOPIC, "MultiHeadAttention", bug, seed)
     assert score(results) < full_marks("MultiHeadAttention")
     assert fragment in messages(results)
+
+
+def test_pytorch_attention_inside_gets_full_marks_and_the_advice(seed):
+    """Which functions the module calls is seen only inside the learner's process: advice, 0 points."""
+    results = {r.check: r for r in run_suite(TOPIC, "MultiHeadAttention", TorchMultiheadAttentionInside, seed)}
+    assert score(results.values()) == full_marks("MultiHeadAttention")
+    advice = results["no_library_attention"]
+    assert advice.advice and not advice.passed and "calls PyTorch's own multi-head attention" in advice.message
 
 
 def test_value_bug_is_named_by_its_own_check():

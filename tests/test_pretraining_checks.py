@@ -2,6 +2,8 @@
 proportions; the checks accept correct alternatives and reject the stub and plausible bugs
 with messages that name the bug."""
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -190,10 +192,11 @@ def test_loss_bugs_lose_points(bug, fragment, seed):
 
 
 def mask_exact_count_and_fresh_random_tokens(
-    tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()
+    tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=(), fresh=True
 ):
-    """Selects exactly round(mask_prob * n) ordinary positions, splits them 80/10/10 exactly, and
-    draws random tokens that always differ from the original: correct too."""
+    """Selects exactly round(mask_prob * n) ordinary positions, splits them 80/10/10 exactly (correct
+    too), and draws random tokens that always differ from the original (``fresh``: a bug, the contract
+    draws uniformly from every non-special id, the original included)."""
     flat = tokens.flatten()
     ordinary = (~torch.isin(flat, torch.tensor(list(special_token_ids), dtype=flat.dtype))).nonzero().flatten()
     chosen = ordinary[torch.randperm(len(ordinary), generator=generator)[: round(mask_prob * len(ordinary))]]
@@ -203,14 +206,25 @@ def mask_exact_count_and_fresh_random_tokens(
     inputs[chosen[:n_mask]] = mask_token_id
     ids = torch.tensor([i for i in range(vocab_size) if i not in special_token_ids])
     for position in chosen[n_mask : n_mask + n_random].tolist():
-        others = ids[ids != flat[position]]
+        others = ids[ids != flat[position]] if fresh else ids
         inputs[position] = others[torch.randint(len(others), (1,), generator=generator)]
     return inputs.view(tokens.shape), labels.view(tokens.shape)
 
 
-def test_exact_counts_and_fresh_random_tokens_get_full_marks(seed):
-    results = run_suite("pretraining", "mask_tokens", mask_exact_count_and_fresh_random_tokens, seed)
+def test_exact_counts_get_full_marks(seed):
+    answer = functools.partial(mask_exact_count_and_fresh_random_tokens, fresh=False)
+    results = run_suite("pretraining", "mask_tokens", answer, seed)
     assert all(r.passed for r in results), messages(results)
+
+
+def test_random_tokens_that_always_differ_lose_a_point(seed):
+    results = {
+        r.check: r for r in run_suite("pretraining", "mask_tokens", mask_exact_count_and_fresh_random_tokens, seed)
+    }
+    assert [name for name, r in results.items() if not r.passed] == ["random_tokens_come_from_every_ordinary_id"]
+    assert (
+        "the random token never equals the original one" in results["random_tokens_come_from_every_ordinary_id"].message
+    )
 
 
 # --- plausible bugs: mask_tokens ----------------------------------------------------------
@@ -459,9 +473,12 @@ def loss_by_the_library(logits, labels, ignore_index=-100):
     "bug, fragment",
     [(loss_by_the_library, "the library loss the checks compare with")],
 )
-def test_the_library_loss_loses_the_comparison(bug, fragment, seed):
+def test_the_library_loss_gets_full_marks_and_the_advice(bug, fragment, seed):
+    """Which functions the loss calls is seen only inside the learner's process: advice, 0 points."""
     results = {r.check: r for r in run_suite("pretraining", "language_model_loss", bug, seed)}
-    assert not results["matches_cross_entropy"].passed and fragment in results["matches_cross_entropy"].message
+    assert score(results.values()) == sum(r.max_score for r in results.values())
+    advice = results["no_library_loss"]
+    assert advice.advice and not advice.passed and fragment in advice.message
 
 
 def test_a_trained_position_table_loses_the_stack_checks(seed):

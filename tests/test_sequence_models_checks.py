@@ -318,9 +318,12 @@ def jacobians_by(jacobian):
     [torch.autograd.functional.jacobian, lambda f, h: torch.func.jacrev(f)(h), lambda f, h: torch.func.jacfwd(f)(h)],
     ids=["autograd.functional.jacobian", "func.jacrev", "func.jacfwd"],
 )
-def test_jacobians_by_autograd_get_nothing(jacobian):
+def test_jacobians_by_autograd_get_full_marks_and_the_advice(jacobian):
+    """Whether autograd ran is seen only inside the learner's process: advice, 0 points."""
     results = run_suite("sequence_models", "hidden_state_jacobian_norms", jacobians_by(jacobian), 0)
-    assert score(results) == 0 and "computes gradients with autograd" in messages(results), messages(results)
+    assert score(results) == SUITES["hidden_state_jacobian_norms"].max_score, messages(results)
+    assert [r.check for r in results if not r.passed] == ["no_autograd"]
+    assert "advice (0 points): hidden_state_jacobian_norms computes gradients with autograd" in messages(results)
 
 
 def test_chain_rule_on_tensors_that_require_grad_is_accepted(seed):

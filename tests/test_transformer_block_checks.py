@@ -265,14 +265,21 @@ def test_other_correct_layer_norms_get_full_marks(answer, seed):
         (subtracts_the_mean_in_place, "a leaf Variable that requires grad"),
         (detached_statistics, "the gradient with respect to x"),
         (bert_default_eps, "the default eps is 1e-5"),
-        (calls_f_layer_norm, "calls a normalization of PyTorch"),
-        (calls_group_norm, "calls a normalization of PyTorch"),
         (float32_result, "it should keep the dtype of x"),
         (std_squared_back, "contains NaN or inf for a row of equal values"),
     ],
 )
 def test_layer_norm_bugs_lose_points(bug, fragment, seed):
     _assert_loses_points("layer_norm", bug, fragment, seed)
+
+
+@pytest.mark.parametrize("answer", [calls_f_layer_norm, calls_group_norm])
+def test_pytorch_normalizations_get_full_marks_and_the_advice(answer, seed):
+    """Which functions layer_norm calls is seen only inside the learner's process: advice, 0 points."""
+    results = {r.check: r for r in run_suite(TOPIC, "layer_norm", answer, seed)}
+    assert score(results.values()) == sum(r.max_score for r in results.values()), messages(results.values())
+    advice = results["no_library_norm"]
+    assert advice.advice and not advice.passed and "calls a normalization of PyTorch" in advice.message
 
 
 def test_eps_outside_the_root_loses_only_where_eps_matters():
