@@ -35,7 +35,7 @@ def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=Non
 
     inputs = tokens.clone()
     inputs[replaced] = mask_token_id
-    inputs[randomized] = draws
+    inputs[randomized] = draws.to(tokens.dtype)
     return inputs, labels
 
 
@@ -93,7 +93,7 @@ class _LanguageModel(nn.Module):
     def __init__(self, vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, d_model)
-        self.register_buffer("positions", _sinusoids(max_len, d_model))
+        self.register_buffer("positions", _sinusoids(max_len, d_model), persistent=False)
         self.blocks = nn.ModuleList(_PreLNBlock(d_model, num_heads, d_ff, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)

@@ -721,6 +721,13 @@ ENTRIES = [
     ),
     bug(
         "CausalLM",
+        "one block whatever num_layers",
+        model("CausalLM", ("for _ in range(num_layers)])", "for _ in range(1)])")),
+        fails=("logits_shape",),
+        says="stack num_layers transformer blocks",
+    ),
+    bug(
+        "CausalLM",
         "a causal mask cut from a fixed 64 x 64 table",
         model(
             "CausalLM",
