@@ -51,6 +51,7 @@ def run_capped(function, *args, memory_bytes: int = MEMORY_BYTES, seconds: float
         finally:
             os._exit(0)
     os.close(write)
+    data = None  # also when the wait is interrupted: the child is killed
     try:
         data = _read_until(read, time.monotonic() + seconds)
     finally:
