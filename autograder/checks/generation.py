@@ -470,7 +470,8 @@ class GraderTranslator(torch.nn.Module):
     """encode(src) (B, S) -> memory (B, S, D): a table row per source id. decode(tgt_in, memory, src)
     -> logits (B, T, V): the mean memory of the real (non-pad) source tokens plus the running sum
     of the target tokens' rows, read out, plus a score per position and token; row b reads only
-    row b of its inputs, and position t only tgt_in[:, :t+1]."""
+    row b of its inputs, and position t only tgt_in[:, :t+1]. forward(src, tgt_in) as a
+    Seq2SeqTransformer's."""
 
     def __init__(self, source_table, token_table, readout, step_table, pad_id):
         torch.nn.Module.__init__(self)
@@ -486,6 +487,9 @@ class GraderTranslator(torch.nn.Module):
         context = (memory * real).sum(1) / real.sum(1).clamp(min=1.0)
         history = self.token_table[tgt_in].cumsum(1)
         return (context[:, None, :] + history) @ self.readout + self.step_table[: tgt_in.shape[1]]
+
+    def forward(self, src, tgt_in):
+        return self.decode(tgt_in, self.encode(src), src)
 
 
 class GraderLanguageModel(torch.nn.Module):

@@ -452,6 +452,13 @@ ENTRIES += [
         advice=["encoder_runs_once"],
         says="once",
     ),
+    advised(
+        "greedy_decode",
+        "calls the whole model on every prefix (right tokens, the source encoded at every step)",
+        changed(GREEDY, "logits = model.decode(out, memory, src)", "logits = model(src, out)"),
+        advice=["encoder_runs_once"],
+        says="once",
+    ),
     greedy_bug(
         "one step short",
         "for _ in range(max_len):",
