@@ -17,6 +17,7 @@ gradients back to q, k and v. The features are also checked where |x|^2 / 2 exce
 float32's exponent range but the features themselves do not.
 """
 
+import contextlib
 import math
 import numbers
 
@@ -28,11 +29,13 @@ from autograder.suite import (
     CheckFailed,
     Suite,
     as_tensor,
+    blame_dependency,
     expect_bounded,
     expect_close,
     expect_computed_in_torch,
     expect_measured,
     expect_shape,
+    is_close,
     randint,
     randn,
 )
@@ -41,7 +44,7 @@ ref = reference("beyond_quadratic")
 
 window_mask = Suite("sliding_window_mask")
 features = Suite("positive_random_features")
-performer = Suite("performer_attention")
+performer = Suite("performer_attention", depends_on=(features,))
 flops = Suite("training_flops")
 chinchilla = Suite("chinchilla_optimal")
 power_law = Suite("fit_power_law")
@@ -57,11 +60,16 @@ def _distinct(gen, ranges):
 
 
 def _number(value, what) -> float:
-    """A real number (int, float, or a one-element tensor) as a float; CheckFailed otherwise."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+    """A real number (a Python int or float, or a 0-dim real tensor, as the docstrings say) as a float;
+    CheckFailed otherwise."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex():
         return float(value)
+    if isinstance(value, torch.Tensor):
+        raise CheckFailed(
+            f"{what} should be a number (a Python float, or a 0-dim tensor), got a tensor of shape {tuple(value.shape)}"
+        )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise CheckFailed(f"{what} should be a number, got {type(value).__name__}")
+        raise CheckFailed(f"{what} should be a number (a Python float, or a 0-dim tensor), got {type(value).__name__}")
     return float(value)
 
 
@@ -131,13 +139,14 @@ def bool_square_shape(student, gen):
 
 @window_mask.check(points=1)
 def band_of_width_window(student, gen):
-    n, window = _distinct(gen, [(11, 19), (2, 4)])
-    expect_close(
-        student(n, window),
-        ref.sliding_window_mask(n, window),
-        f"sliding_window_mask({n}, {window})",
-        diagnoses=_mask_bugs(n, window),
-    )
+    """Also a long sequence (n of 1,100 to 1,400): beyond any fixed-size table the mask could be cut from."""
+    for n, window in (_distinct(gen, [(11, 19), (2, 4)]), (randint(gen, 1100, 1400), randint(gen, 30, 70))):
+        expect_close(
+            student(n, window),
+            ref.sliding_window_mask(n, window),
+            f"sliding_window_mask({n}, {window})",
+            diagnoses=_mask_bugs(n, window),
+        )
 
 
 @window_mask.check(points=1)
@@ -314,12 +323,14 @@ def output_shape(student, gen):
 def matches_reference_for_the_same_features(student, gen):
     n_q, n_k, d, d_v, m = _distinct(gen, [(5, 8), (9, 12), (3, 4), (13, 15), (16, 24)])
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m)
-    expect_close(
-        student(q, k, v, omega),
-        ref.performer_attention(q, k, v, omega),
-        "performer_attention(q, k, v, omega)",
-        diagnoses=_performer_bugs(q, k, v, omega),
-    )
+    output = student(q, k, v, omega)
+    with _blaming_features(output, q, k, v, omega):
+        expect_close(
+            output,
+            ref.performer_attention(q, k, v, omega),
+            "performer_attention(q, k, v, omega)",
+            diagnoses=_performer_bugs(q, k, v, omega),
+        )
     grad_output = randn(gen, 2, n_q, d_v)
     try:
         _, grads = student.with_grad((q, k, v, omega), grad_output, grad_inputs=(0, 1, 2))
@@ -436,11 +447,62 @@ def error_shrinks_as_features_grow(student, gen):
             sum((expect_shape(o, exact.shape, "output").double() - exact).abs().mean().item() for o in draws) / 4
         )
     if not errors[2048] < errors[8] / 4:
-        raise CheckFailed(
+        failure = (
             f"with m = 2048 features the mean error against exact softmax attention is {errors[2048]:.3g}, "
-            f"with m = 8 it is {errors[8]:.3g}: it should shrink about as 1/sqrt(m); are all the "
-            "features of omega used?"
+            f"with m = 8 it is {errors[8]:.3g}: it should shrink about as 1/sqrt(m)"
         )
+        omega = randn(gen, 2048, q.shape[-1])
+        output = student(q, k, v, omega)
+        _blame_features(output, q, k, v, omega, failure)
+        raise CheckFailed(failure + _why_the_error_stays(student, gen, q, k, v, omega, output))
+
+
+def _through_features(phi, q, k, v, omega):
+    """The Performer's output in float64 with the feature map ``phi`` (the learner's, through its handle)."""
+    scale = q.shape[-1] ** -0.25
+    q_features, k_features = (phi(x * scale, omega).double() for x in (q, k))
+    numerator = q_features @ (k_features.transpose(-2, -1) @ v.double())
+    return numerator / (q_features @ k_features.sum(-2).unsqueeze(-1))
+
+
+@contextlib.contextmanager
+def _blaming_features(output, q, k, v, omega):
+    """A failure inside names the learner's positive_random_features first when it fails its own checks
+    and ``output`` is exactly the Performer computed with it (the real cause is the feature map)."""
+    try:
+        yield
+    except CheckFailed as failure:
+        _blame_features(output, q, k, v, omega, str(failure))
+        raise
+
+
+def _blame_features(output, q, k, v, omega, failure):
+    blame_dependency(
+        "positive_random_features",
+        lambda theirs: is_close(output, _through_features(theirs, q, k, v, omega), equal_nan=True),
+        "this output is exactly what the Performer computes with your positive_random_features",
+        failure,
+    )
+
+
+def _why_the_error_stays(student, gen, q, k, v, omega, output):
+    """The cause of an error that does not shrink, where the evidence names one (else ""): a typical bug
+    whose output the answer matches, or features of omega that do not change the output."""
+    for wrong, explanation in _performer_bugs(q, k, v, omega):
+        if is_close(output, wrong):
+            return f": {explanation}"
+    if is_close(student(q, k, v, randn(gen, 2048, q.shape[-1])), output, rtol=1e-6, atol=1e-7):
+        return (
+            ": the output stays the same for another omega: compute it through the random features "
+            "q' = phi(q d^(-1/4)) and k' = phi(k d^(-1/4)) of the given omega"
+        )
+    changed = omega.clone()
+    changed[1024:] = randn(gen, 1024, q.shape[-1])
+    if is_close(student(q, k, v, changed), output, rtol=1e-6, atol=1e-7):
+        return (
+            ": the output stays the same when the last 1024 rows of omega change: are all the features of omega used?"
+        )
+    return ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,12 +555,19 @@ def _expect_optimum(student, compute, r, what, *args, **kwargs):
             "swapped, or the ratio is inverted; the result is (n_params, n_tokens) with "
             "n_tokens = tokens_per_parameter * n_params"
         )
-    _expect_number(n_params, expected_n, f"n_params of {what}", _chinchilla_bugs(compute, r))
+    rounded = "it is rounded to a whole number: return the exact floats (the docstring asks for floats)"
+    _expect_number(
+        n_params, expected_n, f"n_params of {what}", _chinchilla_bugs(compute, r) + [(round(expected_n), rounded)]
+    )
     _expect_number(
         n_tokens,
         expected_d,
         f"n_tokens of {what}",
-        [(compute / (6 * r), "D = r N: multiply the parameter count by the ratio")],
+        [
+            (compute / (6 * r), "D = r N: multiply the parameter count by the ratio"),
+            (round(expected_d), rounded),
+            (r * round(expected_n), "it is computed from a rounded n_params: return the exact floats"),
+        ],
     )
 
 

@@ -115,6 +115,24 @@ ENTRIES = [
             return torch.tensor(rows, dtype=torch.bool).reshape(n, n)
     """,
     ),
+    bug(
+        "sliding_window_mask",
+        "the band cut from a fixed 1024 x 1024 table",
+        """
+        import torch
+
+        _DISTANCE = (torch.arange(1024)[:, None] - torch.arange(1024)[None, :]).abs()
+
+        def sliding_window_mask(n, window, global_positions=()):
+            mask = _DISTANCE[:n, :n] <= window
+            for g in global_positions:
+                mask[g, :] = True
+                mask[:, g] = True
+            return mask
+    """,
+        fails=["band_of_width_window"],
+        says="has shape (1024, 1024)",
+    ),
     # positive_random_features ----------------------------------------------------------
     bug(
         "positive_random_features",
@@ -189,6 +207,20 @@ ENTRIES = [
             m = omega.shape[0]
             return torch.exp(torch.einsum("...d,md->...m", x, omega) - torch.einsum("...d,...d->...", x, x)[..., None] / 2) / m ** 0.5
     """,
+    ),
+    bug(
+        "positive_random_features",
+        "exp(x omega^T) * exp(-|x|^2 / 2): each factor overflows for a large |x|",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            norm = torch.exp(-(x * x).sum(-1, keepdim=True) / 2)
+            return torch.exp(x @ omega.T) * norm / math.sqrt(omega.shape[0])
+    """,
+        fails=["matches_definition"],
+        says="subtract in the exponent and take exp once",
     ),
     # performer_attention ---------------------------------------------------------------
     bug(
@@ -320,6 +352,7 @@ ENTRIES = [
             return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
     """,
         fails=["matches_reference_for_the_same_features", "error_shrinks_as_features_grow"],
+        says="are all the features of omega used?",
     ),
     alternative(
         "performer_attention",
@@ -422,6 +455,18 @@ ENTRIES = [
             return per_token * n_tokens
     """,
     ),
+    bug(
+        "training_flops",
+        "a one-element tensor of shape (1,)",
+        """
+        import torch
+
+        def training_flops(n_params, n_tokens):
+            return torch.tensor([6.0]) * n_params * n_tokens
+    """,
+        fails=["six_flops_per_parameter_per_token"],
+        says="got a tensor of shape (1,)",
+    ),
     # chinchilla_optimal -----------------------------------------------------------------
     bug(
         "chinchilla_optimal",
@@ -492,6 +537,30 @@ ENTRIES = [
         def chinchilla_optimal(compute, tokens_per_parameter=20.0):
             n = torch.sqrt(torch.tensor(compute / (6.0 * tokens_per_parameter), dtype=torch.float64))
             return [n, n * tokens_per_parameter]
+    """,
+    ),
+    bug(
+        "chinchilla_optimal",
+        "rounds the counts to whole parameters and tokens",
+        """
+        import math
+
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n_params = round(math.sqrt(compute / (6 * tokens_per_parameter)))
+            return n_params, round(tokens_per_parameter * n_params)
+    """,
+        fails=["compute_is_six_n_d_with_d_equal_r_n"],
+        says="rounded to a whole number",
+    ),
+    alternative(
+        "chinchilla_optimal",
+        "0-dim float64 tensors",
+        """
+        import torch
+
+        def chinchilla_optimal(compute, tokens_per_parameter=20.0):
+            n_params = torch.sqrt(torch.tensor(compute, dtype=torch.float64) / (6 * tokens_per_parameter))
+            return n_params, tokens_per_parameter * n_params
     """,
     ),
     # fit_power_law ----------------------------------------------------------------------
