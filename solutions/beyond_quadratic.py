@@ -31,7 +31,9 @@ def positive_random_features(x: torch.Tensor, omega: torch.Tensor) -> torch.Tens
 
         phi(x) = exp(x omega^T - |x|^2 / 2) / sqrt(m),
 
-    so that for omega with i.i.d. standard normal rows, E[phi(q) . phi(k)] = exp(q . k)."""
+    so that for omega with i.i.d. standard normal rows, E[phi(q) . phi(k)] = exp(q . k). The
+    exponential is taken once, of the difference: exp(x omega^T) and exp(|x|^2 / 2) each overflow
+    float32 for |x|^2 / 2 > 88, where phi(x) itself can be moderate (the checks draw such x)."""
     squared_norm = (x * x).sum(-1, keepdim=True) / 2  # (..., N, 1)
     return torch.exp(x @ omega.transpose(-2, -1) - squared_norm) / math.sqrt(omega.shape[0])
 
@@ -66,14 +68,14 @@ def performer_attention_grads(q, k, v, omega, grad_output) -> tuple[torch.Tensor
 def training_flops(n_params: float, n_tokens: float) -> float:
     """Floating-point operations to train a dense transformer of ``n_params`` parameters on
     ``n_tokens`` tokens: about 6 N D (2 N D for the forward pass, twice that backward;
-    Kaplan et al., 2020)."""
+    Kaplan et al., 2020), as a number (a Python float, or a 0-dim tensor)."""
     return 6 * n_params * n_tokens
 
 
 def chinchilla_optimal(compute: float, tokens_per_parameter: float = 20.0) -> tuple[float, float]:
     """The compute-optimal model for a budget of ``compute`` FLOPs (Hoffmann et al., 2022):
     ``(n_params, n_tokens)`` with compute = 6 N D and D = r N (r = ``tokens_per_parameter``,
-    about 20 in the paper), i.e. N = sqrt(C / (6 r)) and D = r N."""
+    about 20 in the paper), i.e. N = sqrt(C / (6 r)) and D = r N, as floats (not rounded)."""
     n_params = math.sqrt(compute / (6 * tokens_per_parameter))
     return n_params, tokens_per_parameter * n_params
 
@@ -82,7 +84,7 @@ def fit_power_law(sizes, losses) -> tuple[float, float]:
     """Fit loss = a * size^(-alpha) by least squares on log(loss) = log(a) - alpha log(size).
 
     sizes, losses: equally long sequences (lists or 1-D tensors) of positive numbers, at
-    least two distinct sizes. Returns ``(a, alpha)`` as floats.
+    least two distinct sizes. Returns ``(a, alpha)`` as numbers (floats; 0-dim tensors are accepted).
     """
     x = torch.log(torch.as_tensor(sizes, dtype=torch.float64))
     y = torch.log(torch.as_tensor(losses, dtype=torch.float64))

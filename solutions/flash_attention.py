@@ -146,8 +146,9 @@ class FlashAttentionFunction(torch.autograd.Function):
     forward saves q, k, v, the output and lse (O(N) memory beyond the inputs, no weights);
     the backward recomputes the weights from lse, both in PyTorch operations. Graded: the values,
     and the memory of forward and backward together, measured outside the learner's process;
-    what is recorded inside it (tile sizes, no autograd in backward) is advice. The inputs are
-    left unchanged.
+    what is recorded inside it (tile sizes, no autograd in backward) is advice. backward gives
+    the gradient of each of q, k, v that needs one, whichever others do (ctx.needs_input_grad).
+    The inputs are left unchanged.
     """
 
     @staticmethod

@@ -18,8 +18,8 @@ IGNORE_INDEX = -100
 def shift_for_next_token(tokens: torch.Tensor):
     """Inputs and targets of next-token prediction: tokens (..., T) -> ``(inputs, targets)``,
     inputs ``tokens[..., :-1]`` and targets ``tokens[..., 1:]``, both (..., T-1), so that
-    ``targets[..., t]`` is the token that follows ``inputs[..., :t+1]``. tokens is left unchanged
-    (the results may be views of it)."""
+    ``targets[..., t]`` is the token that follows ``inputs[..., :t+1]``; any integer dtype, kept.
+    tokens is left unchanged (the results may be views of it)."""
     return tokens[..., :-1], tokens[..., 1:]
 
 
@@ -32,13 +32,13 @@ def mask_tokens(
     special_token_ids=(),
 ):
     """BERT's corruption (Devlin et al., 2019): returns ``(inputs, labels)``, both of the
-    shape of ``tokens`` (any shape) and dtype int64.
+    shape of ``tokens`` (int64 or int32 ids, any shape) and of its dtype (int64 is accepted too).
 
     Every position whose token is not in ``special_token_ids`` is *selected* independently
     with probability ``mask_prob``. ``labels`` holds the original token at selected
     positions and -100 everywhere else. Of the selected positions, 80% become
     ``mask_token_id`` in ``inputs``, 10% a token drawn uniformly from the non-special ids
-    of ``[0, vocab_size)``, and 10% keep their token; unselected positions are unchanged.
+    of ``[0, vocab_size)`` (it may be the original token), and 10% keep their token; unselected positions are unchanged.
     All randomness comes from ``generator`` (the global generator when None). tokens is left
     unchanged: ``inputs`` is a new tensor.
     """
@@ -77,7 +77,7 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 # name and compares the logits):
 #
 #   token_embedding  nn.Embedding(V, D)
-#   positions        buffer (not a parameter): sinusoidal_positional_encoding(max_len, D) of
+#   positions        buffer, persistent=False (not a parameter, not in the state_dict): sinusoidal_positional_encoding(max_len, D) of
 #                    chapter 4; a sequence of T tokens gets rows 0..T-1
 #   blocks           nn.ModuleList of num_layers chapter-5 TransformerBlock(D, num_heads, d_ff,
 #                    norm_first=True, dropout=dropout): Pre-LN

@@ -40,7 +40,9 @@ class FeedForward(nn.Module):
     "relu" (Vaswani et al., 2017) or "gelu" (the exact GELU, as GPT and BERT use). Dropout
     acts on the hidden activation only (after the activation, before linear2), where
     ``torch.nn.TransformerEncoderLayer`` puts it: nowhere else. forward: x (..., D) -> (..., D);
-    every position is transformed on its own; x is left unchanged.
+    every position is transformed on its own; x is left unchanged. forward only reads the
+    parameters, and backward works in train() mode: nothing autograd saved is changed in place
+    (an in-place dropout after ReLU would change ReLU's saved output).
     """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0):
@@ -74,8 +76,11 @@ class TransformerBlock(nn.Module):
     ``attn`` (chapter 3's ``MultiHeadAttention``), ``ffn`` (``FeedForward``), ``norm1``,
     ``norm2`` (``nn.LayerNorm``, eps 1e-5). With dropout 0 the output equals that of
     ``nn.TransformerEncoderLayer(..., norm_first=norm_first, batch_first=True)`` given the same
-    weights. forward: x (B, N, D), mask bool broadcastable to (B, H, N, N), True where a query
-    may attend -> (B, N, D); x and mask are left unchanged.
+    weights. forward: x (B, N, D), mask bool broadcastable to (B, H, N, N) (a causal (N, N) mask,
+    a padding mask (B, 1, 1, N)), True where a query may attend -> (B, N, D); x and mask are left
+    unchanged. forward only reads the parameters and keeps nothing from one call to the next;
+    backward works in train() mode (no in-place change of a tensor autograd saved, such as
+    ``h += ...`` on the residual stream).
     """
 
     def __init__(
