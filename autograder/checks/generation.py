@@ -460,7 +460,11 @@ def future_target_tokens_never_change_earlier_logits(student, gen):
 
 # ---------------------------------------------------------------------------------------
 # The models the decoders are tested on. This code runs in the learner's process (the decoders
-# call it there) and here (the reference decodes the same models); its scores come from tables.
+# call it there; it defines GraderTranslator and GraderLanguageModel in the notebook's namespace,
+# sent as a cell through the student's backend, the one request besides calls that the checks make)
+# and here (the reference decodes the same models); their scores come from tables, so the expected
+# tokens are the reference's on the same tables. nn.Module arguments enter the kit's recording as
+# their type's name only; the tables are drawn in the same order, so the replay finds each call.
 
 TEST_MODELS = '''
 import torch
