@@ -32,10 +32,19 @@ from autograder.student import KernelBackend, Student  # noqa: E402
 
 
 def problems(entry: Entry, results) -> str | None:
-    """Why this verdict is wrong for ``entry`` (None when it is right)."""
-    failed = {r.check: r.message for r in results if not r.passed}
+    """Why this verdict is wrong for ``entry`` (None when it is right), as ``tests/test_corpus.py``
+    judges it: advice sub-checks (0 points) never count as points lost; an advised answer must
+    show exactly the advice its entry names, one of them saying ``says``."""
+    failed = {r.check: r.message for r in results if not r.passed and not r.advice}
+    shown = {r.check: r.message for r in results if not r.passed and r.advice}
     if not entry.bug:
-        return f"lost points: {failed}" if failed else None
+        if failed:
+            return f"lost points: {failed}"
+        if set(shown) != set(entry.advice):
+            return f"advice shown {sorted(shown)}, expected {list(entry.advice)}"
+        if entry.says and not any(entry.says in message for message in shown.values()):
+            return f"no advice says {entry.says!r}: {shown}"
+        return None
     if not failed:
         return "full marks"
     passed = [check for check in entry.fails if check not in failed]
