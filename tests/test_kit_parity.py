@@ -217,4 +217,4 @@ def test_recorded_cases_pass_the_kit_but_not_the_official_grade(kit_files, tmp_p
     )
     assert read.stdout.strip() == str(seed), read.stderr
     official = grade_cells(cells, "02_attention", ["softmax"], seed=seed)
-    assert not any(r.passed for r in official), [r.message for r in official]
+    assert sum(r.score for r in official) == 0, [r.message for r in official]  # advice (0 points) may pass
