@@ -225,7 +225,7 @@ def flash_attention_triton(q, k, v, causal=False):
     Runs on the tensors' device under the interpreter (TRITON_INTERPRET=1); a compiled
     kernel needs CUDA tensors, so CPU inputs are then moved to the GPU and the output back.
     The inputs are left unchanged. Graded on its values; launching the kernel and leaving the
-    attention to it is advice (0 points).
+    attention to it (no PyTorch matrix products) is advice (0 points).
     """
     if causal and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs as many queries as keys, got N_q={q.shape[-2]}, N_k={k.shape[-2]}")

@@ -570,9 +570,11 @@ def triton_by_tiled_torch(q, k, v, causal=False):
 
 
 @pytest.mark.parametrize("answer", [triton_by_torch_sdpa, triton_by_tiled_torch])
-def test_triton_answers_computed_by_pytorch_get_nothing(answer):
+def test_triton_answers_computed_by_pytorch_get_the_advice_not_points(answer):
+    """Whether a kernel ran is seen only inside the learner's process: correct values get full marks,
+    and the advice says where the attention belongs."""
     lost, text = lost_points("flash_attention_triton", answer, 0)
-    assert lost == full_marks("flash_attention_triton") and "with PyTorch operations" in text, text
+    assert lost == 0 and "advice (0 points): flash_attention_triton computes attention with PyTorch" in text, text
 
 
 @pytest.mark.parametrize("causal", [False, True])
