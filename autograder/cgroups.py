@@ -206,6 +206,7 @@ def worker_group(memory_bytes: int) -> Group | None:
     if not found:
         return None
     version, parents = found
+    _remove_orphans(parents[0])
     folder = parents[0] / f"autograder-worker-{os.getpid()}-{next(_numbers)}"
     group = Group(version, [])
     try:
@@ -222,6 +223,21 @@ def worker_group(memory_bytes: int) -> Group | None:
         group.remove()
         return None
     return group
+
+
+def _remove_orphans(parent: Path):
+    """Remove the empty worker groups of grading runs that were killed before they could
+    (the process that created one is gone; a group still in use cannot be removed)."""
+    for folder in parent.glob("autograder-worker-*-*"):
+        try:
+            os.kill(int(folder.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        except (ValueError, OSError):
+            pass
 
 
 def join(group: Group):
