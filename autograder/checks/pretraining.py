@@ -26,7 +26,16 @@ import torch.nn.functional as F
 
 from autograder.oracle import reference
 from autograder.student import StudentError
-from autograder.suite import CheckFailed, Suite, as_tensor, expect_close, expect_shape, randint, randn
+from autograder.suite import (
+    CheckFailed,
+    Suite,
+    as_tensor,
+    expect_close,
+    expect_shape,
+    noncontiguous,
+    randint,
+    randn,
+)
 
 ref = reference("pretraining")
 
@@ -113,6 +122,8 @@ def any_leading_dimensions(student, gen):
     for shape, dtype in zip(shapes, (torch.int64, torch.int64, torch.int32)):
         tokens = torch.randint(0, 50, shape, generator=gen, dtype=dtype)
         _check_shift(student, tokens, f"tokens of shape {shape}" + (" (int32)" if dtype == torch.int32 else ""))
+    tokens = torch.randint(0, 50, (2, randint(gen, 2, 4), randint(gen, 5, 9)), generator=gen)
+    _check_shift(student, noncontiguous(tokens), f"a non-contiguous view of tokens of shape {tuple(tokens.shape)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,6 +224,12 @@ def ignores_positions_labelled_minus_100(student, gen):
     expected = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE)
     diagnoses = _loss_bugs(logits, labels)
     expect_close(_loss(student, logits, labels), expected, "the loss with 60% of labels = -100", diagnoses=diagnoses)
+    expect_close(  # the layout a model's logits[:, :-1] or a transposed tensor has
+        _loss(student, noncontiguous(logits), noncontiguous(labels)),
+        expected,
+        "the loss for logits and labels that are non-contiguous views (as logits[:, :-1] is)",
+        diagnoses=diagnoses,
+    )
 
 
 @loss.check(points=1)

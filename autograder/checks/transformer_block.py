@@ -26,7 +26,16 @@ from torch import nn
 
 from autograder.oracle import reference
 from autograder.student import Student, StudentError
-from autograder.suite import CheckFailed, Suite, expect_close, expect_shape, is_close, randint, randn
+from autograder.suite import (
+    CheckFailed,
+    Suite,
+    expect_close,
+    expect_shape,
+    is_close,
+    noncontiguous,
+    randint,
+    randn,
+)
 
 ref = reference("transformer_block")
 
@@ -515,7 +524,7 @@ def backward_in_train_mode(student, gen):
         what = f"FeedForward(..., dropout={dropout}) in train() mode"
         model.train()
         before = model.state_dict()
-        _, (grad,) = _backward(model, x, grad_output, what)
+        _, (grad,) = _backward(model, noncontiguous(x), grad_output, what)
         _expect_state_unchanged(model, before, f"{what}, forward and backward,")
         if dropout == 0.0:
             expected = _ffn_input_grad(weights, x, grad_output)
@@ -932,7 +941,7 @@ def padding_mask_and_repeated_calls(student, gen):
     before = model.state_dict()
     what = f"TransformerBlock(norm_first={norm_first})(x, mask) with a padding mask of shape (B, 1, 1, N)"
     with _blaming_parts(model, weights, x):
-        output = model(x, mask=padding)
+        output = model(noncontiguous(x), mask=noncontiguous(padding))  # layouts a caller's views have
         if isinstance(output, torch.Tensor) and output.shape == x.shape and not torch.isfinite(output).all():
             raise CheckFailed(
                 f"{what} contains NaN: some query may attend to no key; is the mask inverted? "

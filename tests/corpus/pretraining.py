@@ -204,6 +204,18 @@ ENTRIES = [
         fails=("any_leading_dimensions",),
         says="should keep the dtype of the tokens (torch.int32)",
     ),
+    bug(
+        "shift_for_next_token",
+        "leading dimensions flattened with .view",
+        """
+        def shift_for_next_token(tokens):
+            flat = tokens.view(-1, tokens.shape[-1])
+            lead = tokens.shape[:-1]
+            return flat[:, :-1].reshape(*lead, -1), flat[:, 1:].reshape(*lead, -1)
+    """,
+        fails=("any_leading_dimensions",),
+        says="needs contiguous memory",
+    ),
     # --- language_model_loss ------------------------------------------------------------------
     bug(
         "language_model_loss",
@@ -333,6 +345,19 @@ ENTRIES = [
     """,
         fails=("matches_cross_entropy",),
         says="should return a 0-dim tensor",
+    ),
+    bug(
+        "language_model_loss",
+        "logits and labels flattened with .view",
+        """
+        def language_model_loss(logits, labels, ignore_index=-100):
+            logits, labels = logits.view(-1, logits.shape[-1]), labels.view(-1)
+            keep = labels != ignore_index
+            log_probs = torch.log_softmax(logits[keep], dim=-1)
+            return -log_probs.gather(-1, labels[keep].unsqueeze(-1)).mean()
+    """,
+        fails=("ignores_positions_labelled_minus_100",),
+        says="needs contiguous memory",
     ),
     # --- mask_tokens --------------------------------------------------------------------------
     bug(
