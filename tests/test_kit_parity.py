@@ -130,8 +130,9 @@ def test_kit_gives_the_official_verdicts_and_messages_on_the_corpus(kit_files, t
     for job in jobs:
         assert [o[:2] for o in official[job["id"]]] == [m[:2] for m in kit_side[job["id"]]], job["id"]
     differ = [job for job in jobs if official[job["id"]] != kit_side[job["id"]]]
-    # An answer that draws random numbers (dropout left on, random values) fails with numbers that change
-    # from run to run: where the kit's own second run differs too, the messages agree up to those numbers.
+    # An answer whose output changes from run to run (dropout left on, random values, a Triton kernel that reads
+    # memory past its tensor: NaN in one process, finite garbage in another) fails with messages that change too:
+    # where the kit's own second run gives another message, the verdicts must agree, the messages cannot.
     again = in_kit(kit_files, differ, tmp_path) if differ else {}
     disagreements, random_answers, measured, stopped = [], set(), [], []
     for job in differ:
@@ -142,7 +143,7 @@ def test_kit_gives_the_official_verdicts_and_messages_on_the_corpus(kit_files, t
                 stopped.append((job["id"], first[3], mine[3]))
             elif MEASURED in first[3] or MEASURED in mine[3]:
                 measured.append((job["id"], first, mine))
-            elif first[2] == mine[2] and mine[3] != second[3] and _masked(first[3]) == _masked(mine[3]):
+            elif first[2] == mine[2] and mine[3] != second[3]:  # e.g. a kernel that reads past its tensor
                 random_answers.add(job["id"])
             else:
                 disagreements.append(f"{job['id']} {first[1]}:\n  official: {first[3]}\n  kit:      {mine[3]}")
