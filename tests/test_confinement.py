@@ -273,7 +273,8 @@ def test_autograde_refuses_to_run_without_bubblewrap(tmp_path):
     bin_folder = tmp_path / "bin"
     bin_folder.mkdir()
     run = subprocess.run(
-        [sys.executable, "-m", "autograder", "autograde", "02_attention", "--course", str(tmp_path)],
+        # a course seed given, so that the missing sandbox, not the missing seed, is what stops it
+        [sys.executable, "-m", "autograder", "autograde", "02_attention", "--course", str(tmp_path), "--seed", "12345"],
         capture_output=True,
         text=True,
         timeout=300,
