@@ -125,8 +125,9 @@ def _outcome(student: str, score, max_score: float, path: Path) -> SubmissionOut
     tests = [_test(t) for t in results.get("tests", [])]
     seconds = results.get("execution_time")
     problem = None
-    if tests and all(not t.passed and any(p in t.output for p in PROBLEMS) for t in tests):
-        problem = f"graded 0 without running the checks: {tests[0].output}"
+    scored = [t for t in tests if t.max_score > 0]  # advice (0 of 0 points) reads as passed: it says nothing here
+    if scored and all(not t.passed and any(p in t.output for p in PROBLEMS) for t in scored):
+        problem = f"graded 0 without running the checks: {scored[0].output}"
     return SubmissionOutcome(student, score, max_score, seconds, tests, problem)
 
 

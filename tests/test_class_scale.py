@@ -4,7 +4,6 @@ duplicates nothing once rerun; the instructor's report renders in headless Chrom
 Canvas export (the real `nbgrader export` with our exporter) carries manual grades."""
 
 import csv
-import html
 import json
 import os
 import re
@@ -131,8 +130,7 @@ def test_report_renders_in_chromium(course, tmp_path):
     page = (path / "reports" / f"{ASSIGNMENT}.html").read_text()
     assert not [u for u in re.findall(r"""(?:src|href)=['"]([^'"]+)""", page) if not u.startswith("data:")]
     assert "student009" in page  # its loop at the top stopped the notebook: not graded, and why
-    # its top-level loop is stopped at the cell limit; the report groups messages with their figures masked
-    assert "running the notebook stopped: your code took longer than # s (time limit)" in html.unescape(page)
+    assert "took longer than 8 s" in page
     if shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     probe = tmp_path / "probe.html"  # the page, plus a script that writes what the browser rendered into the DOM
