@@ -269,9 +269,12 @@ def _performer_bugs(q, k, v, omega):
     q, k, v, omega = q.double(), k.double(), v.double(), omega.double()
     d = q.shape[-1]
 
+    def features(x):  # phi(x) = exp(x omega^T - |x|^2 / 2) / sqrt(m), written here: the learner's kit holds no
+        # reference values for the inputs only a wrong answer reaches (as chapter 7's _wrong_attention)
+        return torch.exp(x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(omega.shape[0])
+
     def approx(q_scaled, k_scaled, normalize=True):
-        q_features = ref.positive_random_features(q_scaled, omega)
-        k_features = ref.positive_random_features(k_scaled, omega)
+        q_features, k_features = features(q_scaled), features(k_scaled)
         numerator = q_features @ (k_features.transpose(-2, -1) @ v)
         return numerator / (q_features @ k_features.sum(-2).unsqueeze(-1)) if normalize else numerator
 
