@@ -74,7 +74,7 @@ class LocalProcess:
         self.dead = None  # why the child is gone, once it is
 
     def start(self):
-        env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONIOENCODING": "utf-8"}
+        env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1"}  # as the sandbox
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", CHILD],

@@ -12,6 +12,8 @@ is only ever advice (0 points). A request may also carry ``measure: True``: the 
 (the grader's side of the backend) then measures the call's memory and CPU time from outside
 (:meth:`autograder.student.Student.measured`) and sends the child the request with ``trim: True``,
 so that the child first hands the memory its allocator keeps free back (:func:`release_free_memory`).
+A call may carry ``rng``: the child seeds its random generators with it first (:func:`seed_generators`),
+so an answer that draws random numbers (dropout left on) is graded on the same draws in every path.
 Values are plain data only (:func:`plain`): tensors, numbers, strings, lists, tuples,
 dicts, and handles (``{"__handle__": i}``) on other objects, which stay in the child.
 Between processes, requests and replies travel as :mod:`autograder.wire` frames.
@@ -23,6 +25,7 @@ sandbox (see :mod:`autograder.confinement`).
 import ctypes
 import linecache
 import numbers
+import random
 import secrets
 import socket
 import sys
@@ -436,6 +439,8 @@ class Session:
             raise CallFailed(f"{name} is not defined ({type(error).__name__}: {error})") from None
         if op == "value":
             return plain(obj, self.wrap)
+        if "rng" in request:
+            seed_generators(request["rng"])
         result = call(
             name,
             obj,
@@ -449,6 +454,15 @@ class Session:
 
 
 MMAP_THRESHOLD = 128 << 10  # glibc's default, kept from now on (M_MMAP_THRESHOLD is -3 in malloc.h)
+
+
+def seed_generators(seed: int):
+    """Seed the generators an answer may draw from: torch's, Python's ``random`` and, where the
+    answer imported it, NumPy's global one."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    if (numpy := sys.modules.get("numpy")) is not None:
+        numpy.random.seed(seed % 2**32)
 
 
 def release_free_memory():

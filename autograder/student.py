@@ -15,8 +15,12 @@ lists, dicts, and further :class:`Student` handles for other objects.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
+import random
+import sys
 import time
 
 import torch
@@ -52,6 +56,21 @@ class Measurement:
     unavailable: str | None = None
 
 
+_CALLS: contextvars.ContextVar[list | None] = contextvars.ContextVar("autograder_seeded_calls", default=None)
+
+
+@contextlib.contextmanager
+def seeded_calls(seed: int):
+    """Within: each call of the learner's code carries its own seed (``seed`` plus the call's index),
+    with which the learner's process seeds its random generators first (``protocol.seed_generators``):
+    an answer that draws random numbers gets the same draws in the sandbox, the kit and a grade cell."""
+    token = _CALLS.set([seed])
+    try:
+        yield
+    finally:
+        _CALLS.reset(token)
+
+
 class StudentError(Exception):
     """The learner's code failed or is missing; the message is written for the learner."""
 
@@ -67,6 +86,8 @@ class Student:
         return Student(self._backend, self._root, self._path + (attr,), f"{self._name}.{attr}")
 
     def _request(self, op, **fields):
+        if op == "call" and (calls := _CALLS.get()) is not None:
+            fields["rng"], calls[0] = calls[0], (calls[0] + 1) % 2**63
         return self._backend.request({"op": op, "name": self._name, "target": (self._root, list(self._path)), **fields})
 
     def __call__(self, *args, **kwargs):
@@ -178,9 +199,25 @@ class KernelBackend:
 
     def _handle(self, message):
         try:
-            return self.session.handle(_private_copy(message))
+            with _generators_kept():  # a seeded call leaves the notebook's own random draws as they were
+                return self.session.handle(_private_copy(message))
         except protocol.CallFailed as error:
             raise StudentError(str(error)) from None
+
+
+@contextlib.contextmanager
+def _generators_kept():
+    """Restore the states of the generators ``protocol.seed_generators`` seeds, on leaving."""
+    numpy = sys.modules.get("numpy")
+    states = random.getstate(), numpy.random.get_state() if numpy else None
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            if numpy:
+                numpy.random.set_state(states[1])
 
 
 def process_meter(pid, by: str):

@@ -29,7 +29,7 @@ import torch
 
 from autograder import oracle
 from autograder.seeds import PRACTICE_SEED
-from autograder.student import Student, StudentError
+from autograder.student import Student, StudentError, seeded_calls
 
 
 class CheckFailed(AssertionError):
@@ -127,9 +127,10 @@ class Suite:
 
     def _run_checks(self, student, seed: int, results: list) -> None:
         for check in self.checks:
-            gen = torch.Generator().manual_seed(seed + zlib.crc32(f"{self.function}/{check.name}".encode()))
+            check_seed = seed + zlib.crc32(f"{self.function}/{check.name}".encode())
+            gen = torch.Generator().manual_seed(check_seed)
             try:
-                with oracle.checking(f"{self.function}/{check.name}", seed):
+                with oracle.checking(f"{self.function}/{check.name}", seed), seeded_calls(check_seed):
                     check.run(student, gen)
             except CheckFailed as failure:
                 results.append(self._failed(check, str(failure)))

@@ -133,3 +133,43 @@ def test_a_folder_without_a_course_seed_has_none(tmp_path, text):
     (tmp_path / seeds.COURSE_CONFIG).write_text(text)
     assert course_seed(tmp_path) is None
     assert course_seed(tmp_path / "missing") is None
+
+
+def test_an_answer_that_draws_random_numbers_gets_the_same_messages_in_both_paths(tmp_path):
+    """Dropout left on draws from torch's global generator: each call of the learner's code is seeded
+    from the check's seed first, so the sandbox and the grade cell report the same differences."""
+    from corpus import entries
+    from grade_paths import cells_of, entry_answers, kernel_verdict, sandbox_verdict, write_submission
+
+    from autograder.chapters import BY_TOPIC
+
+    chapter = BY_TOPIC["multi_head_attention"]
+    (entry,) = [e for e in entries(chapter.topic) if e.label == "dropout on the weights"]
+    cells = cells_of(write_submission(chapter, entry_answers(chapter, entry), tmp_path / "submission.ipynb"))
+    sandbox = sandbox_verdict(cells, chapter, [entry.name])
+    kernel, _ = kernel_verdict(cells, chapter, [entry.name])
+    assert any(not passed for passed, _, _ in sandbox.values())
+    assert sandbox == kernel
+
+
+def test_grading_in_the_notebook_leaves_its_random_draws_as_they_were():
+    """A grade cell seeds the learner's generators for each call and restores them afterwards: the
+    notebook's next random numbers are those it would have drawn without grading."""
+    import random
+
+    import torch
+
+    from autograder import grade
+    from solutions.attention import softmax
+
+    def noisy_softmax(x, dim=-1):
+        return softmax(x + 0 * torch.rand_like(x) + 0 * random.random(), dim)
+
+    torch.manual_seed(7)
+    random.seed(7)
+    expected = torch.rand(3), random.random()
+    torch.manual_seed(7)
+    random.seed(7)
+    assert grade("attention.softmax", noisy_softmax) > 0
+    after = torch.rand(3), random.random()
+    assert torch.equal(after[0], expected[0]) and after[1] == expected[1]
