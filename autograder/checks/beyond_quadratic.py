@@ -36,6 +36,7 @@ from autograder.suite import (
     expect_measured,
     expect_shape,
     is_close,
+    noncontiguous,
     randint,
     randn,
 )
@@ -159,6 +160,13 @@ def global_positions_read_and_are_read(student, gen):
         f"sliding_window_mask({n}, {window}, global_positions={global_positions})",
         diagnoses=_mask_bugs(n, window, global_positions),
     )
+    unsorted = [global_positions[-1], 0, *global_positions[1:-1]]  # a caller's list, not in order
+    expect_close(
+        student(n, window, unsorted),
+        ref.sliding_window_mask(n, window, unsorted),
+        f"sliding_window_mask({n}, {window}, global_positions={unsorted}) (a list not in order)",
+        diagnoses=_mask_bugs(n, window, unsorted),
+    )
     as_tuple = tuple(global_positions[::-1])
     expect_close(
         student(n, window, global_positions=as_tuple),
@@ -218,13 +226,35 @@ def shape_batch_by_features(student, gen):
 def matches_definition(student, gen):
     n, d, m = _distinct(gen, [(5, 9), (3, 4), (11, 17)])
     x, omega = randn(gen, 2, n, d, scale=0.6), randn(gen, m, d)
-    expect_close(
-        student(x, omega),
-        ref.positive_random_features(x, omega),
-        "phi(x) = exp(x omega^T - |x|^2/2) / sqrt(m)",
-        diagnoses=_feature_bugs(x, omega),
+    expected, diagnoses = ref.positive_random_features(x, omega), _feature_bugs(x, omega)
+    expect_close(student(x, omega), expected, "phi(x) = exp(x omega^T - |x|^2/2) / sqrt(m)", diagnoses=diagnoses)
+    expect_close(  # the layout of a transposed or sliced tensor, which a learner's own code passes too
+        student(noncontiguous(x), noncontiguous(omega)),
+        expected,
+        "phi(x) for x and omega given as non-contiguous views (as transposed or sliced tensors are)",
+        diagnoses=diagnoses,
     )
+    _expect_feature_gradient(student, x, omega, randn(gen, *expected.shape))
     _expect_stable_features(student, gen)
+
+
+def _expect_feature_gradient(student, x, omega, grad_output):
+    """The gradient with respect to x alone (x and omega as non-contiguous views), against autograd's
+    through the definition in float64: the Performer's gradients to q and k pass through the features."""
+    x64 = x.double().requires_grad_(True)
+    ref.positive_random_features(x64, omega.double()).backward(grad_output.double())
+    try:
+        _, (grad,) = student.with_grad((noncontiguous(x), noncontiguous(omega)), grad_output, grad_inputs=(0,))
+    except StudentError as error:
+        if "grad" not in str(error) or "inplace" in str(error):
+            raise
+        raise CheckFailed(
+            "no gradient flows back to x: phi(x) is cut off from the graph (.detach(), torch.no_grad(), .item() "
+            "or a NumPy round trip), so the Performer's queries and keys could not learn"
+        ) from None
+    if grad is None:
+        raise CheckFailed("no gradient reaches x: it is detached from phi(x) (.detach(), .data)")
+    expect_close(grad, x64.grad, "the gradient of phi(x) with respect to x (x and omega as non-contiguous views)")
 
 
 def _expect_stable_features(student, gen):
@@ -324,30 +354,47 @@ def output_shape(student, gen):
 
 @performer.check(points=2)
 def matches_reference_for_the_same_features(student, gen):
+    """Also q, k, v and omega as non-contiguous views (values and gradients), and the gradient of each
+    of q, k and v asked for alone (the others then need none)."""
     n_q, n_k, d, d_v, m = _distinct(gen, [(5, 8), (9, 12), (3, 4), (13, 15), (16, 24)])
     q, k, v, omega = _performer_inputs(gen, n_q, n_k, d, d_v, m)
+    expected = ref.performer_attention(q, k, v, omega)
     output = student(q, k, v, omega)
     with _blaming_features(output, q, k, v, omega):
-        expect_close(
-            output,
-            ref.performer_attention(q, k, v, omega),
-            "performer_attention(q, k, v, omega)",
-            diagnoses=_performer_bugs(q, k, v, omega),
-        )
+        expect_close(output, expected, "performer_attention(q, k, v, omega)", diagnoses=_performer_bugs(q, k, v, omega))
+    views = tuple(noncontiguous(t) for t in (q, k, v, omega))  # the layout of transposed or sliced tensors
+    expect_close(student(*views), expected, "performer_attention for q, k, v and omega given as non-contiguous views")
     grad_output = randn(gen, 2, n_q, d_v)
+    expected_grads = ref.performer_attention_grads(q, k, v, omega, grad_output)
+    for name, grad, expected_grad in zip(
+        "qkv", _performer_grads(student, (q, k, v, omega), grad_output, (0, 1, 2)), expected_grads
+    ):
+        expect_close(grad, expected_grad, f"the gradient with respect to {name}")
+    for index, name in enumerate("qkv"):
+        (grad,) = _performer_grads(student, views, grad_output, (index,))
+        expect_close(
+            grad,
+            expected_grads[index],
+            f"the gradient with respect to {name} asked for alone (q, k, v and omega as non-contiguous views)",
+        )
+
+
+def _performer_grads(student, args, grad_output, grad_inputs):
+    """The learner's gradients with respect to the arguments at ``grad_inputs`` (each present)."""
+    names = ", ".join("qkv"[i] for i in grad_inputs)
     try:
-        _, grads = student.with_grad((q, k, v, omega), grad_output, grad_inputs=(0, 1, 2))
+        _, grads = student.with_grad(args, grad_output, grad_inputs=grad_inputs)
     except StudentError as error:
-        if "grad" not in str(error):
+        if "grad" not in str(error) or "inplace" in str(error):
             raise
         raise CheckFailed(
-            "no gradient flows back to q, k and v: the output is cut off from the graph (.detach(), "
+            f"no gradient flows back to {names}: the output is cut off from the graph (.detach(), "
             "torch.no_grad(), .item() or a NumPy round trip), so a model using it could not learn"
         ) from None
-    for name, grad, expected in zip("qkv", grads, ref.performer_attention_grads(q, k, v, omega, grad_output)):
+    for index, grad in zip(grad_inputs, grads):
         if grad is None:
-            raise CheckFailed(f"no gradient reaches {name}: it is detached from the output (.detach(), .data)")
-        expect_close(grad, expected, f"the gradient with respect to {name}")
+            raise CheckFailed(f"no gradient reaches {'qkv'[index]}: it is detached from the output (.detach(), .data)")
+    return grads
 
 
 @performer.check(points=1)
@@ -648,5 +695,12 @@ def least_squares_in_log_space(student, gen):
         torch.tensor(sizes),
         torch.tensor(losses),
         "fit_power_law(sizes, noisy losses) (1-D float32 tensors)",
+        1e-4,
+    )
+    _expect_fit(
+        student,
+        noncontiguous(torch.tensor(sizes)),
+        noncontiguous(torch.tensor(losses)),
+        "fit_power_law(sizes, noisy losses) (1-D float32 tensors given as non-contiguous views, as x[::2] is)",
         1e-4,
     )

@@ -372,12 +372,14 @@ MASK_ID = 3
 
 @masking.check(points=1)
 def returns_inputs_and_labels(student, gen):
+    """Also one sequence with the defaults, int32 tokens, and special_token_ids as a sorted and an unsorted list."""
     vocab = randint(gen, 20, 40)
     tokens = _corpus(gen, (randint(gen, 2, 4), randint(gen, 9, 17)), vocab, SPECIALS, 0.2)
-    _mask(student, tokens, MASK_ID, vocab, generator=gen, special_token_ids=SPECIALS)
+    _mask(student, tokens, MASK_ID, vocab, generator=gen, special_token_ids=list(SPECIALS))  # a sorted list
     _mask(student, tokens[0], MASK_ID, vocab)  # one sequence, defaults: global generator, no special tokens
     small = _corpus(gen, (8, 64), vocab, SPECIALS, 0.2).to(torch.int32)  # ~25 random replacements
-    inputs, labels = _mask(student, small, MASK_ID, vocab, mask_prob=0.5, generator=gen, special_token_ids=SPECIALS)
+    unsorted = [SPECIALS[-1], *SPECIALS[:-1]]  # a list not in order
+    inputs, labels = _mask(student, small, MASK_ID, vocab, mask_prob=0.5, generator=gen, special_token_ids=unsorted)
     _check_structure(small.long(), inputs, labels, MASK_ID, vocab, SPECIALS, 0.5)
 
 
@@ -643,16 +645,16 @@ def logits_shape(student, gen):
     """Also a batch of one, a sequence of one, and a max_len beyond any fixed table of 64 positions; calls
     at other sizes leave the logits of a repeated call and the parameters and buffers unchanged."""
     model, config = _model(student, gen)
-    state, first = model.state_dict(), _tokens(gen, config, 5)
+    state, first = _state(model), _tokens(gen, config, 5)
     logits = _run(model, first, config, f"{config['max_len']} tokens")
     for batch, length in ((5, randint(gen, 2, config["max_len"] - 1)), (1, config["max_len"]), (1, 1)):
         _run(model, _tokens(gen, config, batch, length), config, f"{length} token(s), batch of {batch}")
+    _expect_state_unchanged(model, state, "four calls of forward")
     if (_run(model, first, config, "the first tokens again") - logits).abs().max() > 1e-4:
         raise CheckFailed(
             "the same tokens, after calls at other sizes, give other logits: something is kept from an earlier "
             "call (a mask or a slice of the position table sized for the first call?)"
         )
-    _expect_state_unchanged(model, state, "five calls of forward")
     long, long_config = _model(student, gen, max_len=randint(gen, 65, 100))
     _run(long, _tokens(gen, long_config, 1), long_config, f"max_len = {long_config['max_len']} tokens")
     other, other_config = _model(student, gen, vocab_size=config["vocab_size"] + 7)
@@ -671,9 +673,20 @@ def logits_shape(student, gen):
         )
 
 
+def _state(model) -> dict:
+    """The model's parameters and buffers: its state_dict and the contract's position table ``positions``, a
+    buffer with persistent=False that the state_dict leaves out (other buffers of its own, such as a cached
+    mask, are the learner's to keep as they like)."""
+    state = dict(model.state_dict())
+    own = model._buffers.value() if model.has("_buffers") else {}
+    if isinstance(own, dict) and isinstance(own.get("positions"), torch.Tensor) and "positions" not in state:
+        state["positions"] = own["positions"]
+    return state
+
+
 def _expect_state_unchanged(model, before, what):
-    """Fail when the model's state_dict differs from ``before``: forward only reads it."""
-    after = model.state_dict()
+    """Fail when the model's parameters or buffers (:func:`_state`) differ from ``before``: forward only reads them."""
+    after = _state(model)
     changed = sorted(set(before) ^ set(after)) + [
         key
         for key, value in before.items()
@@ -872,9 +885,12 @@ def _stack_bugs(weights, config, tokens, causal):
     return bugs
 
 
-def _expect_stack(model, weights, config, tokens, causal, what):
+def _expect_stack(model, weights, config, tokens, causal, what, given=None):
+    """The model's logits for ``tokens`` (or for ``given``, the same ids in another dtype or layout)
+    against the reference stack's."""
     expected = ref.stack_logits(weights, tokens, config, causal)
-    expect_close(model(tokens), expected, what, diagnoses=_stack_bugs(weights, config, tokens, causal))
+    actual = model(tokens if given is None else given)
+    expect_close(actual, expected, what, diagnoses=_stack_bugs(weights, config, tokens, causal))
 
 
 def _reference_checks(suite, causal):
@@ -882,7 +898,8 @@ def _reference_checks(suite, causal):
 
     @suite.check(points=2)
     def matches_the_reference_stack(student, gen):
-        """Same weights, same logits: embeddings plus sinusoidal positions, Pre-LN blocks, final LayerNorm, head."""
+        """Same weights, same logits: embeddings plus sinusoidal positions, Pre-LN blocks, final LayerNorm, head;
+        also for the tokens as a non-contiguous view (the layout of tokens[:, :-1]) and as int32 ids."""
         model, weights, config = _loaded(student, gen)
         buffers = [key for key in model.state_dict() if key not in weights]
         if buffers:
@@ -901,6 +918,11 @@ def _reference_checks(suite, causal):
             causal,
             f"{kind}'s logits for {config['max_len']} = max_len tokens, with the weights of the reference",
         )
+        for given, how in (
+            (noncontiguous(tokens), "given as a non-contiguous view (the layout of tokens[:, :-1])"),
+            (tokens.to(torch.int32), "given as int32 ids"),
+        ):
+            _expect_stack(model, weights, config, tokens, causal, f"{kind}'s logits for tokens {how}", given)
 
     @suite.check(points=1)
     def shorter_sequences_use_the_first_position_rows(student, gen):
@@ -931,7 +953,8 @@ def _reference_checks(suite, causal):
     def dropout_acts_inside_the_blocks(student, gen):
         """dropout=1.0 in train() mode drops every sublayer's output in every block (and nothing else):
         every block returns its input, so the logits are head(norm(token_embedding + positions));
-        dropout=0.0 in train() mode drops nothing."""
+        dropout=0.0 in train() mode drops nothing; with dropout=0.3 in train() mode, two calls leave the
+        parameters and buffers unchanged."""
         model, weights, config = _loaded(student, gen, dropout=1.0)
         tokens = _tokens(gen, config, length=randint(gen, 3, config["max_len"]))
         expected = ref.stack_logits(weights, tokens, config, causal, blocks=False)
@@ -965,6 +988,12 @@ def _reference_checks(suite, causal):
             causal,
             f"{kind}(..., dropout=0.0) in train() mode, which must drop nothing,",
         )
+        model, _, config = _loaded(student, gen, dropout=0.3)
+        model.train()
+        state = _state(model)
+        for call in ("a first", "a second"):
+            _run(model, _tokens(gen, config), config, f"{call} call in train() mode with dropout=0.3")
+        _expect_state_unchanged(model, state, f"two calls of {kind}(..., dropout=0.3) in train() mode")
 
 
 _reference_checks(causal, causal=True)

@@ -1415,4 +1415,97 @@ ENTRIES = [
         fails=("never_forms_the_score_matrix",),
         says="the matrix the Performer exists to avoid",
     ),
+    # --- input classes: layouts, gradients asked for one input at a time ----------------------
+    bug(
+        "positive_random_features",
+        "rows flattened with .view (a transposed or sliced x cannot be viewed)",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            d, m = x.shape[-1], omega.shape[0]
+            rows = x.view(-1, d)
+            phi = torch.exp(rows @ omega.T - (rows * rows).sum(-1, keepdim=True) / 2) / math.sqrt(m)
+            return phi.view(*x.shape[:-1], m)
+    """,
+        fails=("matches_definition",),
+        says="not contiguous",
+    ),
+    bug(
+        "positive_random_features",
+        "exp_ in place, then divided in place (autograd kept the exponential)",
+        """
+        import math
+        import torch
+
+        def positive_random_features(x, omega):
+            phi = (x @ omega.transpose(-2, -1) - (x * x).sum(-1, keepdim=True) / 2).exp_()
+            phi /= math.sqrt(omega.shape[0])
+            return phi
+    """,
+        fails=("matches_definition",),
+        says="in-place operation",
+    ),
+    bug(
+        "performer_attention",
+        "features of the flattened rows with .view",
+        """
+        import math
+        import torch
+
+        def performer_attention(q, k, v, omega):
+            d, m = q.shape[-1], omega.shape[0]
+
+            def features(x):
+                rows = x.view(-1, d) * d**-0.25
+                phi = torch.exp(rows @ omega.T - (rows * rows).sum(-1, keepdim=True) / 2) / math.sqrt(m)
+                return phi.view(*x.shape[:-1], m)
+
+            qf, kf = features(q), features(k)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="not contiguous",
+    ),
+    bug(
+        "performer_attention",
+        "query features normalized in place after exp_ (autograd kept the exponential)",
+        """
+        import math
+        import torch
+
+        def performer_attention(q, k, v, omega):
+            scale, m = q.shape[-1] ** -0.25, omega.shape[0]
+
+            def features(x):
+                x = x * scale
+                return (x @ omega.T - (x * x).sum(-1, keepdim=True) / 2 - math.log(m) / 2).exp_()
+
+            qf, kf = features(q), features(k)
+            qf /= qf @ kf.sum(-2).unsqueeze(-1)  # each row's normalizer, applied to the query features
+            return qf @ (kf.transpose(-2, -1) @ v)
+    """,
+        fails=("matches_reference_for_the_same_features",),
+        says="in-place operation",
+    ),
+    alternative(
+        "performer_attention",
+        "features of the flattened rows with reshape",
+        """
+        import math
+        import torch
+
+        def performer_attention(q, k, v, omega):
+            d, m = q.shape[-1], omega.shape[0]
+
+            def features(x):
+                rows = x.reshape(-1, d) * d**-0.25
+                phi = torch.exp(rows @ omega.T - (rows * rows).sum(-1, keepdim=True) / 2) / math.sqrt(m)
+                return phi.reshape(*x.shape[:-1], m)
+
+            qf, kf = features(q), features(k)
+            return (qf @ (kf.transpose(-2, -1) @ v)) / (qf @ kf.sum(-2).unsqueeze(-1))
+    """,
+    ),
 ]

@@ -1466,4 +1466,45 @@ class MaskedLM(nn.Module):
         return self.head(self.norm(x))
 """,
     ),
+    # --- input classes: token layouts and dtypes, the model's state across calls ----------------
+    bug(
+        "CausalLM",
+        "tokens flattened with .view for the embedding (a view such as tokens[:, :-1] cannot be)",
+        model(
+            "CausalLM",
+            (
+                "x = self.token_embedding(tokens) + self.positions[:T]",
+                "x = self.token_embedding(tokens.view(-1)).view(*tokens.shape, -1) + self.positions[:T]",
+            ),
+        ),
+        fails=("matches_the_reference_stack",),
+        says="not contiguous",
+    ),
+    bug(
+        "MaskedLM",
+        "embedding as one_hot(tokens) @ weight (one_hot takes int64 ids only)",
+        model(
+            "MaskedLM",
+            (
+                "x = self.token_embedding(tokens) + self.positions[:T]",
+                "one_hot = torch.nn.functional.one_hot(tokens, self.token_embedding.num_embeddings)\n"
+                "        x = one_hot.float() @ self.token_embedding.weight + self.positions[:T]",
+            ),
+        ),
+        fails=("matches_the_reference_stack",),
+        says="int32",
+    ),
+    bug(
+        "CausalLM",
+        "nn.Embedding(max_norm=1.0): every forward renormalizes the embedding rows it reads, in place",
+        model(
+            "CausalLM",
+            (
+                "self.token_embedding = nn.Embedding(vocab_size, d_model)",
+                "self.token_embedding = nn.Embedding(vocab_size, d_model, max_norm=1.0)",
+            ),
+        ),
+        fails=("logits_shape",),
+        says="changed the model's parameters or buffers (token_embedding.weight)",
+    ),
 ]
