@@ -6,7 +6,9 @@ attention (Performer: Choromanski et al., 2021), and the arithmetic of scale: tr
 al., 2022), and power-law fits of loss against size.
 
 Shapes: ``N`` sequence length (``N_q`` queries, ``N_k`` keys), ``d`` query/key width, ``d_v``
-value width, ``m`` random features. No function modifies its inputs.
+value width, ``m`` random features. No function modifies its inputs (a caller's list stays as it was,
+sorted or not), and tensor inputs may be non-contiguous views (a slice, a transpose: ``.reshape``, not
+``.view``).
 """
 
 import math
@@ -18,7 +20,7 @@ def sliding_window_mask(n: int, window: int, global_positions=()) -> torch.Tenso
     """Longformer's attention pattern as an (n, n) bool mask, True where query i may attend
     to key j: when |i - j| <= window (a band of 2 * window + 1 keys around the diagonal), or
     when i or j is one of ``global_positions`` (a global token reads, and is read by, every
-    position). ``global_positions``: a sequence of ints in [0, n)."""
+    position). ``global_positions``: a sequence (list or tuple) of ints in [0, n), in any order."""
     positions = torch.arange(n)
     mask = (positions[:, None] - positions[None, :]).abs() <= window
     is_global = torch.zeros(n, dtype=torch.bool)
@@ -33,7 +35,8 @@ def positive_random_features(x: torch.Tensor, omega: torch.Tensor) -> torch.Tens
 
     so that for omega with i.i.d. standard normal rows, E[phi(q) . phi(k)] = exp(q . k). The
     exponential is taken once, of the difference: exp(x omega^T) and exp(|x|^2 / 2) each overflow
-    float32 for |x|^2 / 2 > 88, where phi(x) itself can be moderate (the checks draw such x)."""
+    float32 for |x|^2 / 2 > 88, where phi(x) itself can be moderate (the checks draw such x).
+    Differentiable with respect to x (the Performer's gradients to q and k pass through it)."""
     squared_norm = (x * x).sum(-1, keepdim=True) / 2  # (..., N, 1)
     return torch.exp(x @ omega.transpose(-2, -1) - squared_norm) / math.sqrt(omega.shape[0])
 
@@ -44,8 +47,9 @@ def performer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, omega
     q (..., N_q, d), k (..., N_k, d), v (..., N_k, d_v), omega (m, d) -> (..., N_q, d_v).
     With q' = phi(q d^(-1/4)) and k' = phi(k d^(-1/4)) (so q' . k' estimates exp(q . k /
     sqrt(d))), output row i is sum_j (q'_i . k'_j) v_j / sum_j (q'_i . k'_j). Computed as
-    q' (k'^T v) and q' (k'^T 1): no tensor of N_q x N_k elements is ever formed. Graded: the
-    values, and the memory and CPU time of calls on N = 2048 and 8192, measured outside the
+    q' (k'^T v) and q' (k'^T 1): no tensor of N_q x N_k elements is ever formed. Differentiable
+    with respect to q, k and v, each also when it is the only input that needs a gradient. Graded: the
+    values and gradients, and the memory and CPU time of calls on N = 2048 and 8192, measured outside the
     learner's process (4 times the tokens, about 4 times the time). Advice (0 points): tensor
     sizes and work recorded in PyTorch operations (no NumPy or Python lists).
     """
@@ -83,8 +87,8 @@ def chinchilla_optimal(compute: float, tokens_per_parameter: float = 20.0) -> tu
 def fit_power_law(sizes, losses) -> tuple[float, float]:
     """Fit loss = a * size^(-alpha) by least squares on log(loss) = log(a) - alpha log(size).
 
-    sizes, losses: equally long sequences (lists or 1-D tensors) of positive numbers, at
-    least two distinct sizes. Returns ``(a, alpha)`` as numbers (floats; 0-dim tensors are accepted).
+    sizes, losses: equally long sequences (lists or 1-D tensors) of positive numbers, in any
+    order, at least two distinct sizes; left unchanged. Returns ``(a, alpha)`` as numbers (floats; 0-dim tensors are accepted).
     """
     x = torch.log(torch.as_tensor(sizes, dtype=torch.float64))
     y = torch.log(torch.as_tensor(losses, dtype=torch.float64))

@@ -1,7 +1,7 @@
 """Chapter 6: pretraining objectives, next-token prediction and masked language modelling.
 
 Shapes: ``B`` batch, ``T`` tokens per sequence, ``V`` vocabulary size, ``D = d_model``.
-Tokens are int64 ids in ``[0, V)``. Labels use ``-100`` ("ignore this position") wherever
+Tokens are int64 or int32 ids in ``[0, V)``, in any memory layout (a view such as ``tokens[:, :-1]``). Labels use ``-100`` ("ignore this position") wherever
 there is nothing to predict, the convention of ``torch.nn.functional.cross_entropy``.
 """
 
@@ -39,8 +39,9 @@ def mask_tokens(
     positions and -100 everywhere else. Of the selected positions, 80% become
     ``mask_token_id`` in ``inputs``, 10% a token drawn uniformly from the non-special ids
     of ``[0, vocab_size)`` (it may be the original token), and 10% keep their token; unselected positions are unchanged.
-    All randomness comes from ``generator`` (the global generator when None). tokens is left
-    unchanged: ``inputs`` is a new tensor.
+    All randomness comes from ``generator`` (the global generator when None). ``special_token_ids``:
+    a list or tuple of ids, in any order. tokens and special_token_ids are left unchanged: ``inputs``
+    is a new tensor.
     """
     special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
     selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
@@ -112,9 +113,10 @@ class CausalLM(nn.Module):
     """A decoder-only (GPT-style) language model: position t reads tokens 0..t only.
 
     ``CausalLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
-    ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V), where
-    ``logits[:, t]`` scores the token that comes *after* position t; tokens is left unchanged.
-    Submodules and dropout as described above the class.
+    ``forward(tokens)``: tokens (B, T) int64 or int32 (a non-contiguous view too) with T <= max_len
+    -> logits (B, T, V), where ``logits[:, t]`` scores the token that comes *after* position t; tokens
+    is left unchanged, and so are the parameters and buffers (the position table too), in eval() and
+    train() mode. Submodules and dropout as described above the class.
     """
 
     def __init__(
@@ -138,8 +140,9 @@ class MaskedLM(nn.Module):
     sequence, so ``logits[:, t]`` scores the token *at* position t given both sides.
 
     ``MaskedLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
-    ``forward(tokens)``: tokens (B, T) int64 with T <= max_len -> logits (B, T, V); tokens is
-    left unchanged. Submodules and dropout as described above :class:`CausalLM`.
+    ``forward(tokens)``: tokens (B, T) int64 or int32 (a non-contiguous view too) with T <= max_len
+    -> logits (B, T, V); tokens, the parameters and the buffers are left unchanged, in eval() and
+    train() mode. Submodules and dropout as described above :class:`CausalLM`.
     """
 
     def __init__(
