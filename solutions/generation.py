@@ -1,10 +1,15 @@
 """Chapter 9: the whole Transformer (encoder, decoder, cross-attention) and generation.
 
 Shapes: ``B`` batch, ``S`` source tokens, ``T`` target tokens, ``D = d_model``, ``H`` query
-heads of width ``d_head = D / H``, ``G`` key/value heads, ``V`` vocabulary size. Token ids are
-int64. Masks are boolean and True where attending is allowed, as in chapters 2 and 3. Methods
-call ``nn.Module.__init__(self)`` and module-level helpers, never zero-argument ``super()``, so
-a notebook class can delegate to them. No function or module changes its inputs.
+heads of width ``d_head = D / H``, ``G`` key/value heads, ``V`` vocabulary size. Token ids given
+to the models are int32 or int64 (``nn.Embedding`` takes both); token ids returned are int64. Masks
+are boolean and True where attending is allowed, as in chapters 2 and 3. Any tensor argument may be
+a non-contiguous view (a slice or a transpose, as a caller's own tensors often are): dimensions are
+merged with ``.reshape``, never ``.view``. Methods call ``nn.Module.__init__(self)`` and
+module-level helpers, never zero-argument ``super()``, so a notebook class can delegate to them. No
+function or module changes its inputs; a module's forward only reads its parameters and buffers and
+keeps nothing between calls, and backward works in ``train()`` mode (no in-place change to a tensor
+that autograd saved).
 """
 
 import math
@@ -43,6 +48,9 @@ class DecoderBlock(nn.Module):
     forward(x (B, T, D), memory (B, S, D), memory_mask=None) -> (B, T, D). Target position t
     attends to target positions 0..t only. ``memory_mask``: bool (B, S), True at real source
     tokens; cross-attention never reads a position where it is False (None: every position).
+    B, T and S may be 1, and each call may have other sizes (the masks are built from each call's
+    inputs: nothing is kept between calls). Backward works in ``train()`` mode: the residual sums
+    are ``x = x + ...``, never ``x += ...`` (LayerNorm keeps its input for the backward pass).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0, norm_first: bool = True):
@@ -97,6 +105,8 @@ class Seq2SeqTransformer(nn.Module):
     ``forward(src, tgt_in) = decode(tgt_in, encode(src), src)`` (teacher forcing:
     ``logits[:, t]`` scores the target token after ``tgt_in[:, :t+1]``). So padding the source
     with more ``pad_id`` tokens never changes the logits. Dropout acts inside the blocks only.
+    ``src`` and ``tgt_in`` hold int32 or int64 ids; B, S and T may be 1; every call encodes its own
+    ``src`` (nothing, memory or mask, is kept between calls); backward works in ``train()`` mode.
     """
 
     def __init__(
@@ -203,8 +213,10 @@ def sample_next_token(
     far, whose probability reaches ``top_p``, the token that crosses it included (nucleus
     sampling, Holtzman et al., 2020). Then draw from the softmax over the kept tokens
     (renormalised), each row independently of the others. Every random number comes from
-    ``generator`` (torch's global generator when None): two calls with generators in the same
-    state return the same tokens. Only kept tokens are ever drawn; logits is left unchanged.
+    ``generator``; None means torch's global generator (pass None on to ``torch.multinomial`` or
+    ``torch.rand``), so after ``torch.manual_seed(s)`` the draws repeat for the same s. Two calls
+    with generators in the same state return the same tokens. Only kept tokens are ever drawn;
+    logits (possibly a non-contiguous view) is left unchanged.
     """
     if temperature == 0:
         return logits.argmax(-1)
@@ -282,7 +294,7 @@ class CachedSelfAttention(nn.Module):
     given, followed by the new tokens' keys and values. So feeding a sequence in pieces, passing
     each returned cache to the next call, gives the outputs of causal attention over the whole
     sequence. The module keeps no state between calls (the cache is the state); x_new and the
-    cache given are left unchanged.
+    cache given (either may be a non-contiguous view) are left unchanged.
     """
 
     def __init__(self, d_model: int, num_heads: int):
@@ -316,7 +328,8 @@ def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m
     first). Returns (B, H, N_q, d_v); equals chapter 2's attention with each key/value head
     repeated H/G times in place (multi-head attention when G = H, multi-query attention when
     G = 1; Shazeer, 2019). Computed without a copy of the keys or values for every query head:
-    the queries of a group are stacked against their one key/value head. Inputs are left unchanged.
+    the queries of a group are stacked against their one key/value head (with ``.reshape``: q may
+    be a non-contiguous view, on which ``.view`` cannot merge dimensions). Inputs are left unchanged.
     """
     batch, heads, n_q, d = q.shape
     groups, n_k = k.shape[1], k.shape[2]

@@ -21,6 +21,11 @@ through their own ``load_state_dict``, and compared with the reference holding t
   projection of any input produced): only an answer that attends over the cache it is given,
   and projects only the new tokens, can match.
 
+Every tensor argument is also handed as a non-contiguous view (:func:`noncontiguous`, the layout of a
+slice or a transpose) in a second call whose expected values come from the original; token tensors
+also as int32; the modules are called again after a first call (on other sizes, then the parameters
+and buffers must be unchanged) and back-propagated in train() mode with dropout.
+
 Whether ``greedy_decode`` runs the encoder once and whether ``grouped_query_attention`` copies the
 keys for every query head can only be seen inside the learner's process: those are advice
 (0 points). Sizes are drawn pairwise distinct where a message names one.
@@ -32,7 +37,7 @@ import numbers
 import torch
 
 from autograder.oracle import reference
-from autograder.student import Student, StudentError
+from autograder.student import Student, StudentError, seeded_calls
 from autograder.suite import (
     CheckFailed,
     Suite,
@@ -42,6 +47,8 @@ from autograder.suite import (
     expect_close,
     expect_computed_in_torch,
     expect_shape,
+    is_close,
+    noncontiguous,
     randint,
     randn,
 )
@@ -106,6 +113,94 @@ def _load(model, weights: dict, hint: str):
     model.load_state_dict({**state, **weights})
     model.eval()
     return model
+
+
+def _expect_state_unchanged(model, before: dict, what: str):
+    """Fail when the module's state_dict differs from ``before``: forward only reads it."""
+    after = model.state_dict()
+    changed = sorted(set(before) ^ set(after)) + [
+        key
+        for key, value in before.items()
+        if key in after
+        and not (
+            isinstance(after[key], torch.Tensor) and after[key].shape == value.shape and torch.equal(after[key], value)
+        )
+    ]
+    if changed:
+        raise CheckFailed(
+            f"{what} changed the module's parameters or buffers ({', '.join(changed[:4])}): forward only reads "
+            "them (updating parameters is the optimizer's job), and registers nothing new"
+        )
+
+
+def _views(*tensors):
+    return tuple(None if t is None else noncontiguous(t) for t in tensors)
+
+
+VIEWS = "given as non-contiguous views (the layout of a slice or a transpose, which callers pass too)"
+
+
+def _expect_no_earlier_call_kept(model, fresh, args, expected, what):
+    """``model(*args)``, after a first call on other sizes, must give ``expected``. When it does not (or
+    raises) and ``fresh()``, a new module holding the same weights, gives it for the same ``args``,
+    the failure says that something is kept from the earlier call."""
+    try:
+        output, error = model(*args), None
+    except StudentError as raised:
+        output, error = None, raised
+    if error is None and is_close(output, expected):
+        return
+    try:
+        fresh_is_right = is_close(fresh()(*args), expected)
+    except StudentError:
+        fresh_is_right = False
+    if fresh_is_right:
+        got = f"raised {str(error)[:300]}" if error is not None else "gave other values"
+        raise CheckFailed(
+            f"{what} {got}, while a new module holding the same weights gives the right output for the same inputs: "
+            "something is kept from the earlier call (a mask, a slice of the position table or the encoder's memory "
+            "sized for the first call?); compute it in every call, from that call's inputs"
+        )
+    if error is not None:
+        raise error
+    expect_close(output, expected, what)
+
+
+def _backward(fn, args, grad_output, grad_inputs, names, what):
+    """``fn(*args)`` back-propagated with ``grad_output`` to the positional ``args`` at ``grad_inputs``
+    (called ``names``): the gradients, each checked to be there, with the shape of its input, finite.
+    A backward that PyTorch refuses because forward changed a tensor in place fails with that cause."""
+    try:
+        _, grads = fn.with_grad(args, grad_output, grad_inputs=grad_inputs)
+    except StudentError as error:
+        text = str(error)
+        if "modified by an inplace operation" in text:
+            raise CheckFailed(
+                f"{what}: backward fails because forward changed, in place, a tensor that autograd saved to "
+                "compute the gradient (PyTorch: 'modified by an inplace operation'). Look for in-place operations "
+                "in forward: x += ..., x.add_(...), masked_fill_, x[...] = ..., inplace=True; write x = x + ... instead"
+            ) from None
+        if "leaf Variable that requires grad" in text:
+            raise CheckFailed(
+                f"{what}: forward changes one of its inputs in place (x += ..., masked_fill_, x[...] = ...), which "
+                "autograd refuses for an input that needs a gradient; inputs are left unchanged: write x = x + ..."
+            ) from None
+        if "does not require grad" in text:
+            raise CheckFailed(
+                f"{what}: no gradient flows back, the output is cut off from the graph "
+                "(.detach(), torch.no_grad() or .data in forward)"
+            ) from None
+        raise
+    for grad, index, name in zip(grads, grad_inputs, names):
+        if grad is None:
+            raise CheckFailed(
+                f"{what}: no gradient reaches {name}, the path from {name} to the output is cut "
+                "(.detach(), torch.no_grad() or .data in forward)"
+            )
+        grad = expect_shape(grad, args[index].shape, f"the gradient of {what} with respect to {name}")
+        if not torch.isfinite(grad).all():
+            raise CheckFailed(f"the gradient of {what} with respect to {name} contains NaN or inf")
+    return grads
 
 
 def _finite(value, shape, what):
@@ -179,21 +274,52 @@ def _block_bugs(weights, config, x, memory, mask):
 
 @decoder_block.check(points=1)
 def output_shape(student, gen):
-    model, _, _ = _block(student, gen)
+    """Also at the sizes of one the contract allows: a batch of one, a target of one token, a source of
+    one token (values compared with the reference)."""
+    model, weights, config = _block(student, gen)
     x, memory, _ = _block_inputs(gen)
     _finite(model(x, memory), x.shape, f"DecoderBlock's output for x {tuple(x.shape)}, memory {tuple(memory.shape)}")
+    for small_x, small_memory in ((x[:1], memory[:1]), (x[:, :1], memory), (x, memory[:, :1])):
+        what = f"DecoderBlock's output for x {tuple(small_x.shape)}, memory {tuple(small_memory.shape)}"
+        expect_close(
+            _finite(model(small_x, small_memory), small_x.shape, what),
+            ref.decoder_block_output(weights, config, small_x, small_memory),
+            what + " (a size of one: does something squeeze a dimension, or assume a size?)",
+        )
 
 
 @decoder_block.check(points=2)
 def matches_the_reference_pre_ln(student, gen):
+    """Then a second call on other sizes (nothing is kept from the first call), a third on the first
+    inputs as non-contiguous views, and the parameters and buffers unchanged."""
     model, weights, config = _block(student, gen, norm_first=True)
     x, memory, mask = _block_inputs(gen)
+    before = model.state_dict()
+    expected = ref.decoder_block_output(weights, config, x, memory, mask)
     expect_close(
         model(x, memory, mask),
-        ref.decoder_block_output(weights, config, x, memory, mask),
+        expected,
         "DecoderBlock(norm_first=True)'s output with a memory_mask, with the weights of the reference",
         diagnoses=_block_bugs(weights, config, x, memory, mask),
     )
+    length, source = x.shape[1] + randint(gen, 1, 3), memory.shape[1] - randint(gen, 1, 3)
+    other_x, other_memory = randn(gen, 3, length, 16), randn(gen, 3, source, 16)
+    other_mask = torch.ones(3, source, dtype=torch.bool)
+    other_mask[1, source - randint(gen, 1, 3) :] = False
+    _expect_no_earlier_call_kept(
+        model,
+        lambda: _load(student(**config), weights, BLOCK_HINT),
+        (other_x, other_memory, other_mask),
+        ref.decoder_block_output(weights, config, other_x, other_memory, other_mask),
+        f"DecoderBlock's output in a second call, on x {tuple(other_x.shape)} and memory {tuple(other_memory.shape)} "
+        f"after a first on x {tuple(x.shape)} and memory {tuple(memory.shape)},",
+    )
+    expect_close(
+        model(*_views(x, memory, mask)),
+        expected,
+        f"DecoderBlock's output for x, memory and memory_mask {VIEWS}",
+    )
+    _expect_state_unchanged(model, before, "three calls of DecoderBlock's forward")
 
 
 @decoder_block.check(points=1)
@@ -249,7 +375,9 @@ def memory_mask_hides_padding(student, gen):
 @decoder_block.check(points=1)
 def dropout_acts_on_sublayer_outputs(student, gen):
     """dropout=1.0 in train() mode drops every sublayer's output: a Pre-LN block returns its input.
-    dropout=0.0 in train() mode drops nothing."""
+    dropout=0.0 in train() mode drops nothing. With dropout=0.3 in train() mode, as training runs it,
+    backward reaches x and memory (given as views; no in-place change to a tensor autograd saved),
+    and forward and backward leave the parameters and buffers unchanged."""
     model, weights, config = _block(student, gen, dropout=1.0)
     x, memory, mask = _block_inputs(gen)
     model.train()
@@ -278,6 +406,14 @@ def dropout_acts_on_sublayer_outputs(student, gen):
         ref.decoder_block_output(weights, config, x, memory, mask),
         "DecoderBlock(dropout=0.0)'s output in train() mode, which must drop nothing,",
     )
+    for norm_first in (True, False):
+        model, _, _ = _block(student, gen, norm_first=norm_first, dropout=0.3)
+        model.train()
+        before = model.state_dict()
+        what = f"DecoderBlock(norm_first={norm_first}, dropout=0.3) in train() mode, forward and backward,"
+        args = (*_views(x, memory), mask)
+        _backward(model, args, randn(gen, *x.shape), (0, 1), ("x", "memory"), what)
+        _expect_state_unchanged(model, before, what)
 
 
 # ---------------------------------------------------------------------------------------
@@ -304,11 +440,12 @@ def _model_config(gen, pad_id=0):
     }
 
 
-def _model(student, gen, pad_id=0):
+def _model(student, gen, pad_id=0, dropout=None):
     config = _model_config(gen, pad_id)
     shapes = ref.parameter_shapes("Seq2SeqTransformer", config)
     weights = _random_weights(gen, shapes)
-    return _load(student(**config), weights, MODEL_HINT), weights, config
+    model = student(**config) if dropout is None else student(**config, dropout=dropout)
+    return _load(model, weights, MODEL_HINT), weights, config
 
 
 def _sentences(gen, config, length, pad_rows=True):
@@ -337,15 +474,28 @@ def _expected(weights, config, src, tgt_in, **change):
 
 @seq2seq.check(points=1)
 def logits_shape(student, gen):
-    model, _, config = _model(student, gen)
+    """Also at the sizes of one the contract allows: a batch of one, a target of one token, a source of
+    one token (values compared with the reference)."""
+    model, weights, config = _model(student, gen)
     src, tgt_in = _sentences(gen, config, randint(gen, 9, 11)), _targets(gen, config, randint(gen, 5, 8))
     _logits(model, src, tgt_in, config, f"the logits for src {tuple(src.shape)}, tgt_in {tuple(tgt_in.shape)}")
+    one_token = _sentences(gen, config, 1, pad_rows=False)
+    for small_src, small_tgt in ((src[:1], tgt_in[:1]), (src, tgt_in[:, :1]), (one_token, tgt_in)):
+        what = f"the logits for src {tuple(small_src.shape)}, tgt_in {tuple(small_tgt.shape)}"
+        expect_close(
+            _logits(model, small_src, small_tgt, config, what),
+            _expected(weights, config, small_src, small_tgt)["logits"],
+            what + " (a size of one: does something squeeze a dimension, or assume a size?)",
+        )
 
 
 @seq2seq.check(points=2)
 def matches_the_reference(student, gen):
+    """Then a second call on other tokens and sizes (nothing is kept from the first call), the first
+    tokens again as int32 and as non-contiguous views, and the parameters and buffers unchanged."""
     model, weights, config = _model(student, gen)
     src, tgt_in = _sentences(gen, config, randint(gen, 9, 11)), _targets(gen, config, randint(gen, 5, 8))
+    before = model.state_dict()
     expected = _expected(weights, config, src, tgt_in)
     expect_close(
         _logits(model, src, tgt_in, config, "the logits"),
@@ -353,6 +503,27 @@ def matches_the_reference(student, gen):
         "Seq2SeqTransformer's logits for a padded source, with the weights of the reference",
         diagnoses=[(b["logits"], why) for b, why in _seq2seq_variants(weights, config, src, tgt_in)],
     )
+    other_src = _sentences(gen, config, src.shape[1] - randint(gen, 1, 3))
+    other_tgt = _targets(gen, config, tgt_in.shape[1] + randint(gen, 1, 3))
+    _expect_no_earlier_call_kept(
+        model,
+        lambda: _load(student(**config), weights, MODEL_HINT),
+        (other_src, other_tgt),
+        _expected(weights, config, other_src, other_tgt)["logits"],
+        f"the logits of a second call, on src {tuple(other_src.shape)} and tgt_in {tuple(other_tgt.shape)} after "
+        f"a first on src {tuple(src.shape)} and tgt_in {tuple(tgt_in.shape)},",
+    )
+    expect_close(
+        _logits(model, src.int(), tgt_in.int(), config, "the logits for int32 tokens"),
+        expected["logits"],
+        "the logits for src and tgt_in given as int32 token ids (nn.Embedding takes int32 and int64 alike)",
+    )
+    expect_close(
+        _logits(model, *_views(src, tgt_in), config, "the logits for tokens given as views"),
+        expected["logits"],
+        f"the logits for src and tgt_in {VIEWS}",
+    )
+    _expect_state_unchanged(model, before, "four calls of Seq2SeqTransformer's forward")
 
 
 def _seq2seq_variants(weights, config, src, tgt_in):
@@ -383,7 +554,9 @@ def encode_matches_the_reference(student, gen):
 @seq2seq.check(points=1)
 def encode_and_decode_make_forward(student, gen):
     """decode reads the memory it is given (the reference's memory in, the reference's logits out),
-    and forward(src, tgt_in) is decode(tgt_in, encode(src), src)."""
+    and forward(src, tgt_in) is decode(tgt_in, encode(src), src). In train() mode with dropout=0.2, as
+    training runs it, decode's backward reaches the memory (no in-place change to a tensor autograd
+    saved) and leaves the parameters and buffers unchanged."""
     model, weights, config = _model(student, gen)
     src, tgt_in = _sentences(gen, config, randint(gen, 9, 11)), _targets(gen, config, randint(gen, 5, 8))
     expected = _expected(weights, config, src, tgt_in)
@@ -397,6 +570,14 @@ def encode_and_decode_make_forward(student, gen):
         model.decode(tgt_in, model.encode(src), src),
         "forward(src, tgt_in), compared with your decode(tgt_in, encode(src), src),",
     )
+    model, _, config = _model(student, gen, dropout=0.2)
+    model.train()
+    before = model.state_dict()
+    what = "Seq2SeqTransformer(..., dropout=0.2).decode(tgt_in, memory, src) in train() mode, forward and backward,"
+    src, tgt_in = _sentences(gen, config, randint(gen, 9, 11)), _targets(gen, config, randint(gen, 5, 8))
+    memory, grad_output = randn(gen, *src.shape, 16), randn(gen, *tgt_in.shape, config["tgt_vocab_size"])
+    _backward(model.decode, (tgt_in, noncontiguous(memory), src), grad_output, (1,), ("memory",), what)
+    _expect_state_unchanged(model, before, what)
 
 
 @seq2seq.check(points=2)
@@ -732,15 +913,24 @@ def temperature_zero_is_argmax(student, gen):
                 f"differs from the argmax of each row at {int((out != expected).sum())} of 50 rows: temperature 0 "
                 "means no randomness, the most likely token"
             )
+    out = _draw(student, noncontiguous(logits), "sample_next_token(logits, temperature=0)", temperature=0)
+    if not torch.equal(out, expected):
+        raise CheckFailed(
+            f"sample_next_token(logits, temperature=0) with logits {VIEWS} differs from the argmax of each row at "
+            f"{int((out != expected).sum())} of 50 rows"
+        )
 
 
 @sampling.check(points=2)
 def draws_follow_the_softmax(student, gen):
+    """Also with the logits given as a non-contiguous view."""
     rows = _logit_rows(gen, randint(gen, 6, 9))
     tokens = _draw(student, _repeated(rows), "sample_next_token(logits)", generator=_seed(gen))
     _expect_distribution(
         tokens, rows, ref.sampling_probs(rows), "sample_next_token(logits) for rows of identical logits"
     )
+    tokens = _draw(student, noncontiguous(_repeated(rows)), "sample_next_token(logits)", generator=_seed(gen))
+    _expect_distribution(tokens, rows, ref.sampling_probs(rows), f"sample_next_token(logits) with logits {VIEWS}")
 
 
 @sampling.check(points=1)
@@ -874,6 +1064,9 @@ def top_k_and_top_p_combine(student, gen):
 
 @sampling.check(points=1)
 def reproducible_with_a_generator(student, gen):
+    """Generators in the same state draw the same tokens, others other tokens; generator=None draws from
+    torch's global generator: after torch.manual_seed(s) (which the grader's calls run first, see
+    ``seeded_calls``) the same s gives the same tokens and another s other tokens."""
     logits = randn(gen, 200, randint(gen, 6, 9))
     seed = int(torch.randint(0, 2**31, (1,), generator=gen))
     first = _draw(student, logits, "sample_next_token", generator=torch.Generator().manual_seed(seed))
@@ -888,6 +1081,21 @@ def reproducible_with_a_generator(student, gen):
         raise CheckFailed(
             "generators with different seeds drew the same 200 tokens: the draws must come from the generator "
             "given (is a seed fixed inside the function?)"
+        )
+    draws = []
+    for global_seed in (seed, seed, seed + 1):
+        with seeded_calls(global_seed):  # the call runs torch.manual_seed(global_seed) first
+            draws.append(_draw(student, logits, "sample_next_token(logits, generator=None)"))
+    if not torch.equal(draws[0], draws[1]):
+        raise CheckFailed(
+            "two calls with generator=None, each after torch.manual_seed with the same seed, drew different tokens: "
+            "generator=None means torch's global generator (pass generator=None on to torch.multinomial or "
+            "torch.rand, which then use it), not a source of randomness outside torch"
+        )
+    if torch.equal(draws[0], draws[2]):
+        raise CheckFailed(
+            "calls with generator=None after torch.manual_seed with different seeds drew the same 200 tokens: "
+            "generator=None means torch's global generator, not a new torch.Generator() or a fixed seed"
         )
 
 
@@ -1112,18 +1320,24 @@ def uses_the_cache_it_is_given(student, gen):
     """A cache made up by the grader (keys and values no projection produced): the new tokens must
     attend over it and over themselves, causally, and nothing else."""
     model, weights, d_model, heads = _attention(student, gen)
+    before = model.state_dict()
     past, new = distinct_sizes(gen, (5, 9), (2, 4))
     _run(model, randn(gen, 2, 3, d_model), None, heads, "CachedSelfAttention(x) with no cache")  # an earlier call
     cache = (randn(gen, 2, heads, past, d_model // heads), randn(gen, 2, heads, past, d_model // heads))
     for x in (randn(gen, 2, 1, d_model), randn(gen, 2, new, d_model)):
         what = f"CachedSelfAttention(x_new, cache) with {past} cached positions and {x.shape[1]} new token(s)"
         output, _ = _run(model, x, cache, heads, what)
-        if not _close(output, ref.cached_attention_output(weights, d_model, heads, x, cache)[0]):
+        expected = ref.cached_attention_output(weights, d_model, heads, x, cache)[0]
+        if not _close(output, expected):
             raise CheckFailed(
                 f"{what}: the output differs from attention over the cache given followed by the new tokens' keys "
                 f"and values. New token i sits at position {past} + i: it attends to all {past} cached positions "
                 "and to the new positions up to its own, using the cache passed in (not one kept from earlier calls)"
             )
+    what = f"CachedSelfAttention(x_new, cache) with x_new and the cache's keys and values {VIEWS}"
+    output, _ = _run(model, noncontiguous(x), _views(*cache), heads, what)
+    expect_close(output, expected, f"{what}, its output")
+    _expect_state_unchanged(model, before, "four calls of CachedSelfAttention's forward")
 
 
 def _close(actual, expected):
@@ -1196,12 +1410,15 @@ def _gqa_bugs(q, k, v, mask=None):
     return bugs
 
 
-def _expect_gqa(student, q, k, v, what, mask=None):
-    kwargs = {} if mask is None else {"mask": mask}
+def _expect_gqa(student, q, k, v, what, mask=None, views=False):
+    """With ``views``, q, k, v (and the mask) are handed as non-contiguous views, the values compared with
+    those of the originals."""
+    layout = _views(q, k, v, mask) if views else (q, k, v, mask)
+    kwargs = {} if mask is None else {"mask": layout[3]}
     expect_close(
-        student(q, k, v, **kwargs),
+        student(*layout[:3], **kwargs),
         ref.grouped_query_attention(q, k, v, mask),
-        what,
+        f"{what}, with q, k, v{'' if mask is None else ' and mask'} {VIEWS}," if views else what,
         diagnoses=_gqa_bugs(q, k, v, mask),
     )
 
@@ -1218,9 +1435,9 @@ def query_head_reads_its_group(student, gen):
     heads, groups = [(6, 2), (6, 3), (8, 2), (8, 4)][randint(gen, 0, 3)]
     n_q, n_k = distinct_sizes(gen, (3, 5), (7, 10))
     q, k, v = _gqa_inputs(gen, heads, groups, n_q, n_k)
-    _expect_gqa(
-        student, q, k, v, f"grouped_query_attention with H = {heads} query heads and G = {groups} key/value heads"
-    )
+    what = f"grouped_query_attention with H = {heads} query heads and G = {groups} key/value heads"
+    _expect_gqa(student, q, k, v, what)
+    _expect_gqa(student, q, k, v, what, views=True)
 
 
 @gqa.check(points=1)
@@ -1239,6 +1456,7 @@ def applies_masks(student, gen):
     ]
     for mask, kind in masks:
         _expect_gqa(student, q, k, v, f"grouped_query_attention with {kind}", mask=mask)
+    _expect_gqa(student, q, k, v, f"grouped_query_attention with {masks[2][1]}", mask=per_head, views=True)
 
 
 @gqa.check(points=1)

@@ -1254,3 +1254,55 @@ ENTRIES += [
     """,
     ),
 ]
+
+# ---------------------------------------------------------------------------------------
+# Input classes the first checks never drew (issue 21): views, backward in train() mode, state kept
+# between calls, int32 tokens, generator=None
+
+ENTRIES += [
+    gqa_bug(
+        "queries stacked with view",
+        "qg = q.reshape(B, G, r * N, d)",
+        "qg = q.view(B, G, r * N, d)",
+        ["query_head_reads_its_group"],
+        "not contiguous",
+    ),
+    block_bug(
+        "in-place residual after norm2 read x",
+        "x = x + self.drop(self.cross_attn(h, memory, memory, mask=pad)[0])",
+        "x += self.drop(self.cross_attn(h, memory, memory, mask=pad)[0])",
+        ["dropout_acts_on_sublayer_outputs"],
+        "in place",
+    ),
+    block_bug(
+        "causal mask kept from the first call",
+        "        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))\n",
+        "        if not hasattr(self, 'causal'):\n"
+        "            self.causal = torch.tril(torch.ones(T, T, dtype=torch.bool))\n"
+        "        causal = self.causal\n",
+        ["matches_the_reference_pre_ln"],
+        "kept from the earlier call",
+    ),
+    model_bug(
+        "in-place residual in its decoder block",
+        "x = x + self.drop(self.cross_attn(h, memory, memory, mask=pad)[0])",
+        "x += self.drop(self.cross_attn(h, memory, memory, mask=pad)[0])",
+        ["encode_and_decode_make_forward"],
+        "in place",
+    ),
+    model_bug(
+        "target embedding as a one-hot product (int64 only)",
+        "x = self.tgt_embedding(tgt_in) + self.positions[: tgt_in.shape[1]]",
+        "x = F.one_hot(tgt_in, self.head.out_features).float() @ self.tgt_embedding.weight"
+        " + self.positions[: tgt_in.shape[1]]",
+        ["matches_the_reference"],
+        "int32",
+    ),
+    sample_bug(
+        "generator=None becomes a new torch.Generator()",
+        "    probs = scores.softmax(-1)\n    return",
+        "    probs = scores.softmax(-1)\n    generator = torch.Generator() if generator is None else generator\n    return",
+        ["reproducible_with_a_generator"],
+        "global generator",
+    ),
+]
