@@ -48,7 +48,8 @@ def online_softmax_update(acc, row_max, row_sum, scores, v_block):
     exp(s_j - m'), so the old acc and row_sum are both multiplied by exp(m - m'). After the
     last block, attention's output is acc / row_sum and lse = row_max + log(row_sum).
     A row that has seen only masked keys keeps acc = 0, row_sum = 0, row_max = -inf.
-    Works in the inputs' dtype. The inputs are left unchanged (the new state is made of new tensors).
+    Works in the inputs' dtype. The inputs may be non-contiguous views (slices, transposes) and are
+    left unchanged (the new state is made of new tensors).
     """
     new_max = torch.maximum(row_max, scores.amax(dim=-1))
     shift = torch.where(new_max == NEG_INF, torch.zeros_like(new_max), new_max)  # no (-inf) - (-inf)
@@ -77,8 +78,10 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
     FlashAttention-2 split: each block is independent), the inner one over key blocks; with
     ``causal``, key blocks entirely after a query block are skipped. Graded: the values, and the
     memory of a call on N = 4096 measured outside the learner's process (far below the N x N
-    scores). Advice (0 points): tiles only, PyTorch operations (no NumPy arrays or Python lists),
-    not PyTorch's attention. Works in the inputs' dtype. The inputs are left unchanged.
+    scores). Advice (0 points): tiles of the block_q x block_k given (only the last block of each
+    may be shorter), PyTorch operations (no NumPy arrays or Python lists), not PyTorch's attention.
+    Works in the inputs' dtype. q, k, v may be non-contiguous views (slices, transposes: reshape
+    with ``.reshape``, not ``.view``); they are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -112,7 +115,7 @@ def flash_attention_backward(q, k, v, output, lse, grad_output, causal=False, bl
       dq += ds k / sqrt(d),   dk += ds^T q / sqrt(d).
     The outer loop runs over key blocks (each owns its dk, dv), the inner over query blocks.
     Graded and advised as the forward pass; no ``torch.autograd`` is advice too. Works in the
-    inputs' dtype. The inputs are left unchanged.
+    inputs' dtype. The inputs may be non-contiguous views, as in the forward pass, and are left unchanged.
     """
     _check_causal(q, k, causal)
     n_q, n_k = q.shape[-2], k.shape[-2]
@@ -146,9 +149,9 @@ class FlashAttentionFunction(torch.autograd.Function):
     forward saves q, k, v, the output and lse (O(N) memory beyond the inputs, no weights);
     the backward recomputes the weights from lse, both in PyTorch operations. Graded: the values,
     and the memory of forward and backward together, measured outside the learner's process;
-    what is recorded inside it (tile sizes, no autograd in backward) is advice. backward gives
-    the gradient of each of q, k, v that needs one, whichever others do (ctx.needs_input_grad).
-    The inputs are left unchanged.
+    what is recorded inside it (tiles of the block sizes given, no autograd in backward) is advice.
+    backward gives the gradient of each of q, k, v that needs one, whichever others do
+    (ctx.needs_input_grad). The inputs may be non-contiguous views and are left unchanged.
     """
 
     @staticmethod
@@ -224,8 +227,10 @@ def flash_attention_triton(q, k, v, causal=False):
 
     Runs on the tensors' device under the interpreter (TRITON_INTERPRET=1); a compiled
     kernel needs CUDA tensors, so CPU inputs are then moved to the GPU and the output back.
-    The inputs are left unchanged. Graded on its values; launching the kernel and leaving the
-    attention to it (no PyTorch matrix products) is advice (0 points).
+    q, k, v may be non-contiguous views (a sliced or transposed tensor), whose last dimension's
+    stride is not 1: the kernel reads memory by strides, so the wrapper hands it contiguous
+    copies. The inputs are left unchanged. Graded on its values; launching the kernel and leaving
+    the attention to it (no PyTorch matrix products) is advice (0 points).
     """
     if causal and q.shape[-2] != k.shape[-2]:
         raise ValueError(f"causal attention needs as many queries as keys, got N_q={q.shape[-2]}, N_k={k.shape[-2]}")

@@ -18,6 +18,10 @@ also bound what the created tensors hold at one time (:func:`_expect_small_peak`
 list add up to the full matrix), find scores against all N_k keys at once (a row is small but is
 not a tile), and fail answers that run PyTorch's own attention or compute gradients with autograd.
 Float64 inputs must give float64 results at float64 precision (a bare ``torch.zeros`` is float32).
+Each suite also hands its inputs as non-contiguous views (:func:`autograder.suite.noncontiguous`) in
+one value check, after the same values in contiguous tensors: a ``.view`` that needs contiguous
+memory, or a Triton launcher that reads memory past a view's elements, then fails with a message
+that names the layout.
 """
 
 import math
@@ -39,6 +43,7 @@ from autograder.suite import (
     expect_computed_in_torch,
     expect_measured,
     expect_shape,
+    explain_error,
     is_close,
     noncontiguous,
     randint,
@@ -100,6 +105,22 @@ def _expect_float64(value, expected, what):
             "torch.zeros, torch.full, torch.ones and torch.tensor make float32 tensors unless given a dtype"
         )
     expect_close(value, expected, what, F64_RTOL, F64_ATOL)
+
+
+VIEWS = "given as non-contiguous views (a sliced or transposed tensor, as a caller's often is)"
+
+
+def _with_views(call, name, what):
+    """``call()``, which passes the learner non-contiguous views: an error is reported with the
+    layout that caused it (the same values in contiguous tensors passed just before)."""
+    try:
+        return call()
+    except StudentError as error:
+        raise CheckFailed(
+            f"{name} failed {what}, though the same values in contiguous tensors worked: "
+            f"{explain_error(str(error))}. Inputs may be views whose memory is not contiguous: reshape with "
+            ".reshape (or call .contiguous() first), not .view"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -204,6 +225,9 @@ def rescales_when_max_grows(student, gen):
     inputs = (acc, row_max, row_sum, scores, randn(gen, *batch, b_k, d_v))
     expected = _reference_update(inputs)
     _expect_state(student(*inputs), expected, inputs, "after a block whose scores exceed the running maximum")
+    what = f"for acc, row_max, row_sum, scores and v_block {VIEWS}"
+    result = _with_views(lambda: student(*map(noncontiguous, inputs)), "online_softmax_update", what)
+    _expect_state(result, expected, inputs, f"after a block whose scores exceed the running maximum, {what}")
 
 
 @online.check(points=1)
@@ -540,6 +564,19 @@ def _expect_small_peak(trace, q, k, v, blocks, what):
         )
 
 
+def _expect_block_sizes(shapes, blocks, what):
+    """Some tensor among ``shapes`` is one whole (block_q, block_k) tile, or its transpose: the blocks
+    have the sizes the caller asked for. The tiling cases draw N far longer than both blocks, so whole
+    tiles occur; an answer that tiles with a size of its own (a fixed 64, block_q for both) makes none."""
+    tiles = {tuple(blocks), tuple(blocks[::-1])}
+    if not any(len(shape) >= 2 and tuple(shape[-2:]) in tiles for shape in shapes):
+        raise CheckFailed(
+            f"{what} no block_q x block_k = {blocks[0]} x {blocks[1]} tile (of scores or weights): use the block "
+            f"sizes the caller passes, block_q = {blocks[0]} queries and block_k = {blocks[1]} keys at a time (only "
+            "the last block of each may be shorter), not a size of your own or the other block's"
+        )
+
+
 def _expect_keys_tiled(shapes, q, k, v, blocks, what):
     """No scores against all N_k keys at once: no tensor (besides k or v transposed, and single rows
     shared by all queries such as positions) whose last axis is N_k. ``N_k`` must differ from
@@ -575,9 +612,9 @@ def _warm_up(call, gen, name, causal=True):
     seconds = time.monotonic() - start
     if seconds > MID_SECONDS:
         raise CheckFailed(
-            f"{name} took {seconds:.1f} s on N = {MID_N} (d = {MEASURED_D}), where a tiled answer takes milliseconds; "
-            f"the check's long sequence (N = {MEASURED_N}) would take {(MEASURED_N / MID_N) ** 2 * seconds / 60:.0f} "
-            "minutes. Compute each tile with PyTorch operations on whole tiles (matrix products, exp, max), not "
+            f"{name} took {seconds:.1f} s on N = {MID_N} (d = {MEASURED_D}; measured by the grader's clock), where a "
+            f"tiled answer takes milliseconds; the check's long sequence (N = {MEASURED_N}) would take "
+            f"{(MEASURED_N / MID_N) ** 2 * seconds / 60:.0f} minutes. Compute each tile with PyTorch operations on whole tiles (matrix products, exp, max), not "
             "score by score in Python"
         )
 
@@ -666,15 +703,15 @@ def returns_output_and_lse(student, gen):
 def matches_attention(student, gen):
     blocks = _blocks(gen, 5, 11)
     q, k, v = _qkv(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
-    _expect_attention(
-        student(q, k, v, block_q=blocks[0], block_k=blocks[1]),
-        q,
-        k,
-        v,
-        False,
-        [blocks],
-        f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}",
+    what = f"with batch and head dims, N_q={q.shape[-2]}, N_k={k.shape[-2]}, block_q={blocks[0]}, block_k={blocks[1]}"
+    _expect_attention(student(q, k, v, block_q=blocks[0], block_k=blocks[1]), q, k, v, False, [blocks], what)
+    views = f"for q, k, v {VIEWS}"
+    result = _with_views(
+        lambda: student(*map(noncontiguous, (q, k, v)), block_q=blocks[0], block_k=blocks[1]),
+        "flash_attention_forward",
+        views,
     )
+    _expect_attention(result, q, k, v, False, [blocks], f"{what}, {views}")
 
 
 @forward.check(points=1)
@@ -784,7 +821,9 @@ def never_materializes_scores(student, gen):
 def tile_by_tile_in_pytorch(student, gen):
     """Advice, recorded in the learner's process: no tensor larger than the inputs or a tile, no
     scores against all keys at once, few tiles alive at a time, computed with PyTorch operations
-    (not NumPy), not with PyTorch's attention or autograd."""
+    (not NumPy), not with PyTorch's attention or autograd, tiles of the block sizes given. Which
+    block sizes an answer uses shows only inside its process (every size gives the same values and
+    little memory), so honouring block_q and block_k is advice too."""
     for causal in (False, True):
         q, k, v, blocks = _tiling_case(gen, causal)
         _, trace = student.traced(q, k, v, causal=causal, block_q=blocks[0], block_k=blocks[1])
@@ -794,6 +833,7 @@ def tile_by_tile_in_pytorch(student, gen):
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_forward({what}) created")
         _expect_small_peak(trace, q, k, v, blocks, f"flash_attention_forward({what}) kept")
+        _expect_block_sizes(trace.created, blocks, f"flash_attention_forward({what}) created")
 
 
 # ---------------------------------------------------------------------------------------
@@ -888,14 +928,18 @@ def matches_autograd(student, gen):
     blocks = _blocks(gen, 5, 11)
     case = _backward_case(gen, batch=(2, 3), n_q=_length(gen, blocks), n_k=_length(gen, blocks))
     expected = _autograd(*case[:3], case[5], False)
-    _expect_grads(
-        student(*case, block_q=blocks[0], block_k=blocks[1]),
-        case,
-        False,
-        expected,
+    what = (
         f"with batch and head dims, N_q={case[0].shape[-2]}, N_k={case[1].shape[-2]}, block_q={blocks[0]}, "
-        f"block_k={blocks[1]} (compared with autograd)",
+        f"block_k={blocks[1]} (compared with autograd)"
     )
+    _expect_grads(student(*case, block_q=blocks[0], block_k=blocks[1]), case, False, expected, what)
+    views = f"for q, k, v, output, lse and grad_output {VIEWS}"
+    result = _with_views(
+        lambda: student(*map(noncontiguous, case), block_q=blocks[0], block_k=blocks[1]),
+        "flash_attention_backward",
+        views,
+    )
+    _expect_grads(result, case, False, expected, f"{what}, {views}")
 
 
 @backward.check(points=2)
@@ -1013,6 +1057,7 @@ def tile_by_tile_in_pytorch(student, gen):
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, f"flash_attention_backward({what}) created")
         _expect_small_peak(trace, q, k, v, blocks, f"flash_attention_backward({what}) kept")
+        _expect_block_sizes(trace.created, blocks, f"flash_attention_backward({what}) created")
 
 
 # ---------------------------------------------------------------------------------------
@@ -1193,6 +1238,7 @@ def tile_by_tile_in_pytorch(student, gen):
         if not causal:
             _expect_keys_tiled(trace.created, q, k, v, blocks, created)
         _expect_small_peak(trace, q, k, v, blocks, f"FlashAttentionFunction (forward and backward), in {what}, kept")
+        _expect_block_sizes(trace.created, blocks, created)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1279,6 +1325,23 @@ def causal_attention(student, gen):
 
 @triton_kernel.check(points=1)
 def batch_and_head_dims(student, gen):
+    """Batch and head dims (2, 3, N, d); then one head's slices (3, N, d) as non-contiguous views, whose
+    gaps hold NaN: a launcher that hands the kernel a view's memory as if it were contiguous (no
+    .contiguous(), strides of its own, or the last dimension's stride taken as 1) reads the gaps."""
     n_q, n_k = distinct_sizes(gen, (20, 40), (20, 40))  # k's slices start elsewhere than q's: strides matter
     q, k, v = _qkv(gen, batch=(2, 3), n_q=n_q, n_k=n_k, d=16, d_v=8)
     _expect_kernel_output(student(q, k, v), q, k, v, False, "with batch and head dims (2, 3, N, d)")
+    q, k, v = q[0], k[0], v[0]
+    what = f"for q, k, v of shape (3, N, d) {VIEWS}"
+    output = _with_views(lambda: student(*map(noncontiguous, (q, k, v))), "flash_attention_triton", what)
+    expected = _attention(q, k, v)[0]
+    output = expect_shape(output, expected.shape, f"output {what}")
+    if not is_close(output, expected):
+        nan = int(torch.isnan(output.detach()).sum())
+        raise CheckFailed(
+            f"output {what} is wrong ({f'{nan} NaN values' if nan else 'values differ'}), though the same values in "
+            "contiguous tensors gave the right output: the kernel reads memory at offsets made from strides, and in "
+            "these views the last dimension's stride is not 1 and gaps (NaN here) lie between elements. In the "
+            "launcher, call .contiguous() on q, k and v after reshaping them (and take strides from the tensors "
+            "you pass), or pass every stride, the last dimension's included, and use them in the kernel"
+        )

@@ -107,6 +107,19 @@ ONLINE = [
             return acc, new_max, torch.exp(new_lse - shift)
     """,
     ),
+    bug(
+        "online_softmax_update",
+        "state updated in place (acc.mul_, row_sum.mul_)",
+        changed(
+            UPDATE,
+            "return acc * rescale[..., None] + p @ v_block, new_max, row_sum * rescale + p.sum(-1)",
+            "acc.mul_(rescale[..., None]).add_(p @ v_block)\n"
+            "        row_sum.mul_(rescale).add_(p.sum(-1))\n"
+            "        return acc, new_max, row_sum",
+        ),
+        fails=("first_block_from_empty_state", "rescales_when_max_grows"),
+        says="in place",
+    ),
 ]
 
 
@@ -147,6 +160,34 @@ FORWARD = """
 """
 
 FORWARD_ENTRIES = [
+    bug(
+        "flash_attention_forward",
+        "layout: batch and head dims flattened with .view",
+        changed(
+            changed(
+                FORWARD,
+                "        n_q, n_k = q.shape[-2], k.shape[-2]\n",
+                "        lead = q.shape[:-2]\n"
+                "        q, k, v = (t.view(-1, *t.shape[-2:]) for t in (q, k, v))\n"
+                "        n_q, n_k = q.shape[-2], k.shape[-2]\n",
+            ),
+            "        return output, lse\n",
+            "        return output.view(*lead, *output.shape[-2:]), lse.view(*lead, n_q)\n",
+        ),
+        fails=("matches_attention",),
+        says="non-contiguous views",
+    ),
+    advised(
+        "flash_attention_forward",
+        "blocksize: block_k ignored, keys 64 at a time",
+        changed(
+            changed(FORWARD, "for k0 in range(0, n_k, block_k):", "for k0 in range(0, n_k, 64):"),
+            "k1 = min(k0 + block_k, n_k)",
+            "k1 = min(k0 + 64, n_k)",
+        ),
+        advice=("tile_by_tile_in_pytorch",),
+        says="use the block sizes the caller passes",
+    ),
     bug(
         "flash_attention_forward",
         "causal tile skip off by one (stops at the query block's first row)",
@@ -347,6 +388,17 @@ BACKWARD = """
 """
 
 BACKWARD_ENTRIES = [
+    bug(
+        "flash_attention_backward",
+        "layout: D from grad_output and output flattened with .view",
+        changed(
+            BACKWARD,
+            "D = (grad_output * output).sum(-1)",
+            "D = (grad_output.view(-1, grad_output.shape[-1]) * output.view(-1, output.shape[-1])).sum(-1).view(lse.shape)",
+        ),
+        fails=("matches_autograd",),
+        says="non-contiguous views",
+    ),
     bug(
         "flash_attention_backward",
         "no 1/sqrt(d) in dq and dk",
@@ -746,6 +798,33 @@ TRITON = """
 """
 
 TRITON_ENTRIES = [
+    bug(
+        "flash_attention_triton",
+        "layout: launcher without .contiguous()",
+        changed(
+            TRITON,
+            "t.reshape(-1, t.shape[-2], t.shape[-1]).contiguous()",
+            "t.reshape(-1, t.shape[-2], t.shape[-1])",
+        ),
+        fails=("batch_and_head_dims",),
+        says="call .contiguous() on q, k and v",
+    ),
+    bug(
+        "flash_attention_triton",
+        "layout: strides computed from the shapes, no .contiguous()",
+        changed(
+            changed(
+                TRITON,
+                "t.reshape(-1, t.shape[-2], t.shape[-1]).contiguous()",
+                "t.reshape(-1, t.shape[-2], t.shape[-1])",
+            ),
+            "q3.stride(0), q3.stride(1), k3.stride(0), k3.stride(1),\n"
+            "                                     v3.stride(0), v3.stride(1), out.stride(0), out.stride(1),",
+            "n_q * d, d, n_k * d, d, n_k * d_v, d_v, n_q * d_v, d_v,",
+        ),
+        fails=("batch_and_head_dims",),
+        says="non-contiguous views",
+    ),
     bug(
         "flash_attention_triton",
         "scores not scaled",
