@@ -20,16 +20,14 @@ them), 2 when it could not run (no gradebook, no such assignment).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
-from autograder import oracle
-from autograder.chapters import BY_NAME
-from autograder.grading import GradingError, ProcessError, format_results, grade_notebook
+from autograder.chapters import BY_NAME  # modules that import torch are imported where needed (see grade_command)
 from autograder.seeds import PRACTICE_SEED, course_seed
-from autograder.suite import Result, default_seed
 
 
 def main(argv=None) -> int:
@@ -105,7 +103,11 @@ def main(argv=None) -> int:
     canvas.add_argument("--course", default=".", help="the nbgrader course directory (default: the current one)")
     canvas.add_argument("-o", "--output", default="canvas_grades.csv", help="the CSV to write")
     args = parser.parse_args(argv)
-    if args.command != "grade" and not oracle.HAS_REFERENCE:
+    if args.command == "grade":
+        return grade_command(args)
+    from autograder import oracle
+
+    if not oracle.HAS_REFERENCE:
         print(
             f"error: `{args.command}` is for the course's maintainers and instructors (it needs the course's "
             "checkout); the learner's kit has `grade`",
@@ -143,23 +145,32 @@ def main(argv=None) -> int:
             print(f"assignment {name}: {args.folder}/source/{name}/{name}.ipynb")
         return 0
 
-    if args.command in ("render", "student"):
-        from autograder.release import render_for_book, write_student_notebooks  # slow imports (nbgrader)
+    from autograder.release import render_for_book, write_student_notebooks  # slow imports (nbgrader)
+
     if args.command == "render":
         render_for_book(Path(args.source), Path(args.target))
         return 0
-    if args.command == "student":
-        for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
-            print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
-        return 0
-    confinement = "none"  # the learner's kit runs the learner's own code in a plain child process
-    try:
-        if oracle.HAS_REFERENCE:
-            from autograder.sandbox import ForkServer, use_fork_server
+    for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
+        print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
+    return 0
 
-            server = ForkServer("preferred")  # the learner's own code: bubblewrap if installed, else unconfined
+
+def grade_command(args) -> int:
+    """``grade``: in the course's checkout, in the sandbox; the sandbox's fork server starts first, so
+    that it imports torch (inside bubblewrap) while this process imports it, on another core."""
+    server = None  # the learner's kit runs the learner's own code in a plain child process
+    if importlib.util.find_spec("solutions") is not None:  # oracle.HAS_REFERENCE, before torch is imported
+        from autograder.confinement import ForkServer
+
+        server = ForkServer("preferred")  # the learner's own code: bubblewrap if it works here, else unconfined
+    from autograder.grading import GradingError, ProcessError, format_results, grade_notebook
+    from autograder.suite import Result
+
+    try:
+        if server is not None:
+            from autograder.sandbox import use_fork_server
+
             use_fork_server(server)
-            confinement = server.confinement
         seed, origin = grading_seed(args.seed, Path(args.course))
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=seed)
     except (GradingError, ProcessError) as error:
@@ -173,7 +184,7 @@ def main(argv=None) -> int:
         print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
         print(f"Inputs drawn from seed {seed} ({origin}).")
         print("Written answers are graded by your instructor.")
-        if confinement == "none" and oracle.HAS_REFERENCE:
+        if server is not None and server.confinement == "none":
             print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
     return 0
 
@@ -182,6 +193,8 @@ def grading_seed(seed: int | None, course: Path) -> tuple[int, str]:
     """The seed ``grade`` draws the checks' inputs from, and where it comes from: ``seed`` (--seed),
     else $AUTOGRADER_SEED, else the private seed of the course in ``course``, else the practice seed."""
     if seed is None and "AUTOGRADER_SEED" in os.environ:
+        from autograder.suite import default_seed
+
         return default_seed(), "$AUTOGRADER_SEED"
     if seed is None and (private := course_seed(course)) is not None:
         return private, f"the private seed of the course in {course.resolve()}"

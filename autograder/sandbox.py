@@ -10,12 +10,9 @@ together are capped by a control group of its own (:mod:`autograder.cgroups`); e
 process also has limits on CPU time, address space, file size, open files and processes.
 Requests have a wall clock each and per notebook, replies a cap on their size.
 
-Confinement is ``"required"`` by default (``python -m autograder autograde``): without
-``bwrap`` no sandbox starts, and :class:`SandboxError` names the package to install. A
-learner grading their own notebook (``python -m autograder grade``) uses ``"preferred"``:
-bubblewrap when it is there, the bare process otherwise. ``"off"`` (the opt-out
-``--unconfined-i-trust-every-submission``, or ``AUTOGRADER_UNCONFINED_I_TRUST_EVERY_SUBMISSION=1``)
-runs every submission with the host's files in view, for development only.
+The server's handle, :class:`~autograder.confinement.ForkServer`, and :class:`SandboxError` live in
+:mod:`autograder.confinement`, which imports no torch (``grade`` starts the server first), and are
+imported here for the callers; its docstring says which confinement policies there are.
 :attr:`Sandbox.isolation` says what is in force.
 
 The trusted parent (this module) sends requests and reads replies as
@@ -31,33 +28,20 @@ import json
 import os
 import select
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import solutions
-from autograder import cgroups, confinement, protocol, wire
+from autograder import cgroups, protocol, wire
+from autograder.confinement import ForkServer, SandboxError
 from autograder.student import Measurement, StudentError
 
 SOLUTIONS = Path(solutions.__file__).resolve().parent
 UID_BASE = int(os.environ.get("AUTOGRADER_UID_BASE", "2100000000"))  # uids no account uses
 UID_COUNT = 4096
 REPLY_HEADER_BYTES = 16 << 20  # the plain-data part of one reply (its tensors are capped by Limits.reply_bytes)
-OPT_OUT = "AUTOGRADER_UNCONFINED_I_TRUST_EVERY_SUBMISSION"
-NO_BWRAP = (
-    "grading other people's notebooks needs bubblewrap (Debian/Ubuntu package `bubblewrap`, command "
-    "`bwrap`), which is not installed: `apt-get install bubblewrap`. To run every submission unconfined, "
-    f"with the whole machine in its reach (development only), pass --unconfined-i-trust-every-submission "
-    f"or set {OPT_OUT}=1"
-)
-
-
-class SandboxError(RuntimeError):
-    """No sandbox could be started (the machine, not the learner: the message says why)."""
 
 
 class MachineShortOfMemory(SandboxError):
@@ -84,136 +68,7 @@ class Limits:
     notebook_seconds: float = 900.0
 
 
-def default_confinement() -> str:
-    return "off" if os.environ.get(OPT_OUT) == "1" else "required"
-
-
-class ForkServer:
-    """The trusted process that forks sandbox children (see :mod:`autograder.confinement`).
-    ``policy``: "required", "preferred" or "off" (see the module docstring; default
-    "required" unless the opt-out variable is set); :attr:`confinement` is what is in
-    force ("bwrap" or "none"). Other processes get their own channel to the same server
-    with :meth:`attach`."""
-
-    def __init__(self, policy: str | None = None):
-        wanted = policy or default_confinement()
-        if wanted == "required" and not confinement.bwrap():
-            raise SandboxError(NO_BWRAP)
-        self.home = tempfile.TemporaryDirectory(prefix="autograder-server-")
-        lib = confinement.copy_sources(os.path.join(self.home.name, "grader-lib"))
-        python = os.path.realpath(sys.executable)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": "/tmp",
-            "TMPDIR": "/tmp",
-            "MPLCONFIGDIR": confinement.INSIDE_CACHE,
-            "MPLBACKEND": "Agg",
-            "OMP_NUM_THREADS": "1",
-            "TRITON_INTERPRET": "1",
-            "PYTHONHASHSEED": "0",
-        }
-        confined = self._confined(lib, python, wanted) if wanted != "off" and confinement.bwrap() else None
-        self.confinement = "bwrap" if confined else "none"
-        if confined:
-            command, paths = confined
-        else:
-            command, paths = [], [lib, *confinement.site_folders()]
-            env.update(HOME=self.home.name, TMPDIR=self.home.name, MPLCONFIGDIR=str(_matplotlib_cache("none")))
-        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.log = os.path.join(self.home.name, "server.log")
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [*command, python, "-I", "-S", "-c", confinement.bootstrap(paths), str(theirs.fileno())],
-                cwd=self.home.name,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-            )
-        theirs.close()
-        self.control.settimeout(600)  # its first answer waits for its imports; it never takes longer
-        self.owner = self.user = os.getpid()  # the process that started it, the one that may use this channel
-        self.broken = False
-
-    @staticmethod
-    def _confined(lib: str, python: str, wanted: str) -> tuple[list[str], list[str]] | None:
-        """(bwrap command prefix, sys.path inside); where confinement is only preferred, after
-        a trial run, and None where bubblewrap cannot confine here."""
-        try:
-            command, paths = confinement.bwrap_command(lib, str(_matplotlib_cache("bwrap")))
-        except OSError as error:
-            if wanted == "required":
-                raise SandboxError(str(error)) from None
-            return None
-        if not python.startswith(os.path.realpath(sys.base_prefix) + "/"):
-            command[-1:-1] = ["--ro-bind", python, python]
-        if wanted == "required":  # if bwrap fails, the first sandbox says why (its message is in the server's log)
-            return command, paths
-        trial = subprocess.run(
-            [*command, python, "-I", "-S", "-c", ""], capture_output=True, text=True, timeout=120, check=False
-        )
-        return (command, paths) if trial.returncode == 0 else None
-
-    def _ask(self, spec: dict, fds: list[int]) -> None:
-        try:
-            socket.send_fds(self.control, [json.dumps(spec).encode()], fds)
-            reply = self.control.recv(4096)
-        except OSError as error:
-            reply = str(error).encode()
-        if reply != b"ok":
-            self.broken = True
-            log = Path(self.log).read_text(errors="replace")[-2000:] if os.path.exists(self.log) else ""
-            reason = reply.decode(errors="replace") or "it stopped"
-            raise SandboxError(f"the grading fork server failed ({reason})\n{log}")
-
-    def spawn(self, spec: dict, extra_fds=()) -> tuple[socket.socket, socket.socket]:
-        """A new child: returns (its request channel, its watcher's control channel).
-        ``extra_fds`` (the sandbox's cgroup.procs files) go to the child."""
-        comm, comm_child = socket.socketpair()
-        control, control_child = socket.socketpair()
-        try:
-            self._ask(spec, [comm_child.fileno(), control_child.fileno(), *extra_fds])
-        except SandboxError:
-            comm.close()
-            control.close()
-            raise
-        finally:
-            comm_child.close()
-            control_child.close()
-        return comm, control
-
-    def attach(self) -> ForkServer:
-        """A handle on this server with a channel of its own, for another process (a
-        forked grading worker) to use while this one keeps its own."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self._ask({"attach": True}, [theirs.fileno()])
-        finally:
-            theirs.close()
-        handle = object.__new__(ForkServer)
-        handle.__dict__.update(self.__dict__, control=ours, owner=None, user=None)
-        return handle
-
-    def close(self):
-        """Close this channel; the process that started the server also stops it (sandboxes
-        still open live on: each is ended by its own watcher)."""
-        self.control.close()
-        if self.owner == os.getpid():
-            self.process.kill()
-            self.process.wait()
-            self.home.cleanup()
-
-
 _server: ForkServer | None = None
-
-
-def _matplotlib_cache(kind: str) -> Path:
-    """Where the fork server keeps matplotlib's font list (built once; paths differ inside bwrap)."""
-    folder = Path.home() / ".cache" / f"autograder-matplotlib-{kind}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def fork_server() -> ForkServer:
