@@ -1305,4 +1305,22 @@ ENTRIES += [
         ["reproducible_with_a_generator"],
         "global generator",
     ),
+    alternative(
+        "grouped_query_attention",
+        "queries made contiguous, then stacked with view",
+        changed(GQA, "qg = q.reshape(B, G, r * N, d)", "qg = q.contiguous().view(B, G, r * N, d)"),
+    ),
+    alternative(
+        "Seq2SeqTransformer",
+        "tokens flattened with reshape and cast to int64 before the embeddings",
+        changed(
+            changed(
+                SEQ2SEQ,
+                "x = self.src_embedding(src) + self.positions",
+                "x = self.src_embedding(src.reshape(-1).long()).reshape(*src.shape, -1) + self.positions",
+            ),
+            "x = self.tgt_embedding(tgt_in) + self.positions",
+            "x = self.tgt_embedding(tgt_in.long()) + self.positions",
+        ),
+    ),
 ]
