@@ -140,10 +140,11 @@ def _views(*tensors):
 VIEWS = "given as non-contiguous views (the layout of a slice or a transpose, which callers pass too)"
 
 
-def _expect_no_earlier_call_kept(model, fresh, args, expected, what):
+def _expect_no_earlier_call_kept(model, fresh, args, expected, what, otherwise=""):
     """``model(*args)``, after a first call on other sizes, must give ``expected``. When it does not (or
     raises) and ``fresh()``, a new module holding the same weights, gives it for the same ``args``,
-    the failure says that something is kept from the earlier call."""
+    the failure says that something is kept from the earlier call; else it fails as it would have,
+    its message followed by ``otherwise`` (a likely cause) when the output is wrong."""
     try:
         output, error = model(*args), None
     except StudentError as raised:
@@ -155,7 +156,7 @@ def _expect_no_earlier_call_kept(model, fresh, args, expected, what):
     except StudentError:
         fresh_is_right = False
     if fresh_is_right:
-        got = f"raised {str(error)[:300]}" if error is not None else "gave other values"
+        got = f"failed ({str(error)[:300]})" if error is not None else "gave other values"
         raise CheckFailed(
             f"{what} {got}, while a new module holding the same weights gives the right output for the same inputs: "
             "something is kept from the earlier call (a mask, a slice of the position table or the encoder's memory "
@@ -163,7 +164,7 @@ def _expect_no_earlier_call_kept(model, fresh, args, expected, what):
         )
     if error is not None:
         raise error
-    expect_close(output, expected, what)
+    expect_close(output, expected, what + otherwise)
 
 
 def _backward(fn, args, grad_output, grad_inputs, names, what):
@@ -173,7 +174,7 @@ def _backward(fn, args, grad_output, grad_inputs, names, what):
     try:
         _, grads = fn.with_grad(args, grad_output, grad_inputs=grad_inputs)
     except StudentError as error:
-        text = str(error)
+        text, what = str(error), what.rstrip(",")
         if "modified by an inplace operation" in text:
             raise CheckFailed(
                 f"{what}: backward fails because forward changed, in place, a tensor that autograd saved to "
@@ -275,16 +276,25 @@ def _block_bugs(weights, config, x, memory, mask):
 @decoder_block.check(points=1)
 def output_shape(student, gen):
     """Also at the sizes of one the contract allows: a batch of one, a target of one token, a source of
-    one token (values compared with the reference)."""
+    one token. Their values are compared with the reference's when the output at the first sizes is
+    right (a wrong output there is the other sub-checks' business)."""
     model, weights, config = _block(student, gen)
     x, memory, _ = _block_inputs(gen)
-    _finite(model(x, memory), x.shape, f"DecoderBlock's output for x {tuple(x.shape)}, memory {tuple(memory.shape)}")
+    what = f"DecoderBlock's output for x {tuple(x.shape)}, memory {tuple(memory.shape)}"
+    right = is_close(_finite(model(x, memory), x.shape, what), ref.decoder_block_output(weights, config, x, memory))
     for small_x, small_memory in ((x[:1], memory[:1]), (x[:, :1], memory), (x, memory[:, :1])):
         what = f"DecoderBlock's output for x {tuple(small_x.shape)}, memory {tuple(small_memory.shape)}"
-        expect_close(
-            _finite(model(small_x, small_memory), small_x.shape, what),
-            ref.decoder_block_output(weights, config, small_x, small_memory),
-            what + " (a size of one: does something squeeze a dimension, or assume a size?)",
+        expected = ref.decoder_block_output(weights, config, small_x, small_memory)
+        if not right:
+            _finite(model(small_x, small_memory), small_x.shape, what)
+            continue
+        _expect_no_earlier_call_kept(
+            model,
+            lambda: _load(student(**config), weights, BLOCK_HINT),
+            (small_x, small_memory),
+            expected,
+            what,
+            f", though right for x {tuple(x.shape)} (is a dimension of size one squeezed?),",
         )
 
 
@@ -475,17 +485,27 @@ def _expected(weights, config, src, tgt_in, **change):
 @seq2seq.check(points=1)
 def logits_shape(student, gen):
     """Also at the sizes of one the contract allows: a batch of one, a target of one token, a source of
-    one token (values compared with the reference)."""
+    one token. Their values are compared with the reference's when the logits at the first sizes are
+    right (wrong logits there are the other sub-checks' business)."""
     model, weights, config = _model(student, gen)
     src, tgt_in = _sentences(gen, config, randint(gen, 9, 11)), _targets(gen, config, randint(gen, 5, 8))
-    _logits(model, src, tgt_in, config, f"the logits for src {tuple(src.shape)}, tgt_in {tuple(tgt_in.shape)}")
+    what = f"the logits for src {tuple(src.shape)}, tgt_in {tuple(tgt_in.shape)}"
+    right = is_close(_logits(model, src, tgt_in, config, what), _expected(weights, config, src, tgt_in)["logits"])
     one_token = _sentences(gen, config, 1, pad_rows=False)
     for small_src, small_tgt in ((src[:1], tgt_in[:1]), (src, tgt_in[:, :1]), (one_token, tgt_in)):
-        what = f"the logits for src {tuple(small_src.shape)}, tgt_in {tuple(small_tgt.shape)}"
-        expect_close(
-            _logits(model, small_src, small_tgt, config, what),
-            _expected(weights, config, small_src, small_tgt)["logits"],
-            what + " (a size of one: does something squeeze a dimension, or assume a size?)",
+        small = f"the logits for src {tuple(small_src.shape)}, tgt_in {tuple(small_tgt.shape)}"
+        expected = _expected(weights, config, small_src, small_tgt)["logits"]
+        if not right:
+            _logits(model, small_src, small_tgt, config, small)
+            continue
+        _expect_no_earlier_call_kept(
+            model,
+            lambda: _load(student(**config), weights, MODEL_HINT),
+            (small_src, small_tgt),
+            expected,
+            small,
+            f", though right for src {tuple(src.shape)}, tgt_in {tuple(tgt_in.shape)} (is a dimension of size one "
+            "squeezed?),",
         )
 
 
