@@ -13,8 +13,10 @@ as any order that pairs every query with every key (q' @ k'^T, even a block of q
 time) does. The same rules recorded in the learner's process (tensor sizes, matrix-product
 work, values taken out of PyTorch) are advice, worth 0 points. Its output must be the
 estimate through the given features (exact softmax attention is named as such) and pass
-gradients back to q, k and v. The features are also checked where |x|^2 / 2 exceeds
-float32's exponent range but the features themselves do not.
+gradients back to q, k and v, also to each one asked for alone. The features are also checked where
+|x|^2 / 2 exceeds float32's exponent range but the features themselves do not, and for their gradient
+with respect to x. Every tensor argument is also handed as a non-contiguous view (``suite.noncontiguous``,
+the layout of a slice or a transpose), with the expected values computed on the original.
 """
 
 import contextlib

@@ -16,7 +16,9 @@ use of positions, independence of the rows of a batch. Then the reference's weig
 loaded into them by the contract's submodule names and the logits compared with the
 reference's (float64): at T = max_len, at T < max_len (the first rows of the position table;
 for the causal model also prefix consistency), and in train() mode with dropout 1.0, where
-every block returns its input, so the logits are head(norm(embeddings)) exactly.
+every block returns its input, so the logits are head(norm(embeddings)) exactly. The reference
+comparison also hands the tokens as a non-contiguous view and as int32 ids; calls in eval() mode and
+in train() mode with dropout must leave the parameters and buffers (the position table too) unchanged.
 """
 
 import math
