@@ -176,6 +176,9 @@ def grade_command(args) -> int:
     except (GradingError, ProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if server is not None:
+            server.close()
     report.update(seed=seed, seed_from=origin)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -262,4 +265,12 @@ def autograde_command(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if sys.argv[1:2] == ["grade"]:
+        # A learner waits for `grade` after every attempt. It has closed its sandbox and fork server and
+        # written nothing but its report: it leaves without the interpreter's teardown of torch, sympy and
+        # nbformat's modules, which took 0.6-1.2 s of that wait (2 busy cores).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
