@@ -506,6 +506,20 @@ def _describe_tensor(shape, n_q, n_k):
     return ""
 
 
+DEFAULT_BLOCKS = (64, 64)  # the exercises' default block_q, block_k
+
+
+def _describe_default_tile(shape, blocks):
+    """A too-large tensor whose last two dimensions are the default blocks: the sizes given were not passed on."""
+    if len(shape) >= 2 and tuple(shape[-2:]) == DEFAULT_BLOCKS and tuple(blocks) != DEFAULT_BLOCKS:
+        return (
+            f"a tile of the default block sizes {DEFAULT_BLOCKS[0]} x {DEFAULT_BLOCKS[1]}, not the block_q x block_k "
+            f"= {blocks[0]} x {blocks[1]} given: pass the caller's block sizes on (FlashAttentionFunction keeps them "
+            "on ctx in forward for its backward)"
+        )
+    return ""
+
+
 def _expect_tiled(shapes, q, k, v, blocks, what):
     """No tensor among ``shapes`` larger than the inputs or one (block_q, block_k) tile, per batch x head."""
     n_q, n_k, d, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
@@ -517,7 +531,7 @@ def _expect_tiled(shapes, q, k, v, blocks, what):
         f"per batch x head slice ({slices} here), the larger of the inputs' max(N_q, N_k) * (d + d_v) = "
         f"{inputs} and one block_q x block_k = {blocks[0]} x {blocks[1]} tile. Compute scores and weights "
         "one tile at a time",
-        lambda shape: _describe_tensor(shape, n_q, n_k),
+        lambda shape: _describe_tensor(shape, n_q, n_k) or _describe_default_tile(shape, blocks),
     )
 
 

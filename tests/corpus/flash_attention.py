@@ -560,6 +560,19 @@ RECOMPUTE = """
 """
 
 FUNCTION_ENTRIES = [
+    advised(
+        "FlashAttentionFunction",
+        "blocksize: backward tiles with its own defaults, not ctx's",
+        function_cell(
+            SAVE_OUTPUT_AND_LSE,
+            """
+        q, k, v, output, lse = ctx.saved_tensors
+        return (*_bwd(q, k, v, output, lse, grad_output, ctx.causal), None, None, None)
+    """,
+        ),
+        advice=("tile_by_tile_in_pytorch",),
+        says="the default block sizes 64 x 64",
+    ),
     bug(
         "FlashAttentionFunction",
         "ctx.needs_input_grad read at the wrong index for q and v",
@@ -808,22 +821,6 @@ TRITON_ENTRIES = [
         ),
         fails=("batch_and_head_dims",),
         says="call .contiguous() on q, k and v",
-    ),
-    bug(
-        "flash_attention_triton",
-        "layout: strides computed from the shapes, no .contiguous()",
-        changed(
-            changed(
-                TRITON,
-                "t.reshape(-1, t.shape[-2], t.shape[-1]).contiguous()",
-                "t.reshape(-1, t.shape[-2], t.shape[-1])",
-            ),
-            "q3.stride(0), q3.stride(1), k3.stride(0), k3.stride(1),\n"
-            "                                     v3.stride(0), v3.stride(1), out.stride(0), out.stride(1),",
-            "n_q * d, d, n_k * d, d, n_k * d_v, d_v, n_q * d_v, d_v,",
-        ),
-        fails=("batch_and_head_dims",),
-        says="non-contiguous views",
     ),
     bug(
         "flash_attention_triton",
