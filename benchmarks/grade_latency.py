@@ -7,7 +7,8 @@ The notebook is the chapter's student release with its answer cells filled from 
 (``solutions/<topic>.py``), written with ``nbformat.write``. The command runs from the course's
 checkout, so it grades in the bubblewrap sandbox (where ``bwrap`` is installed) at the practice
 seed. Each run must report full marks. Prints every wall time, their median, and the machine's
-load average before and after: the times mean little on a busy machine, so quote the load with them.
+load average before and after: the times mean little on a busy machine, so quote the load with them
+(the figure after counts this benchmark's own runs too: each keeps both of a 2-core machine's cores busy).
 """
 
 import argparse
@@ -42,6 +43,7 @@ def main():
     parser.add_argument("--chapter", default="02_attention", choices=list(BY_NAME))
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     reference = (ROOT / "solutions" / f"{BY_NAME[args.chapter].topic}.py").read_text()
     with tempfile.TemporaryDirectory(prefix="grade-latency-") as folder:
         notebook = write(
@@ -49,7 +51,6 @@ def main():
             Path(folder) / f"{args.chapter}.ipynb",
         )
         graded_seconds(notebook)  # a first run warms the page cache (and matplotlib's font list)
-        load = os.getloadavg()[0]
         times = [graded_seconds(notebook) for _ in range(args.runs)]
     print(f"{args.chapter}: " + " ".join(f"{t:.2f}" for t in times) + " s")
     print(f"median of {args.runs}: {statistics.median(times):.2f} s (load average {load:.2f} before, ", end="")
