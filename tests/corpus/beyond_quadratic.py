@@ -299,7 +299,7 @@ ENTRIES = [
             return torch.stack(out, dim=-2)
     """,
         fails=["never_forms_the_score_matrix"],
-        says="pairs every query with every key",
+        says="Multiply k'^T v (m x d_v) first",  # its memory or its CPU time may be what gives it away
     ),
     bug(
         "performer_attention",
