@@ -20,7 +20,6 @@ import contextvars
 import dataclasses
 import os
 import random
-import sys
 import time
 
 import torch
@@ -208,16 +207,15 @@ class KernelBackend:
 @contextlib.contextmanager
 def _generators_kept():
     """Restore the states of the generators ``protocol.seed_generators`` seeds, on leaving."""
-    numpy = sys.modules.get("numpy")
-    states = random.getstate(), numpy.random.get_state() if numpy else None
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            yield
-        finally:
-            random.setstate(states[0])
-            if numpy:
-                numpy.random.set_state(states[1])
+    cuda = torch.cuda.is_initialized()
+    states = torch.default_generator.get_state(), torch.cuda.get_rng_state_all() if cuda else None, random.getstate()
+    try:
+        yield
+    finally:
+        torch.default_generator.set_state(states[0])
+        if cuda:
+            torch.cuda.set_rng_state_all(states[1])
+        random.setstate(states[2])
 
 
 def process_meter(pid, by: str):

@@ -460,7 +460,7 @@ def linear_work_in_pytorch(student, gen):
 LONG_N, SHORT_N = 4096, 512  # 8 times the tokens: about 8 times the CPU time if linear, 64 if quadratic
 MEASURED_SIZES = {"d": 16, "d_v": 16, "m": 64}
 MEMORY_CAP = 24 << 20  # bytes above what the process held: N x N float32 scores at LONG_N take 64 MiB, the rest ~3
-CPU_RATIO = 16  # the most CPU time the long input may cost, in multiples of the short one's
+CPU_RATIO = 12  # the most CPU time the long input may cost, in multiples of the short one's
 CPU_SLACK = 0.01  # seconds: on inputs a linear answer runs in milliseconds, a few of noise
 EARLY = 1.25  # one long call this far above the limit decides: the other long calls would only cost time
 REPEATS = 3
@@ -469,11 +469,12 @@ REPEATS = 3
 @performer.check(points=2)
 def never_forms_the_score_matrix(student, gen):
     """Measured from outside: on N = 4096, the call's peak memory stays far below the N x N
-    matrix; and the median CPU time of 3 calls on N = 4096 is at most 16 times that on N = 512
-    (linear work: about 8 times; pairing every query with every key: about 64 times, and 25 for a
-    Python loop over the queries whose per-query overhead weighs at N = 512; one long call above 20
-    times already decides). The long call's output is compared at sampled rows. The suite's last
-    sub-check: a quadratic answer that spends the time budget here loses no other sub-check."""
+    matrix; and the median CPU time of 3 calls on N = 4096 is at most 12 times the least of 3 on
+    N = 512 (linear work: about 8 times; pairing every query with every key: about 64 times on
+    paper, 23 to 35 measured for blocks of queries, whose calls on N = 512 are mostly overhead, and
+    over 100 for a Python loop over the queries; one long call above 15 times already decides). The
+    long call's output is compared at sampled rows. The suite's last sub-check: a quadratic answer
+    that spends the time budget here loses no other sub-check."""
     d, d_v, m = MEASURED_SIZES.values()
     omega = randn(gen, m, d)
     student(*_performer_inputs(gen, 30, 30, d, d_v, m, batch=(1,), scale=0.5)[:3], omega)  # warm-up
@@ -491,15 +492,16 @@ def never_forms_the_score_matrix(student, gen):
                 f"{n * (2 * m + d_v) * 4 >> 20}, and the N x N matrix of q' k'^T alone {n * n * 4 >> 20}: the "
                 "matrix the Performer exists to avoid. Multiply k'^T v (m x d_v) first, then q' by it"
             )
-        if n == LONG_N and cpu[LONG_N][-1] > EARLY * (CPU_RATIO * sorted(cpu[SHORT_N])[REPEATS // 2] + CPU_SLACK):
+        if n == LONG_N and cpu[LONG_N][-1] > EARLY * (CPU_RATIO * min(cpu[SHORT_N]) + CPU_SLACK):
             break
-    short, long = (sorted(cpu[n])[len(cpu[n]) // 2] for n in (SHORT_N, LONG_N))
+    short, long = min(cpu[SHORT_N]), sorted(cpu[LONG_N])[len(cpu[LONG_N]) // 2]  # short calls: mostly overhead, noisy
     if long > CPU_RATIO * short + CPU_SLACK:
         raise CheckFailed(
-            f"performer_attention took {long * 1000:.0f} ms of CPU time on N = {LONG_N} tokens and {short * 1000:.0f} "
-            f"ms on N = {SHORT_N} (medians, measured by {measurement.by}): {long / max(short, 1e-9):.1f} "
-            f"times as much for {LONG_N // SHORT_N} times the tokens, where linear work costs about "
-            f"{LONG_N // SHORT_N} times and at most {CPU_RATIO} are allowed. The work grows as N_q x N_k: some step pairs every query with every key (q' @ k'^T, "
+            f"performer_attention took {long * 1000:.0f} ms of CPU time on N = {LONG_N} tokens and "
+            f"{short * 1000:.0f} ms on N = {SHORT_N} (the median of the long calls, the fastest short one; measured "
+            f"by {measurement.by}): {long / max(short, 1e-9):.1f} times as much for {LONG_N // SHORT_N} times the "
+            f"tokens, where linear work costs about {LONG_N // SHORT_N} times and at most {CPU_RATIO} are allowed. "
+            "The work grows as N_q x N_k: some step pairs every query with every key (q' @ k'^T, "
             "even a block of queries at a time). Multiply k'^T v (m x d_v) first, then q' by it"
         )
     q, k, v = cases[LONG_N]

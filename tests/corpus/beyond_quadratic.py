@@ -23,6 +23,25 @@ ENTRIES = [
     ),
     bug(
         "sliding_window_mask",
+        "global positions sorted in the caller's list",
+        """
+        import torch
+
+        def sliding_window_mask(n, window, global_positions=()):
+            i = torch.arange(n)
+            mask = (i[:, None] - i[None, :]).abs() <= window
+            if isinstance(global_positions, list):
+                global_positions.sort()  # tidy: globals in order
+            for g in global_positions:
+                mask[g, :] = True
+                mask[:, g] = True
+            return mask
+    """,
+        fails=["global_positions_read_and_are_read"],
+        says="changed its argument 3 in place (a list",
+    ),
+    bug(
+        "sliding_window_mask",
         "one-sided band",
         """
         import torch

@@ -362,6 +362,26 @@ ENTRIES = [
     # --- mask_tokens --------------------------------------------------------------------------
     bug(
         "mask_tokens",
+        "special ids sorted in the caller's list",
+        """
+        def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
+            if isinstance(special_token_ids, list):
+                special_token_ids.sort()  # sorted for a binary search below
+            special = torch.isin(tokens, torch.tensor(list(special_token_ids), dtype=tokens.dtype))
+            selected = (torch.rand(tokens.shape, generator=generator) < mask_prob) & ~special
+            labels = torch.where(selected, tokens, -100)
+            action = torch.rand(tokens.shape, generator=generator)
+            ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_token_ids)])
+            draws = ordinary[torch.randint(len(ordinary), tokens.shape, generator=generator)]
+            inputs = torch.where(selected & (action < 0.8), mask_token_id, tokens)
+            inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), draws, inputs)
+            return inputs, labels
+    """,
+        fails=("returns_inputs_and_labels",),
+        says="changed its argument special_token_ids in place (a list",
+    ),
+    bug(
+        "mask_tokens",
         "every selected position becomes [MASK]",
         """
         def mask_tokens(tokens, mask_token_id, vocab_size, mask_prob=0.15, generator=None, special_token_ids=()):
