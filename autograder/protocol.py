@@ -22,6 +22,7 @@ Imports only the standard library, torch and :mod:`autograder.wire`: it also run
 sandbox (see :mod:`autograder.confinement`).
 """
 
+import contextlib
 import ctypes
 import linecache
 import numbers
@@ -305,7 +306,10 @@ def call(name, fn, args, kwargs, mode="plain", grad_output=None, grad_inputs=())
     - ``"functions"``: ``(result, names)``, the sorted names of the torch functions it called and
       of the aten operations that ran (these also from TorchScript, which calls no Python function);
     - ``"grad"``: ``(result, grads)``: positional args at ``grad_inputs`` require grad, the
-      (first) output is back-propagated with ``grad_output``, grads are theirs;
+      (first) output is back-propagated with ``grad_output``, grads are theirs, in the order of
+      ``grad_inputs``; the entry :data:`PARAMETERS` (``"parameters"``) there stands for the
+      parameters of ``fn``, an ``nn.Module``: its grad is ``{name: grad or None}`` in
+      ``fn.named_parameters()`` order, computed from cleared ``.grad`` (:func:`_parameter_grads`);
     - ``"trace"``: ``(result, trace)``, with ``trace`` a dict: ``created``, the shapes of every
       tensor created during the call; ``ops``, the names of the aten operations it ran;
       ``autograd``, whether any operation computed gradients; ``peak``, the most elements the
@@ -378,6 +382,9 @@ def _recorded_call(fn, args, kwargs, mode, grad_output, grad_inputs):
     return result, sorted(functions.functions | operations.ops)
 
 
+PARAMETERS = "parameters"  # in grad_inputs: the gradients of the called module's parameters
+
+
 def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):
     """Call ``fn``; with ``grad_inputs``, also back-propagate and put ``grads`` (and with
     ``record_saved``, ``saved``) in ``trace``."""
@@ -385,14 +392,39 @@ def _run(fn, args, kwargs, grad_output, grad_inputs, trace, record_saved=False):
         return fn(*args, **kwargs)
     args = list(args)
     for i in grad_inputs:
-        args[i] = wire.layout_copy(args[i]).requires_grad_(True)  # the layout the check chose
-    result = fn(*args, **kwargs)
-    output = result[0] if isinstance(result, (tuple, list)) else result
-    if record_saved:
-        trace["saved"] = saved_shapes(output)
-    output.backward(grad_output)
-    trace["grads"] = tuple(args[i].grad for i in grad_inputs)
+        if i != PARAMETERS:
+            args[i] = wire.layout_copy(args[i]).requires_grad_(True)  # the layout the check chose
+    with _parameter_grads(fn, PARAMETERS in grad_inputs) as read_parameter_grads:
+        result = fn(*args, **kwargs)
+        output = result[0] if isinstance(result, (tuple, list)) else result
+        if record_saved:
+            trace["saved"] = saved_shapes(output)
+        output.backward(grad_output)
+        parameter_grads = read_parameter_grads()
+    trace["grads"] = tuple(parameter_grads if i == PARAMETERS else args[i].grad for i in grad_inputs)
     return result
+
+
+@contextlib.contextmanager
+def _parameter_grads(module, wanted: bool):
+    """Yields a function that reads ``{name: grad or None}`` of ``module``'s parameters (``{}`` unless
+    ``wanted``): their ``.grad`` are cleared first (so the call's backward alone is read, not a sum with
+    an earlier one), then put back as they were, so that the call leaves the learner's module exactly as
+    it found it (a module of the learner's own kernel may hold the gradients of their training loop, and
+    none accumulate from one check to the next)."""
+    if not wanted:
+        yield dict
+        return
+    if not isinstance(module, torch.nn.Module):
+        raise CallFailed(f"{type(module).__name__} is not an nn.Module: it has no parameters to differentiate")
+    saved = [(p, p.grad) for p in module.parameters()]
+    for p, _ in saved:
+        p.grad = None
+    try:
+        yield lambda: {name: p.grad for name, p in module.named_parameters()}
+    finally:
+        for p, grad in saved:
+            p.grad = grad
 
 
 class Session:

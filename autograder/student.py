@@ -127,7 +127,10 @@ class Student:
 
     def with_grad(self, args, grad_output, grad_inputs, **kwargs):
         """Call with the positional args at ``grad_inputs`` requiring grad, back-propagate
-        ``grad_output`` from the (first) output; returns ``(result, grads)``."""
+        ``grad_output`` from the (first) output; returns ``(result, grads)``, one grad per entry of
+        ``grad_inputs``. The entry ``"parameters"`` (:data:`autograder.protocol.PARAMETERS`) asks, of a
+        called ``nn.Module``, for its parameters' gradients: ``{name: grad or None}`` in
+        ``named_parameters()`` order (the module's ``.grad`` are left as they were)."""
         return self._call("grad", args, kwargs, grad_output=pack(grad_output), grad_inputs=list(grad_inputs))
 
     def _call(self, mode, args, kwargs, **fields):
