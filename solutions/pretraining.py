@@ -87,7 +87,9 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 #
 # logits = head(norm(blocks(token_embedding(tokens) + positions[:T]))). Dropout acts inside
 # the blocks only (each block's sublayer outputs and FFN hidden activation), not on the
-# embeddings or the logits. Methods use ``nn.Module.__init__`` and the module-level helpers
+# embeddings or the logits. Training's backward reaches every parameter from the logits: nothing in
+# forward runs under torch.no_grad(), is .detach()ed or read through .data, and forward changes in
+# place no tensor a layer has read (autograd saved it). Methods use ``nn.Module.__init__`` and the module-level helpers
 # below, so a notebook class can delegate to them.
 
 
@@ -116,7 +118,8 @@ class CausalLM(nn.Module):
     ``forward(tokens)``: tokens (B, T) int64 or int32 (a non-contiguous view too) with T <= max_len
     -> logits (B, T, V), where ``logits[:, t]`` scores the token that comes *after* position t; tokens
     is left unchanged, and so are the parameters and buffers (the position table too), in eval() and
-    train() mode. Submodules and dropout as described above the class.
+    train() mode; backward reaches every parameter. Submodules, dropout and gradients as described above
+    the class.
     """
 
     def __init__(
@@ -142,7 +145,8 @@ class MaskedLM(nn.Module):
     ``MaskedLM(vocab_size, d_model, num_heads, d_ff, num_layers, max_len, dropout=0.0)``;
     ``forward(tokens)``: tokens (B, T) int64 or int32 (a non-contiguous view too) with T <= max_len
     -> logits (B, T, V); tokens, the parameters and the buffers are left unchanged, in eval() and
-    train() mode. Submodules and dropout as described above :class:`CausalLM`.
+    train() mode; backward reaches every parameter. Submodules, dropout and gradients as described
+    above :class:`CausalLM`.
     """
 
     def __init__(
@@ -203,3 +207,16 @@ def stack_logits(
             block.norm_first = norm_first
             x = block(x, mask)
         return model.head(model.norm(x) if final_norm else x)
+
+
+def stack_gradients(
+    weights: dict, tokens: torch.Tensor, config: dict, causal: bool, grad_output: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """``{name: gradient}`` (float64, the names and order of :func:`parameter_shapes`) of the stack built
+    with ``config`` holding ``weights``, when its logits for ``tokens`` (B, T) are back-propagated with
+    ``grad_output`` (B, T, V): the gradients one training step computes, in eval() mode (which is train()
+    mode with dropout=0.0); ``causal`` picks the model (CausalLM's mask or MaskedLM's none)."""
+    model = (CausalLM if causal else MaskedLM)(**config).double().eval()
+    model.load_state_dict({key: value.double() for key, value in weights.items()})
+    model(tokens).backward(grad_output.double())
+    return {name: parameter.grad for name, parameter in model.named_parameters()}

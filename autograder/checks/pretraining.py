@@ -19,6 +19,8 @@ for the causal model also prefix consistency), and in train() mode with dropout 
 every block returns its input, so the logits are head(norm(embeddings)) exactly. The reference
 comparison also hands the tokens as a non-contiguous view and as int32 ids; calls in eval() mode and
 in train() mode with dropout must leave the parameters and buffers (the position table too) unchanged.
+Last, training's backward in train() mode: the parameters' gradients (:data:`autograder.protocol.PARAMETERS`)
+equal the reference stack's at dropout 0.0, and with dropout 0.3 backward runs and reaches every parameter.
 """
 
 import math
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.oracle import reference
+from autograder.protocol import PARAMETERS
 from autograder.student import StudentError
 from autograder.suite import (
     CheckFailed,
@@ -701,6 +704,39 @@ def _expect_state_unchanged(model, before, what):
         )
 
 
+def _parameter_grads(model, tokens, grad_output, names, what) -> dict:
+    """``{name: gradient}`` of the model's parameters when its logits for ``tokens`` are back-propagated with
+    ``grad_output``; each of ``names`` (the contract's parameters, all used by forward) must get a finite one.
+    A backward that PyTorch refuses because forward changed a saved tensor in place fails with that cause."""
+    try:
+        _, (grads,) = model.with_grad((tokens,), grad_output, grad_inputs=(PARAMETERS,))
+    except StudentError as error:
+        text = str(error)
+        if "modified by an inplace operation" in text:
+            raise CheckFailed(
+                f"{what}: backward fails because forward changed, in place, a tensor that autograd saved to "
+                "compute the gradient (PyTorch: 'modified by an inplace operation'). Look for in-place operations "
+                "in forward: x += ..., x[:] = ..., x.copy_(...), add_, masked_fill_; write x = x + ... instead"
+            ) from None
+        if "does not require grad" in text:
+            raise CheckFailed(
+                f"{what}: no gradient flows back, the logits are cut off from the graph "
+                "(.detach(), torch.no_grad() or .data in forward)"
+            ) from None
+        raise
+    for name in names:
+        grad = grads.get(name)
+        if grad is None:
+            raise CheckFailed(
+                f"{what}: no gradient reaches {name}, so training would never update it: the path from it to the "
+                "logits is cut (computed under torch.no_grad(), .detach()ed, read through .data, or "
+                "requires_grad=False)"
+            )
+        if not torch.isfinite(grad).all():
+            raise CheckFailed(f"the gradient of {what}'s logits with respect to {name} contains NaN or inf")
+    return grads
+
+
 def _size(model):
     return sum(v.numel() for v in model.state_dict().values() if isinstance(v, torch.Tensor))
 
@@ -898,7 +934,7 @@ def _expect_stack(model, weights, config, tokens, causal, what, given=None):
 def _reference_checks(suite, causal):
     kind = "CausalLM" if causal else "MaskedLM"
 
-    @suite.check(points=2)
+    @suite.check(points=1)
     def matches_the_reference_stack(student, gen):
         """Same weights, same logits: embeddings plus sinusoidal positions, Pre-LN blocks, final LayerNorm, head;
         also for the tokens as a non-contiguous view (the layout of tokens[:, :-1]) and as int32 ids."""
@@ -996,6 +1032,27 @@ def _reference_checks(suite, causal):
         for call in ("a first", "a second"):
             _run(model, _tokens(gen, config), config, f"{call} call in train() mode with dropout=0.3")
         _expect_state_unchanged(model, state, f"two calls of {kind}(..., dropout=0.3) in train() mode")
+
+    @suite.check(points=1)
+    def backward_in_train_mode(student, gen):
+        """As training runs it, in train() mode: with dropout=0.0 the gradient of the logits with respect to
+        every parameter equals the reference stack's (same weights); with dropout=0.3 backward runs and every
+        parameter gets a finite gradient; forward and backward leave the parameters and buffers unchanged."""
+        for dropout in (0.0, 0.3):
+            model, weights, config = _loaded(student, gen, dropout=dropout)
+            model.train()
+            tokens = _tokens(gen, config)
+            grad_output = randn(gen, *tokens.shape, config["vocab_size"])
+            what = f"{kind}(..., dropout={dropout}) in train() mode"
+            state = _state(model)
+            grads = _parameter_grads(model, tokens, grad_output, weights, what)
+            _expect_state_unchanged(model, state, f"{what}, forward and backward,")
+            if dropout == 0.0:
+                expected = ref.stack_gradients(weights, tokens, config, causal, grad_output)
+                for name, value in expected.items():
+                    expect_close(
+                        grads[name], value, f"the gradient of {what}'s logits with respect to {name}", atol=1e-4
+                    )
 
 
 _reference_checks(causal, causal=True)

@@ -1527,4 +1527,49 @@ class MaskedLM(nn.Module):
         fails=("logits_shape",),
         says="changed the model's parameters or buffers (token_embedding.weight)",
     ),
+    # --- backward in train() mode: the logits are right, the gradients are not -------------------
+    bug(
+        "CausalLM",
+        "embeddings and positions under torch.no_grad() (the table is fixed): the embedding gets no gradient",
+        model(
+            "CausalLM",
+            (
+                "x = self.token_embedding(tokens) + self.positions[:T]",
+                "with torch.no_grad():  # the position table is fixed: no gradient needed\n"
+                "            x = self.token_embedding(tokens) + self.positions[:T]",
+            ),
+        ),
+        fails=("backward_in_train_mode",),
+        says="no gradient reaches token_embedding.weight",
+    ),
+    bug(
+        "MaskedLM",
+        "embedding rows read from token_embedding.weight.data",
+        model(
+            "MaskedLM",
+            (
+                "x = self.token_embedding(tokens) + self.positions[:T]",
+                "x = self.token_embedding.weight.data[tokens] + self.positions[:T]",
+            ),
+        ),
+        fails=("backward_in_train_mode",),
+        says="no gradient reaches token_embedding.weight",
+    ),
+    bug(
+        "MaskedLM",
+        "the head applied by hand with head.weight.data",
+        model(
+            "MaskedLM",
+            ("return self.head(self.norm(x))", "return self.norm(x) @ self.head.weight.data.T + self.head.bias"),
+        ),
+        fails=("backward_in_train_mode",),
+        says="no gradient reaches head.weight",
+    ),
+    bug(
+        "CausalLM",
+        "each block's output written into x in place (x[:] = block(x, mask)), which the block's LayerNorm saved",
+        model("CausalLM", ("x = block(x, mask)", "x[:] = block(x, mask)  # reuse x's memory")),
+        fails=("backward_in_train_mode",),
+        says="modified by an inplace operation",
+    ),
 ]
