@@ -266,6 +266,24 @@ def as_tensor(value, what: str) -> torch.Tensor:
     return value
 
 
+def expect_state_unchanged(model, before: dict, what: str) -> None:
+    """Fail when the module's state_dict differs from ``before``: forward (and backward) only read it."""
+    after = model.state_dict()
+    changed = sorted(set(before) ^ set(after)) + [
+        key
+        for key, value in before.items()
+        if key in after
+        and not (
+            isinstance(after[key], torch.Tensor) and after[key].shape == value.shape and torch.equal(after[key], value)
+        )
+    ]
+    if changed:
+        raise CheckFailed(
+            f"{what} changed the module's parameters or buffers ({', '.join(changed[:4])}): forward only reads "
+            "them (updating parameters is the optimizer's job), and registers nothing new"
+        )
+
+
 def expect_shape(value, shape, what: str) -> torch.Tensor:
     value = as_tensor(value, what)
     if tuple(value.shape) != tuple(shape):

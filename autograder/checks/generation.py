@@ -47,6 +47,7 @@ from autograder.suite import (
     expect_close,
     expect_computed_in_torch,
     expect_shape,
+    expect_state_unchanged,
     is_close,
     noncontiguous,
     randint,
@@ -113,24 +114,6 @@ def _load(model, weights: dict, hint: str):
     model.load_state_dict({**state, **weights})
     model.eval()
     return model
-
-
-def _expect_state_unchanged(model, before: dict, what: str):
-    """Fail when the module's state_dict differs from ``before``: forward only reads it."""
-    after = model.state_dict()
-    changed = sorted(set(before) ^ set(after)) + [
-        key
-        for key, value in before.items()
-        if key in after
-        and not (
-            isinstance(after[key], torch.Tensor) and after[key].shape == value.shape and torch.equal(after[key], value)
-        )
-    ]
-    if changed:
-        raise CheckFailed(
-            f"{what} changed the module's parameters or buffers ({', '.join(changed[:4])}): forward only reads "
-            "them (updating parameters is the optimizer's job), and registers nothing new"
-        )
 
 
 def _views(*tensors):
@@ -329,7 +312,7 @@ def matches_the_reference_pre_ln(student, gen):
         expected,
         f"DecoderBlock's output for x, memory and memory_mask {VIEWS}",
     )
-    _expect_state_unchanged(model, before, "three calls of DecoderBlock's forward")
+    expect_state_unchanged(model, before, "three calls of DecoderBlock's forward")
 
 
 @decoder_block.check(points=1)
@@ -423,7 +406,7 @@ def dropout_acts_on_sublayer_outputs(student, gen):
         what = f"DecoderBlock(norm_first={norm_first}, dropout=0.3) in train() mode, forward and backward,"
         args = (*_views(x, memory), mask)
         _backward(model, args, randn(gen, *x.shape), (0, 1), ("x", "memory"), what)
-        _expect_state_unchanged(model, before, what)
+        expect_state_unchanged(model, before, what)
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,7 +526,7 @@ def matches_the_reference(student, gen):
         expected["logits"],
         f"the logits for src and tgt_in {VIEWS}",
     )
-    _expect_state_unchanged(model, before, "four calls of Seq2SeqTransformer's forward")
+    expect_state_unchanged(model, before, "four calls of Seq2SeqTransformer's forward")
 
 
 def _seq2seq_variants(weights, config, src, tgt_in):
@@ -597,7 +580,7 @@ def encode_and_decode_make_forward(student, gen):
     src, tgt_in = _sentences(gen, config, randint(gen, 9, 11)), _targets(gen, config, randint(gen, 5, 8))
     memory, grad_output = randn(gen, *src.shape, 16), randn(gen, *tgt_in.shape, config["tgt_vocab_size"])
     _backward(model.decode, (tgt_in, noncontiguous(memory), src), grad_output, (1,), ("memory",), what)
-    _expect_state_unchanged(model, before, what)
+    expect_state_unchanged(model, before, what)
 
 
 @seq2seq.check(points=2)
@@ -1357,7 +1340,7 @@ def uses_the_cache_it_is_given(student, gen):
     what = f"CachedSelfAttention(x_new, cache) with x_new and the cache's keys and values {VIEWS}"
     output, _ = _run(model, noncontiguous(x), _views(*cache), heads, what)
     expect_close(output, expected, f"{what}, its output")
-    _expect_state_unchanged(model, before, "four calls of CachedSelfAttention's forward")
+    expect_state_unchanged(model, before, "four calls of CachedSelfAttention's forward")
 
 
 def _close(actual, expected):

@@ -31,6 +31,7 @@ from autograder.suite import (
     Suite,
     expect_close,
     expect_shape,
+    expect_state_unchanged,
     is_close,
     noncontiguous,
     randint,
@@ -488,24 +489,6 @@ def _backward(model, x, grad_output, what, **kwargs):
     return output, grads
 
 
-def _expect_state_unchanged(model, before, what):
-    """Fail when the module's state_dict differs from ``before``: forward (and backward) only read it."""
-    after = model.state_dict()
-    changed = sorted(set(before) ^ set(after)) + [
-        key
-        for key, value in before.items()
-        if key in after
-        and not (
-            isinstance(after[key], torch.Tensor) and after[key].shape == value.shape and torch.equal(after[key], value)
-        )
-    ]
-    if changed:
-        raise CheckFailed(
-            f"{what} changed the module's parameters or buffers ({', '.join(changed[:4])}): forward only reads "
-            "them (updating parameters is the optimizer's job), and registers nothing new"
-        )
-
-
 def _ffn_input_grad(weights, x, grad_output, activation=F.relu):
     x64 = x.double().requires_grad_()
     _ffn(weights, x64, activation).backward(grad_output.double())
@@ -525,7 +508,7 @@ def backward_in_train_mode(student, gen):
         model.train()
         before = model.state_dict()
         _, (grad,) = _backward(model, noncontiguous(x), grad_output, what)
-        _expect_state_unchanged(model, before, f"{what}, forward and backward,")
+        expect_state_unchanged(model, before, f"{what}, forward and backward,")
         if dropout == 0.0:
             expected = _ffn_input_grad(weights, x, grad_output)
             expect_close(grad, expected, f"the gradient of {what} with respect to x", atol=1e-4)
@@ -911,7 +894,7 @@ def backward_in_train_mode(student, gen):
         before = model.state_dict()
         with _blaming_parts(model, weights, x):
             _, (grad,) = _backward(model, x, grad_output, what)
-            _expect_state_unchanged(model, before, f"{what}, forward and backward,")
+            expect_state_unchanged(model, before, f"{what}, forward and backward,")
             if dropout == 0.0:
                 expected = _layer_input_grad(_pytorch_layer(weights, sizes, norm_first), x, grad_output)
                 expect_close(grad, expected, f"the gradient of {what} with respect to x", atol=1e-4)
@@ -961,7 +944,7 @@ def padding_mask_and_repeated_calls(student, gen):
                 f"TransformerBlock(norm_first={norm_first})(x of shape {tuple(other.shape)}), called after calls "
                 "on other sizes (is something kept from an earlier call?)",
             )
-    _expect_state_unchanged(model, before, f"TransformerBlock(norm_first={norm_first}) called four times")
+    expect_state_unchanged(model, before, f"TransformerBlock(norm_first={norm_first}) called four times")
 
 
 # ---------------------------------------------------------------------------------------
