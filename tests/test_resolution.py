@@ -126,6 +126,8 @@ def resolve(platform: dict, python: str, requirements: str, index: str, folder: 
         json.dumps(markers),
         "install",
         "--quiet",
+        "--resume-retries",  # an interrupted download fails the attempt (see NETWORK_FAILURES) instead of resuming
+        "0",
         "--dry-run",
         "--ignore-installed",
         "--only-binary=:all:",
@@ -145,6 +147,13 @@ def resolve(platform: dict, python: str, requirements: str, index: str, folder: 
     return subprocess.run(
         command, capture_output=True, text=True, timeout=900, env={**env, "PIP_CONFIG_FILE": os.devnull}
     )
+
+
+# A download cut short is the network's failure, not the row's: the row runs again from the start. (Seen in CI: a
+# 423 MB CUDA wheel interrupted, resumed by pip, and then refused for its hash.) The hashes of requirements.txt make
+# pip download every wheel, even in a dry run.
+NETWORK_ATTEMPTS = 3
+NETWORK_FAILURES = ("Connection interrupted", "not enough bytes", "Read timed out", "ConnectionError")
 
 
 def _skip_unreachable(index: str):
@@ -173,10 +182,13 @@ def resolved(tmp_path_factory) -> dict[tuple, tuple[subprocess.CompletedProcess,
     folder = tmp_path_factory.mktemp("resolution")
 
     def one(row):
-        where = folder / "-".join(row)
-        where.mkdir()
         platform, python, requirements, index = row
-        run = resolve(PLATFORMS[platform], python, requirements, index, where)
+        for attempt in range(NETWORK_ATTEMPTS):
+            where = folder / f"{'-'.join(row)}-{attempt}"
+            where.mkdir()
+            run = resolve(PLATFORMS[platform], python, requirements, index, where)
+            if not any(sign in run.stderr for sign in NETWORK_FAILURES):
+                break
         report = json.loads((where / "report.json").read_text()) if run.returncode == 0 else None
         return row, (run, report)
 
