@@ -1,0 +1,218 @@
+"""Every message the checks, the grader and the kit print, in the learner's language.
+
+The checks write their messages in English, as f-strings, where they find the fault; nothing in
+them knows about languages. Each module's messages are *templates* read from its source (an
+f-string ``f"{what} should have shape {shape}"`` is the template ``"{0} should have shape {1}"``),
+and a catalogue per module, ``autograder/locale/<lang>/<module>.json``, gives each template's
+translation: a list of ``{"en": template, "zh": translation}``, where ``zh`` keeps every
+placeholder and may reorder them, and ``null`` marks a string that never reaches a learner (a
+command, a file name).
+
+:func:`translate` turns a finished English message into the language: it finds the template the
+whole message is an instance of, translates the values that filled its placeholders when they are
+messages themselves (``what`` above is often an f-string of its own), and fills the translation
+with them; shapes, numbers and names pass through untouched. A message made of sentences from
+several templates is translated sentence by sentence. Text that no template explains stays
+English, and :func:`translate` says so: the corpus test requires every message to translate.
+
+``python -m autograder.messages`` writes the catalogues' skeletons (new templates with an empty
+translation, vanished ones dropped) and prints what is left to translate.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+LOCALE = PACKAGE / "locale"
+ENGLISH = "en"
+# The modules whose strings reach learners and instructors, relative to the package.
+MODULES = (
+    *sorted(str(path.relative_to(PACKAGE)) for path in (PACKAGE / "checks").glob("[a-z]*.py")),
+    "suite.py",
+    "student.py",
+    "protocol.py",
+    "grading.py",
+    "local.py",
+    "sandbox.py",
+    "report.py",
+    "__main__.py",
+)
+WORDS = re.compile(r"[A-Za-z]{2,}")
+PLACEHOLDER = re.compile(r"\{(\d+)\}")
+SENTENCES = re.compile(r"(?<=[.;:!?])\s+|\n")  # where a message made of several templates may be cut
+
+
+def catalogue_path(module: str, lang: str) -> Path:
+    """``checks/attention.py`` -> ``autograder/locale/zh/checks.attention.json``."""
+    return LOCALE / lang / (module.removesuffix(".py").replace("/", ".") + ".json")
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def templates(source: str) -> list[str]:
+    """The message templates of a module: every string literal and f-string with at least three
+    words in it, docstrings excluded; an f-string's fields become ``{0}``, ``{1}``, ..."""
+    tree = ast.parse(source)
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                skipped.add(id(first.value))
+        if isinstance(node, ast.JoinedStr):
+            skipped.update(id(part) for part in ast.walk(node) if part is not node)
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.JoinedStr):
+            fields = iter(range(len(node.values)))
+            template = "".join(
+                _escape(part.value) if isinstance(part, ast.Constant) else f"{{{next(fields)}}}" for part in node.values
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            template = _escape(node.value)
+        else:
+            continue
+        if _is_prose(template) and template not in found:
+            found.append(template)
+    return found
+
+
+def _is_prose(text: str) -> bool:
+    """Three or more words with letters, outside fields: a sentence, not a name or a command."""
+    return len([word for word in PLACEHOLDER.sub(" ", text).split() if WORDS.search(word)]) >= 3
+
+
+def _unescape(text: str) -> str:
+    return text.replace("{{", "{").replace("}}", "}")
+
+
+@dataclass(frozen=True)
+class Template:
+    english: str
+    translation: str
+    pattern: re.Pattern
+
+    @property
+    def weight(self) -> int:
+        """How much fixed text the template has: the most specific template is tried first."""
+        return len(PLACEHOLDER.sub("", self.english))
+
+
+def _pattern(english: str) -> re.Pattern:
+    parts = re.split(r"(\{\d+\})", english)
+    regex = "".join(
+        f"(?P<f{PLACEHOLDER.fullmatch(part).group(1)}>.*?)"
+        if PLACEHOLDER.fullmatch(part)
+        else re.escape(_unescape(part))
+        for part in parts
+    )
+    return re.compile(regex, re.DOTALL)
+
+
+@cache
+def catalogue(lang: str) -> tuple[dict[str, str], tuple[Template, ...]]:
+    """The language's translations: exact messages (templates without fields) by their text, and
+    templates with fields, most specific first."""
+    exact, fielded = {}, []
+    for module in MODULES:
+        path = catalogue_path(module, lang)
+        if not path.exists():
+            continue
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            if not item.get(lang):
+                continue
+            if PLACEHOLDER.search(item["en"]):
+                fielded.append(Template(item["en"], item[lang], _pattern(item["en"])))
+            else:
+                exact[_unescape(item["en"])] = _unescape(item[lang])
+    return exact, tuple(sorted(fielded, key=lambda t: -t.weight))
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    complete: bool  # False when some of the text matched no template and stayed English
+
+
+def translate(message: str, lang: str) -> Translation:
+    """``message`` (English, as a check wrote it) in ``lang``."""
+    if lang == ENGLISH or not message:
+        return Translation(message, True)
+    return _translate(message, lang, depth=0)
+
+
+def _translate(message: str, lang: str, depth: int) -> Translation:
+    exact, fielded = catalogue(lang)
+    if message in exact:
+        return Translation(exact[message], True)
+    if depth < 4:
+        for template in fielded:
+            match = template.pattern.fullmatch(message)
+            if match:
+                values = {name[1:]: _value(value, lang, depth) for name, value in match.groupdict().items()}
+                text = PLACEHOLDER.sub(lambda m: values[m.group(1)], _unescape(template.translation))
+                return Translation(text, True)
+    pieces = SENTENCES.split(message)
+    if len(pieces) > 1:
+        separators = SENTENCES.findall(message)
+        translated = [_translate(piece, lang, depth + 1) for piece in pieces]
+        text = translated[0].text + "".join(sep + t.text for sep, t in zip(separators, translated[1:]))
+        return Translation(text, all(t.complete for t in translated))
+    return Translation(message, not _is_prose(message))
+
+
+def _value(value: str, lang: str, depth: int) -> str:
+    """A field's value: a message of its own is translated, anything else (shapes, numbers, names) kept."""
+    translated = _translate(value, lang, depth + 1)
+    return translated.text if translated.complete and translated.text != value else value
+
+
+def problems(lang: str) -> list[str]:
+    """Templates of the modules with no translation (or a translation that lost a field), and
+    translations of templates the code no longer has."""
+    found = []
+    for module in MODULES:
+        english = templates((PACKAGE / module).read_text(encoding="utf-8"))
+        path = catalogue_path(module, lang)
+        items = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        known = {item["en"]: item for item in items}
+        for template in english:
+            item = known.get(template)
+            if item is None or item.get(lang) == "":
+                found.append(f"{module}: no translation of {template[:70]!r}")
+            elif item[lang] is not None and sorted(PLACEHOLDER.findall(item[lang])) != sorted(
+                PLACEHOLDER.findall(template)
+            ):
+                found.append(f"{module}: the translation of {template[:70]!r} does not keep its fields")
+        found += [f"{module}: {en[:70]!r} is no longer in the code (stale)" for en in set(known) - set(english)]
+    return found
+
+
+def write_skeletons(lang: str) -> None:
+    """Each module's catalogue with every current template: translations kept, new ones empty."""
+    for module in MODULES:
+        path = catalogue_path(module, lang)
+        old = {item["en"]: item for item in json.loads(path.read_text(encoding="utf-8"))} if path.exists() else {}
+        items = [old.get(t, {"en": t, lang: ""}) for t in templates((PACKAGE / module).read_text(encoding="utf-8"))]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    languages = sys.argv[1:] or ["zh"]
+    for language in languages:
+        write_skeletons(language)
+        left = problems(language)
+        print(f"{language}: {len(left)} to translate")
+        print("\n".join(left))
