@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from autograder.chapters import BY_NAME  # modules that import torch are imported where needed (see grade_command)
+from autograder.messages import ENVIRONMENT, LANGUAGES, language, translate
 from autograder.seeds import PRACTICE_SEED, course_seed
 
 
@@ -48,6 +49,11 @@ def main(argv=None) -> int:
         default=".",
         help="an nbgrader course directory (made by `python -m autograder course`) whose private seed grades "
         "when no seed is given (default: the current directory, if it is one)",
+    )
+    grade.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help=f"the language of the report (default: ${ENVIRONMENT}, else the notebook's, else English)",
     )
     render = commands.add_parser("render", help="execute a source chapter and write its student view with outputs")
     render.add_argument("source")
@@ -77,6 +83,9 @@ def main(argv=None) -> int:
         "--seed",
         type=int,
         help="grading seed (default: $AUTOGRADER_SEED, else the course's private seed from its config)",
+    )
+    batch.add_argument(
+        "--lang", choices=LANGUAGES, help="the feedback's language for every notebook (default: each notebook's)"
     )
     batch.add_argument("--call-seconds", type=float, default=60.0, help="wall-clock limit of one call of learner code")
     batch.add_argument(
@@ -174,21 +183,27 @@ def grade_command(args) -> int:
         seed, origin = grading_seed(args.seed, Path(args.course))
         report = grade_notebook(args.notebook, chapter=args.chapter, seed=seed)
     except (GradingError, ProcessError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(translate(f"error: {error}", language(args.lang)).text, file=sys.stderr)
         return 2
     finally:
         if server is not None:
             server.close()
-    report.update(seed=seed, seed_from=origin)
+    lang = language(args.lang) if args.lang else report["language"]
+    report.update(seed=seed, seed_from=origin, language=lang)
     if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_results([Result(**t) for t in report["tests"]]))
-        print(f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})")
-        print(f"Inputs drawn from seed {seed} ({origin}).")
-        print("Written answers are graded by your instructor.")
-        if server is not None and server.confinement == "none":
-            print("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
+        for test in report["tests"]:
+            test["message"] = translate(test["message"], lang).text
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    lines = [
+        format_results([Result(**t) for t in report["tests"]], lang),
+        f"\nTotal: {report['score']:g} / {report['max_score']:g} autograded points ({report['notebook']})",
+        f"Inputs drawn from seed {seed} ({origin}).",
+        "Written answers are graded by your instructor.",
+    ]
+    if server is not None and server.confinement == "none":
+        lines.append("(Your code ran unconfined: bubblewrap is not installed. Fine for your own notebook.)")
+    print("\n".join([lines[0], *(translate(line, lang).text for line in lines[1:])]))
     return 0
 
 
@@ -247,6 +262,7 @@ def autograde_command(args) -> int:
             seed=seed,
             limits=limits,
             server=server,
+            language=args.lang,
         )
     except BatchError as error:
         print(f"error: {error}", file=sys.stderr)

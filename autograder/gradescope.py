@@ -41,6 +41,7 @@ from autograder.chapters import BY_NAME, Chapter
 from autograder.checks import suites
 from autograder.grading import GradingError, grade_cells, load_notebook, submission_cells
 from autograder.leaderboard import Leaderboard, LeaderboardEntry, leaderboard
+from autograder.messages import ENGLISH, language, term, translate
 from autograder.sandbox import Limits, SandboxError
 from autograder.seeds import draw_official_seed
 from autograder.suite import Result
@@ -204,9 +205,12 @@ def grade_submission(root: Path) -> GradescopeResults:
     private.chmod(0o700)  # learner code runs as another user: it cannot read the seed
     private_seed, public_seed = (int((private / name).read_text()) for name in ("seed", "public_seed"))
     hidden = [str(private), str(root / "results")]
+    lang = language()  # the notebook's, once it is read
     try:
         path = find_notebook(root / "submission")
-        cells = submission_cells(load_notebook(path))
+        notebook = load_notebook(path)
+        lang = language(notebook=notebook)
+        cells = submission_cells(notebook)
         public = grade_cells(cells, chapter.name, seed=public_seed, limits=LIMITS, hidden=hidden)
         secret = grade_cells(cells, chapter.name, seed=private_seed, limits=LIMITS, hidden=hidden)
     except (SubmissionError, GradingError, SandboxError) as error:
@@ -214,21 +218,22 @@ def grade_submission(root: Path) -> GradescopeResults:
         if isinstance(error, SandboxError):
             message = f"The grader could not start its sandbox ({message}); this is not your fault."
         failed = _all_failed(chapter, message)
-        return _results(chapter, failed, failed, [], f"**Not graded: {markdown_text(message)}**", start)
+        note = "**" + translate(f"Not graded: {markdown_text(message)}", lang).text + "**"
+        return _results(chapter, failed, failed, [], note, start, lang=lang)
     try:
         board = leaderboard(chapter.name, cells, seed=private_seed, hidden=hidden)  # private inputs
     except SandboxError as error:
         board = Leaderboard([], f"No leaderboard entry: {error}")
-    return _results(chapter, public, secret, board.entries, board.note, start, notebook=path.name)
+    return _results(chapter, public, secret, board.entries, board.note, start, notebook=path.name, lang=lang)
 
 
 def _all_failed(chapter: Chapter, message: str) -> list[Result]:
     return [result for name in chapter.graded_names for result in suites(chapter.topic)[name].failed(message)]
 
 
-def _results(chapter, public, secret, board, note, start, notebook=None) -> GradescopeResults:
-    tests = _tests(chapter, public, "public inputs", "visible", 0) + _tests(
-        chapter, secret, "private inputs", "after_published", 1
+def _results(chapter, public, secret, board, note, start, notebook=None, lang=ENGLISH) -> GradescopeResults:
+    tests = _tests(chapter, public, "public inputs", "visible", 0, lang) + _tests(
+        chapter, secret, "private inputs", "after_published", 1, lang
     )
     title = f"**Chapter {chapter.number}: {chapter.title}**" + (f" ({markdown_text(notebook)})" if notebook else "")
     lines = [
@@ -239,10 +244,12 @@ def _results(chapter, public, secret, board, note, start, notebook=None) -> Grad
         "each run is worth half of the check's points. "
         "Written answers are graded by your instructor, not here.",
     ]
+    lines = [translate(line, lang).text for line in lines]
     if note:
-        lines += ["", markdown_text(note)]
+        lines += ["", markdown_text(translate(note, lang).text)]
     if board:
-        lines += ["", "Leaderboard: " + markdown_text(", ".join(f"{e.name} {e.value:g}" for e in board))]
+        entries = markdown_text(", ".join(f"{e.name} {e.value:g}" for e in board))
+        lines += ["", term("Leaderboard:", lang) + " " + entries]
     return GradescopeResults(
         score=round(sum(t.score for t in tests), 6),
         output="\n".join(lines),
@@ -252,7 +259,9 @@ def _results(chapter, public, secret, board, note, start, notebook=None) -> Grad
     )
 
 
-def _tests(chapter: Chapter, results: list[Result], inputs: str, visibility: str, half: int) -> list[GradescopeTest]:
+def _tests(
+    chapter: Chapter, results: list[Result], inputs: str, visibility: str, half: int, lang: str
+) -> list[GradescopeTest]:
     """One test per sub-check, worth half its points; numbered ``function.check``, the
     private run after the public one (``1.1``..``1.3`` public, ``1.4``..``1.6`` private)."""
     tests = []
@@ -266,7 +275,7 @@ def _tests(chapter: Chapter, results: list[Result], inputs: str, visibility: str
                     score=round(r.score / 2, 6),
                     max_score=round(r.max_score / 2, 6),
                     status="passed" if r.passed else "failed",
-                    output=r.message,
+                    output=translate(r.message, lang).text,
                     visibility=visibility,
                 )
             )

@@ -22,6 +22,7 @@ from autograder import oracle
 from autograder.chapters import BY_NAME, BY_TOPIC, CHAPTERS
 from autograder.checks import suites
 from autograder.files import NotAFile, read_file
+from autograder.messages import language, term, translate
 from autograder.student import KernelBackend, Student, StudentError
 from autograder.suite import Result
 
@@ -100,15 +101,19 @@ def grade_in_kernel(qualified_name: str, answer, namespace: dict | None = None) 
     return round(sum(r.score for r in results), 6)
 
 
-def format_results(results: list[Result]) -> str:
+def format_results(results: list[Result], lang: str | None = None) -> str:
+    """The report a learner reads, in ``lang`` (default: :func:`messages.language`)."""
+    lang = lang or language()
     lines, function = [], None
     for r in results:
         if r.function != function:
             function = r.function
             mine = [x for x in results if x.function == function]
-            lines.append(f"{function}: {sum(x.score for x in mine):g} / {sum(x.max_score for x in mine):g} points")
-        mark = "PASS" if r.passed else "ADVICE" if r.advice else "FAIL"
-        lines.append(f"  [{mark}] {r.check} ({r.max_score:g} pt)" + ("" if r.passed else f": {r.message}"))
+            score, most = sum(x.score for x in mine), sum(x.max_score for x in mine)
+            lines.append(f"{function}: {score:g} / {most:g} " + term("points", lang))
+        mark = term("PASS", lang) if r.passed else term("ADVICE", lang) if r.advice else term("FAIL", lang)
+        because = "" if r.passed else ": " + translate(r.message, lang).text
+        lines.append(f"  [{mark}] {r.check} ({r.max_score:g} " + term("pt", lang) + ")" + because)
     return "\n".join(lines)
 
 
@@ -274,6 +279,7 @@ def grade_notebook(path, chapter: str | None = None, seed: int | None = None, li
     return {
         "notebook": str(path),
         "chapter": chapter,
+        "language": language(notebook=notebook),
         "score": round(sum(r.score for r in results), 6),
         "max_score": sum(r.max_score for r in results),
         "tests": [r.__dict__ for r in results],

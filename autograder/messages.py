@@ -15,14 +15,15 @@ with them; shapes, numbers and names pass through untouched. A message made of s
 several templates is translated sentence by sentence. Text that no template explains stays
 English, and :func:`translate` says so: the corpus test requires every message to translate.
 
-``python -m autograder.messages`` writes the catalogues' skeletons (new templates with an empty
-translation, vanished ones dropped) and prints what is left to translate.
+``python -m autograder.messages`` prints what is left to translate; with ``--write`` it first
+writes the catalogues' skeletons (new templates with an empty translation, vanished ones dropped).
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 LOCALE = PACKAGE / "locale"
 ENGLISH = "en"
+LANGUAGES = (ENGLISH, "zh")
+ENVIRONMENT = "TRANSFORMERS_GRADED_LANG"  # overrides the notebook's language; --lang overrides both
 # The modules whose strings reach learners and instructors, relative to the package.
 MODULES = (
     *sorted(str(path.relative_to(PACKAGE)) for path in (PACKAGE / "checks").glob("[a-z]*.py")),
@@ -42,6 +45,8 @@ MODULES = (
     "local.py",
     "sandbox.py",
     "report.py",
+    "gradescope.py",
+    "batch/grade.py",
     "__main__.py",
 )
 WORDS = re.compile(r"[A-Za-z]{2,}")
@@ -49,9 +54,27 @@ PLACEHOLDER = re.compile(r"\{(\d+)\}")
 SENTENCES = re.compile(r"(?<=[.;:!?])\s+|\n")  # where a message made of several templates may be cut
 
 
+def language(explicit: str | None = None, notebook=None) -> str:
+    """The language to speak: ``explicit`` (``--lang``), else ``$TRANSFORMERS_GRADED_LANG``, else
+    the notebook's (``metadata.transformers_graded.language``), else English. ``zh_CN``, ``zh-Hans``
+    and the like mean ``zh``; a language the course does not have means English."""
+    metadata = (getattr(notebook, "metadata", None) or {}) if notebook is not None else {}
+    chosen = metadata.get("transformers_graded", {}) if isinstance(metadata, dict) else {}
+    for choice in (explicit, os.environ.get(ENVIRONMENT), chosen.get("language") if isinstance(chosen, dict) else None):
+        if isinstance(choice, str) and choice.strip():
+            short = re.split(r"[-_.]", choice.strip().lower())[0]
+            return short if short in LANGUAGES else ENGLISH
+    return ENGLISH
+
+
+def term(text: str, lang: str) -> str:
+    """A short label (``PASS``, ``points``) in ``lang``: the catalogue's exact translation, or ``text``."""
+    return text if lang == ENGLISH else catalogue(lang)[0].get(text, text)
+
+
 def catalogue_path(module: str, lang: str) -> Path:
     """``checks/attention.py`` -> ``autograder/locale/zh/checks.attention.json``."""
-    return LOCALE / lang / (module.removesuffix(".py").replace("/", ".") + ".json")
+    return LOCALE / lang / (module.removesuffix(".py").replace("/", ".") + ".json")  # batch/grade.py: batch.grade
 
 
 def _escape(text: str) -> str:
@@ -60,7 +83,8 @@ def _escape(text: str) -> str:
 
 def templates(source: str) -> list[str]:
     """The message templates of a module: every string literal and f-string with at least three
-    words in it, docstrings excluded; an f-string's fields become ``{0}``, ``{1}``, ..."""
+    words in it, docstrings excluded, and every label passed to :func:`term`; an f-string's fields
+    become ``{0}``, ``{1}``, ..."""
     tree = ast.parse(source)
     skipped = set()
     for node in ast.walk(tree):
@@ -70,6 +94,14 @@ def templates(source: str) -> list[str]:
                 skipped.add(id(first.value))
         if isinstance(node, ast.JoinedStr):
             skipped.update(id(part) for part in ast.walk(node) if part is not node)
+    terms = {
+        id(node.args[0])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) == "term"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
     found = []
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -83,7 +115,7 @@ def templates(source: str) -> list[str]:
             template = _escape(node.value)
         else:
             continue
-        if _is_prose(template) and template not in found:
+        if (_is_prose(template) or id(node) in terms) and template not in found:
             found.append(template)
     return found
 
@@ -210,9 +242,9 @@ def write_skeletons(lang: str) -> None:
 
 
 if __name__ == "__main__":
-    languages = sys.argv[1:] or ["zh"]
-    for language in languages:
-        write_skeletons(language)
-        left = problems(language)
-        print(f"{language}: {len(left)} to translate")
-        print("\n".join(left))
+    arguments = sys.argv[1:]
+    for language_code in [a for a in arguments if not a.startswith("--")] or ["zh"]:
+        if "--write" in arguments:
+            write_skeletons(language_code)
+        left = problems(language_code)
+        print(f"{language_code}: {len(left)} to translate", *left, sep="\n")

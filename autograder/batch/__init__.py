@@ -53,27 +53,30 @@ def autograde(
     limits: Limits | None = None,
     server: ForkServer | None = None,
     out=sys.stdout,
+    language: str | None = None,
 ) -> dict:
     """Grade every submission of ``assignment`` in the course at ``course``; returns a
     summary ``{"graded": [...], "skipped": [...], "not_graded": {student: why},
     "failed": {student: why}, "worker_seconds": {student: s}, "slowest": [(student, s)],
     "seconds"}``. ``not_graded``: recorded with zero scores (the submission cannot be read);
     ``failed``: not recorded (the grader's or the machine's fault), retried by the next run.
-    ``server``: a fork server started early (it imports torch meanwhile); default: a new one."""
+    ``server``: a fork server started early (it imports torch meanwhile); default: a new one.
+    ``language``: the feedback's language for every notebook (default: each notebook's own)."""
     start = time.monotonic()
     own_server, server = server is None, server or ForkServer()
     try:
-        return _autograde(course, assignment, students, workers, force, seed, limits or Limits(), server, out, start)
+        job_limits = limits or Limits()
+        return _autograde(course, assignment, students, workers, force, seed, job_limits, server, out, start, language)
     finally:
         if own_server:
             server.close()
 
 
-def _autograde(course, assignment, students, workers, force, seed, limits, server, out, start) -> dict:
+def _autograde(course, assignment, students, workers, force, seed, limits, server, out, start, language) -> dict:
     coursedir, config = course_directory(Path(course).resolve())
     plan = make_plan(coursedir, config, assignment)
     release = Path(coursedir.format_path(coursedir.release_directory, ".", assignment))
-    job = Job(plan, release, seed, limits)
+    job = Job(plan, release, seed, limits, language)
     submitted = find_submissions(coursedir, assignment)
     if students:
         unknown = sorted(set(students) - set(submitted))

@@ -28,6 +28,7 @@ from autograder.batch.submission import Submission, read_submission
 from autograder.chapters import BY_NAME
 from autograder.checks import suites
 from autograder.grading import DEMO_TAG, GradingError, format_results, grade_cells, parse_notebook, submission_cells
+from autograder.messages import language, translate
 from autograder.suite import Result
 
 SANITIZERS = (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata)
@@ -96,9 +97,14 @@ def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutc
     if notebook is None:  # feedback then shows the release, with the reason in each grade cell
         release = job.release / f"{name}.ipynb"
         notebook = nbformat.read(release, as_version=4) if release.exists() else None
-    grades, comments = _fill_in(notebook, cells, results, unreadable, note)
+    lang = language(job.language, notebook)
+    grades, comments = _fill_in(notebook, cells, results, unreadable, note, lang)
     return NotebookOutcome(
-        grades, comments, _tests(auto, results), nbformat.writes(notebook) if notebook is not None else None, unreadable
+        grades,
+        comments,
+        _tests(auto, results, lang),
+        nbformat.writes(notebook) if notebook is not None else None,
+        unreadable,
     )
 
 
@@ -196,22 +202,21 @@ def _without_duplicate_ids(notebook):
     return notebook
 
 
-def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | None, note: str | None):
-    """Write the reports into the notebook's grade cells; returns (grades, comments) by grade_id."""
+def _fill_in(notebook, cells: list[GradeCell], results: dict, unreadable: str | None, note: str | None, lang: str):
+    """Write the reports into the notebook's grade cells, in ``lang``; returns (grades, comments) by grade_id."""
     grades, comments = {}, {}
     for cell in notebook.cells if notebook is not None else []:
         meta = cell.metadata.get("nbgrader", {})
         grade_id = meta.get("grade_id")
         if nbgrader_utils.is_solution(cell) and not nbgrader_utils.is_task(cell):
             unanswered = meta.get("checksum") == nbgrader_utils.compute_checksum(cell)
-            comments[grade_id] = (
-                f"Not graded: {unreadable}" if unreadable else "No response." if unanswered and not note else None
-            )
+            comment = f"Not graded: {unreadable}" if unreadable else "No response." if unanswered and not note else None
+            comments[grade_id] = translate(comment, lang).text if comment else None
         spec = next((c for c in cells if c.grade_id == grade_id), None)
         if spec is None or not nbgrader_utils.is_grade(cell):
             continue
         if spec.function:
-            grades[grade_id] = _write_report(cell, spec, results[spec.function], note)
+            grades[grade_id] = _write_report(cell, spec, results[spec.function], note, lang)
         elif nbgrader_utils.is_solution(cell) and not (unreadable or note):
             grades[grade_id] = nbgrader_utils.determine_grade(cell)[0]  # 0 when unanswered, else None: by hand
         else:
@@ -231,11 +236,11 @@ def _scaled(spec: GradeCell, results: list[Result]) -> float:
     return round(spec.points * sum(r.score for r in results) / total, 6) if total else 0.0
 
 
-def _write_report(cell, spec: GradeCell, results: list[Result], note: str | None) -> float:
+def _write_report(cell, spec: GradeCell, results: list[Result], note: str | None, lang: str) -> float:
     score = _scaled(spec, results)
-    text = format_results(results) + (f"\n({note})" if note else "")
+    text = format_results(results, lang) + (f"\n({translate(note, lang).text})" if note else "")
     if spec.points != sum(r.max_score for r in results):
-        text += f"\nScaled to this cell's {spec.points:g} points: {score:g}"
+        text += "\n" + translate(f"Scaled to this cell's {spec.points:g} points: {score:g}", lang).text
     cell.outputs = [
         nbformat.v4.new_output("stream", name="stdout", text=text + "\n"),
         nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)}, execution_count=1),
@@ -244,7 +249,7 @@ def _write_report(cell, spec: GradeCell, results: list[Result], note: str | None
     return score
 
 
-def _tests(auto: list[GradeCell], results: dict) -> list[dict]:
+def _tests(auto: list[GradeCell], results: dict, lang: str) -> list[dict]:
     """Gradescope's test entries, one per sub-check, scaled to the grade cells' points."""
     tests = []
     for spec in auto:
@@ -255,7 +260,7 @@ def _tests(auto: list[GradeCell], results: dict) -> list[dict]:
                     "name": f"{r.function}: {r.check}",
                     "score": round(r.score * spec.points / total, 6),
                     "max_score": round(r.max_score * spec.points / total, 6),
-                    "output": r.message,
+                    "output": translate(r.message, lang).text,
                     "visibility": "visible",
                 }
             )

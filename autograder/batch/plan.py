@@ -67,6 +67,7 @@ class Job:
     release: Path  # release/<assignment>/: shown as feedback when a notebook cannot be read
     seed: int | None
     limits: Limits
+    language: str | None = None  # --lang: the feedback's language for every notebook (default: each notebook's)
 
 
 def course_directory(course: Path) -> tuple[CourseDirectory, Config]:
