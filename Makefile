@@ -53,18 +53,22 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
-# Writes only the notebooks that do not exist yet: student/ holds the learner's work.
+# Writes only the notebooks that do not exist yet: student/ holds the learner's work. The Chinese edition:
+# make student LANG=zh (into student/zh/). LANG from the environment (a locale such as C.UTF-8) means English.
+EDITION := $(if $(filter zh,$(LANG)),zh,en)
+STUDENT_FOLDER := $(if $(filter zh,$(EDITION)),student/zh,student)
 student: $(STAMP)
-	$(PY) -m autograder student student $(CHAPTERS)
+	$(PY) -m autograder student $(STUDENT_FOLDER) $(CHAPTERS) --lang $(EDITION)
 
 # A fresh copy of one chapter, over the learner's work: make reset-chapter CHAPTER=02_attention
 reset-chapter: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "usage: make reset-chapter CHAPTER=02_attention"; exit 2; }
-	$(PY) -m autograder student student chapters/$(CHAPTER).ipynb --reset
+	$(PY) -m autograder student $(STUDENT_FOLDER) chapters/$(CHAPTER).ipynb --reset --lang $(EDITION)
 
 # The committed learner notebooks that "Open in Colab"/Binder links open (tests check they are in sync).
 notebooks: $(STAMP)
 	$(PY) -m autograder student notebooks $(CHAPTERS) --reset
+	$(PY) -m autograder student notebooks/zh $(CHAPTERS) --reset --lang zh
 
 # The public edition, without the answer key, for the public repository that _config.yml names: the book's
 # pages, the learner notebooks and the kit (autograder/public.py). make public PUBLIC=../course-public

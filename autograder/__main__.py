@@ -1,10 +1,12 @@
 """Command line of the course's autograder.
 
     python -m autograder grade NOTEBOOK [--json]     grade one filled-in chapter notebook (in a course directory:
-                                                     with the course's private seed; elsewhere the practice seed)
+                                                     with the course's private seed; elsewhere the practice seed);
+                                                     --lang en|zh (default: $TRANSFORMERS_GRADED_LANG, else the
+                                                     notebook's edition)
     python -m autograder render SOURCE TARGET        execute a chapter, write its student view (the book's page)
     python -m autograder student FOLDER SOURCE...    write clean student notebooks that do not exist yet (--reset:
-                                                     overwrite them)
+                                                     overwrite them; --lang zh: the Chinese edition)
     python -m autograder course DIR [CHAPTER...]     create an nbgrader course directory from the chapters
     python -m autograder autograde ASSIGNMENT        grade every submission of an nbgrader course, in sandboxes
     python -m autograder gradescope CHAPTER [-o ZIP] write a Gradescope autograder package for a chapter
@@ -61,6 +63,7 @@ def main(argv=None) -> int:
     student = commands.add_parser("student", help="write clean student notebooks into FOLDER")
     student.add_argument("folder")
     student.add_argument("sources", nargs="+")
+    student.add_argument("--lang", choices=LANGUAGES, default="en", help="the edition: English or Chinese")
     student.add_argument(
         "--reset",
         action="store_true",
@@ -69,6 +72,7 @@ def main(argv=None) -> int:
     course = commands.add_parser("course", help="create an nbgrader course directory from the chapters")
     course.add_argument("folder")
     course.add_argument("chapters", nargs="*", help="chapter names (default: all)")
+    course.add_argument("--lang", choices=LANGUAGES, default="en", help="the edition the learners receive")
     batch = commands.add_parser(
         "autograde",
         help="grade every submission of an assignment of an nbgrader course "
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
     if args.command == "course":
         from autograder.course import create_course
 
-        for name in create_course(Path(args.folder), chapters=args.chapters):
+        for name in create_course(Path(args.folder), chapters=args.chapters, lang=args.lang):
             print(f"assignment {name}: {args.folder}/source/{name}/{name}.ipynb")
         return 0
 
@@ -159,7 +163,8 @@ def main(argv=None) -> int:
     if args.command == "render":
         render_for_book(Path(args.source), Path(args.target))
         return 0
-    for path, written in write_student_notebooks([Path(s) for s in args.sources], Path(args.folder), args.reset):
+    sources = [Path(s) for s in args.sources]
+    for path, written in write_student_notebooks(sources, Path(args.folder), args.reset, args.lang):
         print(path if written else f"{path}: exists, kept (--reset writes a fresh copy over it)")
     return 0
 

@@ -22,6 +22,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograder.chapters import CHAPTERS
+from autograder.edition import load, translated
 from autograder.given import with_given_code
 from autograder.grading import DEMO_TAG
 from autograder.release import with_setup_cell
@@ -65,8 +66,11 @@ import os  # noqa: E402
 """
 
 
-def create_course(root: Path, course_id: str = "transformers-graded", chapters: list[str] | None = None) -> list[str]:
-    """Write the config and one source assignment per chapter; returns the assignment names."""
+def create_course(
+    root: Path, course_id: str = "transformers-graded", chapters: list[str] | None = None, lang: str = "en"
+) -> list[str]:
+    """Write the config and one source assignment per chapter, in the edition ``lang`` (its
+    learners' feedback speaks that language); returns the assignment names."""
     root = Path(root).resolve()
     sources = [CHAPTERS_DIR / f"{c.name}.ipynb" for c in CHAPTERS if not chapters or c.name in chapters]
     root.mkdir(parents=True, exist_ok=True)
@@ -78,7 +82,10 @@ def create_course(root: Path, course_id: str = "transformers-graded", chapters: 
     for source in sources:
         folder = root / "source" / source.stem
         folder.mkdir(parents=True, exist_ok=True)
-        nbformat.write(with_setup_cell(with_given_code(nbformat.read(source, as_version=4))), folder / source.name)
+        notebook = with_given_code(nbformat.read(source, as_version=4))
+        if lang != "en":
+            notebook = translated(notebook, load(source, lang), lang)
+        nbformat.write(with_setup_cell(notebook, lang), folder / source.name)
     return [s.stem for s in sources]
 
 

@@ -27,21 +27,53 @@ import yaml
 from nbclient import NotebookClient
 from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions
 
+from autograder.edition import load, translated
 from autograder.given import with_given_code
 from autograder.launch import launch_links
 from autograder.plain_markdown import plain_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT_WHEEL = "transformers_graded_kit-0.1.0-py3-none-any.whl"  # what `make kit` builds (kit/pyproject.toml)
-SETUP = """\
+SETUP_COMMENT = {
+    "en": """\
 # Setup for hosted notebooks (Colab, a fresh JupyterHub): installs the course's checks (the learner's
 # kit) when they are missing. Where they are installed already, this cell does nothing.
+""",
+    "zh": """\
+# 托管笔记本（Colab、新建的 JupyterHub）的准备工作：缺少课程的检查程序（学习者工具包）时安装它；
+# 已经安装时，本单元格什么也不做。检查给出的提示为中文（运行本单元格前设置
+# TRANSFORMERS_GRADED_LANG=en 可改回英文），图中的中文标签使用系统已有的中文字体。
+""",
+}
+SETUP = """\
 import importlib.util, os, subprocess, sys
 
 if importlib.util.find_spec("autograder") is None:
     kit = os.environ.get("TRANSFORMERS_GRADED_KIT", {source!r})
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", kit], check=True)
 """
+# The Chinese edition: the checks speak Chinese, and figures find a Chinese font where the system has one.
+SETUP_LANGUAGE = {
+    "en": "",
+    "zh": """
+os.environ.setdefault("TRANSFORMERS_GRADED_LANG", "zh")
+
+import matplotlib
+from matplotlib import font_manager
+
+_chinese = {{font.name for font in font_manager.fontManager.ttflist}} & {{{fonts}}}
+matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *sorted(_chinese)]
+""",
+}
+# Fonts with Simplified Chinese glyphs: Linux (Noto CJK, installed by fonts-noto-cjk), macOS, Windows.
+CHINESE_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "PingFang SC",
+    "Microsoft YaHei",
+    "SimHei",
+)
 
 
 def kit_source() -> str:
@@ -51,11 +83,15 @@ def kit_source() -> str:
     return f"{url}/releases/latest/download/{KIT_WHEEL}"
 
 
-def with_setup_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def setup_source(lang: str = "en") -> str:
+    """The setup cell's code in the edition ``lang``."""
+    fonts = ", ".join(repr(font) for font in CHINESE_FONTS)
+    return SETUP_COMMENT[lang] + SETUP.format(source=kit_source()) + SETUP_LANGUAGE[lang].format(fonts=fonts)
+
+
+def with_setup_cell(notebook: nbformat.NotebookNode, lang: str = "en") -> nbformat.NotebookNode:
     """The notebook with the setup cell first (tagged ``demo``: grading never runs it)."""
-    cell = nbformat.v4.new_code_cell(
-        SETUP.format(source=kit_source()), metadata={"tags": ["setup", "demo"], "editable": False}
-    )
+    cell = nbformat.v4.new_code_cell(setup_source(lang), metadata={"tags": ["setup", "demo"], "editable": False})
     cell.id = "setup"
     notebook.cells = [cell, *(c for c in notebook.cells if c.get("id") != "setup")]
     return notebook
@@ -100,26 +136,32 @@ def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml
     nbformat.write(page, target)
 
 
-def learner_notebook(source: Path) -> nbformat.NotebookNode:
-    """What a learner works in: the student view without outputs, the setup cell first, its
-    markdown free of MyST roles and directives (Jupyter and Colab show them raw; the book keeps them)."""
-    notebook = with_setup_cell(student_view(nbformat.read(source, as_version=4), keep_outputs=False))
+def learner_notebook(source: Path, lang: str = "en") -> nbformat.NotebookNode:
+    """What a learner works in: the student view without outputs, in the edition ``lang``
+    (:mod:`autograder.edition`), the setup cell first, its markdown free of MyST roles and
+    directives (Jupyter and Colab show them raw; the book keeps them)."""
+    notebook = student_view(nbformat.read(source, as_version=4), keep_outputs=False)
+    if lang != "en":
+        notebook = translated(notebook, load(Path(source), lang), lang)
+    notebook = with_setup_cell(notebook, lang)
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             cell.source = plain_markdown(cell.source)
     return notebook
 
 
-def write_student_notebooks(sources: list[Path], folder: Path, reset: bool = False) -> list[tuple[Path, bool]]:
-    """Clean student notebooks (stubs, no outputs) for learners, one per source, as
-    ``[(path, written)]``: a notebook that exists already is the learner's work and is kept,
-    unless ``reset`` asks for a fresh copy."""
+def write_student_notebooks(
+    sources: list[Path], folder: Path, reset: bool = False, lang: str = "en"
+) -> list[tuple[Path, bool]]:
+    """Clean student notebooks (stubs, no outputs) for learners, one per source, in the edition
+    ``lang``, as ``[(path, written)]``: a notebook that exists already is the learner's work and is
+    kept, unless ``reset`` asks for a fresh copy."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sources:
         target = folder / Path(source).name
         fresh = reset or not target.exists()
         if fresh:
-            nbformat.write(learner_notebook(Path(source)), target)
+            nbformat.write(learner_notebook(Path(source), lang), target)
         written.append((target, fresh))
     return written
