@@ -131,7 +131,9 @@ def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml
         if is_check_cell(cell):
             cell.outputs, cell.execution_count = [], None
     title = next(i for i, cell in enumerate(page.cells) if cell.cell_type == "markdown")
-    page.cells.insert(title + 1, nbformat.v4.new_markdown_cell(launch_links(Path(source).stem, config).markdown()))
+    links = nbformat.v4.new_markdown_cell(launch_links(Path(source).stem, config).markdown())
+    links.id = "launch-links"  # the Chinese edition puts its own links there (autograder.translated_book)
+    page.cells.insert(title + 1, links)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(page, target)
 

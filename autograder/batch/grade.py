@@ -102,7 +102,7 @@ def _grade_notebook(job: Job, submission: Submission, name: str) -> NotebookOutc
     return NotebookOutcome(
         grades,
         comments,
-        _tests(auto, results, lang),
+        _tests(auto, results),
         nbformat.writes(notebook) if notebook is not None else None,
         unreadable,
     )
@@ -249,7 +249,7 @@ def _write_report(cell, spec: GradeCell, results: list[Result], note: str | None
     return score
 
 
-def _tests(auto: list[GradeCell], results: dict, lang: str) -> list[dict]:
+def _tests(auto: list[GradeCell], results: dict) -> list[dict]:
     """Gradescope's test entries, one per sub-check, scaled to the grade cells' points."""
     tests = []
     for spec in auto:
@@ -260,7 +260,7 @@ def _tests(auto: list[GradeCell], results: dict, lang: str) -> list[dict]:
                     "name": f"{r.function}: {r.check}",
                     "score": round(r.score * spec.points / total, 6),
                     "max_score": round(r.max_score * spec.points / total, 6),
-                    "output": translate(r.message, lang).text,
+                    "output": r.message,  # English: the class report (report.PROBLEMS) reads it
                     "visibility": "visible",
                 }
             )

@@ -1,0 +1,218 @@
+"""The book's Chinese edition: a Jupyter Book source tree written from the English one.
+
+``make book`` builds the English book at ``_build/html``, then runs this module, which writes
+``_build/zh/source`` (config, table of contents, pages and chapter notebooks in Chinese) for
+Jupyter Book to build into ``_build/html/zh``. Nothing is executed twice: a chapter page is the
+English rendered page (``book/chapters/*.ipynb``, with the reference run's outputs) translated by
+its catalogue (:mod:`autograder.edition`); only the cells the book shows by their output alone and
+whose text was translated (quizzes, concept figures: no chapter state, milliseconds each) are run
+again, in one kernel per chapter, so that their output speaks Chinese.
+
+The book's own pages (``book/*.md``) are translated block by block (paragraphs, lists, tables,
+directives: text between blank lines, a fenced block whole) by ``book/<lang>/<page>.json``, a list
+of ``{"en": block, "zh": translation}``; a block whose English changed has no translation, which
+:func:`page_problems` reports, as :func:`autograder.edition.problems` does for chapters.
+``python -m autograder.translated_book --write`` writes the pages' skeletons.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbclient import NotebookClient
+
+from autograder.edition import load, shown_without_code, translated
+from autograder.launch import launch_links
+from autograder.release import CHINESE_FONTS
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("intro", "setup", "learner_guide", "instructor_guide", "references", "glossary")
+TITLE = {"zh": "Transformers, Graded：动手实现并自动评分的 Transformer 课程"}
+CAPTIONS = {"zh": {"Getting started": "入门", "Chapters": "章节", "Further reading": "延伸阅读"}}
+SPHINX_LANGUAGE = {"zh": "zh_CN"}
+FENCE = re.compile(r"^(`{3,}|~{3,})")
+PRELUDE = """\
+import math
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+
+matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", {fonts}]
+"""
+
+
+def blocks(text: str) -> list[str]:
+    """A markdown page cut at blank lines; a fenced block (code, a directive) stays whole."""
+    found, current, fence = [], [], None
+    for line in text.split("\n"):
+        opening = FENCE.match(line.strip())
+        if fence is None and opening:
+            fence = opening.group(1)
+        elif fence is not None and line.strip().startswith(fence) and line.strip() == fence:
+            fence = None
+        if fence is None and not line.strip() and current:
+            found.append("\n".join(current))
+            current = []
+        elif line.strip() or fence is not None:
+            current.append(line)
+    if current:
+        found.append("\n".join(current))
+    return found
+
+
+def page_catalogue_path(page: str, lang: str) -> Path:
+    return ROOT / "book" / lang / f"{page}.json"
+
+
+def _page_catalogue(page: str, lang: str) -> dict[str, str]:
+    path = page_catalogue_path(page, lang)
+    items = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    return {item["en"]: item[lang] for item in items if item.get(lang)}
+
+
+def page_problems(lang: str) -> list[str]:
+    """Blocks of the book's pages with no translation, and translations of blocks that are gone."""
+    found = []
+    for page in PAGES:
+        english = blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
+        path = page_catalogue_path(page, lang)
+        items = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        known = {item["en"]: item.get(lang) for item in items}
+        found += [f"book/{page}.md: no translation of {block[:60]!r}" for block in english if not known.get(block)]
+        found += [f"book/{page}.md: {en[:60]!r} is no longer on the page (stale)" for en in set(known) - set(english)]
+    return found
+
+
+def write_page_skeletons(lang: str) -> None:
+    for page in PAGES:
+        path = page_catalogue_path(page, lang)
+        old = {item["en"]: item for item in json.loads(path.read_text(encoding="utf-8"))} if path.exists() else {}
+        english = blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
+        items = [old.get(block, {"en": block, lang: ""}) for block in english]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def translated_page(page: str, lang: str) -> str:
+    catalogue = _page_catalogue(page, lang)
+    english = blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
+    return "\n\n".join(catalogue.get(block, block) for block in english) + "\n"
+
+
+def _defining_cell(cells, name: str):
+    """The last code cell of ``cells`` that binds ``name`` at top level."""
+    for cell in reversed(cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        targets = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if name in targets:
+            return cell
+    return None
+
+
+def _free_names(source: str) -> set[str]:
+    tree = ast.parse(source)
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    bound |= {
+        a.asname or a.name.split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
+    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - bound - set(dir(builtins)) - {"math", "plt", "torch", "matplotlib"}
+
+
+def rerun_translated_outputs(english, page, folder: Path) -> None:
+    """Run again, in one kernel, the cells of ``page`` shown by their output whose code the
+    translation changed (with the earlier cells that define what they read), and keep their outputs."""
+    changed = [
+        (index, cell)
+        for index, (cell, original) in enumerate(zip(page.cells, english.cells))
+        if cell.cell_type == "code" and shown_without_code(cell) and cell.source != original.source
+    ]
+    if not changed:
+        return
+    fonts = ", ".join(repr(font) for font in CHINESE_FONTS)
+    run = [nbformat.v4.new_code_cell(PRELUDE.format(fonts=fonts))]
+    for index, cell in changed:
+        for name in sorted(_free_names(cell.source)):
+            needed = _defining_cell(page.cells[:index], name)
+            if needed is not None and all(needed.source != c.source for c in run):
+                run.append(nbformat.v4.new_code_cell(needed.source))
+        run.append(nbformat.v4.new_code_cell(cell.source, metadata={"index": index}))
+    notebook = nbformat.v4.new_notebook(cells=run, metadata=copy.deepcopy(page.metadata))
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    for cell in notebook.cells:
+        if "index" in cell.metadata:
+            page.cells[cell.metadata["index"]].outputs = cell.outputs
+
+
+def chapter_page(english_page: Path, lang: str, source_tree: Path) -> nbformat.NotebookNode:
+    """The rendered English page ``book/chapters/NN.ipynb`` in ``lang``."""
+    english = nbformat.read(english_page, as_version=4)
+    chapter = ROOT / "chapters" / english_page.name
+    page = translated(english, load(chapter, lang), lang)
+    for cell in page.cells:
+        if cell.get("id") == "launch-links":
+            cell.source = launch_links(english_page.stem, ROOT / "_config.yml", lang).markdown(lang)
+    rerun_translated_outputs(english, page, ROOT / "chapters")
+    return page
+
+
+def write_source_tree(lang: str, target: Path) -> None:
+    """Everything Jupyter Book needs to build the edition ``lang`` at ``target``."""
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "book" / "chapters").mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["title"] = TITLE[lang]
+    sphinx = config["sphinx"]["config"]
+    sphinx["language"] = SPHINX_LANGUAGE[lang]
+    sphinx["html_static_path"] = [str(ROOT / "book" / "_static")]
+    (target / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    for part in toc["parts"]:
+        part["caption"] = CAPTIONS[lang].get(part["caption"], part["caption"])
+    (target / "_toc.yml").write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False))
+    for page in PAGES:
+        (target / "book" / f"{page}.md").write_text(translated_page(page, lang), encoding="utf-8")
+    shutil.copy(ROOT / "book" / "references.bib", target / "book" / "references.bib")
+    figures = ROOT / "book" / "chapters" / "figures"
+    if figures.exists():
+        shutil.copytree(figures, target / "book" / "chapters" / "figures")
+    shutil.copytree(ROOT / "notebooks" / lang, target / "notebooks" / lang)  # the pages' downloads
+    for english_page in sorted((ROOT / "book" / "chapters").glob("*.ipynb")):
+        nbformat.write(chapter_page(english_page, lang, target), target / "book" / "chapters" / english_page.name)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--write"]:
+        write_page_skeletons("zh")
+        print("\n".join(page_problems("zh")))
+        return 0
+    lang, target = argv
+    write_source_tree(lang, Path(target))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
