@@ -41,9 +41,14 @@ $(MATHJAX_DIR)/tex-mml-chtml.js:
 	  && echo "$(MATHJAX_SHA256)  $(MATHJAX)" | sha256sum --check --quiet \
 	  && tar xzf $(MATHJAX) --strip-components=2 package/es5 && rm $(MATHJAX)
 
+# The Chinese edition is written from the English pages (autograder/translated_book.py: nothing runs twice)
+# and built into _build/html/zh, where every page's language switch finds it.
 book: $(RENDERED) $(FIGURES) $(MATHJAX_DIR)/tex-mml-chtml.js | $(STAMP)
 	$(VENV)/bin/jupyter-book build --quiet .
-	@echo "The book is in _build/html/index.html"
+	$(PY) -m autograder.translated_book zh _build/zh/source
+	$(VENV)/bin/jupyter-book build --quiet _build/zh/source --path-output _build/zh
+	rm -rf _build/html/zh && cp -r _build/zh/_build/html _build/html/zh
+	@echo "The book is in _build/html/index.html (Chinese: _build/html/zh/index.html)"
 
 # Lint and format checks (ruff, configured in pyproject.toml), then every test.
 lint: $(STAMP)

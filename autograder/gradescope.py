@@ -161,6 +161,8 @@ def build_package(chapter: str, target: Path, seed: int | None = None, public_se
         for folder in ("autograder", "solutions"):
             for path in sorted((REPOSITORY / folder).rglob("*.py")):
                 _add(package, str(path.relative_to(REPOSITORY)), path.read_text(), 0o644)
+        for path in sorted((REPOSITORY / "autograder" / "locale").rglob("*.json")):  # messages in other languages
+            _add(package, str(path.relative_to(REPOSITORY)), path.read_text(encoding="utf-8"), 0o644)
     return target
 
 

@@ -82,9 +82,10 @@ def _escape(text: str) -> str:
 
 
 def templates(source: str) -> list[str]:
-    """The message templates of a module: every string literal and f-string with at least three
-    words in it, docstrings excluded, and every label passed to :func:`term`; an f-string's fields
-    become ``{0}``, ``{1}``, ..."""
+    """The message templates of a module: every string literal with at least three words in it,
+    docstrings excluded, every f-string with a word outside its fields (``"{0} is wrong: {1}"``
+    joins two messages), and every label passed to :func:`term`; an f-string's fields become
+    ``{0}``, ``{1}``, ..."""
     tree = ast.parse(source)
     skipped = set()
     for node in ast.walk(tree):
@@ -115,14 +116,20 @@ def templates(source: str) -> list[str]:
             template = _escape(node.value)
         else:
             continue
-        if (_is_prose(template) or id(node) in terms) and template not in found:
+        fielded = isinstance(node, ast.JoinedStr) and PLACEHOLDER.search(template) and _words(template)
+        if (_is_prose(template) or fielded or id(node) in terms) and template not in found:
             found.append(template)
     return found
 
 
+def _words(text: str) -> int:
+    """How many words with letters the text has outside its fields."""
+    return len([word for word in PLACEHOLDER.sub(" ", text).split() if WORDS.search(word)])
+
+
 def _is_prose(text: str) -> bool:
-    """Three or more words with letters, outside fields: a sentence, not a name or a command."""
-    return len([word for word in PLACEHOLDER.sub(" ", text).split() if WORDS.search(word)]) >= 3
+    """Three or more words with letters: a sentence, not a name or a command."""
+    return _words(text) >= 3
 
 
 def _unescape(text: str) -> str:
@@ -133,7 +140,8 @@ def _unescape(text: str) -> str:
 class Template:
     english: str
     translation: str
-    pattern: re.Pattern
+    pattern: re.Pattern  # each field as short as it can be
+    greedy: re.Pattern  # each field as long as it can be: "f(x of shape {0}, {1})" on "f(x of shape (2, 3), 4)"
 
     @property
     def weight(self) -> int:
@@ -141,15 +149,41 @@ class Template:
         return len(PLACEHOLDER.sub("", self.english))
 
 
-def _pattern(english: str) -> re.Pattern:
+def _pattern(english: str, lazy: str = "?") -> re.Pattern:
     parts = re.split(r"(\{\d+\})", english)
     regex = "".join(
-        f"(?P<f{PLACEHOLDER.fullmatch(part).group(1)}>.*?)"
+        f"(?P<f{PLACEHOLDER.fullmatch(part).group(1)}>.*{lazy})"
         if PLACEHOLDER.fullmatch(part)
         else re.escape(_unescape(part))
         for part in parts
     )
     return re.compile(regex, re.DOTALL)
+
+
+def _balanced(value: str) -> bool:
+    """A field's value never splits a bracketed value (a shape, a list, a call) in two."""
+    depth = {"(": 0, "[": 0, "{": 0}
+    for char in value:
+        if char in depth:
+            depth[char] += 1
+        elif char in ")]}":
+            opening = "([{"[")]}".index(char)]
+            depth[opening] -= 1
+            if depth[opening] < 0:
+                return False
+    return not any(depth.values())
+
+
+def _fields(template: Template, message: str) -> dict[str, str] | None:
+    """The template's fields in ``message``: the shortest reading whose values are balanced, else the longest."""
+    for pattern in (template.pattern, template.greedy):
+        match = pattern.fullmatch(message)
+        if match is None:
+            return None
+        values = {name[1:]: value for name, value in match.groupdict().items()}
+        if all(_balanced(value) for value in values.values()):
+            return values
+    return None
 
 
 @cache
@@ -165,7 +199,7 @@ def catalogue(lang: str) -> tuple[dict[str, str], tuple[Template, ...]]:
             if not item.get(lang):
                 continue
             if PLACEHOLDER.search(item["en"]):
-                fielded.append(Template(item["en"], item[lang], _pattern(item["en"])))
+                fielded.append(Template(item["en"], item[lang], _pattern(item["en"]), _pattern(item["en"], "")))
             else:
                 exact[_unescape(item["en"])] = _unescape(item[lang])
     return exact, tuple(sorted(fielded, key=lambda t: -t.weight))
@@ -174,40 +208,47 @@ def catalogue(lang: str) -> tuple[dict[str, str], tuple[Template, ...]]:
 @dataclass(frozen=True)
 class Translation:
     text: str
-    complete: bool  # False when some of the text matched no template and stayed English
+    left: int = 0  # how many words of English prose no template explained (they stay English)
+
+    @property
+    def complete(self) -> bool:
+        return self.left == 0
 
 
 def translate(message: str, lang: str) -> Translation:
     """``message`` (English, as a check wrote it) in ``lang``."""
     if lang == ENGLISH or not message:
-        return Translation(message, True)
+        return Translation(message)
     return _translate(message, lang, depth=0)
 
 
 def _translate(message: str, lang: str, depth: int) -> Translation:
+    """The best reading of ``message``: of the templates it is an instance of (most specific first),
+    the first whose fields translate completely, else the one that leaves the least English; else
+    its sentences one by one."""
     exact, fielded = catalogue(lang)
     if message in exact:
-        return Translation(exact[message], True)
-    if depth < 4:
-        for template in fielded:
-            match = template.pattern.fullmatch(message)
-            if match:
-                values = {name[1:]: _value(value, lang, depth) for name, value in match.groupdict().items()}
-                text = PLACEHOLDER.sub(lambda m: values[m.group(1)], _unescape(template.translation))
-                return Translation(text, True)
+        return Translation(exact[message])
+    best = None
+    for template in fielded if depth < 5 else ():
+        fields = _fields(template, message)
+        if fields is not None:
+            values = {name: _translate(value, lang, depth + 1) for name, value in fields.items()}
+            text = PLACEHOLDER.sub(lambda m: values[m.group(1)].text, _unescape(template.translation))
+            found = Translation(text, sum(value.left for value in values.values()))
+            if best is None or found.left < best.left:
+                best = found
+            if not best.left:
+                return best
     pieces = SENTENCES.split(message)
     if len(pieces) > 1:
         separators = SENTENCES.findall(message)
         translated = [_translate(piece, lang, depth + 1) for piece in pieces]
         text = translated[0].text + "".join(sep + t.text for sep, t in zip(separators, translated[1:]))
-        return Translation(text, all(t.complete for t in translated))
-    return Translation(message, not _is_prose(message))
-
-
-def _value(value: str, lang: str, depth: int) -> str:
-    """A field's value: a message of its own is translated, anything else (shapes, numbers, names) kept."""
-    translated = _translate(value, lang, depth + 1)
-    return translated.text if translated.complete and translated.text != value else value
+        split = Translation(text, sum(t.left for t in translated))
+        if best is None or split.left < best.left:
+            best = split
+    return best or Translation(message, _words(message) if _is_prose(message) else 0)
 
 
 def problems(lang: str) -> list[str]:

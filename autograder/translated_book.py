@@ -188,6 +188,7 @@ def write_source_tree(lang: str, target: Path) -> None:
     sphinx = config["sphinx"]["config"]
     sphinx["language"] = SPHINX_LANGUAGE[lang]
     sphinx["html_static_path"] = [str(ROOT / "book" / "_static")]
+    sphinx["html_css_files"] = [*sphinx.get("html_css_files", []), "chinese.css"]
     (target / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     for part in toc["parts"]:

@@ -43,6 +43,8 @@ KIT_MODULES = [
     "files.py",
     "grading.py",
     "local.py",
+    "messages.py",
+    "locale",
     "oracle.py",
     "protocol.py",
     "seeds.py",

@@ -49,6 +49,7 @@ def kit_files(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("kit")
     zipfile.ZipFile(wheel).extractall(folder)
     assert (folder / "autograder" / "recorded.pt").is_file() and not (folder / "solutions").exists()
+    assert (folder / "autograder" / "locale" / "zh" / "checks.attention.json").is_file()  # messages in Chinese
     return folder
 
 
