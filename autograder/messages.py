@@ -27,7 +27,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -51,7 +51,9 @@ MODULES = (
 )
 WORDS = re.compile(r"[A-Za-z]{2,}")
 PLACEHOLDER = re.compile(r"\{(\d+)\}")
+ADJACENT = re.compile(r"\{(\d+)\}\{(\d+)\}")
 SENTENCES = re.compile(r"(?<=[.;:!?])\s+|\n")  # where a message made of several templates may be cut
+PUNCTUATION = {mark: {"zh": full} for mark, full in zip(".;:!?", "。；：！？")}
 
 
 def language(explicit: str | None = None, notebook=None) -> str:
@@ -84,8 +86,8 @@ def _escape(text: str) -> str:
 def templates(source: str) -> list[str]:
     """The message templates of a module: every string literal with at least three words in it,
     docstrings excluded, every f-string with a word outside its fields (``"{0} is wrong: {1}"``
-    joins two messages), and every label passed to :func:`term`; an f-string's fields become
-    ``{0}``, ``{1}``, ..."""
+    joins two messages), every module constant of two words or more (``ADVICE``), and every label
+    passed to :func:`term`; an f-string's fields become ``{0}``, ``{1}``, ..."""
     tree = ast.parse(source)
     skipped = set()
     for node in ast.walk(tree):
@@ -103,6 +105,11 @@ def templates(source: str) -> list[str]:
         and node.args
         and isinstance(node.args[0], ast.Constant)
     }
+    constants = {  # e.g. ADVICE = "advice (0 points): ", which begins messages
+        id(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)
+    }
     found = []
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -117,7 +124,8 @@ def templates(source: str) -> list[str]:
         else:
             continue
         fielded = isinstance(node, ast.JoinedStr) and PLACEHOLDER.search(template) and _words(template)
-        if (_is_prose(template) or fielded or id(node) in terms) and template not in found:
+        constant = id(node) in constants and _words(template) >= 2
+        if (_is_prose(template) or fielded or constant or id(node) in terms) and template not in found:
             found.append(template)
     return found
 
@@ -140,6 +148,7 @@ def _unescape(text: str) -> str:
 class Template:
     english: str
     translation: str
+    verbatim: frozenset[str]  # fields quoted as they are (an exception's own message), never translated
     pattern: re.Pattern  # each field as short as it can be
     greedy: re.Pattern  # each field as long as it can be: "f(x of shape {0}, {1})" on "f(x of shape (2, 3), 4)"
 
@@ -199,9 +208,12 @@ def catalogue(lang: str) -> tuple[dict[str, str], tuple[Template, ...]]:
             if not item.get(lang):
                 continue
             if PLACEHOLDER.search(item["en"]):
-                fielded.append(Template(item["en"], item[lang], _pattern(item["en"]), _pattern(item["en"], "")))
+                verbatim = frozenset(str(field) for field in item.get("verbatim", []))
+                fielded.append(
+                    Template(item["en"], item[lang], verbatim, _pattern(item["en"]), _pattern(item["en"], ""))
+                )
             else:
-                exact[_unescape(item["en"])] = _unescape(item[lang])
+                exact[_unescape(item["en"]).strip()] = _unescape(item[lang])
     return exact, tuple(sorted(fielded, key=lambda t: -t.weight))
 
 
@@ -222,33 +234,64 @@ def translate(message: str, lang: str) -> Translation:
     return _translate(message, lang, depth=0)
 
 
+@lru_cache(maxsize=65536)
 def _translate(message: str, lang: str, depth: int) -> Translation:
     """The best reading of ``message``: of the templates it is an instance of (most specific first),
     the first whose fields translate completely, else the one that leaves the least English; else
-    its sentences one by one."""
+    the message cut in two at a sentence's end, a semicolon or a colon, the head translated as one
+    sentence and the tail in the same way as the message."""
     exact, fielded = catalogue(lang)
-    if message in exact:
-        return Translation(exact[message])
+    if message.strip() in exact:
+        return Translation(exact[message.strip()])
     best = None
     for template in fielded if depth < 5 else ():
         fields = _fields(template, message)
         if fields is not None:
-            values = {name: _translate(value, lang, depth + 1) for name, value in fields.items()}
+            for first, second in ADJACENT.findall(template.english):
+                fields[first], fields[second] = _split(fields[first] + fields[second], lang, depth)
+            values = {
+                name: Translation(value) if name in template.verbatim else _translate(value, lang, depth + 1)
+                for name, value in fields.items()
+            }
             text = PLACEHOLDER.sub(lambda m: values[m.group(1)].text, _unescape(template.translation))
             found = Translation(text, sum(value.left for value in values.values()))
             if best is None or found.left < best.left:
                 best = found
             if not best.left:
                 return best
-    pieces = SENTENCES.split(message)
-    if len(pieces) > 1:
-        separators = SENTENCES.findall(message)
-        translated = [_translate(piece, lang, depth + 1) for piece in pieces]
-        text = translated[0].text + "".join(sep + t.text for sep, t in zip(separators, translated[1:]))
-        split = Translation(text, sum(t.left for t in translated))
+    for cut in SENTENCES.finditer(message):
+        head = _sentence(message[: cut.start()], lang, depth)
+        tail = _translate(message[cut.end() :], lang, depth)
+        split = Translation(head.text + cut.group() + tail.text, head.left + tail.left)
         if best is None or split.left < best.left:
             best = split
+        if not best.left:
+            break
     return best or Translation(message, _words(message) if _is_prose(message) else 0)
+
+
+def _sentence(piece: str, lang: str, depth: int) -> Translation:
+    """One piece of a message cut at its punctuation: with the punctuation it ends in, or without it
+    (the templates seldom end in it), followed by the language's own mark."""
+    whole = _translate(piece, lang, depth)
+    if whole.left and piece[-1:] in PUNCTUATION:
+        bare = _translate(piece[:-1], lang, depth)
+        if bare.left < whole.left:
+            return Translation(bare.text + PUNCTUATION[piece[-1]].get(lang, piece[-1]), bare.left)
+    return whole
+
+
+def _split(joined: str, lang: str, depth: int) -> tuple[str, str]:
+    """Two fields side by side (``"{name}{alone}"``): the first is a value, the second, when there
+    is one, a fragment of message (``", when only q requires grad"``). The split is the earliest
+    where the rest is a fragment the catalogue translates."""
+    for cut in range(1, len(joined)):
+        rest = joined[cut:]
+        if _balanced(joined[:cut]) and WORDS.search(rest):
+            translated = _translate(rest, lang, depth + 1)
+            if translated.complete and translated.text != rest:
+                return joined[:cut], rest
+    return joined, ""
 
 
 def problems(lang: str) -> list[str]:

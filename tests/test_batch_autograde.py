@@ -139,6 +139,7 @@ def submissions(release: Path, course: Path) -> dict:
         "correct": correct,
         "stub": filled_notebook(release, {}),
         "wrong": wrong,
+        "wrong_in_chinese": _in_chinese(wrong),
         "tampers_with_checks": grade_cells_edited,
         "returns_liars": filled_notebook(release, LIARS),
         "imports_the_reference": with_cell(filled_notebook(release, STEALING), "import autograder\nimport solutions"),
@@ -308,7 +309,7 @@ def course(tmp_path_factory):
 
 def test_every_submission_is_graded_once(course):
     scores = auto_scores(course["path"])
-    assert set(scores) == set(EXPECTED) | {"wrong", "tampers_with_checks", "slow_under_the_limit"}
+    assert set(scores) == set(EXPECTED) | {"wrong", "wrong_in_chinese", "tampers_with_checks", "slow_under_the_limit"}
     assert f"graded {len(scores)}," in course["output"]
     connection = sqlite3.connect(course["path"] / "gradebook.db")
     assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -319,6 +320,36 @@ def test_every_submission_is_graded_once(course):
 def test_scores_per_function(course, student):
     scores = auto_scores(course["path"])[student]
     assert {f: scores[f"{f}_check"] for f in FUNCTIONS} == EXPECTED[student]
+
+
+def test_a_chinese_notebook_gets_the_same_scores_with_feedback_in_chinese(course):
+    scores = auto_scores(course["path"])
+    assert scores["wrong_in_chinese"] == scores["wrong"]
+
+    def reports(student):
+        notebook = nbformat.read(course["path"] / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+        return [
+            "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            for cell in notebook.cells
+            if cell.cell_type == "code" and nbgrader_meta(cell).get("grade_id", "").endswith("_check")
+        ]
+
+    english, chinese = reports("wrong"), reports("wrong_in_chinese")
+    assert len(english) == len(chinese) == len(FUNCTIONS)
+    for mine, theirs in zip(chinese, english):
+        for zh, en in zip(mine.splitlines(), theirs.splitlines(), strict=True):
+            assert re.findall(r"\] (\w+) \(", zh) == re.findall(r"\] (\w+) \(", en), (zh, en)  # the same sub-checks
+            assert re.findall(r"[\d.]+", zh.split(":")[0]) == re.findall(r"[\d.]+", en.split(":")[0])  # scores
+            assert ("[FAIL]" in en) == ("[未通过]" in zh) and ("[PASS]" in en) == ("[通过]" in zh), (zh, en)
+            if "[FAIL]" in en:
+                assert re.search(r"[\u4e00-\u9fff]", zh.split("分)", 1)[-1]), zh  # the diagnosis, in Chinese
+
+
+def _in_chinese(notebook):
+    """The same answers in a notebook of the Chinese edition (its metadata says so)."""
+    notebook = copy.deepcopy(notebook)
+    notebook.metadata.setdefault("transformers_graded", {})["language"] = "zh"
+    return notebook
 
 
 def test_tampering_does_not_raise_the_score_of_the_same_answers(course):

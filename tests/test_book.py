@@ -204,3 +204,53 @@ def quiz_questions(chapter):
     notebook = nbformat.read(ROOT / "chapters" / f"{chapter}.ipynb", as_version=4)
     source = next(c.source for c in notebook.cells if "display_quiz(" in c.source)
     return ast.literal_eval(source[source.index("display_quiz(") + len("display_quiz(") : source.rindex(")")])
+
+
+# --- The Chinese edition: every page has its twin in _build/html/zh, reached by the language switch ---
+
+
+def html_pages(root: Path) -> set[Path]:
+    return {
+        p.relative_to(root)
+        for p in root.rglob("*.html")
+        if p.relative_to(root).parts[0] not in ("zh", "_static", "_sources", "_images")
+    }
+
+
+def test_every_english_page_has_a_chinese_twin(book):
+    chinese = book / "zh"
+    assert html_pages(book) == html_pages(chinese)
+    for chapter in chapter_pages():
+        page = (chinese / "book" / "chapters" / f"{chapter}.html").read_text()
+        assert '<html lang="zh-CN"' in page and "NotImplementedError" in page, chapter
+        assert "notebooks/zh/" in page or "_downloads" in page, "the launch links open the Chinese notebook"
+        assert len(re.findall(r"[\u4e00-\u9fff]", html.unescape(re.sub(r"<[^>]+>", "", page)))) > 2000, chapter
+        assert "Traceback" not in page
+
+
+@chromium
+def test_the_language_switch_leads_to_the_same_page_both_ways_with_chinese_glyphs(book):
+    from browser import Browser, Site
+
+    with Site(book) as site, Browser() as browser:
+        browser.open(site.url("book/chapters/05_transformer_block.html"))
+        browser.wait_for("document.querySelector('a.language-switch')")
+        browser.click("a.language-switch")
+        browser.wait_for("location.pathname.startsWith('/zh/') && document.readyState === 'complete'")
+        assert browser.evaluate("location.pathname") == "/zh/book/chapters/05_transformer_block.html"
+        assert browser.evaluate("document.documentElement.lang") == "zh-CN"
+        browser.wait_for("document.querySelectorAll('mjx-container').length > 10")  # maths renders offline here too
+        # Chromium draws the Chinese text with a font that has its glyphs (named by chinese.css), not a fallback
+        browser.send("DOM.enable")
+        browser.send("CSS.enable")
+        root = browser.send("DOM.getDocument", depth=-1)["root"]["nodeId"]
+        paragraph = browser.send("DOM.querySelector", nodeId=root, selector="main article p")["nodeId"]
+        fonts = browser.send("CSS.getPlatformFontsForNode", nodeId=paragraph)["fonts"]
+        names = [f["familyName"] for f in fonts]
+        assert any("CJK" in n or "Han" in n for n in names), names
+        assert not any("Last Resort" in n for n in names), names
+        browser.wait_for("document.querySelector('a.language-switch')")
+        browser.click("a.language-switch")
+        browser.wait_for("!location.pathname.startsWith('/zh/') && document.readyState === 'complete'")
+        assert browser.evaluate("location.pathname") == "/book/chapters/05_transformer_block.html"
+        assert browser.evaluate("document.documentElement.lang") == "en"

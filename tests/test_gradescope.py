@@ -248,3 +248,20 @@ def test_a_leaderboard_note_cannot_put_links_images_or_html_in_the_summary():
     output = _results(BY_NAME["06_pretraining"], [], [], [], note, 0.0, notebook="06_pretraining.ipynb").output
     rendered, text = shown(output)
     assert markup(rendered) == [] and "<h1" not in rendered and HOSTILE_NAME in text
+
+
+def test_a_chinese_notebook_is_told_in_chinese_with_the_same_scores(package, tmp_path):
+    answers = {**CORRECT, "scaled_dot_product_attention": BUGS["scaled_dot_product_attention"]}
+    english = filled_notebook(RELEASE, answers)
+    chinese = filled_notebook(RELEASE, answers)
+    chinese.metadata.setdefault("transformers_graded", {})["language"] = (
+        "zh"  # what the Chinese edition's notebooks say
+    )
+    theirs = run_autograder(package, tmp_path / "en", {"02_attention.ipynb": english})
+    mine = run_autograder(package, tmp_path / "zh", {"02_attention.ipynb": chinese})
+    assert [(t["number"], t["status"], t["score"]) for t in mine["tests"]] == [
+        (t["number"], t["status"], t["score"]) for t in theirs["tests"]
+    ]
+    failed = [t for t in mine["tests"] if t["status"] == "failed"]
+    assert failed and all(re.search(r"[\u4e00-\u9fff]", t["output"]) for t in failed), [t["output"] for t in failed]
+    assert re.search(r"[\u4e00-\u9fff]", mine["output"]) and not re.search(r"[\u4e00-\u9fff]", theirs["output"])

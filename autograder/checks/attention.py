@@ -401,11 +401,16 @@ def bool_square_shape(student, gen):
         mask = expect_shape(student(n), (n, n), f"causal_mask({n})")
         if mask.dtype != torch.bool:
             ones_and_zeros = bool(((mask == 0) | (mask == 1)).all()) if not mask.is_complex() else False
-            held = "0/1 numbers" if ones_and_zeros else "numbers"
+            if ones_and_zeros:
+                raise CheckFailed(
+                    f"causal_mask({n}) holds 0/1 numbers of dtype {mask.dtype}; it must be a bool tensor (True = "
+                    "may attend), since ~mask and masked_fill need bools: build it with dtype=torch.bool, or "
+                    "convert with .bool()"
+                )
             raise CheckFailed(
-                f"causal_mask({n}) holds {held} of dtype {mask.dtype}; it must be a bool tensor (True = may "
+                f"causal_mask({n}) holds numbers of dtype {mask.dtype}; it must be a bool tensor (True = may "
                 "attend), since ~mask and masked_fill need bools: build it with dtype=torch.bool, or convert "
-                "with .bool()" + ("" if ones_and_zeros else " after deciding which entries may attend")
+                "with .bool() after deciding which entries may attend"
             )
 
 

@@ -337,7 +337,7 @@ def _expect_weights_shape(weights, batch, num_heads, n_q, n_k, what):
             f"{what} has shape {tuple(weights.shape)}, expected (B, H, N_q, N_k) = "
             f"{(batch, num_heads, n_q, n_k)}: return the weights of every head, not their average"
         )
-    expect_shape(weights, (batch, num_heads, n_q, n_k), f"{what}, (B, H, N_q, N_k),")
+    expect_shape(weights, (batch, num_heads, n_q, n_k), f"{what}, of shape (B, H, N_q, N_k),")
 
 
 def _compare(model, weights, num_heads, inputs, mask, call, args, context):
