@@ -52,6 +52,11 @@ MODULES = (
 WORDS = re.compile(r"[A-Za-z]{2,}")
 PLACEHOLDER = re.compile(r"\{(\d+)\}")
 ADJACENT = re.compile(r"\{(\d+)\}\{(\d+)\}")
+ENGLISH_WORD = re.compile(r"[(\"']?[A-Za-z][a-z]+'?s?[)\"',.;:!?]*")  # a word, not CamelCase or snake_case
+CONNECTIVES = {"zh": {"or ": "或者"}}  # words that join two messages (suite's "; or "), outside any template
+NAMED = re.compile(r"(\S+) (.+)", re.DOTALL)
+UNBALANCED = 100  # how much worse than a reading whose last field swallows a sentence a bracket cut in two is
+COMPOSED = {"zh": "{0}（{1}）"}  # a name followed by a phrase no template joins them in
 SENTENCES = re.compile(r"(?<=[.;:!?])\s+|\n")  # where a message made of several templates may be cut
 PUNCTUATION = {mark: {"zh": full} for mark, full in zip(".;:!?", "。；：！？")}
 
@@ -84,8 +89,8 @@ def _escape(text: str) -> str:
 
 
 def templates(source: str) -> list[str]:
-    """The message templates of a module: every string literal with at least three words in it,
-    docstrings excluded, every f-string with a word outside its fields (``"{0} is wrong: {1}"``
+    """The message templates of a module: every string literal with at least three words in it, or
+    two words of English ("random tokens"), docstrings excluded, every f-string with a word outside its fields (``"{0} is wrong: {1}"``
     joins two messages), every module constant of two words or more (``ADVICE``), and every label
     passed to :func:`term`; an f-string's fields become ``{0}``, ``{1}``, ..."""
     tree = ast.parse(source)
@@ -125,7 +130,8 @@ def templates(source: str) -> list[str]:
             continue
         fielded = isinstance(node, ast.JoinedStr) and PLACEHOLDER.search(template) and _words(template)
         constant = id(node) in constants and _words(template) >= 2
-        if (_is_prose(template) or fielded or constant or id(node) in terms) and template not in found:
+        phrase = len([w for w in template.split() if ENGLISH_WORD.fullmatch(w)]) >= 2  # "random tokens", "x itself"
+        if (_is_prose(template) or fielded or constant or phrase or id(node) in terms) and template not in found:
             found.append(template)
     return found
 
@@ -133,6 +139,28 @@ def templates(source: str) -> list[str]:
 def _words(text: str) -> int:
     """How many words with letters the text has outside its fields."""
     return len([word for word in PLACEHOLDER.sub(" ", text).split() if WORDS.search(word)])
+
+
+def _sentences_in(value: str) -> int:
+    """How many sentence boundaries (". ", ": ", "; ") a field's value holds outside brackets."""
+    depth, count = 0, 0
+    for index, char in enumerate(value):
+        depth += char in "([{"
+        depth -= char in ")]}"
+        count += depth <= 0 and char in ".:;" and value[index + 1 : index + 2] == " "
+    return count
+
+
+def _bare(text: str) -> str:
+    """A message without the punctuation that joins it to the one before (``": the output ..."``)."""
+    return text.strip().lstrip(":;,.：；，。").strip()
+
+
+def _english(text: str) -> int:
+    """How many words of English prose ``text`` holds, when it is prose (three words or more): words
+    of letters only, so that names, numbers and code (``blocks.0.attn.w_q``) do not count."""
+    words = [word for word in text.split() if ENGLISH_WORD.fullmatch(word)]
+    return len(words) if len(words) >= 3 else 0
 
 
 def _is_prose(text: str) -> bool:
@@ -183,16 +211,19 @@ def _balanced(value: str) -> bool:
     return not any(depth.values())
 
 
-def _fields(template: Template, message: str) -> dict[str, str] | None:
-    """The template's fields in ``message``: the shortest reading whose values are balanced, else the longest."""
+def _fields(template: Template, message: str) -> tuple[dict[str, str], bool] | None:
+    """The template's fields in ``message`` and whether their values are balanced: the shortest
+    reading whose values are, else the longest if its are, else the shortest (a quoted line of code
+    may be unbalanced itself, but a reading that cuts a shape in two is a wrong one)."""
+    readings = []
     for pattern in (template.pattern, template.greedy):
         match = pattern.fullmatch(message)
         if match is None:
             return None
-        values = {name[1:]: value for name, value in match.groupdict().items()}
-        if all(_balanced(value) for value in values.values()):
-            return values
-    return None
+        readings.append({name[1:]: value for name, value in match.groupdict().items()})
+        if all(_balanced(value) for value in readings[-1].values()):
+            return readings[-1], True
+    return readings[0], False
 
 
 @cache
@@ -213,7 +244,7 @@ def catalogue(lang: str) -> tuple[dict[str, str], tuple[Template, ...]]:
                     Template(item["en"], item[lang], verbatim, _pattern(item["en"]), _pattern(item["en"], ""))
                 )
             else:
-                exact[_unescape(item["en"]).strip()] = _unescape(item[lang])
+                exact[_bare(_unescape(item["en"]))] = _bare(_unescape(item[lang]))
     return exact, tuple(sorted(fielded, key=lambda t: -t.weight))
 
 
@@ -241,12 +272,20 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
     the message cut in two at a sentence's end, a semicolon or a colon, the head translated as one
     sentence and the tail in the same way as the message."""
     exact, fielded = catalogue(lang)
-    if message.strip() in exact:
-        return Translation(exact[message.strip()])
-    best = None
+    if _bare(message) in exact:
+        return Translation(exact[_bare(message)])
+    best, overreach = None, 0
     for template in fielded if depth < 5 else ():
-        fields = _fields(template, message)
-        if fields is not None:
+        reading = _fields(template, message)
+        if reading is not None:
+            fields, balanced = reading
+            # a template that ends in a field can swallow the sentences after it ("{0}, causal={1}" reading
+            # "..., causal=False is wrong: ..."): of the complete readings, the one whose last field does least,
+            # and any reading before one that cuts a bracket in two
+            last = PLACEHOLDER.fullmatch(template.english[template.english.rfind("{") :])
+            reach = (_sentences_in(fields[last.group(1)]) if last else 0) + (0 if balanced else UNBALANCED)
+            if best is not None and not best.left and reach >= overreach:
+                continue
             for first, second in ADJACENT.findall(template.english):
                 fields[first], fields[second] = _split(fields[first] + fields[second], lang, depth)
             values = {
@@ -255,9 +294,9 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
             }
             text = PLACEHOLDER.sub(lambda m: values[m.group(1)].text, _unescape(template.translation))
             found = Translation(text, sum(value.left for value in values.values()))
-            if best is None or found.left < best.left:
-                best = found
-            if not best.left:
+            if best is None or found.left < best.left or (not found.left and reach < overreach):
+                best, overreach = found, reach
+            if not best.left and not overreach:
                 return best
     for cut in SENTENCES.finditer(message):
         head = _sentence(message[: cut.start()], lang, depth)
@@ -267,7 +306,21 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
             best = split
         if not best.left:
             break
-    return best or Translation(message, _words(message) if _is_prose(message) else 0)
+    named = NAMED.fullmatch(message)  # "{name} {what}": a name, then a phrase the catalogue knows ("acc after ...")
+    if depth and named and (best is None or best.left) and lang in COMPOSED:
+        phrase = _translate(named.group(2), lang, depth + 1)
+        if phrase.complete and phrase.text != named.group(2):
+            best = Translation(COMPOSED[lang].format(named.group(1), phrase.text))
+    if depth and (best is None or best.left) and not message.endswith(","):  # a phrase whose comma was cut off
+        with_comma = _translate(message + ",", lang, depth)
+        if best is None or with_comma.left < best.left:
+            best = with_comma if with_comma.text != message + "," else best
+    for connective, translation in CONNECTIVES.get(lang, {}).items():  # "...; or <another diagnosis>"
+        if best is not None and best.left and message.startswith(connective):
+            rest = _translate(message[len(connective) :], lang, depth)
+            if rest.left < best.left:
+                best = Translation(translation + rest.text, rest.left)
+    return best or Translation(message, _english(message))
 
 
 def _sentence(piece: str, lang: str, depth: int) -> Translation:

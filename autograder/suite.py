@@ -367,11 +367,15 @@ def expect_bounded(shapes, limit: int, what: str, allowed: str, describe=lambda 
     ``describe(shape)`` what a tensor of that shape is (e.g. "the full matrix of scores")."""
     largest = max(shapes, key=math.prod, default=())
     if shapes and math.prod(largest) > limit:
-        kind = describe(tuple(largest))
+        kind, shape, size = describe(tuple(largest)), tuple(largest), math.prod(largest)
+        if kind:
+            raise CheckFailed(
+                f"{what} a tensor of shape {shape} ({size} elements): {kind}. At most {limit} elements per tensor "
+                f"are allowed here: {allowed}"
+            )
         raise CheckFailed(
-            f"{what} a tensor of shape {tuple(largest)} ({math.prod(largest)} elements)"
-            + (f": {kind}" if kind else "")
-            + f". At most {limit} elements per tensor are allowed here: {allowed}"
+            f"{what} a tensor of shape {shape} ({size} elements). At most {limit} elements per tensor are allowed "
+            f"here: {allowed}"
         )
 
 

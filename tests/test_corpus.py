@@ -7,6 +7,7 @@ get full marks; advised answers get full marks and exactly the advice the corpus
 is also graded by the CLI in a subprocess and by its grade cells in a real Jupyter kernel."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ from nbclient import NotebookClient
 
 from autograder.chapters import CHAPTERS
 from autograder.checks import suites
+from autograder.messages import translate
 from autograder.suite import ADVICE
 from notebooks import ROOT, nbgrader_meta
 
@@ -87,6 +89,17 @@ def test_corpus_answer_same_verdict_in_both_paths(chapter, entry, tmp_path):
     same_verdict(sandbox, kernel, scores)
     expect_entry(entry, sandbox, "sandbox", chapter.topic)
     expect_entry(entry, kernel, "grade cell", chapter.topic)
+    expect_chinese(sandbox)
+
+
+def expect_chinese(verdict: dict):
+    """Every message translates into Chinese with no English left (the verdicts are the English ones:
+    a report is translated after grading), and the values it quotes come through."""
+    for key, (passed, _, message) in verdict.items():
+        chinese = translate(message, "zh")
+        assert chinese.complete, f"{key}: English left in the Chinese message:\n  {message}\n  {chinese.text}"
+        for value in re.findall(r"\(\d+(?:, \d+)+\)|\(\d+,\)|-?\d+\.\d+", message):  # shapes and decimals
+            assert value in chinese.text, f"{key}: {value} lost in translation:\n  {message}\n  {chinese.text}"
 
 
 @pytest.mark.parametrize(

@@ -553,11 +553,10 @@ def _expect_own_work(trace, name, what, q, k, v, by_autograd="any"):
         )
     nested = sorted(op for op in trace.ops if "_backward" in op)
     if (by_autograd == "any" and trace.autograd) or (by_autograd == "nested" and nested):
+        ops = f" ({', '.join(nested)})" if nested else ""
         raise CheckFailed(
-            f"{name} ({what}) computes gradients with torch.autograd"
-            + (f" ({', '.join(nested)})" if nested else "")
-            + ": write the backward formulas (dv = p^T dO, ds = p * (dp - D), dq = ds k / sqrt(d), "
-            "dk = ds^T q / sqrt(d)) tile by tile, with p recomputed from lse"
+            f"{name} ({what}) computes gradients with torch.autograd{ops}: write the backward formulas (dv = p^T dO, "
+            "ds = p * (dp - D), dq = ds k / sqrt(d), dk = ds^T q / sqrt(d)) tile by tile, with p recomputed from lse"
         )
 
 

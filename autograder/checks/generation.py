@@ -139,12 +139,14 @@ def _expect_no_earlier_call_kept(model, fresh, args, expected, what, otherwise="
     except StudentError:
         fresh_is_right = False
     if fresh_is_right:
-        got = f"failed ({str(error)[:300]})" if error is not None else "gave other values"
-        raise CheckFailed(
-            f"{what} {got}, while a new module holding the same weights gives the right output for the same inputs: "
-            "something is kept from the earlier call (a mask, a slice of the position table or the encoder's memory "
-            "sized for the first call?); compute it in every call, from that call's inputs"
+        kept = (
+            "while a new module holding the same weights gives the right output for the same inputs: something is "
+            "kept from the earlier call (a mask, a slice of the position table or the encoder's memory sized for "
+            "the first call?); compute it in every call, from that call's inputs"
         )
+        if error is not None:
+            raise CheckFailed(f"{what} failed ({str(error)[:300]}), {kept}")
+        raise CheckFailed(f"{what} gave other values, {kept}")
     if error is not None:
         raise error
     expect_close(output, expected, what + otherwise)
@@ -240,9 +242,9 @@ def _block_bugs(weights, config, x, memory, mask):
         ),
         (
             ref.decoder_block_output(weights, other, x, memory, mask),
-            "the block is "
-            + ("Post-LN (norm_first=False)" if config["norm_first"] else "Pre-LN (norm_first=True)")
-            + "; check which order norm_first selects",
+            "the block is Post-LN (norm_first=False); check which order norm_first selects"
+            if config["norm_first"]
+            else "the block is Pre-LN (norm_first=True); check which order norm_first selects",
         ),
     ]
     if config["norm_first"]:
@@ -880,20 +882,25 @@ def _expect_distribution(tokens, rows, probs, what, diagnoses=()):
         if (drawn < 0).any() or (drawn >= p.numel()).any():
             raise CheckFailed(f"{what}: ids outside [0, {p.numel()}) were drawn")
         fits = [why for wrong, why in diagnoses if _fits(counts, wrong[r], n)]
-        explanation = f": {fits[0]}" if fits else ""
         outside = (counts > 0) & (p == 0)
         if outside.any():
+            drawn_outside = outside.nonzero().flatten().tolist()
+            if fits:
+                raise CheckFailed(
+                    f"{what}: token(s) {drawn_outside} were drawn, but they are not among the kept tokens: {fits[0]}"
+                )
             raise CheckFailed(
-                f"{what}: token(s) {outside.nonzero().flatten().tolist()} were drawn, but they are not among the "
-                f"kept tokens{explanation or '; only the kept tokens may be drawn'}"
+                f"{what}: token(s) {drawn_outside} were drawn, but they are not among the kept tokens; only the kept "
+                "tokens may be drawn"
             )
         bad = ((counts - n * p).abs() > 6 * (n * p * (1 - p)).sqrt() + 2).nonzero().flatten().tolist()
         if bad:
             token = bad[0]
-            raise CheckFailed(
+            drawn = (
                 f"{what}: token {token} was drawn {int(counts[token])} times in {n} draws, expected about "
-                f"{n * p[token].item():.0f} (probability {p[token].item():.3f}){explanation}"
+                f"{n * p[token].item():.0f} (probability {p[token].item():.3f})"
             )
+            raise CheckFailed(f"{drawn}: {fits[0]}" if fits else drawn)
 
 
 def _fits(counts, probs, n):

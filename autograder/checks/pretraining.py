@@ -148,11 +148,15 @@ LIBRARY_LOSSES = {  # F.cross_entropy, F.nll_loss and their aten operations
 
 def _loss(student, logits, labels, **kwargs):
     value = as_tensor(student(logits, labels, **kwargs), "language_model_loss(logits, labels)")
+    if value.dim() != 0 and value.numel() == 1:
+        raise CheckFailed(
+            f"language_model_loss should return a 0-dim tensor (shape (), like F.cross_entropy's), got shape "
+            f"{tuple(value.shape)}: keepdim=True or an indexing with [..., None] left a dimension"
+        )
     if value.dim() != 0:
         raise CheckFailed(
             f"language_model_loss should return a 0-dim tensor (shape (), like F.cross_entropy's), got shape "
             f"{tuple(value.shape)}"
-            + (": keepdim=True or an indexing with [..., None] left a dimension" if value.numel() == 1 else "")
         )
     return value
 
