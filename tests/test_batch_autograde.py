@@ -214,6 +214,8 @@ UNREADABLE = {  # student -> why the submission is not graded
     "timestamp_links_elsewhere": "timestamp.txt is a symbolic link, not a file",
     "deeply_nested_json": "nested too deeply",
 }
+# Students whose scores are compared with another's rather than expected: "wrong" is the reference
+COMPARED = {"wrong", "wrong_in_chinese", "tampers_with_checks", "slow_under_the_limit"}
 EXPECTED = {  # student -> {function: score}, or a callable of the scores of "wrong"
     "correct": POINTS,
     "stub": {f: 0 for f in FUNCTIONS},
@@ -309,7 +311,7 @@ def course(tmp_path_factory):
 
 def test_every_submission_is_graded_once(course):
     scores = auto_scores(course["path"])
-    assert set(scores) == set(EXPECTED) | {"wrong", "wrong_in_chinese", "tampers_with_checks", "slow_under_the_limit"}
+    assert set(scores) == set(EXPECTED) | COMPARED
     assert f"graded {len(scores)}," in course["output"]
     connection = sqlite3.connect(course["path"] / "gradebook.db")
     assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -492,7 +494,7 @@ def test_an_interrupted_run_resumes_without_losing_or_duplicating_grades(course)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     graded = {line.split("]")[1].split(":")[0].strip() for line in resumed.stdout.splitlines() if "] " in line}
     assert graded == {"zz_2", "zz_3", "stub", "correct"}, resumed.stdout
-    assert f"already graded {len(EXPECTED) + 3 + 1 - 2}" in resumed.stdout  # the class but stub and correct, zz_1
+    assert f"already graded {len(EXPECTED) + len(COMPARED) + 1 - 2}" in resumed.stdout  # all but stub, correct; zz_1
     scores = auto_scores(path)
     assert sum(scores["stub"][f"{f}_check"] for f in FUNCTIONS) == 14
     assert {f: scores["zz_2"][f"{f}_check"] for f in FUNCTIONS} == {**POINTS, "causal_mask": 0}
