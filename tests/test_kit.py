@@ -171,6 +171,9 @@ def test_fresh_environment_grades_chapter_2_from_a_terminal(kit, tmp_path):
     assert report["score"] == report["max_score"] == 14, [t for t in report["tests"] if not t["passed"]]
     report = json.loads(grade(buggy.name, "--json").stdout)
     assert 5 <= report["score"] < report["max_score"]
+    chinese = json.loads(grade(buggy.name, "--json", "--lang", "zh").stdout)  # the kit speaks Chinese too
+    assert [t["passed"] for t in chinese["tests"]] == [t["passed"] for t in report["tests"]]
+    assert any("没有除以 sqrt(d_k)" in t["message"] for t in chinese["tests"]), [t["message"] for t in chinese["tests"]]
     refused = in_kit(kit, "import sys; from autograder.__main__ import main; sys.exit(main())", tmp_path, "course", "x")
     assert refused.returncode == 2 and "learner's kit has `grade`" in refused.stderr
 
