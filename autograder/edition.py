@@ -32,8 +32,10 @@ from pathlib import Path
 
 import nbformat
 
-LANGUAGES = ("en", "zh")
-TRANSLATED = ("zh",)
+from autograder import catalogue as catalogues
+from autograder.messages import ENGLISH, LANGUAGES
+
+TRANSLATED = tuple(lang for lang in LANGUAGES if lang != ENGLISH)  # the editions made from the English
 WORDS = re.compile(r"[A-Za-z]{2}")
 
 
@@ -234,15 +236,11 @@ def translated(notebook, catalogue: dict, lang: str):
 
 
 def load(chapter: Path, lang: str) -> dict:
-    path = catalogue_path(chapter, lang)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return catalogues.read(catalogue_path(chapter, lang), {})
 
 
 def save(chapter: Path, lang: str, catalogue: dict) -> Path:
-    path = catalogue_path(chapter, lang)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(catalogue, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return path
+    return catalogues.write(catalogue_path(chapter, lang), catalogue)
 
 
 def main(argv: list[str]) -> int:

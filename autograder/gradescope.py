@@ -226,7 +226,8 @@ def grade_submission(root: Path) -> GradescopeResults:
         board = leaderboard(chapter.name, cells, seed=private_seed, hidden=hidden)  # private inputs
     except SandboxError as error:
         board = Leaderboard([], f"No leaderboard entry: {error}")
-    return _results(chapter, public, secret, board.entries, board.note, start, notebook=path.name, lang=lang)
+    note = translate(board.note, lang).text
+    return _results(chapter, public, secret, board.entries, note, start, notebook=path.name, lang=lang)
 
 
 def _all_failed(chapter: Chapter, message: str) -> list[Result]:
@@ -247,8 +248,8 @@ def _results(chapter, public, secret, board, note, start, notebook=None, lang=EN
         "Written answers are graded by your instructor, not here.",
     ]
     lines = [translate(line, lang).text for line in lines]
-    if note:
-        lines += ["", markdown_text(translate(note, lang).text)]
+    if note:  # in the learner's language already
+        lines += ["", markdown_text(note)]
     if board:
         entries = markdown_text(", ".join(f"{e.name} {e.value:g}" for e in board))
         lines += ["", term("Leaderboard:", lang) + " " + entries]

@@ -22,13 +22,14 @@ writes the catalogues' skeletons (new templates with an empty translation, vanis
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+
+from autograder import catalogue as catalogues
 
 PACKAGE = Path(__file__).resolve().parent
 LOCALE = PACKAGE / "locale"
@@ -130,7 +131,7 @@ def templates(source: str) -> list[str]:
             continue
         fielded = isinstance(node, ast.JoinedStr) and PLACEHOLDER.search(template) and _words(template)
         constant = id(node) in constants and _words(template) >= 2
-        phrase = len([w for w in template.split() if ENGLISH_WORD.fullmatch(w)]) >= 2  # "random tokens", "x itself"
+        phrase = _english_words(template) >= 2  # "random tokens", "x itself"
         if (_is_prose(template) or fielded or constant or phrase or id(node) in terms) and template not in found:
             found.append(template)
     return found
@@ -156,11 +157,16 @@ def _bare(text: str) -> str:
     return text.strip().lstrip(":;,.：；，。").strip()
 
 
+def _english_words(text: str) -> int:
+    """How many words of English ``text`` holds: words of letters only, so that names, numbers and
+    code (``blocks.0.attn.w_q``, ``MultiHeadAttention``) do not count."""
+    return len([word for word in text.split() if ENGLISH_WORD.fullmatch(word)])
+
+
 def _english(text: str) -> int:
-    """How many words of English prose ``text`` holds, when it is prose (three words or more): words
-    of letters only, so that names, numbers and code (``blocks.0.attn.w_q``) do not count."""
-    words = [word for word in text.split() if ENGLISH_WORD.fullmatch(word)]
-    return len(words) if len(words) >= 3 else 0
+    """How many words of English prose ``text`` holds, when it is prose (three words or more)."""
+    words = _english_words(text)
+    return words if words >= 3 else 0
 
 
 def _is_prose(text: str) -> bool:
@@ -232,10 +238,7 @@ def catalogue(lang: str) -> tuple[dict[str, str], tuple[Template, ...]]:
     templates with fields, most specific first."""
     exact, fielded = {}, []
     for module in MODULES:
-        path = catalogue_path(module, lang)
-        if not path.exists():
-            continue
-        for item in json.loads(path.read_text(encoding="utf-8")):
+        for item in catalogues.read(catalogue_path(module, lang), []):
             if not item.get(lang):
                 continue
             if PLACEHOLDER.search(item["en"]):
@@ -272,8 +275,8 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
     the message cut in two at a sentence's end, a semicolon or a colon, the head translated as one
     sentence and the tail in the same way as the message."""
     exact, fielded = catalogue(lang)
-    if _bare(message) in exact:
-        return Translation(exact[_bare(message)])
+    if (bare := _bare(message)) in exact:
+        return Translation(exact[bare])
     best, overreach = None, 0
     for template in fielded if depth < 5 else ():
         reading = _fields(template, message)
@@ -353,8 +356,7 @@ def problems(lang: str) -> list[str]:
     found = []
     for module in MODULES:
         english = templates((PACKAGE / module).read_text(encoding="utf-8"))
-        path = catalogue_path(module, lang)
-        items = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        items = catalogues.read(catalogue_path(module, lang), [])
         known = {item["en"]: item for item in items}
         for template in english:
             item = known.get(template)
@@ -364,7 +366,7 @@ def problems(lang: str) -> list[str]:
                 PLACEHOLDER.findall(template)
             ):
                 found.append(f"{module}: the translation of {template[:70]!r} does not keep its fields")
-        found += [f"{module}: {en[:70]!r} is no longer in the code (stale)" for en in set(known) - set(english)]
+        found += [f"{module}: {en[:70]!r} is no longer in the code (stale)" for en in catalogues.stale(english, items)]
     return found
 
 
@@ -372,10 +374,9 @@ def write_skeletons(lang: str) -> None:
     """Each module's catalogue with every current template: translations kept, new ones empty."""
     for module in MODULES:
         path = catalogue_path(module, lang)
-        old = {item["en"]: item for item in json.loads(path.read_text(encoding="utf-8"))} if path.exists() else {}
-        items = [old.get(t, {"en": t, lang: ""}) for t in templates((PACKAGE / module).read_text(encoding="utf-8"))]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        catalogues.write(
+            path, catalogues.skeleton(templates((PACKAGE / module).read_text(encoding="utf-8")), path, lang)
+        )
 
 
 if __name__ == "__main__":

@@ -52,19 +52,6 @@ if importlib.util.find_spec("autograder") is None:
     kit = os.environ.get("TRANSFORMERS_GRADED_KIT", {source!r})
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", kit], check=True)
 """
-# The Chinese edition: the checks speak Chinese, and figures find a Chinese font where the system has one.
-SETUP_LANGUAGE = {
-    "en": "",
-    "zh": """
-os.environ.setdefault("TRANSFORMERS_GRADED_LANG", "zh")
-
-import matplotlib
-from matplotlib import font_manager
-
-_chinese = {{font.name for font in font_manager.fontManager.ttflist}} & {{{fonts}}}
-matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *sorted(_chinese)]
-""",
-}
 # Fonts with Simplified Chinese glyphs: Linux (Noto CJK, installed by fonts-noto-cjk), macOS, Windows.
 CHINESE_FONTS = (
     "Noto Sans CJK SC",
@@ -74,6 +61,16 @@ CHINESE_FONTS = (
     "Microsoft YaHei",
     "SimHei",
 )
+# Figures with Chinese labels: matplotlib falls back to the first of these fonts the system has.
+CHINESE_FIGURES = f"""\
+import matplotlib
+from matplotlib import font_manager
+
+_chinese = {{font.name for font in font_manager.fontManager.ttflist}} & {{{", ".join(map(repr, CHINESE_FONTS))}}}
+matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *sorted(_chinese)]
+"""
+# The Chinese edition: the checks speak Chinese, and figures find a Chinese font.
+SETUP_LANGUAGE = {"en": "", "zh": '\nos.environ.setdefault("TRANSFORMERS_GRADED_LANG", "zh")\n\n' + CHINESE_FIGURES}
 
 
 def kit_source() -> str:
@@ -85,8 +82,7 @@ def kit_source() -> str:
 
 def setup_source(lang: str = "en") -> str:
     """The setup cell's code in the edition ``lang``."""
-    fonts = ", ".join(repr(font) for font in CHINESE_FONTS)
-    return SETUP_COMMENT[lang] + SETUP.format(source=kit_source()) + SETUP_LANGUAGE[lang].format(fonts=fonts)
+    return SETUP_COMMENT[lang] + SETUP.format(source=kit_source()) + SETUP_LANGUAGE[lang]
 
 
 def with_setup_cell(notebook: nbformat.NotebookNode, lang: str = "en") -> nbformat.NotebookNode:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
-import json
 import re
 import shutil
 import sys
@@ -30,9 +29,10 @@ import nbformat
 import yaml
 from nbclient import NotebookClient
 
+from autograder import catalogue as catalogues
 from autograder.edition import load, shown_without_code, translated
 from autograder.launch import launch_links
-from autograder.release import CHINESE_FONTS
+from autograder.release import CHINESE_FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("intro", "setup", "learner_guide", "instructor_guide", "references", "glossary")
@@ -40,15 +40,8 @@ TITLE = {"zh": "Transformers, Graded：动手实现并自动评分的 Transforme
 CAPTIONS = {"zh": {"Getting started": "入门", "Chapters": "章节", "Further reading": "延伸阅读"}}
 SPHINX_LANGUAGE = {"zh": "zh_CN"}
 FENCE = re.compile(r"^(`{3,}|~{3,})")
-PRELUDE = """\
-import math
-
-import matplotlib
-import matplotlib.pyplot as plt
-import torch
-
-matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", {fonts}]
-"""
+# What the re-run cells may read besides the earlier cells they name: the chapters' usual imports.
+PRELUDE = "import math\n\nimport matplotlib.pyplot as plt\nimport torch\n\n" + CHINESE_FIGURES
 
 
 def blocks(text: str) -> list[str]:
@@ -74,39 +67,33 @@ def page_catalogue_path(page: str, lang: str) -> Path:
     return ROOT / "book" / lang / f"{page}.json"
 
 
-def _page_catalogue(page: str, lang: str) -> dict[str, str]:
-    path = page_catalogue_path(page, lang)
-    items = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-    return {item["en"]: item[lang] for item in items if item.get(lang)}
+def _english_blocks(page: str) -> list[str]:
+    return blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
 
 
 def page_problems(lang: str) -> list[str]:
     """Blocks of the book's pages with no translation, and translations of blocks that are gone."""
     found = []
     for page in PAGES:
-        english = blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
-        path = page_catalogue_path(page, lang)
-        items = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        english, items = _english_blocks(page), catalogues.read(page_catalogue_path(page, lang), [])
         known = {item["en"]: item.get(lang) for item in items}
         found += [f"book/{page}.md: no translation of {block[:60]!r}" for block in english if not known.get(block)]
-        found += [f"book/{page}.md: {en[:60]!r} is no longer on the page (stale)" for en in set(known) - set(english)]
+        found += [
+            f"book/{page}.md: {en[:60]!r} is no longer on the page (stale)" for en in catalogues.stale(english, items)
+        ]
     return found
 
 
 def write_page_skeletons(lang: str) -> None:
     for page in PAGES:
         path = page_catalogue_path(page, lang)
-        old = {item["en"]: item for item in json.loads(path.read_text(encoding="utf-8"))} if path.exists() else {}
-        english = blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
-        items = [old.get(block, {"en": block, lang: ""}) for block in english]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        catalogues.write(path, catalogues.skeleton(_english_blocks(page), path, lang))
 
 
 def translated_page(page: str, lang: str) -> str:
-    catalogue = _page_catalogue(page, lang)
-    english = blocks((ROOT / "book" / f"{page}.md").read_text(encoding="utf-8"))
-    return "\n\n".join(catalogue.get(block, block) for block in english) + "\n"
+    items = catalogues.read(page_catalogue_path(page, lang), [])
+    translation = {item["en"]: item[lang] for item in items if item.get(lang)}
+    return "\n\n".join(translation.get(block, block) for block in _english_blocks(page)) + "\n"
 
 
 def _defining_cell(cells, name: str):
@@ -124,7 +111,7 @@ def _defining_cell(cells, name: str):
     return None
 
 
-def _free_names(source: str) -> set[str]:
+def _bound_names(source: str) -> set[str]:
     tree = ast.parse(source)
     bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
     bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
@@ -134,9 +121,13 @@ def _free_names(source: str) -> set[str]:
         if isinstance(n, (ast.Import, ast.ImportFrom))
         for a in n.names
     }
-    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return used - bound - set(dir(builtins)) - {"math", "plt", "torch", "matplotlib"}
+    return bound | {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+
+
+def _free_names(source: str) -> set[str]:
+    """The names ``source`` reads that neither it, Python nor the :data:`PRELUDE` defines."""
+    used = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - _bound_names(source) - set(dir(builtins)) - _bound_names(PRELUDE)
 
 
 def rerun_translated_outputs(english, page, folder: Path) -> None:
@@ -149,8 +140,7 @@ def rerun_translated_outputs(english, page, folder: Path) -> None:
     ]
     if not changed:
         return
-    fonts = ", ".join(repr(font) for font in CHINESE_FONTS)
-    run = [nbformat.v4.new_code_cell(PRELUDE.format(fonts=fonts))]
+    run = [nbformat.v4.new_code_cell(PRELUDE)]
     for index, cell in changed:
         for name in sorted(_free_names(cell.source)):
             needed = _defining_cell(page.cells[:index], name)
@@ -166,7 +156,7 @@ def rerun_translated_outputs(english, page, folder: Path) -> None:
             page.cells[cell.metadata["index"]].outputs = cell.outputs
 
 
-def chapter_page(english_page: Path, lang: str, source_tree: Path) -> nbformat.NotebookNode:
+def chapter_page(english_page: Path, lang: str) -> nbformat.NotebookNode:
     """The rendered English page ``book/chapters/NN.ipynb`` in ``lang``."""
     english = nbformat.read(english_page, as_version=4)
     chapter = ROOT / "chapters" / english_page.name
@@ -202,7 +192,7 @@ def write_source_tree(lang: str, target: Path) -> None:
         shutil.copytree(figures, target / "book" / "chapters" / "figures")
     shutil.copytree(ROOT / "notebooks" / lang, target / "notebooks" / lang)  # the pages' downloads
     for english_page in sorted((ROOT / "book" / "chapters").glob("*.ipynb")):
-        nbformat.write(chapter_page(english_page, lang, target), target / "book" / "chapters" / english_page.name)
+        nbformat.write(chapter_page(english_page, lang), target / "book" / "chapters" / english_page.name)
 
 
 def main(argv: list[str]) -> int:

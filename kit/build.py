@@ -39,6 +39,7 @@ DIST = ROOT / "dist"
 KIT_MODULES = [
     "__init__.py",
     "__main__.py",
+    "catalogue.py",
     "chapters.py",
     "files.py",
     "grading.py",
