@@ -12,6 +12,7 @@ notebooks' setup cell (:mod:`autograder.release`) installs the kit from its late
     requirements.txt          the pinned environment (Binder builds it)
     book/                     the book's pages: the prose, and each chapter as ``make book`` renders it
                               (the student view with the outputs of the reference run; no solution)
+    zh/                       the Chinese edition's book source (:mod:`autograder.translated_book`)
     notebooks/                the learner notebooks (stubs, no outputs, the setup cell)
     kit/<wheel>               the learner's kit (``make kit``): the checks and the values recorded from
                               the reference at the practice seed, no reference; attach it to a release
@@ -41,8 +42,10 @@ import nbformat
 import yaml
 
 from autograder.chapters import CHAPTERS
+from autograder.edition import TRANSLATED
 from autograder.launch import NOTEBOOKS, launch_links
 from autograder.release import KIT_WHEEL
+from autograder.translated_book import write_source_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = ".public-edition"  # a folder holding it is a previous edition, which a new build replaces
@@ -60,7 +63,11 @@ Written by `make public` in the course's teaching repository (which stays privat
 reference solutions).
 
 - `book/`: the book's pages (`jupyter-book build .` builds them; the chapters are already executed).
-- `notebooks/`: the exercises. Open one in Colab or Binder from the book's chapter pages, or locally.
+- `zh/`: the Chinese edition of the book, a source tree of its own; every page's language switch
+  finds it at `zh/` beside the English book:
+  `jupyter-book build zh --path-output _build/zh && cp -r _build/zh/_build/html _build/html/zh`.
+- `notebooks/`: the exercises (`notebooks/zh/`: in Chinese). Open one in Colab or Binder from the book's
+  chapter pages, or locally.
   Its first cell installs the kit from this repository's latest release
   (`{kit_url}`).
 - `kit/{wheel}`: the learner's kit: the checks and `python -m autograder grade NOTEBOOK`, with the
@@ -110,6 +117,8 @@ def _stage(tree: Path, wheel: Path, rendered: Path) -> None:
     if (ROOT / "book" / "_static").is_dir():  # MathJax, once `make book` has unpacked it
         shutil.copytree(ROOT / "book" / "_static", tree / "book" / "_static")
     shutil.copytree(ROOT / NOTEBOOKS, tree / NOTEBOOKS, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for lang in TRANSLATED:  # each edition's book source, translated and its figures drawn again
+        write_source_tree(lang, tree / lang, rendered)
     (tree / "kit").mkdir()
     shutil.copy(wheel, tree / "kit" / KIT_WHEEL)
     repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]

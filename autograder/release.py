@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -41,8 +42,8 @@ SETUP_COMMENT = {
 """,
     "zh": """\
 # 托管笔记本（Colab、新建的 JupyterHub）的准备工作：缺少课程的检查程序（学习者工具包）时安装它；
-# 已经安装时，本单元格什么也不做。检查给出的提示为中文（运行本单元格前设置
-# TRANSFORMERS_GRADED_LANG=en 可改回英文），图中的中文标签使用系统已有的中文字体。
+# 已经安装时，本单元格什么也不做。检查给出的提示和图中的标签为中文（运行本单元格前设置
+# TRANSFORMERS_GRADED_LANG=en 可改回英文），中文标签使用系统已有的中文字体。
 """,
 }
 SETUP = """\
@@ -52,25 +53,13 @@ if importlib.util.find_spec("autograder") is None:
     kit = os.environ.get("TRANSFORMERS_GRADED_KIT", {source!r})
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", kit], check=True)
 """
-# Fonts with Simplified Chinese glyphs: Linux (Noto CJK, installed by fonts-noto-cjk), macOS, Windows.
-CHINESE_FONTS = (
-    "Noto Sans CJK SC",
-    "Noto Sans CJK JP",
-    "Source Han Sans SC",
-    "PingFang SC",
-    "Microsoft YaHei",
-    "SimHei",
-)
-# Figures with Chinese labels: matplotlib falls back to the first of these fonts the system has.
-CHINESE_FIGURES = f"""\
-import matplotlib
-from matplotlib import font_manager
-
-_chinese = {{font.name for font in font_manager.fontManager.ttflist}} & {{{", ".join(map(repr, CHINESE_FONTS))}}}
-matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *sorted(_chinese)]
-"""
-# The Chinese edition: the checks speak Chinese, and figures find a Chinese font.
-SETUP_LANGUAGE = {"en": "", "zh": '\nos.environ.setdefault("TRANSFORMERS_GRADED_LANG", "zh")\n\n' + CHINESE_FIGURES}
+# The Chinese edition: the checks speak Chinese, and figures label in Chinese with a Chinese font
+# (autograder/figures.py); TRANSFORMERS_GRADED_LANG=en, set before the cell runs, turns both back.
+SETUP_LANGUAGE = {
+    "en": "",
+    "zh": '\nos.environ.setdefault("TRANSFORMERS_GRADED_LANG", "zh")\n\n'
+    'from autograder.figures import speak\n\nspeak(os.environ["TRANSFORMERS_GRADED_LANG"])\n',
+}
 
 
 def kit_source() -> str:
@@ -119,9 +108,28 @@ def is_check_cell(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
 
 
+def kept_figures(page: Path) -> Path:
+    """Where the reference run of the book's page ``page`` keeps its figures (:mod:`autograder.figures`)."""
+    return page.parent / ".figures" / page.stem
+
+
 def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml")) -> None:
+    """Execute the chapter ``source`` and write its page for the book at ``target``: the student
+    view with the reference run's outputs, the launch links under the title; the figures it shows
+    are kept for the other editions (:func:`kept_figures`)."""
     notebook = nbformat.read(source, as_version=4)
+    figures = kept_figures(target).resolve()
+    shutil.rmtree(figures, ignore_errors=True)
+    keeping = nbformat.v4.new_code_cell(f"from autograder.figures import keep\n\nkeep({str(figures)!r})")
+    notebook.cells.insert(0, keeping)
     executed = execute(notebook, cwd=Path(source).resolve().parent)
+    executed.cells.pop(0)
+    for cell in executed.cells:  # counted as if the first cell had not run
+        if cell.cell_type == "code" and cell.execution_count:
+            cell.execution_count -= 1
+            for output in cell.outputs:
+                if output.get("execution_count"):
+                    output.execution_count -= 1
     page = student_view(executed)
     for cell in page.cells:
         if is_check_cell(cell):

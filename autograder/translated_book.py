@@ -6,13 +6,16 @@ Jupyter Book to build into ``_build/html/zh``. Nothing is executed twice: a chap
 English rendered page (``book/chapters/*.ipynb``, with the reference run's outputs) translated by
 its catalogue (:mod:`autograder.edition`); only the cells the book shows by their output alone and
 whose text was translated (quizzes, concept figures: no chapter state, milliseconds each) are run
-again, in one kernel per chapter, so that their output speaks Chinese.
+again, in one kernel per chapter, so that their output speaks Chinese. The figures of every cell
+are drawn again from the reference run's pickles with their labels translated
+(:mod:`autograder.figures`, catalogue ``autograder/locale/zh/figure_labels.json``).
 
 The book's own pages (``book/*.md``) are translated block by block (paragraphs, lists, tables,
 directives: text between blank lines, a fenced block whole) by ``book/<lang>/<page>.json``, a list
 of ``{"en": block, "zh": translation}``; a block whose English changed has no translation, which
 :func:`page_problems` reports, as :func:`autograder.edition.problems` does for chapters.
-``python -m autograder.translated_book --write`` writes the pages' skeletons.
+``python -m autograder.translated_book --write`` writes the skeletons of the pages' catalogues and
+of the figure labels' (which needs the rendered pages: ``make book``).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import yaml
 from nbclient import NotebookClient
 
 from autograder import catalogue as catalogues
+from autograder import figures
 from autograder.edition import load, shown_without_code, translated
 from autograder.launch import launch_links
-from autograder.release import CHINESE_FIGURES
+from autograder.release import kept_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("intro", "setup", "learner_guide", "instructor_guide", "references", "glossary")
@@ -41,7 +45,7 @@ CAPTIONS = {"zh": {"Getting started": "入门", "Chapters": "章节", "Further r
 SPHINX_LANGUAGE = {"zh": "zh_CN"}
 FENCE = re.compile(r"^(`{3,}|~{3,})")
 # What the re-run cells may read besides the earlier cells they name: the chapters' usual imports.
-PRELUDE = "import math\n\nimport matplotlib.pyplot as plt\nimport torch\n\n" + CHINESE_FIGURES
+PRELUDE = "import math\n\nimport matplotlib.pyplot as plt\nimport torch\n"
 
 
 def blocks(text: str) -> list[str]:
@@ -130,9 +134,10 @@ def _free_names(source: str) -> set[str]:
     return used - _bound_names(source) - set(dir(builtins)) - _bound_names(PRELUDE)
 
 
-def rerun_translated_outputs(english, page, folder: Path) -> None:
+def rerun_translated_outputs(english, page, folder: Path, kept_in: Path) -> None:
     """Run again, in one kernel, the cells of ``page`` shown by their output whose code the
-    translation changed (with the earlier cells that define what they read), and keep their outputs."""
+    translation changed (with the earlier cells that define what they read), and keep their outputs
+    (and their figures, in ``kept_in``)."""
     changed = [
         (index, cell)
         for index, (cell, original) in enumerate(zip(page.cells, english.cells))
@@ -140,7 +145,8 @@ def rerun_translated_outputs(english, page, folder: Path) -> None:
     ]
     if not changed:
         return
-    run = [nbformat.v4.new_code_cell(PRELUDE)]
+    keeping = f"from autograder.figures import keep\n\nkeep({str(kept_in)!r})"
+    run = [nbformat.v4.new_code_cell(PRELUDE), nbformat.v4.new_code_cell(keeping)]
     for index, cell in changed:
         for name in sorted(_free_names(cell.source)):
             needed = _defining_cell(page.cells[:index], name)
@@ -156,6 +162,69 @@ def rerun_translated_outputs(english, page, folder: Path) -> None:
             page.cells[cell.metadata["index"]].outputs = cell.outputs
 
 
+def _figure_outputs(page):
+    """``(cell, output)`` for every PNG a page's code cells show."""
+    return [
+        (cell, output)
+        for cell in page.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+
+
+def translate_figures(page, folders: list[Path], lang: str) -> None:
+    """Draw again, with their labels in ``lang``, the figures ``page`` shows that were kept in
+    ``folders`` (:mod:`autograder.figures`); a figure that was not kept stays as it is."""
+    import matplotlib.pyplot as plt
+
+    for _, output in _figure_outputs(page):
+        png = output.data["image/png"]
+        figure = next((f for f in (figures.kept(folder, png) for folder in folders) if f is not None), None)
+        if figure is not None:
+            figures.translate(figure, lang)
+            output.data["image/png"] = figures.redrawn(figure)
+            plt.close(figure)
+
+
+def figure_labels(lang: str) -> list[tuple[str, str]]:
+    """``(page, label pattern)`` for every label of the book's figures that the figure catalogue must
+    translate: labels the chapter's own catalogue does not already translate in the code (the
+    strings of a cell shown without its code). Needs the rendered pages (``make book``)."""
+    import matplotlib.pyplot as plt
+
+    found = []
+    for english_page in sorted((ROOT / "book" / "chapters").glob("*.ipynb")):
+        page = nbformat.read(english_page, as_version=4)
+        catalogue = load(ROOT / "chapters" / english_page.name, lang)
+        for cell, output in _figure_outputs(page):
+            figure = figures.kept(kept_figures(english_page), output.data["image/png"])
+            if figure is None:
+                found.append((english_page.stem, None))
+                continue
+            in_code = {item["en"] for item in catalogue.get(cell.get("id"), {}).get("strings", [])}
+            for text in figures.labels(figure):
+                if not (shown_without_code(cell) and text.get_text() in in_code):
+                    found.append((english_page.stem, figures.pattern(text.get_text())[0]))
+            plt.close(figure)
+    return found
+
+
+def figure_problems(lang: str) -> list[str]:
+    """Figures the edition ``lang`` cannot translate: figures that were not kept, labels with no
+    translation, translations of labels that are gone."""
+    labels = figure_labels(lang)
+    found = [f"{page}: a figure was not kept, its labels stay English" for page, key in labels if key is None]
+    keys = [key for _, key in labels if key is not None]
+    items = catalogues.read(figures.catalogue_path(lang), [])
+    known = {item["en"]: item.get(lang) for item in items}
+    found += [
+        f"{page}: no translation of the figure label {key!r}" for page, key in labels if key and not known.get(key)
+    ]
+    found += [f"figure label {en!r} is no longer in any figure (stale)" for en in catalogues.stale(keys, items)]
+    return list(dict.fromkeys(found))
+
+
 def chapter_page(english_page: Path, lang: str) -> nbformat.NotebookNode:
     """The rendered English page ``book/chapters/NN.ipynb`` in ``lang``."""
     english = nbformat.read(english_page, as_version=4)
@@ -164,12 +233,16 @@ def chapter_page(english_page: Path, lang: str) -> nbformat.NotebookNode:
     for cell in page.cells:
         if cell.get("id") == "launch-links":
             cell.source = launch_links(english_page.stem, ROOT / "_config.yml", lang).markdown(lang)
-    rerun_translated_outputs(english, page, ROOT / "chapters")
+    rerun = kept_figures(english_page).with_name(f"{english_page.stem}.{lang}")
+    shutil.rmtree(rerun, ignore_errors=True)
+    rerun_translated_outputs(english, page, ROOT / "chapters", rerun.resolve())
+    translate_figures(page, [kept_figures(english_page), rerun], lang)
     return page
 
 
-def write_source_tree(lang: str, target: Path) -> None:
-    """Everything Jupyter Book needs to build the edition ``lang`` at ``target``."""
+def write_source_tree(lang: str, target: Path, rendered: Path = ROOT / "book" / "chapters") -> None:
+    """Everything Jupyter Book needs to build the edition ``lang`` at ``target``, a tree of its own
+    (the public edition ships it), from the English pages in ``rendered``."""
     if target.exists():
         shutil.rmtree(target)
     (target / "book" / "chapters").mkdir(parents=True)
@@ -177,8 +250,9 @@ def write_source_tree(lang: str, target: Path) -> None:
     config["title"] = TITLE[lang]
     sphinx = config["sphinx"]["config"]
     sphinx["language"] = SPHINX_LANGUAGE[lang]
-    sphinx["html_static_path"] = [str(ROOT / "book" / "_static")]
     sphinx["html_css_files"] = [*sphinx.get("html_css_files", []), "chinese.css"]
+    for static in sphinx["html_static_path"]:  # MathJax, the language switch, the fonts' CSS
+        shutil.copytree(ROOT / static, target / static, dirs_exist_ok=True)
     (target / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     for part in toc["parts"]:
@@ -187,18 +261,21 @@ def write_source_tree(lang: str, target: Path) -> None:
     for page in PAGES:
         (target / "book" / f"{page}.md").write_text(translated_page(page, lang), encoding="utf-8")
     shutil.copy(ROOT / "book" / "references.bib", target / "book" / "references.bib")
-    figures = ROOT / "book" / "chapters" / "figures"
-    if figures.exists():
-        shutil.copytree(figures, target / "book" / "chapters" / "figures")
+    shown_from_files = rendered / "figures"
+    if shown_from_files.exists():
+        shutil.copytree(shown_from_files, target / "book" / "chapters" / "figures")
     shutil.copytree(ROOT / "notebooks" / lang, target / "notebooks" / lang)  # the pages' downloads
-    for english_page in sorted((ROOT / "book" / "chapters").glob("*.ipynb")):
+    for english_page in sorted(rendered.glob("*.ipynb")):
         nbformat.write(chapter_page(english_page, lang), target / "book" / "chapters" / english_page.name)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--write"]:
         write_page_skeletons("zh")
-        print("\n".join(page_problems("zh")))
+        keys = [key for _, key in figure_labels("zh") if key is not None]
+        path = figures.catalogue_path("zh")
+        catalogues.write(path, catalogues.skeleton(list(dict.fromkeys(keys)), path, "zh"))
+        print("\n".join(page_problems("zh") + figure_problems("zh")))
         return 0
     lang, target = argv
     write_source_tree(lang, Path(target))

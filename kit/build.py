@@ -41,6 +41,7 @@ KIT_MODULES = [
     "__main__.py",
     "catalogue.py",
     "chapters.py",
+    "figures.py",  # the Chinese notebooks' setup cell: figure labels in Chinese
     "files.py",
     "grading.py",
     "local.py",

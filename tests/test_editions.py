@@ -6,13 +6,14 @@ the glossary's terms are the ones the translations use."""
 
 import ast
 import copy
+import json
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder import edition, messages, translated_book
+from autograder import edition, figures, messages, translated_book
 from autograder.release import learner_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +126,8 @@ def chinese_texts():
             for kind, unit in entry.items():
                 for item in unit if kind == "strings" else [unit]:
                     yield f"{chapter.stem} {cell_id}", item["en"], item["zh"]
+    for item in json.loads(figures.catalogue_path("zh").read_text(encoding="utf-8")):
+        yield "figure labels", item["en"], item["zh"]
 
 
 def test_the_glossary_terms_are_the_ones_used():

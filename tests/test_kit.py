@@ -119,6 +119,21 @@ def test_setup_cell_installed_the_kit_and_does_nothing_where_it_is(kit, tmp_path
         env={"PATH": "/usr/bin:/bin", "TRANSFORMERS_GRADED_KIT": str(tmp_path / "missing.whl")},
     )
     assert again.returncode == 0, again.stderr  # the kit is there: it installs nothing (that path would fail)
+    # the Chinese notebook's setup cell: with the kit alone, figures label in Chinese
+    chinese_setup = nbformat.read(ROOT / "notebooks" / "zh" / "02_attention.ipynb", as_version=4).cells[0].source
+    plot = (
+        'import matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\n'
+        'fig, ax = plt.subplots()\nax.set_xlabel("sequence length N")\nfig.savefig("figure.png")\nprint(ax.get_xlabel())'
+    )
+    chinese = subprocess.run(
+        [str(kit), "-c", chinese_setup + "\n" + plot],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRANSFORMERS_GRADED_KIT": str(tmp_path / "missing.whl")},
+    )
+    assert chinese.returncode == 0 and chinese.stdout.strip() == "序列长度 N", chinese.stderr
 
 
 def test_the_wheel_declares_its_dependencies(wheel):

@@ -50,6 +50,8 @@ def kit_files(tmp_path_factory) -> Path:
     zipfile.ZipFile(wheel).extractall(folder)
     assert (folder / "autograder" / "recorded.pt").is_file() and not (folder / "solutions").exists()
     assert (folder / "autograder" / "locale" / "zh" / "checks.attention.json").is_file()  # messages in Chinese
+    assert (folder / "autograder" / "locale" / "zh" / "figure_labels.json").is_file()  # and figure labels
+    assert (folder / "autograder" / "figures.py").is_file()
     return folder
 
 

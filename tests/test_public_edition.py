@@ -66,6 +66,10 @@ def test_the_public_edition_holds_no_answer_key(public):
     assert {"README.md", "_config.yml", "_toc.yml", f"kit/{KIT_WHEEL}"} <= set(names)
     assert {f"notebooks/{c.name}.ipynb" for c in CHAPTERS} <= set(names)
     assert {f"book/chapters/{c.name}.ipynb" for c in CHAPTERS} <= set(names)
+    # the Chinese edition's book source, a tree of its own that names nothing of the teaching repository
+    assert {f"zh/book/chapters/{c.name}.ipynb" for c in CHAPTERS} | {"zh/_config.yml", "zh/_toc.yml"} <= set(names)
+    assert {f"notebooks/zh/{c.name}.ipynb" for c in CHAPTERS} <= set(names)
+    assert str(ROOT) not in (public / "zh" / "_config.yml").read_text()
     assert not [n for n in names if n.split("/")[0] in ("solutions", "chapters", "tests", "autograder", "private")]
     assert not [n for n in names if "nbgrader_config" in n or n.endswith((".db", ".zip"))]
     with zipfile.ZipFile(public / "kit" / KIT_WHEEL) as kit:
