@@ -4,7 +4,8 @@ A chapter's plots are drawn by its code cells, which both editions share, so the
 English strings. The Chinese edition translates them where they are drawn, not in the code: the
 catalogue ``autograder/locale/<lang>/figure_labels.json`` (a list of ``{"en": text, <lang>: translation}``)
 maps each label with words in it to its translation; numbers are fields (``"head {0}"`` translates
-``"head 3"``), and ``$...$`` maths is never touched. Tick labels are left alone: they are data (a
+``"head 3"``), and ``$...$`` maths is never touched. An entry with ``"from": <script>`` labels a
+figure that a script draws into a file the book shows (a benchmark's), not a chapter's cell. Tick labels are left alone: they are data (a
 sentence's tokens, a model's sizes).
 
 - In a Chinese learner notebook the setup cell calls :func:`speak`: every figure the kernel draws

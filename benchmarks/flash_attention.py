@@ -13,8 +13,10 @@ before the call through /proc/self/clear_refs) minus its resident memory before 
 the memory the call needed, whatever allocated it (tensors, library scratch). On a GPU the
 measure is ``torch.cuda.max_memory_allocated`` above the inputs. Time is the best of a few
 calls. One batch element and one head, float32 on CPU, float16 on GPU. Prints a table and
-saves the figure the book shows (``chapters/figures/flash_attention_benchmark.png``) and its
-figures (``.json`` beside it), which chapter 7's prose quotes.
+saves the figure the book shows (``chapters/figures/flash_attention_benchmark.png``; the Chinese
+edition's, labelled by ``autograder/figures.py``, as ``.zh.png``) and its figures (``.json`` beside
+it), which chapter 7's prose quotes. ``--replot`` draws the figures again from that ``.json``
+(after a change to the plot or to a label's translation) without measuring anything.
 This is a benchmark, not a test: the full CPU run takes several minutes and about 5 GB of memory
 (naive attention at N = 16384).
 """
@@ -134,7 +136,36 @@ def table(results, lengths):
     return "\n".join([header, *lines])
 
 
-def plot(results, d, path):
+def saved(path: Path) -> tuple[dict, int]:
+    """``(results, d)`` as a run saved them in the ``.json`` beside the figure ``path``."""
+    saved = json.loads(path.with_suffix(".json").read_text())
+    results = {}
+    for row in saved["rows"]:
+        device, method, n = row.pop("device"), row.pop("method"), row.pop("n")
+        results.setdefault((device, method), {})[n] = row
+    return results, saved["d"]
+
+
+def save_figure(results, d, path: Path) -> list[Path]:
+    """The figure at ``path`` in English, and beside it in each translated language (``.zh.png``)."""
+    from autograder import figures
+    from autograder.edition import TRANSLATED
+
+    fig = plot(results, d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    written = [path]
+    for lang in TRANSLATED:
+        missing = figures.translate(fig, lang)
+        if missing:
+            raise ValueError(f"no {lang} translation of the labels {missing} ({figures.catalogue_path(lang)})")
+        written.append(path.with_suffix(f".{lang}.png"))
+        fig.savefig(written[-1], dpi=120)
+    return written
+
+
+def plot(results, d):
+    """Memory and time against N, a line per (device, method); returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,8 +196,7 @@ def plot(results, d, path):
         ax.grid(True, which="major", alpha=0.3)
     ax_memory.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    return fig
 
 
 def main(argv=None):
@@ -179,8 +209,14 @@ def main(argv=None):
     )
     parser.add_argument("--figure", type=Path, default=FIGURE)
     parser.add_argument("--measure", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--replot", action="store_true", help="draw the figures again from the saved .json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+
+    if args.replot:
+        for path in save_figure(*saved(args.figure), args.figure):
+            print(f"saved {path}")
+        return 0
 
     if args.measure:  # the child process of run_cpu
         method, n = args.measure
@@ -206,7 +242,7 @@ def main(argv=None):
                     torch.cuda.empty_cache()
                 print(f"gpu {method} N={n}: {rows[n]}", flush=True)
     print(table(results, args.lengths))
-    plot(results, args.d, args.figure)
+    save_figure(results, args.d, args.figure)
     # The figures beside the plot: chapter 7's prose quotes them, and tests/test_chapter_claims.py holds it to them.
     rows = [
         {"device": device, "method": method, "n": n, **r}

@@ -1,7 +1,12 @@
-"""Figure labels in the reader's language (autograder/figures.py): the catalogue's patterns, and a
-Chinese learner notebook's setup cell making a real kernel draw its plots with Chinese labels."""
+"""Figure labels in the reader's language (autograder/figures.py): the catalogue's patterns, a
+Chinese learner notebook's setup cell making a real kernel draw its plots with Chinese labels, and
+the benchmark figure chapter 7 shows from a file."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import nbformat
@@ -13,6 +18,8 @@ from autograder.release import setup_source
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_pattern_holds_the_numbers_outside_the_maths_as_fields():
@@ -92,3 +99,29 @@ def test_the_setup_cell_makes_the_kernel_label_figures_in_the_notebook_language(
     words = ("sequence length N", "measured")
     shown = tuple(table[w] for w in words) if expected == "zh" else words
     assert printed.strip() == " ".join(map(repr, shown))
+
+
+def test_the_benchmark_figure_is_drawn_again_from_its_numbers_in_both_languages(tmp_path):
+    """Chapter 7 shows benchmarks/flash_attention.py's figure from a file: --replot draws the committed
+    English PNG byte for byte from the saved numbers, and its Chinese twin with every label translated."""
+    saved = ROOT / "chapters" / "figures" / "flash_attention_benchmark.png"
+    shutil.copy(saved.with_suffix(".json"), tmp_path / "flash_attention_benchmark.json")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "flash_attention.py"),
+            "--replot",
+            "--figure",
+            str(tmp_path / saved.name),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]  # a label with no translation stops it, naming the label
+    assert (tmp_path / saved.name).read_bytes() == saved.read_bytes()
+    chinese, committed = tmp_path / "flash_attention_benchmark.zh.png", saved.with_suffix(".zh.png")
+    assert committed.exists() and chinese.read_bytes() != saved.read_bytes()
+    assert committed.read_bytes()[16:24] == chinese.read_bytes()[16:24]  # the PNG header's width and height
+    page = json.loads((ROOT / "chapters" / "zh" / "07_flash_attention.json").read_text(encoding="utf-8"))
+    assert any(f"figures/{committed.name}" in entry.get("markdown", {}).get("zh", "") for entry in page.values())
