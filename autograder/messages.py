@@ -25,6 +25,8 @@ import ast
 import os
 import re
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -58,6 +60,9 @@ CONNECTIVES = {"zh": {"or ": "或者"}}  # words that join two messages (suite's
 NAMED = re.compile(r"(\S+) (.+)", re.DOTALL)
 UNBALANCED = 100  # how much worse than a reading whose last field swallows a sentence a bracket cut in two is
 COMPOSED = {"zh": "{0}（{1}）"}  # a name followed by a phrase no template joins them in
+# The most time one message may take to translate (a message of the corpus takes ~8 ms). Text a learner
+# controls (a returned string, a code line) can be read many ways; past this, the message stays English.
+SECONDS = 2.0
 SENTENCES = re.compile(r"(?<=[.;:!?])\s+|\n")  # where a message made of several templates may be cut
 PUNCTUATION = {mark: {"zh": full} for mark, full in zip(".;:!?", "。；：！？")}
 
@@ -261,11 +266,25 @@ class Translation:
         return self.left == 0
 
 
+class _OutOfTime(Exception):
+    """The message took longer than :data:`SECONDS` to read."""
+
+
+_budget = threading.local()  # when this thread's translation must end
+
+
 def translate(message: str, lang: str) -> Translation:
-    """``message`` (English, as a check wrote it) in ``lang``."""
+    """``message`` (English, as a check wrote it) in ``lang``; English where it cannot be read in
+    :data:`SECONDS` (or within Python's recursion limit)."""
     if lang == ENGLISH or not message:
         return Translation(message)
-    return _translate(message, lang, depth=0)
+    _budget.deadline = time.monotonic() + SECONDS
+    try:
+        return _translate(message, lang, depth=0)
+    except (_OutOfTime, RecursionError):
+        return Translation(message, _english(message))
+    finally:
+        _budget.deadline = None
 
 
 @lru_cache(maxsize=65536)
@@ -274,6 +293,8 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
     the first whose fields translate completely, else the one that leaves the least English; else
     the message cut in two at a sentence's end, a semicolon or a colon, the head translated as one
     sentence and the tail in the same way as the message."""
+    if getattr(_budget, "deadline", None) is not None and time.monotonic() > _budget.deadline:
+        raise _OutOfTime
     exact, fielded = catalogue(lang)
     if (bare := _bare(message)) in exact:
         return Translation(exact[bare])
@@ -286,7 +307,8 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
             # "..., causal=False is wrong: ..."): of the complete readings, the one whose last field does least,
             # and any reading before one that cuts a bracket in two
             last = PLACEHOLDER.fullmatch(template.english[template.english.rfind("{") :])
-            reach = (_sentences_in(fields[last.group(1)]) if last else 0) + (0 if balanced else UNBALANCED)
+            swallows = last and last.group(1) not in template.verbatim  # quoted text may hold any sentences
+            reach = (_sentences_in(fields[last.group(1)]) if swallows else 0) + (0 if balanced else UNBALANCED)
             if best is not None and not best.left and reach >= overreach:
                 continue
             for first, second in ADJACENT.findall(template.english):
@@ -301,7 +323,7 @@ def _translate(message: str, lang: str, depth: int) -> Translation:
                 best, overreach = found, reach
             if not best.left and not overreach:
                 return best
-    for cut in SENTENCES.finditer(message):
+    for cut in SENTENCES.finditer(message) if best is None or best.left else ():  # a cut cannot beat complete
         head = _sentence(message[: cut.start()], lang, depth)
         tail = _translate(message[cut.end() :], lang, depth)
         split = Translation(head.text + cut.group() + tail.text, head.left + tail.left)

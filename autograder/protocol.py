@@ -51,8 +51,11 @@ def describe_exception(name: str, error: BaseException) -> str:
     if isinstance(error, NotImplementedError):
         return f"{name} is not implemented yet (it raises NotImplementedError)"
     frames = traceback.extract_tb(error.__traceback__)
-    where = next((f" (line {f.lineno}: {f.line})" for f in reversed(frames) if f.filename.startswith("<cell")), "")
-    return f"{name} raised {type(error).__name__}: {error}{where}"
+    at = next((frame for frame in reversed(frames) if frame.filename.startswith("<cell")), None)
+    # two whole templates, each ending in text of the learner's (quoted as it is in any language)
+    if at is None:
+        return f"{name} raised {type(error).__name__}: {error}"
+    return f"{name} raised {type(error).__name__}: {error} (line {at.lineno}: {at.line})"
 
 
 def plain(value, wrap):

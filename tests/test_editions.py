@@ -8,6 +8,7 @@ import ast
 import copy
 import json
 import re
+import time
 from pathlib import Path
 
 import nbformat
@@ -146,3 +147,26 @@ def test_the_glossary_terms_are_the_ones_used():
             if re.search(rf"\b{re.escape(en.lower())}\b", prose) and zh not in chinese:
                 misses.append(f"{where}: {en!r} without {zh!r}")
     assert len(misses) <= len(list(chinese_texts())) // 50, "\n".join(misses)
+
+
+@pytest.mark.parametrize(
+    "learner_text",
+    [". " * 1990, "x; " * 1300, "the weights are wrong; " * 170, "zzz qqq. " * 440],
+    ids=["dots", "semicolons", "known phrases", "unknown words"],
+)
+def test_a_learners_long_text_cannot_hold_the_translation(learner_text):
+    """An exception's message is the learner's to write (up to protocol.MAX_ERROR_CHARS): quoted as it is,
+    read in well under a second; any other message is read within messages.SECONDS or left English."""
+    from autograder.protocol import describe_exception
+
+    try:
+        exec(compile("raise ValueError(text)", "<cell 3>", "exec"), {"text": learner_text[:3900]})
+    except ValueError as error:
+        raised = describe_exception("scaled_dot_product_attention", error)
+    start = time.monotonic()
+    chinese = messages.translate(raised, "zh")
+    assert time.monotonic() - start < 1 and chinese.complete
+    assert learner_text[:3900] in chinese.text and "抛出了 ValueError" in chinese.text
+    start = time.monotonic()
+    other = messages.translate(learner_text[:3900], "zh")
+    assert time.monotonic() - start < messages.SECONDS + 1 and other.text
