@@ -26,6 +26,7 @@ import copy
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -234,10 +235,9 @@ def chapter_page(english_page: Path, lang: str) -> nbformat.NotebookNode:
     for cell in page.cells:
         if cell.get("id") == "launch-links":
             cell.source = launch_links(english_page.stem, ROOT / "_config.yml", lang).markdown(lang)
-    rerun = kept_figures(english_page).with_name(f"{english_page.stem}.{lang}")
-    shutil.rmtree(rerun, ignore_errors=True)
-    rerun_translated_outputs(english, page, ROOT / "chapters", rerun.resolve())
-    translate_figures(page, [kept_figures(english_page), rerun], lang)
+    with tempfile.TemporaryDirectory() as rerun:  # the figures of the cells run again
+        rerun_translated_outputs(english, page, ROOT / "chapters", Path(rerun))
+        translate_figures(page, [kept_figures(english_page), Path(rerun)], lang)
     return page
 
 
