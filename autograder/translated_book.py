@@ -163,7 +163,7 @@ def rerun_translated_outputs(english, page, folder: Path, kept_in: Path) -> None
             page.cells[cell.metadata["index"]].outputs = cell.outputs
 
 
-def _figure_outputs(page):
+def figure_outputs(page):
     """``(cell, output)`` for every PNG a page's code cells show."""
     return [
         (cell, output)
@@ -179,7 +179,7 @@ def translate_figures(page, folders: list[Path], lang: str) -> None:
     ``folders`` (:mod:`autograder.figures`); a figure that was not kept stays as it is."""
     import matplotlib.pyplot as plt
 
-    for _, output in _figure_outputs(page):
+    for _, output in figure_outputs(page):
         png = output.data["image/png"]
         figure = next((f for f in (figures.kept(folder, png) for folder in folders) if f is not None), None)
         if figure is not None:
@@ -198,7 +198,7 @@ def figure_labels(lang: str) -> list[tuple[str, str]]:
     for english_page in sorted((ROOT / "book" / "chapters").glob("*.ipynb")):
         page = nbformat.read(english_page, as_version=4)
         catalogue = load(ROOT / "chapters" / english_page.name, lang)
-        for cell, output in _figure_outputs(page):
+        for cell, output in figure_outputs(page):
             figure = figures.kept(kept_figures(english_page), output.data["image/png"])
             if figure is None:
                 found.append((english_page.stem, None))

@@ -243,8 +243,8 @@ def test_chinese_figures_are_the_english_ones_labelled_in_chinese(book):
     for chapter in chapter_pages():
         english_page = ROOT / "book" / "chapters" / f"{chapter}.ipynb"
         built = nbformat.read(ROOT / "_build" / "zh" / "source" / "book" / "chapters" / f"{chapter}.ipynb", 4)
-        english = [o.data["image/png"] for _, o in translated_book._figure_outputs(nbformat.read(english_page, 4))]
-        chinese = [o.data["image/png"] for _, o in translated_book._figure_outputs(built)]
+        english = [o.data["image/png"] for _, o in translated_book.figure_outputs(nbformat.read(english_page, 4))]
+        chinese = [o.data["image/png"] for _, o in translated_book.figure_outputs(built)]
         assert len(chinese) == len(english) and all(c != e for c, e in zip(chinese, english)), chapter
         # drawn again here, warnings recorded: the same PNGs as the built book's, and no glyph missing
         page = nbformat.read(english_page, 4)
@@ -253,7 +253,7 @@ def test_chinese_figures_are_the_english_ones_labelled_in_chinese(book):
             warnings.simplefilter("always")
             translated_book.translate_figures(page, [kept_figures(english_page)], "zh")
         assert not [w for w in caught if "missing from font" in str(w.message)], chapter
-        redrawn = {o.data["image/png"] for _, o in translated_book._figure_outputs(page)}
+        redrawn = {o.data["image/png"] for _, o in translated_book.figure_outputs(page)}
         assert redrawn <= set(chinese), chapter
 
 
