@@ -26,9 +26,8 @@ from functools import cache
 from pathlib import Path
 
 from autograder import catalogue as catalogues
-from autograder.messages import ENGLISH
+from autograder.messages import ENGLISH, LOCALE, WORDS
 
-LOCALE = Path(__file__).resolve().parent / "locale"
 # Fonts with the language's glyphs, in order of preference: Linux (Noto CJK, Debian's fonts-noto-cjk;
 # Source Han Sans), macOS, Windows.
 FONTS = {
@@ -37,7 +36,6 @@ FONTS = {
 FONT_FILES = re.compile(r"NotoSansCJK|SourceHanSans|PingFang|msyh|simhei", re.IGNORECASE)
 MATHS = re.compile(r"(\$[^$]*\$)")
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
-WORDS = re.compile(r"[A-Za-z]{2}")
 FIELD = re.compile(r"\{(\d+)\}")
 SCRIPT = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uff00-\uffef]")  # CJK: what DejaVu Sans cannot draw
 
@@ -142,7 +140,8 @@ def speak(lang: str) -> None:
 
     if lang == ENGLISH:
         return
-    rcParams["font.family"] = [*rcParams["font.family"], *fonts(lang)]  # for text the learner writes
+    families = [*rcParams["font.family"], *fonts(lang)]  # for text the learner writes
+    rcParams["font.family"] = list(dict.fromkeys(families))  # once, however often the setup cell runs
 
     english = getattr(Figure.draw, "english", Figure.draw)
 
@@ -155,6 +154,11 @@ def speak(lang: str) -> None:
 
     draw.english = english
     Figure.draw = draw
+
+
+def kept_folder(page: Path) -> Path:
+    """Where :func:`keep` puts the figures of the reference run of the book's page ``page``."""
+    return page.parent / ".figures" / page.stem
 
 
 def png_hash(png: bytes | str) -> str:

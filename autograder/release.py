@@ -29,6 +29,7 @@ from nbclient import NotebookClient
 from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, ClearOutput, ClearSolutions
 
 from autograder.edition import load, translated
+from autograder.figures import kept_folder
 from autograder.given import with_given_code
 from autograder.launch import launch_links
 from autograder.plain_markdown import plain_markdown
@@ -108,17 +109,12 @@ def is_check_cell(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
 
 
-def kept_figures(page: Path) -> Path:
-    """Where the reference run of the book's page ``page`` keeps its figures (:mod:`autograder.figures`)."""
-    return page.parent / ".figures" / page.stem
-
-
 def render_for_book(source: Path, target: Path, config: Path = Path("_config.yml")) -> None:
     """Execute the chapter ``source`` and write its page for the book at ``target``: the student
     view with the reference run's outputs, the launch links under the title; the figures it shows
-    are kept for the other editions (:func:`kept_figures`)."""
+    are kept for the other editions (:func:`autograder.figures.kept_folder`)."""
     notebook = nbformat.read(source, as_version=4)
-    figures = kept_figures(target).resolve()
+    figures = kept_folder(target).resolve()
     shutil.rmtree(figures, ignore_errors=True)
     keeping = nbformat.v4.new_code_cell(f"from autograder.figures import keep\n\nkeep({str(figures)!r})")
     notebook.cells.insert(0, keeping)

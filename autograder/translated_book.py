@@ -37,7 +37,6 @@ from autograder import catalogue as catalogues
 from autograder import figures
 from autograder.edition import load, shown_without_code, translated
 from autograder.launch import launch_links
-from autograder.release import kept_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("intro", "setup", "learner_guide", "instructor_guide", "references", "glossary")
@@ -199,7 +198,7 @@ def figure_labels(lang: str) -> list[tuple[str, str]]:
         page = nbformat.read(english_page, as_version=4)
         catalogue = load(ROOT / "chapters" / english_page.name, lang)
         for cell, output in figure_outputs(page):
-            figure = figures.kept(kept_figures(english_page), output.data["image/png"])
+            figure = figures.kept(figures.kept_folder(english_page), output.data["image/png"])
             if figure is None:
                 found.append((english_page.stem, None))
                 continue
@@ -211,10 +210,11 @@ def figure_labels(lang: str) -> list[tuple[str, str]]:
     return found
 
 
-def figure_problems(lang: str) -> list[str]:
+def figure_problems(lang: str, labels: list[tuple[str, str]] | None = None) -> list[str]:
     """Figures the edition ``lang`` cannot translate: figures that were not kept, labels with no
-    translation, translations of labels that are gone."""
-    labels = figure_labels(lang)
+    translation, translations of labels that are gone (``labels``: :func:`figure_labels`, found again
+    when not given)."""
+    labels = figure_labels(lang) if labels is None else labels
     found = [f"{page}: a figure was not kept, its labels stay English" for page, key in labels if key is None]
     keys = [key for _, key in labels if key is not None]
     items = catalogues.read(figures.catalogue_path(lang), [])
@@ -237,7 +237,7 @@ def chapter_page(english_page: Path, lang: str) -> nbformat.NotebookNode:
             cell.source = launch_links(english_page.stem, ROOT / "_config.yml", lang).markdown(lang)
     with tempfile.TemporaryDirectory() as rerun:  # the figures of the cells run again
         rerun_translated_outputs(english, page, ROOT / "chapters", Path(rerun))
-        translate_figures(page, [kept_figures(english_page), Path(rerun)], lang)
+        translate_figures(page, [figures.kept_folder(english_page), Path(rerun)], lang)
     return page
 
 
@@ -273,11 +273,12 @@ def write_source_tree(lang: str, target: Path, rendered: Path = ROOT / "book" / 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--write"]:
         write_page_skeletons("zh")
-        keys = [key for _, key in figure_labels("zh") if key is not None]
+        labels = figure_labels("zh")
+        keys = [key for _, key in labels if key is not None]
         path = figures.catalogue_path("zh")
         drawn_elsewhere = [item for item in catalogues.read(path, []) if item.get("from")]
         catalogues.write(path, catalogues.skeleton(list(dict.fromkeys(keys)), path, "zh") + drawn_elsewhere)
-        print("\n".join(page_problems("zh") + figure_problems("zh")))
+        print("\n".join(page_problems("zh") + figure_problems("zh", labels)))
         return 0
     lang, target = argv
     write_source_tree(lang, Path(target))

@@ -236,8 +236,7 @@ def test_chinese_figures_are_the_english_ones_labelled_in_chinese(book):
     Chinese labels, in a font that has their glyphs: no label left untranslated, none drawn as boxes."""
     import warnings
 
-    from autograder import translated_book
-    from autograder.release import kept_figures
+    from autograder import figures, translated_book
 
     assert translated_book.figure_problems("zh") == []
     for chapter in chapter_pages():
@@ -251,7 +250,7 @@ def test_chinese_figures_are_the_english_ones_labelled_in_chinese(book):
         page.cells = [c for c in page.cells if not translated_book.shown_without_code(c)]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            translated_book.translate_figures(page, [kept_figures(english_page)], "zh")
+            translated_book.translate_figures(page, [figures.kept_folder(english_page)], "zh")
         assert not [w for w in caught if "missing from font" in str(w.message)], chapter
         redrawn = {o.data["image/png"] for _, o in translated_book.figure_outputs(page)}
         assert redrawn <= set(chinese), chapter
