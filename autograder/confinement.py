@@ -6,8 +6,8 @@ Debian package ``bubblewrap``):
 - read-only: the Python installation (``sys.base_prefix``), the site-packages folders of the
   grader's environment *entry by entry, without the course's own distribution* (no
   ``autograder``, ``solutions`` or editable-install finder), ``/usr/lib`` and ``/usr/lib64``
-  (the C libraries Python and torch load), this module with :mod:`autograder.protocol`
-  and :mod:`autograder.wire` (copied into a private folder), and the earlier chapters'
+  (the C libraries Python and torch load), this module with :mod:`autograder.protocol`,
+  :mod:`autograder.wire` and :mod:`autograder.heap` (copied into a private folder), and the earlier chapters'
   reference modules it is given (as ``solutions.<topic>``), and matplotlib's font list
   (``/python/cache``, which only the server, before any child, writes);
 - a fresh ``/proc`` of its own pid namespace and a minimal ``/dev``;
@@ -64,7 +64,7 @@ INSIDE_SITE = "/python/site-packages"  # where the environment's site-packages a
 INSIDE_LIB = "/python/grader"  # this module and the protocol's, copied
 INSIDE_CACHE = "/python/cache"  # matplotlib's font list, written by the server (root) only
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL")
-SOURCES = ("__init__.py", "protocol.py", "wire.py", "confinement.py")
+SOURCES = ("__init__.py", "protocol.py", "wire.py", "heap.py", "confinement.py")
 # Imported once by the server, not per submission; torch.fx's symbolic shapes bring sympy, which torch
 # imports at a process's first backward with an explicit gradient (every check of gradients): 0.4-0.7 s.
 PRELOAD = ("numpy", "matplotlib.pyplot", "torch.fx.experimental.symbolic_shapes")

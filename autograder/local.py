@@ -120,8 +120,9 @@ class LocalProcess:
         if self.dead:
             raise StudentError(self.dead)
         if message.get("measure"):
+            self.request({"op": "fresh_heap"}, seconds)  # before the meter starts: what it frees is not the call's
             meter = process_meter(self.process.pid, "the kit's grading process, reading the child's /proc")
-            value = self.request({**message, "measure": False, "trim": True}, seconds)
+            value = self.request({**message, "measure": False}, seconds)
             return value, meter()
         seconds = seconds or self.limits.call_seconds
         late = f"your code took longer than {seconds:.0f} s (time limit) and was stopped; look for an infinite loop"

@@ -10,20 +10,20 @@ The modes "trace" and "functions" record, inside the learner's process, what the
 :class:`KernelLaunches`); the learner's code can switch any of them off, so what they record
 is only ever advice (0 points). A request may also carry ``measure: True``: the *parent*
 (the grader's side of the backend) then measures the call's memory and CPU time from outside
-(:meth:`autograder.student.Student.measured`) and sends the child the request with ``trim: True``,
-so that the child first hands the memory its allocator keeps free back (:func:`release_free_memory`).
+(:meth:`autograder.student.Student.measured`): it first sends ``{"op": "fresh_heap"}``, so that the
+child serves the call that follows as a new process would (:func:`autograder.heap.freshen`), and only
+then starts measuring.
 A call may carry ``rng``: the child seeds its random generators with it first (:func:`seed_generators`),
 so an answer that draws random numbers (dropout left on) is graded on the same draws in every path.
 Values are plain data only (:func:`plain`): tensors, numbers, strings, lists, tuples,
 dicts, and handles (``{"__handle__": i}``) on other objects, which stay in the child.
 Between processes, requests and replies travel as :mod:`autograder.wire` frames.
 
-Imports only the standard library, torch and :mod:`autograder.wire`: it also runs inside the
+Imports only the standard library, torch, :mod:`autograder.wire` and :mod:`autograder.heap`: it also runs inside the
 sandbox (see :mod:`autograder.confinement`).
 """
 
 import contextlib
-import ctypes
 import linecache
 import numbers
 import random
@@ -37,7 +37,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from autograder import wire
+from autograder import heap, wire
 
 MAX_ERROR_CHARS = 4000  # a learner's exception message, as much of it as a report shows
 PLAIN = (bool, int, float, str, type(None))
@@ -436,6 +436,7 @@ class Session:
     def __init__(self):
         self.namespace = {"__name__": "__main__"}
         self.handles = []
+        self.held = []  # blocks of C's heap held for the measured call that comes next (autograder.heap)
 
     def wrap(self, obj):
         self.handles.append(obj)
@@ -479,8 +480,17 @@ class Session:
         return errors
 
     def handle(self, request):
-        if request.get("trim"):  # a measured call follows: see release_free_memory
-            release_free_memory()
+        if request["op"] == "fresh_heap":  # a measured call comes next: see autograder.heap
+            heap.release(self.held)
+            self.held = heap.freshen()
+            return None
+        try:
+            return self._answer(request)
+        finally:
+            heap.release(self.held)
+            self.held = []
+
+    def _answer(self, request):
         op = request["op"]
         if op == "run_cells":
             return self.run_cells(request["cells"])
@@ -511,9 +521,6 @@ class Session:
         return plain(result, self.wrap)
 
 
-MMAP_THRESHOLD = 128 << 10  # glibc's default, kept from now on (M_MMAP_THRESHOLD is -3 in malloc.h)
-
-
 def seed_generators(seed: int):
     """Seed the generators an answer may draw from: torch's and Python's ``random`` (NumPy's global
     one is left alone: saving and restoring it around every call of a grade cell would cost 70 us).
@@ -523,20 +530,6 @@ def seed_generators(seed: int):
     if torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(seed)
     random.seed(seed)
-
-
-def release_free_memory():
-    """Hand the memory that C's allocator keeps free back to the system, before a call whose
-    peak memory the grader measures from outside: freed memory still counts as in use, and a call
-    that reuses it would look smaller than it is. With glibc (elsewhere nothing): ``malloc_trim``,
-    and a fixed mmap threshold, so that every block of 128 KiB or more is returned when freed
-    instead of kept (the threshold otherwise grows with the blocks freed, up to 32 MiB)."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, MMAP_THRESHOLD)
-        libc.malloc_trim(0)
-    except (AttributeError, OSError):  # not glibc
-        pass
 
 
 def serve(channel: socket.socket, max_request_bytes: int):

@@ -193,7 +193,7 @@ class KernelBackend:
 
     def request(self, message):
         if message.get("measure"):
-            protocol.release_free_memory()
+            self._handle({"op": "fresh_heap"})
             meter = process_meter("self", "this notebook's own kernel (the official grade measures the sandbox)")
             value = self._handle(message)
             return value, meter()
@@ -224,8 +224,10 @@ def _generators_kept():
 def process_meter(pid, by: str):
     """Start measuring process ``pid`` ("self" for this one) through Linux's ``/proc``: its peak
     resident memory is reset (``clear_refs``) and its CPU time read; returns a function that, when
-    called, gives the :class:`Measurement` since. Without ``/proc`` (macOS, Windows), or where the
-    reset is refused, the measurement says it is unavailable."""
+    called, gives the :class:`Measurement` since. Pages of files the process maps without writing
+    them (its libraries' code, faulted in by a first call, or again after the system reclaimed
+    them) are not memory the call allocated: their growth during the call is not counted. Without
+    ``/proc`` (macOS, Windows), or where the reset is refused, the measurement says it is unavailable."""
     folder = f"/proc/{pid}"
     try:
         with open(f"{folder}/clear_refs", "w") as clear:
@@ -234,15 +236,29 @@ def process_meter(pid, by: str):
     except (OSError, ValueError) as error:
         reason = f"this system does not let the grader measure the process ({type(error).__name__}: {error})"
         return lambda: Measurement(None, None, by, reason)
+    start_clean = _clean_file_kib(folder)
 
     def measurement() -> Measurement:
         try:
             peak, cpu = _status_kib(folder, "VmHWM"), _cpu_seconds(folder)
         except (OSError, ValueError) as error:
             return Measurement(None, None, by, f"the process could not be measured ({error})")
-        return Measurement(max(peak - start_rss, 0) << 10, max(cpu - start_cpu, 0.0), by)
+        end_clean = _clean_file_kib(folder)
+        mapped = max(end_clean - start_clean, 0) if None not in (start_clean, end_clean) else 0
+        return Measurement(max(peak - start_rss - mapped, 0) << 10, max(cpu - start_cpu, 0.0), by)
 
     return measurement
+
+
+def _clean_file_kib(folder: str) -> int | None:
+    """KiB of clean pages the process maps (``smaps_rollup``'s Private_Clean and Shared_Clean):
+    files it reads through memory, code above all. Memory it allocates and writes (anonymous,
+    shared memory, a file it writes through a mapping) is dirty. None where Linux does not say."""
+    try:
+        with open(f"{folder}/smaps_rollup") as rollup:
+            return sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean:", "Shared_Clean:")))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _status_kib(folder: str, field: str) -> int:

@@ -44,6 +44,7 @@ KIT_MODULES = [
     "figures.py",  # the Chinese notebooks' setup cell: figure labels in Chinese
     "files.py",
     "grading.py",
+    "heap.py",
     "local.py",
     "messages.py",
     "locale",

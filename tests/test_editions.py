@@ -8,7 +8,6 @@ import ast
 import copy
 import json
 import re
-import time
 from pathlib import Path
 
 import nbformat
@@ -154,19 +153,18 @@ def test_the_glossary_terms_are_the_ones_used():
     [". " * 1990, "x; " * 1300, "the weights are wrong; " * 170, "zzz qqq. " * 440],
     ids=["dots", "semicolons", "known phrases", "unknown words"],
 )
-def test_a_learners_long_text_cannot_hold_the_translation(learner_text):
+def test_a_learners_long_text_cannot_hold_the_translation(learner_text, monkeypatch):
     """An exception's message is the learner's to write (up to protocol.MAX_ERROR_CHARS): quoted as it is,
-    read in well under a second; any other message is read within messages.SECONDS or left English."""
+    and read completely within messages.SECONDS (past it, the reading gives up and leaves English). Any
+    other message is read within messages.SECONDS or left English: given no time, it stays English.
+    How long each takes: benchmarks/translation_costs.py."""
     from autograder.protocol import describe_exception
 
     try:
         exec(compile("raise ValueError(text)", "<cell 3>", "exec"), {"text": learner_text[:3900]})
     except ValueError as error:
         raised = describe_exception("scaled_dot_product_attention", error)
-    start = time.monotonic()
     chinese = messages.translate(raised, "zh")
-    assert time.monotonic() - start < 1 and chinese.complete
-    assert learner_text[:3900] in chinese.text and "抛出了 ValueError" in chinese.text
-    start = time.monotonic()
-    other = messages.translate(learner_text[:3900], "zh")
-    assert time.monotonic() - start < messages.SECONDS + 1 and other.text
+    assert chinese.complete and learner_text[:3900] in chinese.text and "抛出了 ValueError" in chinese.text
+    monkeypatch.setattr(messages, "SECONDS", 0.0)
+    assert messages.translate(learner_text[:3900], "zh").text == learner_text[:3900]

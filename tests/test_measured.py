@@ -59,6 +59,41 @@ def test_peak_memory_and_cpu_time_of_one_call(backend):
     assert small.cpu_seconds < 0.25, small
 
 
+READ_THROUGH_MEMORY = (
+    "import mmap, os, tempfile\n"
+    "FILE = tempfile.TemporaryFile()\n"
+    "FILE.write(bytes(64 << 20))\n"
+    "FILE.flush()\n"
+    "os.fsync(FILE.fileno())  # on disk: clean pages, as a library's are\n"
+    "PAGES = mmap.mmap(FILE.fileno(), 0, access=mmap.ACCESS_READ)  # mapped, none of it read yet\n"
+    "def read_mapped():\n"
+    "    return sum(PAGES[::4096])\n"
+)
+
+
+@pytest.mark.parametrize("where", ["kit", "kernel"])
+def test_pages_of_a_file_read_through_memory_are_not_the_calls_memory(where):
+    """The kit and a grade cell measure a process's resident memory: the pages of files it maps and
+    only reads (its libraries' code, faulted in by a first call or again after the system reclaimed
+    them) are not counted, what it allocates is."""
+    if where == "kernel":
+        namespace = {"__name__": "__main__"}
+        exec(CELLS[0] + READ_THROUGH_MEMORY, namespace)
+        backend = KernelBackend(namespace)
+    else:
+        backend = LocalProcess()
+        backend.start()
+        assert backend.run_cells([CELLS[0] + READ_THROUGH_MEMORY]) == [None]
+    try:
+        value, read = Student(backend, "read_mapped").measured()
+        _, allocated = Student(backend, "allocate").measured(64)
+    finally:
+        if where == "kit":
+            backend.close()
+    assert value == 0 and read.peak_bytes <= 8 * MIB, read
+    assert allocated.peak_bytes >= 60 * MIB, allocated
+
+
 def test_without_a_control_group_the_sandbox_says_so_and_grades_on(monkeypatch):
     """A host without writable cgroups: the measurement is unavailable, with the reason, and the
     measured sub-check is not passed (no points for what was not measured), nothing crashes."""
