@@ -53,6 +53,10 @@ class Group:
             pass
         return 0
 
+    def pids(self) -> list[int]:
+        """The processes in the group, as this process's pid namespace numbers them."""
+        return [int(line) for line in (self.folders[0] / "cgroup.procs").read_text().split()]
+
     def meter(self):
         """Start measuring the group; returns a function that gives ``(peak_bytes, cpu_seconds)``
         since: the most memory its processes used above what they used now, and the CPU time they

@@ -1,5 +1,6 @@
 """C's heap around a call whose peak memory the grader measures from outside the process (the
-sandbox's control group, the kit's or a grade cell's ``/proc`` counters): :func:`fresh_heap`.
+sandbox's control group, the kit's or a grade cell's ``/proc`` counters): :func:`freshen`, then
+:func:`release`.
 
 What is measured is resident memory, so a call must be served as a new process would serve it.
 Two things a process that has run a while does otherwise, with glibc's allocator:
@@ -13,7 +14,6 @@ Two things a process that has run a while does otherwise, with glibc's allocator
 Imports only the standard library: it also runs inside the sandbox (see :mod:`autograder.confinement`).
 """
 
-import contextlib
 import ctypes
 
 MMAP_THRESHOLD = 128 << 10  # glibc's default, kept from now on (M_MMAP_THRESHOLD is -3 in malloc.h)
@@ -43,16 +43,6 @@ def release(held: list[int]):
         libc = _glibc()
         for block in held:
             libc.free(block)
-
-
-@contextlib.contextmanager
-def fresh_heap():
-    """:func:`freshen` on entering, :func:`release` on leaving."""
-    held = freshen()
-    try:
-        yield
-    finally:
-        release(held)
 
 
 class _MallInfo2(ctypes.Structure):

@@ -120,7 +120,9 @@ class LocalProcess:
         if self.dead:
             raise StudentError(self.dead)
         if message.get("measure"):
-            self.request({"op": "fresh_heap"}, seconds)  # before the meter starts: what it frees is not the call's
+            self.request(
+                {"op": "prepare_measured_call"}, seconds
+            )  # before the meter starts: what it frees is not the call's
             meter = process_meter(self.process.pid, "the kit's grading process, reading the child's /proc")
             value = self.request({**message, "measure": False}, seconds)
             return value, meter()

@@ -10,9 +10,9 @@ The modes "trace" and "functions" record, inside the learner's process, what the
 :class:`KernelLaunches`); the learner's code can switch any of them off, so what they record
 is only ever advice (0 points). A request may also carry ``measure: True``: the *parent*
 (the grader's side of the backend) then measures the call's memory and CPU time from outside
-(:meth:`autograder.student.Student.measured`): it first sends ``{"op": "fresh_heap"}``, so that the
-child serves the call that follows as a new process would (:func:`autograder.heap.freshen`), and only
-then starts measuring.
+(:meth:`autograder.student.Student.measured`): it first sends ``{"op": "prepare_measured_call"}``, so
+that the child serves the call that follows as a new process would (:func:`autograder.heap.freshen`),
+without Python's garbage collector, and only then starts measuring.
 A call may carry ``rng``: the child seeds its random generators with it first (:func:`seed_generators`),
 so an answer that draws random numbers (dropout left on) is graded on the same draws in every path.
 Values are plain data only (:func:`plain`): tensors, numbers, strings, lists, tuples,
@@ -24,6 +24,7 @@ sandbox (see :mod:`autograder.confinement`).
 """
 
 import contextlib
+import gc
 import linecache
 import numbers
 import random
@@ -437,6 +438,7 @@ class Session:
         self.namespace = {"__name__": "__main__"}
         self.handles = []
         self.held = []  # blocks of C's heap held for the measured call that comes next (autograder.heap)
+        self.collecting = False  # whether Python's garbage collector is to be enabled again after it
 
     def wrap(self, obj):
         self.handles.append(obj)
@@ -480,15 +482,23 @@ class Session:
         return errors
 
     def handle(self, request):
-        if request["op"] == "fresh_heap":  # a measured call comes next: see autograder.heap
-            heap.release(self.held)
-            self.held = heap.freshen()
+        if request["op"] == "prepare_measured_call":  # the grader starts measuring once this is answered
+            self.end_measured_call()
+            self.held, self.collecting = heap.freshen(), gc.isenabled()
+            gc.disable()  # a collection would touch every object of the process (see autograder.touched)
             return None
         try:
             return self._answer(request)
         finally:
-            heap.release(self.held)
-            self.held = []
+            self.end_measured_call()
+
+    def end_measured_call(self):
+        """Undo what ``prepare_measured_call`` did, once the call it prepared for has ended."""
+        heap.release(self.held)
+        self.held = []
+        if self.collecting:
+            gc.enable()
+            self.collecting = False
 
     def _answer(self, request):
         op = request["op"]

@@ -37,6 +37,7 @@ import solutions
 from autograder import cgroups, protocol, wire
 from autograder.confinement import ForkServer, SandboxError
 from autograder.student import Measurement, StudentError
+from autograder.touched import touch_meter
 
 SOLUTIONS = Path(solutions.__file__).resolve().parent
 UID_BASE = int(os.environ.get("AUTOGRADER_UID_BASE", "2100000000"))  # uids no account uses
@@ -238,11 +239,13 @@ class Sandbox:
     def _measured(self, message, seconds):
         by = "the sandbox's control group, read by the grader"
         plain = {**message, "measure": False}
-        self.request({"op": "fresh_heap"}, seconds)  # before the meter starts: what it frees is not the call's
+        self.request(
+            {"op": "prepare_measured_call"}, seconds
+        )  # before the meter starts: what it frees is not the call's
         try:
             if self.group is None:
                 raise OSError("this host gives the grader no control group for the sandbox")
-            meter = self.group.meter()
+            meter, touched = self.group.meter(), touch_meter(self.group.pids())
         except (OSError, ValueError, StopIteration) as error:
             return self.request(plain, seconds), Measurement(
                 None, None, by, f"the grader cannot measure here ({error})"
@@ -255,7 +258,7 @@ class Sandbox:
             except (OSError, ValueError, StopIteration) as error:
                 peak = cpu = None
                 unread = f"the sandbox's counters could not be read ({error})"
-        return value, Measurement(peak, cpu, by, None if peak is not None else unread)
+        return value, Measurement(peak, cpu, by, None if peak is not None else unread, touched())
 
     def _end(self, why: str):
         self.dead = self._memory_message() if self._out_of_memory() else why

@@ -25,6 +25,7 @@ import time
 import torch
 
 from autograder import protocol, wire
+from autograder.touched import touch_meter
 
 
 @dataclasses.dataclass
@@ -47,12 +48,15 @@ class Measurement:
     """What one call cost, measured by a process other than the learner's code where the backend
     allows (see :meth:`Student.measured`): ``peak_bytes``, the most memory in use during the call
     above what was in use when it began, and ``cpu_seconds``, the CPU time it used. ``by`` says who
-    measured; ``unavailable``, when set, why nothing could be measured (both numbers are then None)."""
+    measured; ``unavailable``, when set, why nothing could be measured (both numbers are then None).
+    ``touched_bytes``: the memory the process held already, or still holds, that the call read or
+    wrote (:mod:`autograder.touched`; None where the host does not let the grader see it)."""
 
     peak_bytes: int | None
     cpu_seconds: float | None
     by: str
     unavailable: str | None = None
+    touched_bytes: int | None = None
 
 
 _CALLS: contextvars.ContextVar[list | None] = contextvars.ContextVar("autograder_seeded_calls", default=None)
@@ -193,7 +197,7 @@ class KernelBackend:
 
     def request(self, message):
         if message.get("measure"):
-            self._handle({"op": "fresh_heap"})
+            self._handle({"op": "prepare_measured_call"})
             meter = process_meter("self", "this notebook's own kernel (the official grade measures the sandbox)")
             value = self._handle(message)
             return value, meter()
@@ -224,7 +228,7 @@ def _generators_kept():
 def process_meter(pid, by: str):
     """Start measuring process ``pid`` ("self" for this one) through Linux's ``/proc``: its peak
     resident memory is reset (``clear_refs``) and its CPU time read; returns a function that, when
-    called, gives the :class:`Measurement` since. Pages of files the process maps without writing
+    called, gives the :class:`Measurement` since (what the call touched included). Pages of files the process maps without writing
     them (its libraries' code, faulted in by a first call, or again after the system reclaimed
     them) are not memory the call allocated: their growth during the call is not counted. Without
     ``/proc`` (macOS, Windows), or where the reset is refused, the measurement says it is unavailable."""
@@ -236,7 +240,7 @@ def process_meter(pid, by: str):
     except (OSError, ValueError) as error:
         reason = f"this system does not let the grader measure the process ({type(error).__name__}: {error})"
         return lambda: Measurement(None, None, by, reason)
-    start_clean = _clean_file_kib(folder)
+    start_clean, touched = _clean_file_kib(folder), touch_meter([pid])
 
     def measurement() -> Measurement:
         try:
@@ -245,7 +249,7 @@ def process_meter(pid, by: str):
             return Measurement(None, None, by, f"the process could not be measured ({error})")
         end_clean = _clean_file_kib(folder)
         mapped = max(end_clean - start_clean, 0) if None not in (start_clean, end_clean) else 0
-        return Measurement(max(peak - start_rss - mapped, 0) << 10, max(cpu - start_cpu, 0.0), by)
+        return Measurement(max(peak - start_rss - mapped, 0) << 10, max(cpu - start_cpu, 0.0), by, None, touched())
 
     return measurement
 

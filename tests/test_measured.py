@@ -20,6 +20,10 @@ CELLS = [
     "def allocate(mib):\n"
     "    x = torch.ones(mib * 262144)\n"  # float32: 4 bytes each
     "    return float(x.sum())\n"
+    "SCORES = torch.zeros(16 << 20)  # 64 MiB, resident before any call\n"
+    "def fill():\n"
+    "    SCORES.add_(1.0)\n"
+    "    return float(SCORES[-1])\n"
     "def spin(seconds):\n"
     "    end = time.process_time() + seconds\n"
     "    while time.process_time() < end:\n"
@@ -92,6 +96,19 @@ def test_pages_of_a_file_read_through_memory_are_not_the_calls_memory(where):
             backend.close()
     assert value == 0 and read.peak_bytes <= 8 * MIB, read
     assert allocated.peak_bytes >= 60 * MIB, allocated
+
+
+def test_memory_made_before_the_call_and_used_in_it_counts(backend):
+    """A buffer made before the call is resident already: filling it costs the call's peak nothing,
+    but the pages it touched are counted; a call that allocates and frees is not charged for them."""
+    if isinstance(backend, Sandbox) and (backend.group is None or cgroups.available() is None):
+        pytest.skip("this host gives the grader no control group")
+    fill, allocate = Student(backend, "fill"), Student(backend, "allocate")
+    value, filled = fill.measured()
+    _, allocated = allocate.measured(64)
+    assert value == 1.0 and filled.peak_bytes <= 8 * MIB, filled
+    assert filled.touched_bytes >= 62 * MIB, filled
+    assert allocated.peak_bytes >= 62 * MIB and allocated.touched_bytes <= 16 * MIB, allocated
 
 
 def test_without_a_control_group_the_sandbox_says_so_and_grades_on(monkeypatch):

@@ -35,6 +35,7 @@ from autograder.suite import (
     expect_bounded,
     expect_close,
     expect_computed_in_torch,
+    expect_little_touched,
     expect_measured,
     expect_shape,
     is_close,
@@ -493,6 +494,13 @@ def never_forms_the_score_matrix(student, gen):
                 f"{MEMORY_CAP >> 20} MiB are allowed, the features, k'^T v and the output take about "
                 f"{n * (2 * m + d_v) * 4 >> 20}, and the N x N matrix of q' k'^T alone {n * n * 4 >> 20}: the "
                 "matrix the Performer exists to avoid. Multiply k'^T v (m x d_v) first, then q' by it"
+            )
+        if n == LONG_N:
+            expect_little_touched(
+                measurement,
+                MEMORY_CAP,
+                f"performer_attention on N = {n} tokens",
+                "Multiply k'^T v (m x d_v) first, then q' by it",
             )
         if n == LONG_N and cpu[LONG_N][-1] > EARLY * (CPU_RATIO * min(cpu[SHORT_N]) + CPU_SLACK):
             break

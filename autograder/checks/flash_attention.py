@@ -41,6 +41,7 @@ from autograder.suite import (
     expect_bounded,
     expect_close,
     expect_computed_in_torch,
+    expect_little_touched,
     expect_measured,
     expect_shape,
     explain_error,
@@ -688,8 +689,9 @@ def _expect_rows(values, expected, rows, names, what):
 
 
 def _expect_little_memory(measurement, name, what):
-    """The call's peak memory, measured from outside (see ``Student.measured``), stays under
-    :data:`MEMORY_CAP`: far above a tiled answer's few MiB, far below the N x N matrix."""
+    """The call's peak memory, measured from outside (see ``Student.measured``), and the memory it
+    touched that was there before it or stays after it, stay under :data:`MEMORY_CAP`: far above a
+    tiled answer's few MiB, far below the N x N matrix."""
     expect_measured(measurement, f"how much memory {name} uses")
     if measurement.peak_bytes > MEMORY_CAP:
         scores = MEASURED_N * MEASURED_N * 4 >> 20
@@ -701,6 +703,12 @@ def _expect_little_memory(measurement, name, what):
             "time and fold each tile into the running state: keeping tiles or rows (in a list, to stack later), "
             "a full mask or the weights for backward stores the N x N matrix"
         )
+    expect_little_touched(
+        measurement,
+        MEMORY_CAP,
+        f"{name} ({what})",
+        "Compute scores and weights one tile at a time and fold each tile into the running state",
+    )
 
 
 # ---------------------------------------------------------------------------------------

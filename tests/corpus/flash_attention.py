@@ -2121,6 +2121,35 @@ def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
         fails=("never_materializes_scores",),
         says="MiB of memory beyond what it held",
     ),
+    bug(
+        "flash_attention_forward",
+        "points without the work: the N x N scores written into a buffer made at the top of the notebook",
+        """
+        import math
+
+        import torch
+
+        _SCORES = torch.zeros(4096 * 4096)  # resident before any call: filling it never grows the process
+
+        def flash_attention_forward(q, k, v, causal=False, block_q=64, block_k=64):
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            if q.dim() != 2 or n_q * n_k > _SCORES.numel():
+                s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+                if causal:
+                    s = s.masked_fill(torch.ones(n_q, n_k, dtype=torch.bool).triu(1), -math.inf)
+                return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
+            s = _SCORES[: n_q * n_k].view(n_q, n_k)
+            torch.matmul(q, k.T, out=s)
+            s.mul_(1 / math.sqrt(q.shape[-1]))
+            if causal:
+                s.masked_fill_(torch.ones(n_q, n_k, dtype=torch.bool).triu_(1), -math.inf)
+            top = s.amax(-1)
+            total = s.sub_(top[:, None]).exp_().sum(-1)
+            return s.div_(total[:, None]) @ v, top + total.log()
+    """,
+        fails=("never_materializes_scores",),
+        says="A buffer made beforehand",
+    ),
     advised(
         "flash_attention_triton",
         "points without the work: the wrapper computes attention in NumPy, no kernel",
