@@ -519,16 +519,35 @@ class Session:
             return plain(obj, self.wrap)
         if "rng" in request:
             seed_generators(request["rng"])
-        result = call(
-            name,
-            obj,
-            self.unpack(request["args"]),
-            self.unpack(request["kwargs"]),
-            request["mode"],
-            self.unpack(request.get("grad_output")),
-            request.get("grad_inputs", ()),
-        )
+        with unwritten_memory_as_nan():
+            result = call(
+                name,
+                obj,
+                self.unpack(request["args"]),
+                self.unpack(request["kwargs"]),
+                request["mode"],
+                self.unpack(request.get("grad_output")),
+                request.get("grad_inputs", ()),
+            )
         return plain(result, self.wrap)
+
+
+@contextlib.contextmanager
+def unwritten_memory_as_nan():
+    """Within, a tensor made with ``torch.empty`` (or ``new_empty``, ``empty_like``...) holds NaN (the
+    largest value for integers) where the code never writes it, in every path, instead of whatever
+    the memory held: zeros in a fresh process, old values in one that has run a while. This is
+    ``torch.use_deterministic_algorithms``' ``fill_uninitialized_memory``, with ``warn_only`` unless
+    the learner asked for the strict mode; the learner's own setting is restored on leaving."""
+    enabled, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=warn_only or not enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def seed_generators(seed: int):

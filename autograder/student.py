@@ -236,11 +236,11 @@ def process_meter(pid, by: str):
     try:
         with open(f"{folder}/clear_refs", "w") as clear:
             clear.write("5")  # VmHWM := VmRSS
-        start_rss, start_cpu = _status_kib(folder, "VmRSS"), _cpu_seconds(folder)
+        start_clean, touched = _clean_file_kib(folder), touch_meter([pid])
+        start_rss, start_cpu = _status_kib(folder, "VmRSS"), _cpu_seconds(folder)  # last: the above takes time
     except (OSError, ValueError) as error:
         reason = f"this system does not let the grader measure the process ({type(error).__name__}: {error})"
         return lambda: Measurement(None, None, by, reason)
-    start_clean, touched = _clean_file_kib(folder), touch_meter([pid])
 
     def measurement() -> Measurement:
         try:

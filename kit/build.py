@@ -53,6 +53,7 @@ KIT_MODULES = [
     "seeds.py",
     "student.py",
     "suite.py",
+    "touched.py",
     "wire.py",
     "checks",
 ]
