@@ -537,17 +537,19 @@ def unwritten_memory_as_nan():
     """Within, a tensor made with ``torch.empty`` (or ``new_empty``, ``empty_like``...) holds NaN (the
     largest value for integers) where the code never writes it, in every path, instead of whatever
     the memory held: zeros in a fresh process, old values in one that has run a while. This is
-    ``torch.use_deterministic_algorithms``' ``fill_uninitialized_memory``, with ``warn_only`` unless
-    the learner asked for the strict mode; the learner's own setting is restored on leaving."""
+    torch's deterministic mode and its ``fill_uninitialized_memory``, with ``warn_only`` unless the
+    learner asked for the strict mode; the learner's own setting is restored on leaving. Set through
+    ``torch._C``: ``torch.use_deterministic_algorithms`` first imports inductor's config, which
+    imports ``torch._dynamo`` (900 modules, 144 MiB, inside a measured call)."""
     enabled, warn_only = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
-    torch.use_deterministic_algorithms(True, warn_only=warn_only or not enabled)
+    torch._C._set_deterministic_algorithms(True, warn_only=warn_only or not enabled)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch._C._set_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def seed_generators(seed: int):
