@@ -120,9 +120,8 @@ class LocalProcess:
         if self.dead:
             raise StudentError(self.dead)
         if message.get("measure"):
-            self.request(
-                {"op": "prepare_measured_call"}, seconds
-            )  # before the meter starts: what it frees is not the call's
+            # Before the meter starts: what the child frees while preparing is not the call's.
+            self.request({"op": "prepare_measured_call"}, seconds)
             meter = process_meter(self.process.pid, "the kit's grading process, reading the child's /proc")
             value = self.request({**message, "measure": False}, seconds)
             return value, meter()

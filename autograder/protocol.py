@@ -19,8 +19,8 @@ Values are plain data only (:func:`plain`): tensors, numbers, strings, lists, tu
 dicts, and handles (``{"__handle__": i}``) on other objects, which stay in the child.
 Between processes, requests and replies travel as :mod:`autograder.wire` frames.
 
-Imports only the standard library, torch, :mod:`autograder.wire` and :mod:`autograder.heap`: it also runs inside the
-sandbox (see :mod:`autograder.confinement`).
+Imports only the standard library, torch, :mod:`autograder.wire` and :mod:`autograder.heap`: it
+also runs inside the sandbox (see :mod:`autograder.confinement`).
 """
 
 import contextlib

@@ -239,9 +239,8 @@ class Sandbox:
     def _measured(self, message, seconds):
         by = "the sandbox's control group, read by the grader"
         plain = {**message, "measure": False}
-        self.request(
-            {"op": "prepare_measured_call"}, seconds
-        )  # before the meter starts: what it frees is not the call's
+        # Before the meter starts: what the child frees while preparing is not the call's.
+        self.request({"op": "prepare_measured_call"}, seconds)
         try:
             if self.group is None:
                 raise OSError("this host gives the grader no control group for the sandbox")

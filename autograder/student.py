@@ -228,10 +228,11 @@ def _generators_kept():
 def process_meter(pid, by: str):
     """Start measuring process ``pid`` ("self" for this one) through Linux's ``/proc``: its peak
     resident memory is reset (``clear_refs``) and its CPU time read; returns a function that, when
-    called, gives the :class:`Measurement` since (what the call touched included). Pages of files the process maps without writing
-    them (its libraries' code, faulted in by a first call, or again after the system reclaimed
-    them) are not memory the call allocated: their growth during the call is not counted. Without
-    ``/proc`` (macOS, Windows), or where the reset is refused, the measurement says it is unavailable."""
+    called, gives the :class:`Measurement` since (what the call touched included). Pages of files
+    the process maps without writing them (its libraries' code, faulted in by a first call, or again
+    after the system reclaimed them) are not memory the call allocated: their growth during the call
+    is not counted. Without ``/proc`` (macOS, Windows), or where the reset is refused, the
+    measurement says it is unavailable."""
     folder = f"/proc/{pid}"
     try:
         with open(f"{folder}/clear_refs", "w") as clear:
