@@ -419,7 +419,7 @@ def expect_little_touched(measurement, cap: int, call: str, advice: str):
     if touched is not None and touched > cap:
         raise CheckFailed(
             f"{call} read or wrote {touched / 2**20:.0f} MiB of memory that the process held before the call "
-            f"or still holds after it (read from the process's /proc files); at most {cap >> 20} MiB are allowed. "
+            f"or still holds after it (measured by reading the process's /proc files); at most {cap >> 20} MiB are allowed. "
             "A buffer made beforehand (at the top of the notebook, or in an earlier call) and filled during the "
             f"call is memory the call uses all the same. {advice}"
         )
