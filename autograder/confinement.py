@@ -7,15 +7,18 @@ Debian package ``bubblewrap``):
   grader's environment *entry by entry, without the course's own distribution* (no
   ``autograder``, ``solutions`` or editable-install finder), ``/usr/lib`` and ``/usr/lib64``
   (the C libraries Python and torch load), this module with :mod:`autograder.protocol`,
-  :mod:`autograder.wire` and :mod:`autograder.heap` (copied into a private folder), and the earlier chapters'
-  reference modules it is given (as ``solutions.<topic>``), and matplotlib's font list
+  :mod:`autograder.wire`, :mod:`autograder.heap` and :mod:`autograder.page_guard` (copied into a
+  private folder), and the earlier chapters' reference modules it is given (as
+  ``solutions.<topic>``), and matplotlib's font list
   (``/python/cache``, which only the server, before any child, writes);
 - a fresh ``/proc`` of its own pid namespace and a minimal ``/dev``;
 - its own empty, size-limited tmpfs on ``/tmp`` (its working directory), ``/var/tmp``,
   ``/dev/shm`` and ``/run``, made anew for every child: nothing one submission writes is
   there for the next;
 - no network (not even a loopback shared with other sandboxes), its own pid, IPC and UTS
-  namespaces, a uid of its own with no capabilities and ``no_new_privs``.
+  namespaces, a uid of its own with no capabilities and ``no_new_privs``;
+- no writing under ``/proc`` and no ``madvise`` that ages or cleans pages
+  (:mod:`autograder.page_guard`): its calls cannot hide the memory they touched.
 
 Nothing else of the host exists inside: not ``/work``, ``/home``, ``/etc``, ``/srv``, the
 rest of ``/usr`` or of the folders that hold Python (``/root``), the course directory, its
@@ -64,7 +67,7 @@ INSIDE_SITE = "/python/site-packages"  # where the environment's site-packages a
 INSIDE_LIB = "/python/grader"  # this module and the protocol's, copied
 INSIDE_CACHE = "/python/cache"  # matplotlib's font list, written by the server (root) only
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL")
-SOURCES = ("__init__.py", "protocol.py", "wire.py", "heap.py", "confinement.py")
+SOURCES = ("__init__.py", "protocol.py", "wire.py", "heap.py", "page_guard.py", "confinement.py")
 # Imported once by the server, not per submission; torch.fx's symbolic shapes bring sympy, which torch
 # imports at a process's first backward with an explicit gradient (every check of gradients): 0.4-0.7 s.
 PRELOAD = ("numpy", "matplotlib.pyplot", "torch.fx.experimental.symbolic_shapes")
@@ -491,6 +494,8 @@ def _kill_every_process_of(uid):
 
 def confine(spec, scratch, isolated, comm_fd, cgroup_fds) -> dict:
     """Runs in the child before any learner code; returns which isolation is in force."""
+    from autograder import page_guard
+
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # learner output goes nowhere (not to the server's log)
@@ -546,5 +551,6 @@ def confine(spec, scratch, isolated, comm_fd, cgroup_fds) -> dict:
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # all capabilities go with root
     libc.call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    in_force["page_bits_unguarded"] = page_guard.guard()  # None, or why the call's touched pages can hide
     sys.path.insert(0, given)
     return in_force

@@ -50,7 +50,8 @@ class Measurement:
     above what was in use when it began, and ``cpu_seconds``, the CPU time it used. ``by`` says who
     measured; ``unavailable``, when set, why nothing could be measured (both numbers are then None).
     ``touched_bytes``: the memory the process held already, or still holds, that the call read or
-    wrote (:mod:`autograder.touched`; None where the host does not let the grader see it)."""
+    wrote, and what it held and gave back (:mod:`autograder.touched`; None where the host does not
+    let the grader see it, or lets the learner's code hide it)."""
 
     peak_bytes: int | None
     cpu_seconds: float | None
@@ -237,7 +238,7 @@ def process_meter(pid, by: str):
     try:
         with open(f"{folder}/clear_refs", "w") as clear:
             clear.write("5")  # VmHWM := VmRSS
-        start_clean, touched = _clean_file_kib(folder), touch_meter([pid])
+        start_clean, touched = _clean_file_kib(folder), touch_meter(lambda: [pid])
         start_rss, start_cpu = _status_kib(folder, "VmRSS"), _cpu_seconds(folder)  # last: the above takes time
     except (OSError, ValueError) as error:
         reason = f"this system does not let the grader measure the process ({type(error).__name__}: {error})"

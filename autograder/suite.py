@@ -412,14 +412,16 @@ def expect_measured(measurement, what: str):
 
 def expect_little_touched(measurement, cap: int, call: str, advice: str):
     """Fail the sub-check when ``call`` read or wrote more than ``cap`` bytes of memory that its
-    process held before the call or still holds after it (``measurement.touched_bytes``, see
-    :mod:`autograder.touched`): a buffer made beforehand and filled during the call is memory the
-    call used, though the process's memory never grew. Nothing is decided where it was not measured."""
+    process held before the call or still holds after it, or gave back during it
+    (``measurement.touched_bytes``, see :mod:`autograder.touched`): a buffer made beforehand and
+    filled during the call is memory the call used, though the process's memory never grew.
+    Nothing is decided where it was not measured."""
     touched = measurement.touched_bytes
     if touched is not None and touched > cap:
         raise CheckFailed(
             f"{call} read or wrote {touched / 2**20:.0f} MiB of memory that the process held before the call "
-            f"or still holds after it (measured by reading the process's /proc files); at most {cap >> 20} MiB are allowed. "
+            f"or still holds after it, or gave back during it (measured by reading the process's /proc files); at most "
+            f"{cap >> 20} MiB are allowed. "
             "A buffer made beforehand (at the top of the notebook, or in an earlier call) and filled during the "
             f"call is memory the call uses all the same. {advice}"
         )

@@ -111,6 +111,62 @@ def test_memory_made_before_the_call_and_used_in_it_counts(backend):
     assert allocated.peak_bytes >= 62 * MIB and allocated.touched_bytes <= 16 * MIB, allocated
 
 
+HIDING = {  # a call fills a 64 MiB buffer made before it, then hides that it did: the last lines of `hide`
+    "resets its pages' accessed bits": "    LIBC.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its /proc files become its own\n"
+    "    try:\n        open('/proc/self/clear_refs', 'w').write('1')\n    except OSError:\n        pass\n",
+    "ages the pages (MADV_COLD)": "    advise(20)\n",
+    "pages them out (MADV_PAGEOUT)": "    advise(21)\n",
+    "marks them clean (MADV_FREE)": "    advise(8)\n",
+    "frees the buffer": "    SCORES = None\n",
+    "fills it from a process it forks": None,
+    "fills it from a process it forks and leaves running": None,
+}
+HIDING_CELL = (
+    "import ctypes, mmap, os, time, torch\n"
+    "LIBC = ctypes.CDLL(None)\n"
+    "SCORES = torch.zeros(16 << 20)  # 64 MiB, resident before any call\n"
+    "def advise(advice):  # on the buffer's whole pages\n"
+    "    start = (SCORES.data_ptr() + 4095) & ~4095\n"
+    "    LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(SCORES.numel() * 4 - 8192), advice)\n"
+    "SHARED = mmap.mmap(-1, 64 << 20)  # shared with the processes it forks\n"
+    "SHARED.write(bytes(64 << 20))\n"
+    "ONES = b'\\x01' * (64 << 20)\n"
+    "def fork_and_fill(stay):\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:  # the child writes the buffer through its own page tables\n"
+    "        SHARED[:] = ONES\n"
+    "        time.sleep(60 if stay else 0)\n"
+    "        os._exit(0)\n"
+    "    if not stay:\n"
+    "        os.waitpid(pid, 0)\n"
+    "    else:\n"
+    "        while SHARED[-1] != 1:\n"
+    "            time.sleep(0.01)\n"
+    "    return SHARED[-1]\n"
+)
+
+
+@pytest.mark.parametrize("how", list(HIDING))
+def test_a_call_cannot_hide_the_memory_it_touched_in_the_sandbox(how):
+    """In the sandbox a call that fills a buffer made beforehand is charged for it whatever it does
+    after: its process cannot reset its pages' bits (Landlock, seccomp), a buffer it frees counts as
+    given back, and a process it started is measured too. (The kit's child and a grade cell's kernel
+    keep these powers: their figures are advice.)"""
+    body = (
+        f"    return fork_and_fill({'running' in how})\n"
+        if HIDING[how] is None
+        else "    global SCORES\n    SCORES.add_(1.0)\n" + HIDING[how] + "    return 1\n"
+    )
+    with Sandbox(Limits(memory_bytes=2 << 30)) as box:
+        if box.group is None or cgroups.available() is None:
+            pytest.skip("this host gives the grader no control group")
+        if box.isolation["page_bits_unguarded"]:
+            pytest.skip(f"the child's page bits cannot be guarded here: {box.isolation['page_bits_unguarded']}")
+        box.run_cells([HIDING_CELL + "def hide():\n" + body])
+        value, measurement = Student(box, "hide").measured()
+    assert value == 1 and measurement.touched_bytes >= 60 * MIB, measurement
+
+
 def test_without_a_control_group_the_sandbox_says_so_and_grades_on(monkeypatch):
     """A host without writable cgroups: the measurement is unavailable, with the reason, and the
     measured sub-check is not passed (no points for what was not measured), nothing crashes."""
