@@ -123,7 +123,10 @@ def _limit(message: str) -> str | None:
     """Which kind of limit a message reports: None for a passed sub-check or a failure that is not a measurement."""
     if MEASURED not in message:
         return None
-    return "memory" if " of memory" in message.split(MEASURED)[0] else "time"
+    head = message.split(MEASURED)[0]
+    if " of memory" not in head:
+        return "time"
+    return "memory touched" if " read or wrote " in head else "peak memory"
 
 
 def _masked(message: str) -> str:
@@ -163,7 +166,8 @@ def test_kit_gives_the_official_verdicts_and_messages_on_the_corpus(kit_files, t
     # figures differ, the rest of the message does not. Where a figure is near its limit, one grade may pass the
     # measurement (and then report the next failure, or none) where the other stops at it: a flip, rare. Where both
     # fail on measurements, the meters differ (the sandbox's cgroup counts every allocation, the kit's process
-    # another way) and they may name different limits (memory in one, CPU time in the other): the same verdict.
+    # another way) and they may name different limits (peak memory in one, the memory a call touched or its CPU time
+    # in the other): the same verdict.
     flips = [
         (job, first[3], mine[3])
         for job, first, mine in measured
