@@ -244,7 +244,9 @@ class Sandbox:
         try:
             if self.group is None:
                 raise OSError("this host gives the grader no control group for the sandbox")
-            meter, touched = self.group.meter(), touch_meter(self.group.pids)
+            # Where the child could reset its pages' bits (no Landlock here), what it touched is not measured.
+            unguarded = self.isolation.get("page_bits_unguarded")
+            meter, touched = self.group.meter(), (lambda: None) if unguarded else touch_meter(self.group.pids)
         except (OSError, ValueError, StopIteration) as error:
             return self.request(plain, seconds), Measurement(
                 None, None, by, f"the grader cannot measure here ({error})"
@@ -257,9 +259,7 @@ class Sandbox:
             except (OSError, ValueError, StopIteration) as error:
                 peak = cpu = None
                 unread = f"the sandbox's counters could not be read ({error})"
-        # Where the child could reset its pages' bits (no Landlock here), what it touched is not measured.
-        touched_bytes = None if self.isolation.get("page_bits_unguarded") else touched()
-        return value, Measurement(peak, cpu, by, None if peak is not None else unread, touched_bytes)
+        return value, Measurement(peak, cpu, by, None if peak is not None else unread, touched())
 
     def _end(self, why: str):
         self.dead = self._memory_message() if self._out_of_memory() else why

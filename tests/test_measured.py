@@ -111,15 +111,28 @@ def test_memory_made_before_the_call_and_used_in_it_counts(backend):
     assert allocated.peak_bytes >= 62 * MIB and allocated.touched_bytes <= 16 * MIB, allocated
 
 
-HIDING = {  # a call fills a 64 MiB buffer made before it, then hides that it did: the last lines of `hide`
-    "resets its pages' accessed bits": "    LIBC.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its /proc files become its own\n"
-    "    try:\n        open('/proc/self/clear_refs', 'w').write('1')\n    except OSError:\n        pass\n",
-    "ages the pages (MADV_COLD)": "    advise(20)\n",
-    "pages them out (MADV_PAGEOUT)": "    advise(21)\n",
-    "marks them clean (MADV_FREE)": "    advise(8)\n",
-    "frees the buffer": "    SCORES = None\n",
-    "fills it from a process it forks": None,
-    "fills it from a process it forks and leaves running": None,
+RESET_BITS = (
+    "    LIBC.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its /proc files become its own\n"
+    "    try:\n"
+    "        open('/proc/self/clear_refs', 'w').write('1')\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+
+
+def _fill_then(hide: str) -> str:
+    """The body of a call that fills a 64 MiB buffer made before it, then hides that it did."""
+    return "    global SCORES\n    SCORES.add_(1.0)\n" + hide + "    return 1\n"
+
+
+HIDING = {  # the body of `hide`
+    "resets its pages' accessed bits": _fill_then(RESET_BITS),
+    "ages the pages (MADV_COLD)": _fill_then("    advise(20)\n"),
+    "pages them out (MADV_PAGEOUT)": _fill_then("    advise(21)\n"),
+    "marks them clean (MADV_FREE)": _fill_then("    advise(8)\n"),
+    "frees the buffer": _fill_then("    SCORES = None\n"),
+    "fills it from a process it forks": "    return fork_and_fill(stay=False)\n",
+    "fills it from a process it forks and leaves running": "    return fork_and_fill(stay=True)\n",
 }
 HIDING_CELL = (
     "import ctypes, mmap, os, time, torch\n"
@@ -152,17 +165,12 @@ def test_a_call_cannot_hide_the_memory_it_touched_in_the_sandbox(how):
     after: its process cannot reset its pages' bits (Landlock, seccomp), a buffer it frees counts as
     given back, and a process it started is measured too. (The kit's child and a grade cell's kernel
     keep these powers: their figures are advice.)"""
-    body = (
-        f"    return fork_and_fill({'running' in how})\n"
-        if HIDING[how] is None
-        else "    global SCORES\n    SCORES.add_(1.0)\n" + HIDING[how] + "    return 1\n"
-    )
     with Sandbox(Limits(memory_bytes=2 << 30)) as box:
         if box.group is None or cgroups.available() is None:
             pytest.skip("this host gives the grader no control group")
         if box.isolation["page_bits_unguarded"]:
             pytest.skip(f"the child's page bits cannot be guarded here: {box.isolation['page_bits_unguarded']}")
-        box.run_cells([HIDING_CELL + "def hide():\n" + body])
+        box.run_cells([HIDING_CELL + "def hide():\n" + HIDING[how]])
         value, measurement = Student(box, "hide").measured()
     assert value == 1 and measurement.touched_bytes >= 60 * MIB, measurement
 
